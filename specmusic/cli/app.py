@@ -1,0 +1,47 @@
+"""The ``specmusic`` Typer app: registers each subcommand module."""
+
+from __future__ import annotations
+
+import signal
+
+import typer
+
+from specmusic import __version__
+from specmusic.cli._options import STATE
+from specmusic.cli.spectro import spectro_cli
+
+app = typer.Typer(
+    name="specmusic",
+    help="Music machine learning on spectrograms: files in, files out, chainable in shell pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"specmusic {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Music machine learning on spectrograms: files in, files out, chainable in shell pipelines."""
+    STATE.verbose = verbose
+
+
+app.command("spectro")(spectro_cli)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `specmusic … | head` ends quietly
+    app()

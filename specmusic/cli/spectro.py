@@ -1,0 +1,102 @@
+"""``specmusic spectro``: audio → spectrogram arrays (+ PNG pictures)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from specmusic.cli._options import JOBS, PROGRESS, cli_errors, err, expand_stdin
+
+
+class Kind(str, Enum):
+    mel = "mel"
+    stft = "stft"
+    cqt = "cqt"
+    chroma = "chroma"
+    mfcc = "mfcc"
+
+
+def spectro_cli(
+    inputs: list[str] = typer.Argument(
+        None, help="Audio files or folders (recursive); '-' reads paths from stdin, one a line."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (mirrors the input tree)."),
+    kind: Kind = typer.Option(Kind.mel, "--kind", "-k", help="Spectrogram kind."),
+    manifest: Path = typer.Option(
+        None, "--manifest", "-m", help="CSV or JSONL with path,label[,group] columns (paths relative to it)."
+    ),
+    sample_rate: int = typer.Option(22050, "--sr", help="Sample rate to resample to (Hz)."),
+    n_fft: int = typer.Option(2048, "--n-fft", help="FFT size (samples)."),
+    hop_length: int = typer.Option(512, "--hop-length", help="Hop between frames (samples)."),
+    n_mels: int = typer.Option(128, "--n-mels", help="Mel bands (mel, mfcc)."),
+    fmin: float = typer.Option(0.0, "--fmin", help="Lowest mel band edge (Hz)."),
+    fmax: float = typer.Option(None, "--fmax", help="Highest mel band edge (Hz; default sr/2)."),
+    top_db: float = typer.Option(80.0, "--top-db", help="dB floor below the track maximum (negative: none)."),
+    n_mfcc: int = typer.Option(20, "--n-mfcc", help="MFCC coefficients (mfcc)."),
+    offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start reading at this time (s)."),
+    duration: float = typer.Option(None, "--duration", min=0.0, help="Read at most this many seconds."),
+    min_duration: float = typer.Option(
+        0.5, "--min-duration", min=0.0, help="Tracks shorter than this (s) are reported as failures."
+    ),
+    png: bool = typer.Option(False, "--png", help="Also save a PNG picture with time/frequency axes."),
+    labels: bool = typer.Option(True, "--labels/--no-labels", help="Take labels from parent folder names."),
+    force: bool = typer.Option(False, "--force", help="Recompute arrays that are already up to date."),
+    jobs: int = JOBS,
+    progress: bool = PROGRESS,
+) -> None:
+    """Turn audio into spectrogram arrays (.npz) plus manifest.jsonl, and PNG pictures on request.
+
+    Example: specmusic spectro ~/music --kind mel --jobs 2 -o specs/
+    """
+    from specmusic.data import discover_tracks, read_manifest
+    from specmusic.errors import InputError
+    from specmusic.features import FeatureConfig
+    from specmusic.spectro import run_spectro
+
+    with cli_errors():
+        paths = expand_stdin(inputs)
+        if not paths and manifest is None:
+            raise InputError("no input — give audio files or folders, '-' for paths on stdin, or --manifest")
+        tracks, failures = discover_tracks(paths, labels_from_folders=labels) if paths else ([], [])
+        if manifest is not None:
+            tracks += read_manifest(manifest)
+        if not tracks and not failures:
+            raise InputError(
+                "no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff"
+            )
+        config = FeatureConfig(
+            kind=kind.value,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            fmin=fmin,
+            fmax=fmax,
+            top_db=None if top_db < 0 else top_db,
+            n_mfcc=n_mfcc,
+        )
+        report = run_spectro(
+            tracks,
+            output,
+            config=config,
+            offset=offset,
+            duration=duration,
+            min_duration=min_duration,
+            png=png,
+            force=force,
+            jobs=jobs,
+            failures=failures,
+            progress=progress,
+            on_error=err,
+        )
+        summary = (
+            f"spectro: {len(report.written)} written, {len(report.skipped)} up to date, "
+            f"{len(report.failed)} failed → {report.manifest}"
+        )
+        if report.failed or report.warnings:
+            summary += f" (see {output / 'errors.jsonl'})"
+        err(summary)
+        if not report.ok:
+            raise typer.Exit(1)

@@ -1,0 +1,300 @@
+"""Tracks, labels and splits: finding audio, reading manifests, splitting by group.
+
+A :class:`Track` is one input file with an optional label (genre, soundtrack…) and a group (the
+unit that must never straddle train and test: the track itself by default, or an artist/album
+from a manifest). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from specmusic.audio import AUDIO_EXTENSIONS, display_path
+from specmusic.errors import InputError
+
+__all__ = [
+    "Track",
+    "FailedInput",
+    "discover_tracks",
+    "read_manifest",
+    "read_path_list",
+    "read_split_list",
+    "apply_split_lists",
+    "split_by_group",
+    "track_key",
+]
+
+
+@dataclass(frozen=True)
+class Track:
+    """One input track.
+
+    ``relpath`` is where its outputs go (mirroring the input tree), without extension
+    semantics: ``rock/song.mp3`` → ``OUT/rock/song.npz``.
+    """
+
+    path: str
+    relpath: str
+    label: str | None = None
+    group: str | None = None
+
+    @property
+    def group_id(self) -> str:
+        """The group, or the track itself when none was given."""
+        return self.group if self.group is not None else track_key(self.relpath)
+
+
+@dataclass(frozen=True)
+class FailedInput:
+    """An input that could not even be listed (missing path, unreadable folder)."""
+
+    path: str
+    message: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def track_key(relpath: str) -> str:
+    """Identity of a track for split lists: POSIX relative path without extension.
+
+    GTZAN lists name ``blues/blues.00029.wav`` while the files may be ``.au``: both give
+    ``blues/blues.00029``.
+    """
+    p = PurePosixPath(relpath.replace(os.sep, "/"))
+    return str(p.with_suffix("")) if p.suffix.lower() in AUDIO_EXTENSIONS | {".npz", ".npy"} else str(p)
+
+
+def _is_audio(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+
+
+def _walk(root: Path, failures: list[FailedInput]) -> Iterator[Path]:
+    def onerror(exc: OSError) -> None:
+        where = exc.filename or root
+        failures.append(
+            FailedInput(
+                str(where),
+                f"{display_path(where)}: cannot read folder ({exc.strerror}) — check its permissions",
+            )
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if _is_audio(name):
+                yield Path(dirpath) / name
+
+
+def discover_tracks(
+    inputs: Sequence[str | os.PathLike[str]], *, labels_from_folders: bool = True
+) -> tuple[list[Track], list[FailedInput]]:
+    """Expand files and folders (recursively) into tracks.
+
+    Folders: every audio file below, ``relpath`` relative to the folder (prefixed with the folder's
+    name when several folders are given), label = first sub-folder (GTZAN layout
+    ``genres/blues/blues.00000.au`` → ``blues``), none for files directly inside.
+    Files: ``relpath`` relative to the files' common parent, label = parent folder name.
+
+    Returns
+    -------
+    tracks, failures : inputs that could not be listed become failures, the rest still count
+    """
+    failures: list[FailedInput] = []
+    tracks: list[Track] = []
+    folders = [Path(p) for p in inputs if os.path.isdir(p)]
+    files = [Path(p) for p in inputs if not os.path.isdir(p)]
+    for folder in folders:
+        prefix = PurePosixPath(folder.resolve().name) if len(folders) > 1 else PurePosixPath()
+        if not os.access(folder, os.R_OK | os.X_OK):
+            failures.append(
+                FailedInput(str(folder), f"{display_path(folder)}: cannot read folder — check its permissions")
+            )
+            continue
+        for path in _walk(folder, failures):
+            rel = PurePosixPath(*path.relative_to(folder).parts)
+            label = rel.parts[0] if labels_from_folders and len(rel.parts) > 1 else None
+            tracks.append(Track(str(path), str(prefix / rel), label))
+    existing = []
+    for path in files:
+        if not path.exists() and not path.is_symlink():
+            failures.append(FailedInput(str(path), f"{display_path(path)}: no such file or folder — check the path"))
+        else:
+            existing.append(path)
+    if existing:
+        parents = [str(p.resolve().parent) for p in existing]
+        common = Path(os.path.commonpath(parents))
+        for path in existing:
+            rel = PurePosixPath(*path.resolve().relative_to(common).parts)
+            label = path.resolve().parent.name if labels_from_folders else None
+            tracks.append(Track(str(path), str(rel), label or None))
+    return tracks, failures
+
+
+def read_path_list(stream: Iterable[str]) -> list[str]:
+    """Paths, one a line (``find … |``); blank lines and ``#`` comments skipped."""
+    out = []
+    for line in stream:
+        line = line.rstrip("\r\n")
+        if line.strip() and not line.lstrip().startswith("#"):
+            out.append(line)
+    return out
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[Track]:
+    """Read a CSV (header ``path,label[,group]``) or JSON Lines manifest.
+
+    Relative paths are relative to the manifest's folder; ``relpath`` keeps them as written.
+
+    Raises
+    ------
+    InputError
+        Missing file, no ``path`` column, or a malformed line (named with its line number).
+    """
+    manifest = Path(path)
+    name = display_path(manifest)
+    if not manifest.is_file():
+        raise InputError(f"{name}: manifest not found — check the --manifest path")
+    base = manifest.resolve().parent
+    rows: list[dict[str, str]] = []
+    with open(manifest, encoding="utf-8", newline="") as f:
+        if manifest.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{name}:{i}: not valid JSON ({exc.msg}) — one object per line") from None
+                if not isinstance(obj, dict):
+                    raise InputError(f"{name}:{i}: expected a JSON object — one object per line")
+                rows.append({k: "" if v is None else str(v) for k, v in obj.items()})
+        else:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise InputError(f"{name}: CSV needs a header with a 'path' column (path,label[,group])")
+            rows.extend(reader)
+    tracks = []
+    for i, row in enumerate(rows, 1):
+        raw = (row.get("path") or "").strip()
+        if not raw:
+            raise InputError(f"{name}: row {i} has no path — fill in or delete the row")
+        full = Path(raw) if os.path.isabs(raw) else base / raw
+        rel = raw if not os.path.isabs(raw) else Path(raw).name
+        tracks.append(
+            Track(str(full), str(PurePosixPath(rel)), row.get("label") or None, row.get("group") or None)
+        )
+    return tracks
+
+
+def read_split_list(path: str | os.PathLike[str]) -> set[str]:
+    """Track keys from a GTZAN-style split list (lines like ``blues/blues.00029.wav``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{display_path(p)}: split list not found — check the path")
+    with open(p, encoding="utf-8") as f:
+        return {track_key(line.strip()) for line in f if line.strip() and not line.startswith("#")}
+
+
+def apply_split_lists(
+    tracks: Sequence[Track], lists: dict[str, str | os.PathLike[str]]
+) -> dict[str, list[Track]]:
+    """Assign tracks to named splits from list files; tracks in no list are dropped.
+
+    Raises
+    ------
+    InputError
+        A track listed in two splits, or a list that matches no track.
+    """
+    keys = {name: read_split_list(p) for name, p in lists.items()}
+    names = list(keys)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            both = keys[a] & keys[b]
+            if both:
+                raise InputError(
+                    f"{len(both)} tracks are in both {a} and {b} lists (e.g. {sorted(both)[0]}) — fix the lists"
+                )
+    out: dict[str, list[Track]] = {name: [] for name in names}
+    for t in tracks:
+        k = track_key(t.relpath)
+        for name in names:
+            if k in keys[name]:
+                out[name].append(t)
+    for name, members in out.items():
+        if not members:
+            raise InputError(
+                f"{display_path(lists[name])}: no track matches the {name} list — "
+                "list entries must be paths relative to the data folder, like blues/blues.00029.wav"
+            )
+    return out
+
+
+def split_by_group(
+    tracks: Sequence[Track],
+    *,
+    fractions: dict[str, float],
+    seed: int = 0,
+) -> dict[str, list[Track]]:
+    """Split tracks so that no group straddles two splits, stratified by label.
+
+    Groups are assigned whole. Within each label, groups are shuffled (seeded) and dealt to the
+    splits so each split's share of that label's groups is close to its fraction; every split with a
+    positive fraction gets at least one group of a label that has enough groups.
+
+    Parameters
+    ----------
+    fractions : split name → fraction, e.g. ``{"train": 0.7, "valid": 0.1, "test": 0.2}``
+    seed : shuffling seed
+
+    Returns
+    -------
+    splits : split name → tracks, in input order
+    """
+    total = sum(fractions.values())
+    if total <= 0 or any(v < 0 for v in fractions.values()):
+        raise InputError("split fractions must be non-negative and not all zero")
+    members: dict[str, list[Track]] = defaultdict(list)
+    for t in tracks:
+        members[t.group_id].append(t)
+    group_label: dict[str, str] = {}
+    for g, ts in members.items():
+        counts: dict[str, int] = defaultdict(int)
+        for t in ts:
+            counts[t.label or ""] += 1
+        group_label[g] = max(sorted(counts), key=counts.__getitem__)
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for g in sorted(members):
+        by_label[group_label[g]].append(g)
+    rng = random.Random(seed)
+    names = list(fractions)
+    assignment: dict[str, str] = {}
+    for label in sorted(by_label):
+        groups = by_label[label]
+        rng.shuffle(groups)
+        n = len(groups)
+        # Largest-remainder allocation, then make sure small positive splits are not left empty.
+        quota = {s: fractions[s] / total * n for s in names}
+        counts = {s: int(quota[s]) for s in names}
+        for s in sorted(names, key=lambda s: quota[s] - counts[s], reverse=True)[: n - sum(counts.values())]:
+            counts[s] += 1
+        for s in names:
+            if fractions[s] > 0 and counts[s] == 0:
+                donor = max(names, key=lambda d: counts[d])
+                if counts[donor] > 1:
+                    counts[donor] -= 1
+                    counts[s] += 1
+        i = 0
+        for s in names:
+            for g in groups[i : i + counts[s]]:
+                assignment[g] = s
+            i += counts[s]
+    out: dict[str, list[Track]] = {s: [] for s in names}
+    for t in tracks:
+        out[assignment[t.group_id]].append(t)
+    return out

@@ -1,0 +1,383 @@
+"""Spectrogram features: ONE implementation, shared by ``spectro``, ``train`` and ``classify``.
+
+The mel, STFT, MFCC and chroma paths are plain numpy (a filterbank is built once per config);
+they reproduce ``librosa.feature.melspectrogram`` + ``librosa.power_to_db`` (and
+``librosa.feature.mfcc``) to float32 precision, and run block by block over long files so memory
+stays bounded by the block, not the track. Only ``cqt`` (and building the chroma filterbank) calls
+librosa, lazily.
+
+Defaults (one block, nanoGPT-style)::
+
+    kind        = "mel"    # mel | stft | cqt | chroma | mfcc
+    sample_rate = 22050    # Hz; audio is resampled with soxr HQ
+    n_fft       = 2048     # samples per FFT frame (Hann window, centred, zero padded)
+    hop_length  = 512      # samples between frames (~23 ms)
+    n_mels      = 128      # mel bands (Slaney mel scale and area normalisation, as librosa)
+    fmin, fmax  = 0, sr/2  # mel band edges in Hz
+    top_db      = 80.0     # dB floor below the track's maximum; None disables
+    n_mfcc      = 20       # coefficients kept by mfcc
+    n_chroma    = 12       # pitch classes of chroma
+    n_bins      = 84       # cqt bins, 12 per octave from C1
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from specmusic.errors import ConfigError
+
+__all__ = [
+    "FEATURE_KINDS",
+    "FeatureConfig",
+    "mel_filterbank",
+    "mel_frequencies",
+    "power_spectrogram",
+    "power_to_db",
+    "compute_features",
+    "compute_features_stream",
+    "compute_features_file",
+]
+
+FeatureKind = Literal["mel", "stft", "cqt", "chroma", "mfcc"]
+FEATURE_KINDS: tuple[str, ...] = ("mel", "stft", "cqt", "chroma", "mfcc")
+_STFT_KINDS = frozenset({"mel", "stft", "chroma", "mfcc"})
+_AMIN = 1e-10
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that determines a spectrogram; its :meth:`digest` names the config in manifests."""
+
+    kind: str = "mel"
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float | None = 80.0
+    n_mfcc: int = 20
+    n_chroma: int = 12
+    n_bins: int = 84
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ConfigError(f"unknown feature kind {self.kind!r} — use one of {', '.join(FEATURE_KINDS)}")
+        if self.sample_rate <= 0 or self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
+            raise ConfigError("sample_rate, n_fft, hop_length and n_mels must be positive — fix the options")
+        if self.n_fft % 2:
+            raise ConfigError(f"n_fft={self.n_fft} is odd — use an even FFT size such as 2048")
+        nyquist = self.sample_rate / 2
+        if self.fmax is not None and not (self.fmin < self.fmax <= nyquist):
+            raise ConfigError(f"fmax={self.fmax} must lie in (fmin, {nyquist:g}] — lower --fmax or raise --sr")
+        if self.kind == "mfcc" and not 0 < self.n_mfcc <= self.n_mels:
+            raise ConfigError(f"n_mfcc={self.n_mfcc} must be in 1..n_mels={self.n_mels} — fix --n-mfcc")
+
+    # -- identity -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """All fields, JSON-ready."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        """Build from :meth:`to_dict` output; unknown keys are an error (a newer format)."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(
+                f"feature config has unknown keys {sorted(unknown)} — it was written by a newer specmusic; upgrade"
+            )
+        return cls(**data)
+
+    def digest(self) -> str:
+        """A short stable hash of the fields that matter for this kind."""
+        relevant = {k: v for k, v in self.to_dict().items() if k in _relevant_fields(self.kind)}
+        blob = json.dumps(relevant, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def with_kind(self, kind: str) -> FeatureConfig:
+        """A copy with another kind."""
+        return replace(self, kind=kind)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows (bins) of this kind's output."""
+        return {
+            "mel": self.n_mels,
+            "stft": self.n_fft // 2 + 1,
+            "cqt": self.n_bins,
+            "chroma": self.n_chroma,
+            "mfcc": self.n_mfcc,
+        }[self.kind]
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames produced for ``n_samples`` samples (centred framing)."""
+        return 1 + n_samples // self.hop_length
+
+
+def _relevant_fields(kind: str) -> set[str]:
+    base = {"kind", "sample_rate", "hop_length", "top_db"}
+    extra = {
+        "mel": {"n_fft", "n_mels", "fmin", "fmax"},
+        "stft": {"n_fft"},
+        "mfcc": {"n_fft", "n_mels", "fmin", "fmax", "n_mfcc"},
+        "chroma": {"n_fft", "n_chroma"},
+        "cqt": {"n_bins"},
+    }[kind]
+    return base | extra
+
+
+# -- filterbanks ----------------------------------------------------------------------------
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default, htk=False)."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = f / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-12) / min_log_hz) / logstep, mels)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_frequencies(n_mels: int, *, fmin: float = 0.0, fmax: float = 11025.0) -> np.ndarray:
+    """Centre frequencies in Hz of ``n_mels`` bands (plus the two edges: ``n_mels + 2`` values)."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+
+
+@functools.lru_cache(maxsize=16)
+def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Triangular mel filters with Slaney area normalisation, as ``librosa.filters.mel``.
+
+    Returns
+    -------
+    fb : np.ndarray [shape=(n_mels, 1 + n_fft // 2)], float32, read-only
+    """
+    fmax = sr / 2 if fmax is None else fmax
+    fftfreqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    mel_f = mel_frequencies(n_mels, fmin=fmin, fmax=fmax)
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fftfreqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    fb = weights.astype(np.float32)
+    fb.flags.writeable = False
+    return fb
+
+
+@functools.lru_cache(maxsize=8)
+def _chroma_filterbank(sr: int, n_fft: int, n_chroma: int) -> np.ndarray:
+    import librosa  # only the chroma filterbank needs it; built once per config
+
+    fb = librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=0.0).astype(np.float32)
+    fb.flags.writeable = False
+    return fb
+
+
+@functools.lru_cache(maxsize=8)
+def _dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Orthonormal DCT-II rows 0..n_out-1 (``scipy.fft.dct(type=2, norm='ortho')``)."""
+    n = np.arange(n_in)
+    k = np.arange(n_out)[:, None]
+    basis = np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
+    basis[0] /= np.sqrt(2.0)
+    out = basis.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window (``scipy.signal.get_window('hann', n_fft)``)."""
+    w = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    w.flags.writeable = False
+    return w
+
+
+# -- STFT -----------------------------------------------------------------------------------
+def _frames_power(frames: np.ndarray, n_fft: int) -> np.ndarray:
+    """|rfft(window * frame)|^2 for a [n_frames, n_fft] view; returns [n_frames, n_fft//2+1] float32."""
+    spec = np.fft.rfft(frames * _hann(n_fft), axis=-1)
+    return (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
+
+
+def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+    """Power STFT ``|X|^2`` of a mono signal, centred with zero padding (librosa's ``center=True``).
+
+    Returns
+    -------
+    S : np.ndarray [shape=(1 + n_fft // 2, 1 + len(y) // hop_length)], float32
+    """
+    stream = _PowerStream(n_fft, hop_length)
+    parts = [stream.push(np.asarray(y, dtype=np.float32)), stream.finish()]
+    return np.concatenate(parts, axis=0).T
+
+
+class _PowerStream:
+    """Turn consecutive audio blocks into power-spectrum frames identical to one-shot framing."""
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        self.n_fft = n_fft
+        self.hop = hop_length
+        self.pad = n_fft // 2
+        self.buffer = np.zeros(self.pad, dtype=np.float32)  # the centring pad on the left
+        self.n_samples = 0
+
+    def _drain(self) -> np.ndarray:
+        buf = self.buffer
+        if len(buf) < self.n_fft:
+            return np.empty((0, self.n_fft // 2 + 1), dtype=np.float32)
+        n = 1 + (len(buf) - self.n_fft) // self.hop
+        frames = np.lib.stride_tricks.sliding_window_view(buf, self.n_fft)[:: self.hop][:n]
+        out = _frames_power(frames, self.n_fft)
+        self.buffer = buf[n * self.hop :].copy()
+        return out
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Add samples; return the frames that are now complete."""
+        self.n_samples += len(block)
+        self.buffer = np.concatenate([self.buffer, block.astype(np.float32, copy=False)])
+        return self._drain()
+
+    def finish(self) -> np.ndarray:
+        """Pad the right edge and return the remaining frames."""
+        self.buffer = np.concatenate([self.buffer, np.zeros(self.pad, dtype=np.float32)])
+        out = self._drain()
+        self.buffer = np.empty(0, dtype=np.float32)
+        return out
+
+
+def power_to_db(
+    S: np.ndarray, *, ref: float = 1.0, amin: float = _AMIN, top_db: float | None = 80.0
+) -> np.ndarray:
+    """``10 log10(max(S, amin) / ref)``, floored at ``max - top_db`` (``librosa.power_to_db``)."""
+    S = np.asarray(S)
+    log_spec = 10.0 * np.log10(np.maximum(amin, S))
+    log_spec -= 10.0 * np.log10(max(amin, ref))
+    if top_db is not None:
+        if top_db < 0:
+            raise ConfigError("top_db must be non-negative — fix --top-db")
+        log_spec = np.maximum(log_spec, log_spec.max() - top_db)
+    return log_spec.astype(np.float32, copy=False)
+
+
+def _project(power_frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Map power frames [n, n_fft//2+1] to the linear (pre-dB) rows of ``config.kind``: [n, rows]."""
+    kind = config.kind
+    if kind == "stft":
+        return power_frames
+    if kind in ("mel", "mfcc"):
+        fb = mel_filterbank(
+            sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax
+        )
+        return power_frames @ fb.T
+    if kind == "chroma":
+        raw = power_frames @ _chroma_filterbank(config.sample_rate, config.n_fft, config.n_chroma).T
+        peak = raw.max(axis=1, keepdims=True)
+        tiny = np.finfo(np.float32).tiny
+        return raw / np.where(peak < tiny, 1.0, peak)
+    raise ConfigError(f"feature kind {kind!r} is not computed from an STFT")
+
+
+def _finalize(linear: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Rows x frames, in dB where the kind is logarithmic."""
+    rows = np.ascontiguousarray(linear.T, dtype=np.float32)
+    if config.kind == "chroma":
+        return rows
+    db = power_to_db(rows, top_db=config.top_db)
+    if config.kind == "mfcc":
+        return _dct_matrix(config.n_mfcc, config.n_mels) @ db
+    return db
+
+
+def compute_features_stream(blocks: Iterable[np.ndarray], config: FeatureConfig) -> tuple[np.ndarray, int]:
+    """Compute features from consecutive mono blocks at ``config.sample_rate``.
+
+    Only the (small) feature matrix grows with the track; audio is held one block at a time.
+
+    Returns
+    -------
+    features : np.ndarray [shape=(config.n_rows, n_frames)], float32
+    n_samples : number of audio samples consumed
+    """
+    if config.kind == "cqt":
+        y = np.concatenate([np.asarray(b, dtype=np.float32) for b in blocks] or [np.zeros(0, np.float32)])
+        return _cqt(y, config), len(y)
+    stream = _PowerStream(config.n_fft, config.hop_length)
+    parts = [_project(stream.push(b), config) for b in blocks]
+    parts.append(_project(stream.finish(), config))
+    return _finalize(np.concatenate(parts, axis=0), config), stream.n_samples
+
+
+def compute_features(y: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
+    """Features of a mono signal already at ``config.sample_rate``.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], audio
+    config : FeatureConfig (default: 128-band log-mel at 22050 Hz)
+
+    Returns
+    -------
+    features : np.ndarray [shape=(config.n_rows, 1 + n // config.hop_length)], float32
+    """
+    config = config or FeatureConfig()
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ConfigError(f"expected mono audio of shape (n,), got {y.shape} — mix down first")
+    return compute_features_stream([y], config)[0]
+
+
+def _cqt(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    import librosa  # CQT is librosa's; it needs the whole signal in memory
+
+    C = librosa.cqt(y, sr=config.sample_rate, hop_length=config.hop_length, n_bins=config.n_bins)
+    return power_to_db(np.abs(C) ** 2, top_db=config.top_db)
+
+
+def compute_features_file(
+    path: str | os.PathLike[str],
+    config: FeatureConfig | None = None,
+    *,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """Decode ``path`` block by block and compute its features.
+
+    Returns
+    -------
+    features : np.ndarray [shape=(config.n_rows, n_frames)], float32
+    seconds : duration of the audio that was analysed
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded or holds no samples.
+    """
+    from specmusic.audio import display_path, stream_audio
+    from specmusic.errors import AudioError
+
+    config = config or FeatureConfig()
+    blocks = stream_audio(path, sr=config.sample_rate, mono=True, offset=offset, duration=duration)
+    features, n = compute_features_stream(blocks, config)
+    if n == 0:
+        raise AudioError(f"{display_path(path)}: contains no audio samples — check the file or the --offset")
+    return features, n / config.sample_rate

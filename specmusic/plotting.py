@@ -1,0 +1,91 @@
+"""Pictures: spectrograms with real time/frequency axes (matplotlib, Agg backend, imported lazily)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from specmusic.features import FeatureConfig, mel_frequencies
+
+__all__ = ["save_spectrogram_png", "save_figure_atomic"]
+
+_PITCH_CLASSES = ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure_atomic(fig, path: str | os.PathLike[str], *, dpi: int = 100) -> None:
+    """Save a matplotlib figure through a temporary file + rename, then close it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+        _pyplot().close(fig)
+
+
+def _frequency_ticks(config: FeatureConfig, n_rows: int) -> tuple[list[float], list[str], str]:
+    """Row positions and labels for the y axis of a ``config.kind`` picture."""
+    kind = config.kind
+    if kind in ("mel", "stft"):
+        if kind == "mel":
+            fmax = config.fmax or config.sample_rate / 2
+            centres = mel_frequencies(config.n_mels, fmin=config.fmin, fmax=fmax)[1:-1]
+        else:
+            centres = np.fft.rfftfreq(config.n_fft, 1.0 / config.sample_rate)
+        marks = [f for f in (0, 250, 500, 1000, 2000, 4000, 8000, 16000) if f <= centres[-1]]
+        rows = [float(np.interp(f, centres, np.arange(len(centres)))) for f in marks]
+        labels = [f"{f / 1000:g}k" if f >= 1000 else str(f) for f in marks]
+        return rows, labels, "Hz"
+    if kind == "cqt":
+        rows = list(range(0, n_rows, 12))
+        return [float(r) for r in rows], [f"C{1 + r // 12}" for r in rows], "note"
+    if kind == "chroma":
+        return [float(i) for i in range(n_rows)], _PITCH_CLASSES[:n_rows], "pitch class"
+    step = max(1, n_rows // 10)
+    return [float(i) for i in range(0, n_rows, step)], [str(i) for i in range(0, n_rows, step)], "coefficient"
+
+
+def save_spectrogram_png(
+    path: str | os.PathLike[str],
+    spec: np.ndarray,
+    config: FeatureConfig,
+    *,
+    title: str | None = None,
+) -> None:
+    """Save ``spec`` [shape=(n_rows, n_frames)] as a PNG with a time axis in seconds,
+    a frequency (or pitch/coefficient) axis, and a colour bar."""
+    plt = _pyplot()
+    n_rows, n_frames = spec.shape
+    seconds = n_frames * config.hop_length / config.sample_rate
+    width = min(max(6.0, seconds / 4), 16.0)
+    fig, ax = plt.subplots(figsize=(width, 4))
+    im = ax.imshow(
+        spec,
+        origin="lower",
+        aspect="auto",
+        interpolation="nearest",
+        extent=(0.0, seconds, -0.5, n_rows - 0.5),
+        cmap="magma" if config.kind != "mfcc" else "coolwarm",
+    )
+    rows, labels, unit = _frequency_ticks(config, n_rows)
+    ax.set_yticks(rows)
+    ax.set_yticklabels(labels)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(f"{config.kind} ({unit})")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="dB" if config.kind in ("mel", "stft", "cqt") else "value")
+    save_figure_atomic(fig, path)

@@ -1,0 +1,379 @@
+"""Batch audio → spectrogram arrays (+ pictures), resumable and safe to interrupt.
+
+Each track becomes ``OUT/<relpath>.npz`` with named arrays::
+
+    spec            float32 [n_rows, n_frames]   the feature matrix
+    format_version  int                          SPEC_FORMAT_VERSION
+    config          str (JSON)                   the FeatureConfig
+    config_hash     str                          FeatureConfig.digest()
+    duration        float                        seconds analysed
+    source_size, source_mtime                    to notice a changed source
+
+``OUT/manifest.jsonl`` lists one record per array; ``OUT/errors.jsonl`` lists what failed (or
+warned) in the last run. Arrays are written to a temporary name and renamed, so an interrupted
+run leaves only complete arrays; rerunning skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from specmusic.audio import display_path, stream_audio
+from specmusic.data import FailedInput, Track
+from specmusic.errors import AudioError, InputError, SpecmusicError
+from specmusic.features import FeatureConfig, compute_features_stream
+
+__all__ = [
+    "SPEC_FORMAT_VERSION",
+    "SpectroReport",
+    "output_path",
+    "load_spectrogram",
+    "read_spectro_manifest",
+    "run_spectro",
+    "write_json_atomic",
+    "write_jsonl_atomic",
+]
+
+SPEC_FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.jsonl"
+ERRORS_NAME = "errors.jsonl"
+_SILENCE_PEAK = 1e-5  # -100 dBFS
+
+
+@dataclass
+class SpectroReport:
+    """What a run did."""
+
+    written: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    manifest: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed (warnings allowed)."""
+        return not self.failed
+
+
+def output_path(out_dir: Path, track: Track, suffix: str = ".npz") -> Path:
+    """Where a track's array goes: its relpath under ``out_dir`` with ``suffix``."""
+    rel = Path(track.relpath)
+    return out_dir / rel.with_name(rel.name + suffix if not rel.suffix else rel.stem + suffix)
+
+
+# -- atomic writes --------------------------------------------------------------------------
+def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write pretty JSON via a temporary file + rename."""
+    _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"), "w")
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write JSON Lines via a temporary file + rename."""
+    _atomic(path, lambda f: f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records), "w")
+
+
+# -- arrays ---------------------------------------------------------------------------------
+def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
+    _atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def _npz_meta(path: Path) -> dict[str, Any] | None:
+    """Small fields of a spectrogram .npz, plus the spec's shape, without reading the spec."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = {k: z[k].item() for k in z.files if k != "spec"}
+        with zipfile.ZipFile(path) as zf, zf.open("spec.npy") as member:
+            version = np.lib.format.read_magic(member)
+            shape, _, _ = np.lib.format._read_array_header(member, version)  # noqa: SLF001
+        meta["shape"] = list(shape)
+        return meta
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def load_spectrogram(path: str | os.PathLike[str]) -> tuple[np.ndarray, FeatureConfig]:
+    """Read an array written by ``spectro`` (never unpickles).
+
+    Returns
+    -------
+    spec : np.ndarray [shape=(n_rows, n_frames)], float32
+    config : the FeatureConfig it was computed with
+
+    Raises
+    ------
+    InputError
+        Not a spectro array, or from a newer format version.
+    """
+    name = display_path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            version = int(z["format_version"])
+            if version > SPEC_FORMAT_VERSION:
+                raise InputError(f"{name}: array format {version} is newer than this specmusic — upgrade")
+            return z["spec"].astype(np.float32, copy=False), FeatureConfig.from_dict(json.loads(str(z["config"])))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{name}: not a specmusic spectrogram ({exc}) — recreate it with `specmusic spectro`") from None
+
+
+# -- one track ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Job:
+    track: Track
+    out: Path
+    config: FeatureConfig
+    offset: float
+    duration: float | None
+    min_duration: float
+    png: bool
+    force: bool
+
+
+def _record(job: _Job, meta: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    return {
+        "path": str(job.out.relative_to(out_dir).as_posix()),
+        "source": os.path.abspath(job.track.path),
+        "label": job.track.label,
+        "group": job.track.group_id,
+        "duration": round(float(meta["duration"]), 4),
+        "sample_rate": job.config.sample_rate,
+        "shape": list(meta["shape"]),
+        "kind": job.config.kind,
+        "config_hash": job.config.digest(),
+    }
+
+
+def _process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]:
+    """Compute (or skip) one track. Returns (status, record, warning)."""
+    st = os.stat(job.track.path)
+    digest = job.config.digest()
+    if not job.force and job.out.exists():
+        meta = _npz_meta(job.out)
+        if (
+            meta is not None
+            and meta.get("config_hash") == digest
+            and meta.get("source_size") == st.st_size
+            and meta.get("source_mtime") == st.st_mtime
+            and meta.get("offset") == job.offset
+            and meta.get("max_duration") == (-1.0 if job.duration is None else job.duration)
+        ):
+            return "skipped", _record(job, meta, out_dir), meta.get("warning") or None
+
+    peak = 0.0
+
+    def tracked(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        nonlocal peak
+        for b in blocks:
+            if b.size:
+                peak = max(peak, float(np.abs(b).max()))
+            yield b
+
+    blocks = stream_audio(
+        job.track.path, sr=job.config.sample_rate, mono=True, offset=job.offset, duration=job.duration
+    )
+    spec, n = compute_features_stream(tracked(blocks), job.config)
+    seconds = n / job.config.sample_rate
+    name = display_path(job.track.path)
+    if n == 0:
+        raise AudioError(f"{name}: contains no audio samples — check the file (or the --offset)")
+    if seconds < job.min_duration:
+        raise AudioError(
+            f"{name}: only {seconds:.2f} s of audio, shorter than --min-duration {job.min_duration:g} s — "
+            "pass --min-duration 0 to keep it"
+        )
+    warning = (
+        f"{name}: digital silence (peak below -100 dBFS) — the spectrogram is flat; check the file"
+        if peak < _SILENCE_PEAK
+        else ""
+    )
+    meta = {
+        "format_version": SPEC_FORMAT_VERSION,
+        "config": json.dumps(job.config.to_dict(), sort_keys=True),
+        "config_hash": digest,
+        "duration": seconds,
+        "offset": float(job.offset),
+        "max_duration": -1.0 if job.duration is None else float(job.duration),
+        "source_size": st.st_size,
+        "source_mtime": st.st_mtime,
+        "warning": warning,
+    }
+    _save_npz(job.out, {"spec": spec, **{k: np.asarray(v) for k, v in meta.items()}})
+    if job.png:
+        from specmusic.plotting import save_spectrogram_png
+
+        save_spectrogram_png(
+            job.out.with_suffix(".png"), spec, job.config, title=os.path.basename(job.track.relpath)
+        )
+    return "written", _record(job, {**meta, "shape": spec.shape}, out_dir), warning or None
+
+
+def _safe_process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]:
+    """Run :func:`_process`, turning expected failures into an ``("failed", …)`` result."""
+    try:
+        return _process(job, out_dir)
+    except SpecmusicError as exc:
+        return "failed", {"source": job.track.path, "error": str(exc)}, None
+    except FileNotFoundError:
+        msg = f"{display_path(job.track.path)}: no such file — check the path"
+        return "failed", {"source": job.track.path, "error": msg}, None
+    except PermissionError:
+        msg = f"{display_path(job.track.path)}: permission denied — make the file readable"
+        return "failed", {"source": job.track.path, "error": msg}, None
+    except MemoryError:
+        msg = f"{display_path(job.track.path)}: out of memory — use --duration to analyse a part"
+        return "failed", {"source": job.track.path, "error": msg}, None
+
+
+# -- batch ----------------------------------------------------------------------------------
+def read_spectro_manifest(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of ``OUT/manifest.jsonl`` (empty list when there is none)."""
+    path = Path(out_dir) / MANIFEST_NAME
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise InputError(f"{display_path(path)}:{i}: corrupt manifest line — rerun `specmusic spectro`") from None
+    return records
+
+
+def run_spectro(
+    tracks: Sequence[Track],
+    out_dir: str | os.PathLike[str],
+    *,
+    config: FeatureConfig | None = None,
+    offset: float = 0.0,
+    duration: float | None = None,
+    min_duration: float = 0.5,
+    png: bool = False,
+    force: bool = False,
+    jobs: int = 1,
+    failures: Sequence[FailedInput] = (),
+    progress: bool | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> SpectroReport:
+    """Compute spectrograms for ``tracks`` into ``out_dir``.
+
+    Parameters
+    ----------
+    tracks : from :func:`specmusic.data.discover_tracks` or :func:`specmusic.data.read_manifest`
+    out_dir : output folder (created)
+    config : feature settings (default: 128-band log-mel at 22050 Hz)
+    offset, duration : analyse only this window of each file (seconds)
+    min_duration : shorter tracks are reported as failures
+    png : also save a picture beside each array
+    force : recompute even when an up-to-date array exists
+    jobs : worker processes
+    failures : inputs that already failed while listing; they are reported with the rest
+    progress : show a progress bar on stderr (None: only on a terminal)
+    on_error : called with each error/warning line as it happens (the CLI prints them)
+
+    Returns
+    -------
+    SpectroReport
+    """
+    from tqdm import tqdm
+
+    config = config or FeatureConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = SpectroReport()
+    emit = on_error or (lambda line: None)
+    for f in failures:
+        report.failed.append({"source": f.path, "error": f.message})
+        emit(f.message)
+
+    # Two inputs must not write the same array.
+    jobs_list: list[_Job] = []
+    seen: dict[Path, str] = {}
+    for t in tracks:
+        dest = output_path(out, t)
+        if dest in seen:
+            msg = (
+                f"{display_path(t.path)}: same output name as {display_path(seen[dest])} "
+                f"({display_path(dest.relative_to(out))}) — rename one or process them separately"
+            )
+            report.failed.append({"source": t.path, "error": msg})
+            emit(msg)
+            continue
+        seen[dest] = t.path
+        jobs_list.append(_Job(t, dest, config, offset, duration, min_duration, png, force))
+
+    bar = tqdm(total=len(jobs_list), desc="spectro", unit="track", file=sys.stderr,
+               disable=None if progress is None else not progress, dynamic_ncols=True)
+
+    def collect(result: tuple[str, dict[str, Any], str | None]) -> None:
+        status, record, warning = result
+        if status == "failed":
+            report.failed.append(record)
+            emit(record["error"])
+        else:
+            (report.written if status == "written" else report.skipped).append(record)
+            if warning:
+                report.warnings.append({"source": record["source"], "warning": warning})
+                emit("warning: " + warning)
+        bar.update(1)
+
+    try:
+        if jobs <= 1 or len(jobs_list) <= 1:
+            for job in jobs_list:
+                collect(_safe_process(job, out))
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as pool:
+                futures = [pool.submit(_safe_process, job, out) for job in jobs_list]
+                for fut in as_completed(futures):
+                    collect(fut.result())
+    finally:
+        bar.close()
+        _write_run_files(out, report)
+    return report
+
+
+def _write_run_files(out: Path, report: SpectroReport) -> None:
+    """Merge this run's records into the manifest; write (or clear) the errors file."""
+    done = report.written + report.skipped
+    this_run = {r["path"] for r in done}
+    kept = [
+        r for r in read_spectro_manifest(out) if r.get("path") not in this_run and (out / r["path"]).exists()
+    ]
+    records = sorted(kept + done, key=lambda r: r["path"])
+    manifest = out / MANIFEST_NAME
+    write_jsonl_atomic(manifest, records)
+    report.manifest = manifest
+    errors = out / ERRORS_NAME
+    rows = [{"severity": "error", **r} for r in report.failed] + [
+        {"severity": "warning", "source": w["source"], "error": w["warning"]} for w in report.warnings
+    ]
+    if rows:
+        write_jsonl_atomic(errors, rows)
+    else:
+        errors.unlink(missing_ok=True)
