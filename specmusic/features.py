@@ -18,6 +18,9 @@ Defaults (one block, nanoGPT-style)::
     n_mfcc      = 20       # coefficients kept by mfcc
     n_chroma    = 12       # pitch classes of chroma
     n_bins      = 84       # cqt bins, 12 per octave from C1
+    mel_scale   = "slaney" # "slaney" (librosa default) or "htk" (torchaudio default)
+    mel_norm    = "slaney" # "slaney" area normalisation, or "none" (torchaudio default)
+    pad_mode    = "constant"  # centring pad: "constant" zeros (librosa) or "reflect" (torchaudio)
 """
 
 from __future__ import annotations
@@ -67,8 +70,15 @@ class FeatureConfig:
     n_mfcc: int = 20
     n_chroma: int = 12
     n_bins: int = 84
+    mel_scale: str = "slaney"
+    mel_norm: str = "slaney"
+    pad_mode: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.mel_scale not in ("slaney", "htk") or self.mel_norm not in ("slaney", "none"):
+            raise ConfigError("mel_scale must be slaney|htk and mel_norm slaney|none — fix the config")
+        if self.pad_mode not in ("constant", "reflect"):
+            raise ConfigError(f"pad_mode {self.pad_mode!r} must be constant|reflect — fix the config")
         if self.kind not in FEATURE_KINDS:
             raise ConfigError(f"unknown feature kind {self.kind!r} — use one of {', '.join(FEATURE_KINDS)}")
         if self.sample_rate <= 0 or self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
@@ -126,19 +136,21 @@ class FeatureConfig:
 def _relevant_fields(kind: str) -> set[str]:
     base = {"kind", "sample_rate", "hop_length", "top_db"}
     extra = {
-        "mel": {"n_fft", "n_mels", "fmin", "fmax"},
-        "stft": {"n_fft"},
-        "mfcc": {"n_fft", "n_mels", "fmin", "fmax", "n_mfcc"},
-        "chroma": {"n_fft", "n_chroma"},
+        "mel": {"n_fft", "n_mels", "fmin", "fmax", "mel_scale", "mel_norm", "pad_mode"},
+        "stft": {"n_fft", "pad_mode"},
+        "mfcc": {"n_fft", "n_mels", "fmin", "fmax", "n_mfcc", "mel_scale", "mel_norm", "pad_mode"},
+        "chroma": {"n_fft", "n_chroma", "pad_mode"},
         "cqt": {"n_bins"},
     }[kind]
     return base | extra
 
 
 # -- filterbanks ----------------------------------------------------------------------------
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default, htk=False)."""
+def _hz_to_mel(f: np.ndarray, htk: bool = False) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default); or HTK's."""
     f = np.asarray(f, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
     f_sp = 200.0 / 3
     mels = f / f_sp
     min_log_hz = 1000.0
@@ -147,8 +159,10 @@ def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-12) / min_log_hz) / logstep, mels)
 
 
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+def _mel_to_hz(m: np.ndarray, htk: bool = False) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
     f_sp = 200.0 / 3
     min_log_hz = 1000.0
     min_log_mel = min_log_hz / f_sp
@@ -156,14 +170,23 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
-def mel_frequencies(n_mels: int, *, fmin: float = 0.0, fmax: float = 11025.0) -> np.ndarray:
+def mel_frequencies(n_mels: int, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bool = False) -> np.ndarray:
     """Centre frequencies in Hz of ``n_mels`` bands (plus the two edges: ``n_mels + 2`` values)."""
-    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    return _mel_to_hz(np.linspace(_hz_to_mel(fmin, htk), _hz_to_mel(fmax, htk), n_mels + 2), htk)
 
 
 @functools.lru_cache(maxsize=16)
-def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """Triangular mel filters with Slaney area normalisation, as ``librosa.filters.mel``.
+def mel_filterbank(
+    *,
+    sr: int,
+    n_fft: int,
+    n_mels: int,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    norm: str = "slaney",
+) -> np.ndarray:
+    """Triangular mel filters, as ``librosa.filters.mel`` (``htk=True, norm="none"``: torchaudio's).
 
     Returns
     -------
@@ -171,13 +194,14 @@ def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax:
     """
     fmax = sr / 2 if fmax is None else fmax
     fftfreqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
-    mel_f = mel_frequencies(n_mels, fmin=fmin, fmax=fmax)
+    mel_f = mel_frequencies(n_mels, fmin=fmin, fmax=fmax, htk=htk)
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fftfreqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    if norm == "slaney":
+        weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
     fb = weights.astype(np.float32)
     fb.flags.writeable = False
     return fb
@@ -219,14 +243,19 @@ def _frames_power(frames: np.ndarray, n_fft: int) -> np.ndarray:
     return (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
 
 
-def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
-    """Power STFT ``|X|^2`` of a mono signal, centred with zero padding (librosa's ``center=True``).
+def power_spectrogram(
+    y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512, pad_mode: str = "constant"
+) -> np.ndarray:
+    """Power STFT ``|X|^2`` of a mono signal, centred (librosa's ``center=True``).
+
+    ``pad_mode="constant"`` pads with zeros (librosa); ``"reflect"`` mirrors the edges (torchaudio;
+    falls back to zeros for a signal shorter than ``n_fft // 2 + 1``).
 
     Returns
     -------
     S : np.ndarray [shape=(1 + n_fft // 2, 1 + len(y) // hop_length)], float32
     """
-    stream = _PowerStream(n_fft, hop_length)
+    stream = _PowerStream(n_fft, hop_length, pad_mode)
     parts = [stream.push(np.asarray(y, dtype=np.float32)), stream.finish()]
     return np.concatenate(parts, axis=0).T
 
@@ -234,12 +263,28 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512
 class _PowerStream:
     """Turn consecutive audio blocks into power-spectrum frames identical to one-shot framing."""
 
-    def __init__(self, n_fft: int, hop_length: int) -> None:
+    def __init__(self, n_fft: int, hop_length: int, pad_mode: str = "constant") -> None:
         self.n_fft = n_fft
         self.hop = hop_length
         self.pad = n_fft // 2
-        self.buffer = np.zeros(self.pad, dtype=np.float32)  # the centring pad on the left
+        self.reflect = pad_mode == "reflect"
+        # Zeros: the left centring pad is known now. Reflect: it is built from the first samples.
+        self.started = not self.reflect
+        self.buffer = np.zeros(self.pad if self.started else 0, dtype=np.float32)
+        self.tail = np.zeros(0, dtype=np.float32)  # last pad+1 samples, for a reflected right edge
         self.n_samples = 0
+
+    def _start(self, final: bool) -> None:
+        """Prepend the left pad once enough samples arrived (or at the end, whatever we have)."""
+        if self.started or (len(self.buffer) <= self.pad and not final):
+            return
+        if len(self.buffer) > self.pad:
+            left = self.buffer[1 : self.pad + 1][::-1]
+        else:  # too short to reflect: fall back to zeros, as for pad_mode="constant"
+            self.reflect = False
+            left = np.zeros(self.pad, dtype=np.float32)
+        self.buffer = np.concatenate([left, self.buffer])
+        self.started = True
 
     def _drain(self) -> np.ndarray:
         buf = self.buffer
@@ -253,13 +298,19 @@ class _PowerStream:
 
     def push(self, block: np.ndarray) -> np.ndarray:
         """Add samples; return the frames that are now complete."""
+        block = block.astype(np.float32, copy=False)
         self.n_samples += len(block)
-        self.buffer = np.concatenate([self.buffer, block.astype(np.float32, copy=False)])
-        return self._drain()
+        self.buffer = np.concatenate([self.buffer, block])
+        if self.reflect:
+            self.tail = np.concatenate([self.tail, block])[-(self.pad + 1) :]
+        self._start(final=False)
+        return self._drain() if self.started else np.empty((0, self.n_fft // 2 + 1), dtype=np.float32)
 
     def finish(self) -> np.ndarray:
         """Pad the right edge and return the remaining frames."""
-        self.buffer = np.concatenate([self.buffer, np.zeros(self.pad, dtype=np.float32)])
+        self._start(final=True)
+        right = self.tail[:-1][::-1] if self.reflect else np.zeros(self.pad, dtype=np.float32)
+        self.buffer = np.concatenate([self.buffer, right])
         out = self._drain()
         self.buffer = np.empty(0, dtype=np.float32)
         return out
@@ -286,7 +337,13 @@ def _project(power_frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
         return power_frames
     if kind in ("mel", "mfcc"):
         fb = mel_filterbank(
-            sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax
+            sr=config.sample_rate,
+            n_fft=config.n_fft,
+            n_mels=config.n_mels,
+            fmin=config.fmin,
+            fmax=config.fmax,
+            htk=config.mel_scale == "htk",
+            norm=config.mel_norm,
         )
         return power_frames @ fb.T
     if kind == "chroma":
@@ -321,7 +378,7 @@ def compute_features_stream(blocks: Iterable[np.ndarray], config: FeatureConfig)
     if config.kind == "cqt":
         y = np.concatenate([np.asarray(b, dtype=np.float32) for b in blocks] or [np.zeros(0, np.float32)])
         return _cqt(y, config), len(y)
-    stream = _PowerStream(config.n_fft, config.hop_length)
+    stream = _PowerStream(config.n_fft, config.hop_length, config.pad_mode)
     parts = [_project(stream.push(b), config) for b in blocks]
     parts.append(_project(stream.finish(), config))
     return _finalize(np.concatenate(parts, axis=0), config), stream.n_samples

@@ -42,7 +42,7 @@ def _frequency_ticks(config: FeatureConfig, n_rows: int) -> tuple[list[float], l
     if kind in ("mel", "stft"):
         if kind == "mel":
             fmax = config.fmax or config.sample_rate / 2
-            centres = mel_frequencies(config.n_mels, fmin=config.fmin, fmax=fmax)[1:-1]
+            centres = mel_frequencies(config.n_mels, fmin=config.fmin, fmax=fmax, htk=config.mel_scale == "htk")[1:-1]
         else:
             centres = np.fft.rfftfreq(config.n_fft, 1.0 / config.sample_rate)
         marks = [f for f in (0, 250, 500, 1000, 2000, 4000, 8000, 16000) if f <= centres[-1]]

@@ -1,0 +1,109 @@
+"""Seeded tiny audio fixtures, written to tmp_path (named by edge case, as openl3's tests)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "data").is_dir(), reason="../shared (real music and weights) is not beside the project"
+)
+
+
+def chirp(seconds: float = 1.0, sr: int = 22050, f0: float = 110.0, f1: float = 3520.0, seed: int = 0) -> np.ndarray:
+    """A log-frequency sweep with a little seeded noise, float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    k = np.log(f1 / f0) / seconds
+    y = 0.5 * np.sin(2 * np.pi * f0 * (np.exp(k * t) - 1) / k) + 0.01 * rng.standard_normal(len(t))
+    return y.astype(np.float32)
+
+
+def tone(freq: float, seconds: float = 1.0, sr: int = 22050, seed: int = 0, amp: float = 0.4) -> np.ndarray:
+    """A harmonic tone (3 partials) with seeded noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(amp / (h + 1) * np.sin(2 * np.pi * freq * (h + 1) * t) for h in range(3))
+    return (y + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def write(path: Path, y: np.ndarray, sr: int = 22050, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y.T if y.ndim == 2 else y, sr, **kw)
+    return path
+
+
+@pytest.fixture
+def chirp_mono(tmp_path: Path) -> Path:
+    return write(tmp_path / "chirp_mono.wav", chirp(2.0))
+
+
+@pytest.fixture
+def chirp_stereo(tmp_path: Path) -> Path:
+    y = chirp(2.0)
+    return write(tmp_path / "chirp_stereo.wav", np.stack([y, 0.5 * y]))
+
+
+@pytest.fixture
+def chirp_44k(tmp_path: Path) -> Path:
+    return write(tmp_path / "chirp_44k.flac", chirp(2.0, sr=44100), sr=44100)
+
+
+@pytest.fixture
+def silence(tmp_path: Path) -> Path:
+    return write(tmp_path / "silence.wav", np.zeros(22050, dtype=np.float32))
+
+
+@pytest.fixture
+def empty(tmp_path: Path) -> Path:
+    p = tmp_path / "empty.wav"
+    p.write_bytes(b"")
+    return p
+
+
+@pytest.fixture
+def zero_length(tmp_path: Path) -> Path:
+    return write(tmp_path / "zero_length.wav", np.zeros(0, dtype=np.float32))
+
+
+@pytest.fixture
+def short(tmp_path: Path) -> Path:
+    return write(tmp_path / "short.wav", chirp(0.1))
+
+
+@pytest.fixture
+def not_audio(tmp_path: Path) -> Path:
+    p = tmp_path / "notes.wav"
+    p.write_text("this is a text file, not audio\n")
+    return p
+
+
+@pytest.fixture
+def truncated_mp3(tmp_path: Path) -> Path:
+    full = write(tmp_path / "full.mp3", chirp(3.0), format="MP3")
+    data = full.read_bytes()
+    p = tmp_path / "truncated.mp3"
+    p.write_bytes(data[: len(data) // 3])
+    full.unlink()
+    return p
+
+
+@pytest.fixture
+def genre_tree(tmp_path: Path) -> Path:
+    """A GTZAN-like folder: 3 labels x 4 tracks of 1.5 s, each label its own pitch."""
+    root = tmp_path / "genres"
+    for li, (label, f) in enumerate((("low", 110.0), ("mid", 440.0), ("high", 1760.0))):
+        for i in range(4):
+            write(root / label / f"{label}.{i:05d}.wav", tone(f * (1 + 0.03 * i), 1.5, seed=10 * li + i))
+    return root
+
+
+@pytest.fixture
+def non_utf8_name(tmp_path: Path) -> Path:
+    name = os.fsdecode(b"caf\xe9-song.wav")  # Latin-1 byte: not valid UTF-8
+    return write(tmp_path / name, chirp(1.0))
