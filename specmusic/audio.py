@@ -80,7 +80,7 @@ def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
     if size == 0:
         raise AudioError(f"{name}: file is empty (0 bytes) — re-export or remove it")
     try:
-        return sf.SoundFile(path)
+        return sf.SoundFile(os.fsencode(path))  # bytes: names that are not valid UTF-8 work too
     except sf.LibsndfileError as exc:
         reason = str(exc.error_string).strip().rstrip(".") or "unknown format"
         raise AudioError(f"{name}: not a readable audio file ({reason}) — {_FIX}") from None
@@ -143,6 +143,9 @@ def stream_audio(
             else:  # pragma: no cover - every format soundfile reads is seekable
                 f.read(start, dtype="float32")
         remaining = None if duration is None else int(round(duration * native))
+        # What the header promises, to notice a truncated file (mpg123 decodes what is there).
+        expected = max(f.frames - start, 0) if remaining is None else min(remaining, max(f.frames - start, 0))
+        decoded = 0
         block = max(int(block_seconds * native), 1024)
         resampler = (
             soxr.ResampleStream(native, sr, channels, dtype="float32", quality="HQ")
@@ -157,9 +160,15 @@ def stream_audio(
                 x = f.read(want, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioError(f"{name}: decoding failed ({exc}) — {_FIX}") from None
+            decoded += len(x)
             if remaining is not None:
                 remaining -= len(x)
             last = len(x) < want or remaining == 0
+            if last and expected - decoded > max(0.05 * expected, 0.5 * native):
+                raise AudioError(
+                    f"{name}: truncated — the header promises {expected / native:.1f} s but only "
+                    f"{decoded / native:.1f} s decode; re-download or re-encode the file"
+                )
             x = x.mean(axis=1, keepdims=True, dtype=np.float32) if mono else x
             if not np.isfinite(x).all():
                 raise AudioError(f"{name}: contains NaN or infinite samples — {_FIX}")
@@ -241,7 +250,7 @@ def save_audio(path: str | os.PathLike[str], y: np.ndarray, sr: int, *, subtype:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     try:
-        sf.write(tmp, data, sr, subtype=subtype)
+        sf.write(os.fsencode(tmp), data, sr, subtype=subtype)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

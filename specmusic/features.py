@@ -29,7 +29,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -208,6 +208,23 @@ def mel_filterbank(
 
 
 @functools.lru_cache(maxsize=8)
+def _sparse_mel(config: FeatureConfig):  # -> scipy.sparse.csr_array [n_mels, n_fft//2+1]
+    """The mel filterbank as a sparse matrix: each band touches a handful of bins (~2% non-zero)."""
+    import scipy.sparse
+
+    fb = mel_filterbank(
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        n_mels=config.n_mels,
+        fmin=config.fmin,
+        fmax=config.fmax,
+        htk=config.mel_scale == "htk",
+        norm=config.mel_norm,
+    )
+    return scipy.sparse.csr_array(fb)
+
+
+@functools.lru_cache(maxsize=8)
 def _chroma_filterbank(sr: int, n_fft: int, n_chroma: int) -> np.ndarray:
     import librosa  # only the chroma filterbank needs it; built once per config
 
@@ -237,10 +254,15 @@ def _hann(n_fft: int) -> np.ndarray:
 
 
 # -- STFT -----------------------------------------------------------------------------------
+_CHUNK_FRAMES = 32  # frames transformed together: small enough to stay in cache (3x faster than all at once)
+
+
 def _frames_power(frames: np.ndarray, n_fft: int) -> np.ndarray:
     """|rfft(window * frame)|^2 for a [n_frames, n_fft] view; returns [n_frames, n_fft//2+1] float32."""
     spec = np.fft.rfft(frames * _hann(n_fft), axis=-1)
-    return (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
+    power = spec.real**2
+    power += spec.imag**2
+    return power.astype(np.float32, copy=False)
 
 
 def power_spectrogram(
@@ -263,7 +285,14 @@ def power_spectrogram(
 class _PowerStream:
     """Turn consecutive audio blocks into power-spectrum frames identical to one-shot framing."""
 
-    def __init__(self, n_fft: int, hop_length: int, pad_mode: str = "constant") -> None:
+    def __init__(
+        self,
+        n_fft: int,
+        hop_length: int,
+        pad_mode: str = "constant",
+        project: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self.project = project or (lambda power: power)  # applied chunk by chunk, while in cache
         self.n_fft = n_fft
         self.hop = hop_length
         self.pad = n_fft // 2
@@ -289,10 +318,12 @@ class _PowerStream:
     def _drain(self) -> np.ndarray:
         buf = self.buffer
         if len(buf) < self.n_fft:
-            return np.empty((0, self.n_fft // 2 + 1), dtype=np.float32)
+            return self.project(np.empty((0, self.n_fft // 2 + 1), dtype=np.float32))
         n = 1 + (len(buf) - self.n_fft) // self.hop
         frames = np.lib.stride_tricks.sliding_window_view(buf, self.n_fft)[:: self.hop][:n]
-        out = _frames_power(frames, self.n_fft)
+        out = np.concatenate(
+            [self.project(_frames_power(frames[i : i + _CHUNK_FRAMES], self.n_fft)) for i in range(0, n, _CHUNK_FRAMES)]
+        )
         self.buffer = buf[n * self.hop :].copy()
         return out
 
@@ -304,7 +335,7 @@ class _PowerStream:
         if self.reflect:
             self.tail = np.concatenate([self.tail, block])[-(self.pad + 1) :]
         self._start(final=False)
-        return self._drain() if self.started else np.empty((0, self.n_fft // 2 + 1), dtype=np.float32)
+        return self._drain() if self.started else self.project(np.empty((0, self.n_fft // 2 + 1), dtype=np.float32))
 
     def finish(self) -> np.ndarray:
         """Pad the right edge and return the remaining frames."""
@@ -336,16 +367,7 @@ def _project(power_frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
     if kind == "stft":
         return power_frames
     if kind in ("mel", "mfcc"):
-        fb = mel_filterbank(
-            sr=config.sample_rate,
-            n_fft=config.n_fft,
-            n_mels=config.n_mels,
-            fmin=config.fmin,
-            fmax=config.fmax,
-            htk=config.mel_scale == "htk",
-            norm=config.mel_norm,
-        )
-        return power_frames @ fb.T
+        return (_sparse_mel(config) @ power_frames.T).T
     if kind == "chroma":
         raw = power_frames @ _chroma_filterbank(config.sample_rate, config.n_fft, config.n_chroma).T
         peak = raw.max(axis=1, keepdims=True)
@@ -378,9 +400,9 @@ def compute_features_stream(blocks: Iterable[np.ndarray], config: FeatureConfig)
     if config.kind == "cqt":
         y = np.concatenate([np.asarray(b, dtype=np.float32) for b in blocks] or [np.zeros(0, np.float32)])
         return _cqt(y, config), len(y)
-    stream = _PowerStream(config.n_fft, config.hop_length, config.pad_mode)
-    parts = [_project(stream.push(b), config) for b in blocks]
-    parts.append(_project(stream.finish(), config))
+    stream = _PowerStream(config.n_fft, config.hop_length, config.pad_mode, lambda p: _project(p, config))
+    parts = [stream.push(b) for b in blocks]
+    parts.append(stream.finish())
     return _finalize(np.concatenate(parts, axis=0), config), stream.n_samples
 
 

@@ -107,8 +107,9 @@ def _npz_meta(path: Path) -> dict[str, Any] | None:
         with np.load(path, allow_pickle=False) as z:
             meta = {k: z[k].item() for k in z.files if k != "spec"}
         with zipfile.ZipFile(path) as zf, zf.open("spec.npy") as member:
-            version = np.lib.format.read_magic(member)
-            shape, _, _ = np.lib.format._read_array_header(member, version)  # noqa: SLF001
+            major, _ = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(member)
         meta["shape"] = list(shape)
         return meta
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
@@ -348,8 +349,16 @@ def run_spectro(
         else:
             import multiprocessing as mp
 
+            def size(job: _Job) -> int:
+                try:
+                    return os.stat(job.track.path).st_size
+                except OSError:
+                    return 0
+
+            # Longest first, so one long track does not finish alone at the end.
+            ordered = sorted(jobs_list, key=size, reverse=True)
             with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as pool:
-                futures = [pool.submit(_safe_process, job, out) for job in jobs_list]
+                futures = [pool.submit(_safe_process, job, out) for job in ordered]
                 for fut in as_completed(futures):
                     collect(fut.result())
     finally:

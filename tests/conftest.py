@@ -34,7 +34,7 @@ def tone(freq: float, seconds: float = 1.0, sr: int = 22050, seed: int = 0, amp:
 
 def write(path: Path, y: np.ndarray, sr: int = 22050, **kw) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, y.T if y.ndim == 2 else y, sr, **kw)
+    sf.write(os.fsencode(path), y.T if y.ndim == 2 else y, sr, **kw)
     return path
 
 

@@ -1,0 +1,149 @@
+"""`specmusic spectro` end to end through CliRunner."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from specmusic.cli.app import app
+from specmusic.features import FeatureConfig, compute_features
+from specmusic.audio import load_audio
+from specmusic.spectro import load_spectrogram, read_spectro_manifest
+
+runner = CliRunner()
+
+
+def run(*args: str, input: str | None = None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def manifest(out: Path) -> list[dict]:
+    return read_spectro_manifest(out)
+
+
+def test_folder_mirrors_tree_with_labels_and_manifest(genre_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "specs"
+    res = run("spectro", genre_tree, "-o", out)
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == ""  # stdout carries data only; the summary is on stderr
+    assert "12 written" in res.stderr
+    records = manifest(out)
+    assert len(records) == 12
+    rec = next(r for r in records if r["path"] == "low/low.00001.npz")
+    assert rec["label"] == "low" and rec["group"] == "low/low.00001"
+    assert rec["shape"] == [128, 1 + int(1.5 * 22050) // 512]
+    assert rec["config_hash"] == FeatureConfig().digest() and rec["sample_rate"] == 22050
+    assert rec["duration"] == pytest.approx(1.5)
+    spec, cfg = load_spectrogram(out / rec["path"])
+    y, _ = load_audio(genre_tree / "low" / "low.00001.wav")
+    np.testing.assert_allclose(spec, compute_features(y, cfg), atol=1e-4)
+    assert not (out / "errors.jsonl").exists()
+
+
+def test_rerun_skips_and_resumes_after_interruption(genre_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "specs"
+    assert run("spectro", genre_tree, "-o", out).exit_code == 0
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
+    # Simulate an interrupted run: one array and the manifest never got written.
+    victim = out / "mid" / "mid.00003.npz"
+    victim.unlink()
+    (out / "manifest.jsonl").unlink()
+    res = run("spectro", genre_tree, "-o", out)
+    assert res.exit_code == 0
+    assert "1 written, 11 up to date" in res.stderr
+    assert victim.exists() and len(manifest(out)) == 12
+    assert all(p.stat().st_mtime_ns == t for p, t in stamp.items() if p != victim)
+    # Another config recomputes everything.
+    res = run("spectro", genre_tree, "-o", out, "--n-mels", "64")
+    assert "12 written" in res.stderr
+    assert {tuple(r["shape"])[0] for r in manifest(out)} == {64}
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.parametrize(("kind", "rows"), [("stft", 1025), ("cqt", 84), ("chroma", 12), ("mfcc", 20)])
+def test_kinds(chirp_mono: Path, tmp_path: Path, kind: str, rows: int) -> None:
+    out = tmp_path / kind
+    res = run("spectro", chirp_mono, "--kind", kind, "-o", out)
+    assert res.exit_code == 0, res.stderr
+    spec, cfg = load_spectrogram(out / "chirp_mono.npz")
+    assert cfg.kind == kind and spec.shape == (rows, 1 + 44100 // 512)
+    assert np.isfinite(spec).all()
+
+
+def test_png_pictures(chirp_mono: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pics"
+    assert run("spectro", chirp_mono, "--png", "-o", out).exit_code == 0
+    png = out / "chirp_mono.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    h, w = matplotlib.image.imread(png).shape[:2]
+    assert w > 400 and h > 200
+
+
+def test_paths_on_stdin_and_jobs(genre_tree: Path, tmp_path: Path) -> None:
+    paths = sorted(str(p) for p in genre_tree.rglob("*.wav"))
+    out = tmp_path / "specs"
+    res = run("spectro", "-", "-o", out, "--jobs", "2", input="\n".join(paths) + "\n")
+    assert res.exit_code == 0, res.stderr
+    records = manifest(out)
+    assert len(records) == 12 and {r["label"] for r in records} == {"low", "mid", "high"}
+
+
+def test_manifest_input_with_groups(genre_tree: Path, tmp_path: Path) -> None:
+    m = tmp_path / "tracks.csv"
+    rows = ["path,label,group"] + [
+        f"{p.relative_to(tmp_path)},{p.parent.name},artist{i % 2}" for i, p in enumerate(sorted(genre_tree.rglob("*.wav")))
+    ]
+    m.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "specs"
+    assert run("spectro", "--manifest", m, "-o", out).exit_code == 0
+    records = manifest(out)
+    assert len(records) == 12 and {r["group"] for r in records} == {"artist0", "artist1"}
+    assert records[0]["path"].startswith("genres/")
+
+
+def test_batch_with_bad_files_keeps_good_ones(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    names = ["chirp_mono", "chirp_stereo", "chirp_44k", "silence", "empty", "zero_length", "short",
+             "not_audio", "truncated_mp3", "non_utf8_name"]
+    paths = [request.getfixturevalue(n) for n in names]
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["spectro", *map(str, paths), str(tmp_path / "missing.ogg"), "-o", str(out)])
+    assert res.exit_code == 1
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    failed = {Path(e["source"]).name for e in errors if e["severity"] == "error"}
+    assert failed == {"empty.wav", "zero_length.wav", "short.wav", "notes.wav", "truncated.mp3", "missing.ogg"}
+    warned = {Path(e["source"]).name for e in errors if e["severity"] == "warning"}
+    assert warned == {"silence.wav"}
+    done = {r["path"] for r in manifest(out)}
+    assert done == {"chirp_mono.npz", "chirp_stereo.npz", "chirp_44k.npz", "silence.npz",
+                    os.fsdecode(b"caf\xe9-song.npz")}
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    for e in errors:  # every problem got its own one-line message on stderr
+        assert any(e["error"].split(":")[-1].strip()[:30] in line for line in lines)
+    assert "6 failed" in res.stderr
+
+
+def test_no_input_is_a_usage_error(tmp_path: Path) -> None:
+    res = run("spectro", "-o", tmp_path / "x")
+    assert res.exit_code == 1
+    assert res.stderr.startswith("Error: no input")
+
+
+def test_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    res = run("spectro", tmp_path / "empty", "-o", tmp_path / "x")
+    assert res.exit_code == 1 and "no audio files found" in res.stderr
+
+
+def test_same_output_name_collides_cleanly(tmp_path: Path, chirp_mono: Path) -> None:
+    other = tmp_path / "chirp_mono.flac"
+    other.write_bytes(b"")  # name collides with chirp_mono.wav → chirp_mono.npz
+    res = run("spectro", chirp_mono, other, "-o", tmp_path / "x")
+    assert res.exit_code == 1 and "same output name" in res.stderr
+    assert (tmp_path / "x" / "chirp_mono.npz").exists()
