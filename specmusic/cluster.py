@@ -1,0 +1,196 @@
+"""Cluster maps: KMeans over embeddings, a 2-D projection coloured by label, agreement metrics.
+
+scikit-learn and matplotlib are imported inside the functions (never on the inference path).
+
+Defaults (one block)::
+
+    k           = None     # clusters; None: the number of distinct labels (8 when unlabelled)
+    projection  = "pca"    # pca | tsne (sklearn) | umap (when umap-learn is installed)
+    n_init      = 10       # KMeans restarts
+    seed        = 0
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from specmusic.errors import ConfigError, InputError
+
+__all__ = ["ClusterResult", "cluster_embeddings", "save_cluster_map", "format_clusters", "PROJECTIONS"]
+
+PROJECTIONS = ("pca", "tsne", "umap")
+
+
+@dataclass
+class ClusterResult:
+    """KMeans assignments, 2-D coordinates and (with labels) agreement metrics."""
+
+    assignments: np.ndarray  # int [n]
+    coords: np.ndarray  # float32 [n, 2]
+    k: int
+    projection: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+
+
+def cluster_embeddings(
+    vectors: np.ndarray,
+    *,
+    labels: Sequence[str | None] | None = None,
+    ids: Sequence[str] | None = None,
+    k: int | None = None,
+    projection: str = "pca",
+    seed: int = 0,
+) -> ClusterResult:
+    """KMeans clusters and a 2-D projection of L2-normalised vectors.
+
+    Parameters
+    ----------
+    vectors : np.ndarray [shape=(n, d)], L2-normalised (Euclidean KMeans then tracks cosine)
+    labels : [shape=(n,)], known labels (None where unknown); give NMI/ARI and the default ``k``
+    ids : [shape=(n,)], names listed as cluster examples
+    k : clusters (default: number of distinct labels, else 8), capped at ``n``
+    projection : ``pca`` | ``tsne`` | ``umap``
+    seed : random seed for KMeans and the projection
+
+    Returns
+    -------
+    ClusterResult
+        ``metrics`` holds ``silhouette`` (cosine, on the vectors) when 2 <= k < n, and ``nmi``/``ari``
+        against the labelled tracks when at least two labels are known.
+
+    Raises
+    ------
+    InputError
+        Fewer than 2 vectors, or NaN values.
+    ConfigError
+        Unknown projection, or t-SNE/UMAP not installed.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or len(x) < 2:
+        raise InputError("a cluster map needs at least 2 embedded tracks — embed more tracks")
+    if not np.isfinite(x).all():
+        raise InputError("embeddings hold NaN values — re-embed the tracks that failed")
+    if projection not in PROJECTIONS:
+        raise ConfigError(f"unknown projection {projection!r} — use one of {', '.join(PROJECTIONS)}")
+    labs = list(labels) if labels is not None else [None] * len(x)
+    known = sorted({lab for lab in labs if lab is not None})
+    if k is None:
+        k = len(known) if len(known) >= 2 else 8
+    k = max(1, min(int(k), len(x)))
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
+    assign = km.labels_.astype(np.int64)
+    metrics: dict[str, float] = {}
+    if 2 <= k < len(x) and len(set(assign.tolist())) >= 2:
+        metrics["silhouette"] = float(silhouette_score(x, assign, metric="cosine", random_state=seed))
+    mask = np.array([lab is not None for lab in labs])
+    if len(known) >= 2:
+        y = [labs[i] for i in np.flatnonzero(mask)]
+        metrics["nmi"] = float(normalized_mutual_info_score(y, assign[mask]))
+        metrics["ari"] = float(adjusted_rand_score(y, assign[mask]))
+    coords = project_2d(x, method=projection, seed=seed)
+    clusters = []
+    for c in range(k):
+        rows = np.flatnonzero(assign == c)
+        counts = Counter(labs[i] for i in rows if labs[i] is not None)
+        # examples: the members closest to the centre
+        d = np.linalg.norm(x[rows] - km.cluster_centers_[c], axis=1)
+        examples = [ids[i] for i in rows[np.argsort(d)][:3]] if ids is not None else []
+        clusters.append(
+            {"cluster": c, "size": int(len(rows)), "labels": dict(counts.most_common(3)), "examples": examples}
+        )
+    return ClusterResult(assign, coords, k, projection, metrics, clusters)
+
+
+def project_2d(x: np.ndarray, *, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """2-D coordinates of ``x`` [shape=(n, d)] → [shape=(n, 2)], float32."""
+    n, d = x.shape
+    if method == "pca" or n < 5:
+        from sklearn.decomposition import PCA
+
+        comps = min(2, n, d)
+        out = PCA(n_components=comps, random_state=seed).fit_transform(x)
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        out = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), random_state=seed, init="pca").fit_transform(x)
+    else:
+        try:
+            import umap  # type: ignore[import-not-found]
+        except ImportError:
+            raise ConfigError("UMAP is not installed — pip install umap-learn, or use --projection pca|tsne") from None
+        out = umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    if out.shape[1] < 2:
+        out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+    return np.asarray(out, dtype=np.float32)
+
+
+def format_clusters(result: ClusterResult) -> list[str]:
+    """Human-readable lines: one per cluster, then the metrics."""
+    lines = []
+    for c in result.clusters:
+        labs = ", ".join(f"{k} {v}" for k, v in c["labels"].items()) or "unlabelled"
+        ex = "; ".join(os.path.basename(e) for e in c["examples"])
+        lines.append(f"cluster {c['cluster']}: {c['size']} tracks ({labs}) e.g. {ex}")
+    if result.metrics:
+        lines.append("metrics: " + " ".join(f"{k}={v:.3f}" for k, v in sorted(result.metrics.items())))
+    return lines
+
+
+def save_cluster_map(
+    result: ClusterResult,
+    path: str | os.PathLike[str],
+    *,
+    labels: Sequence[str | None] | None = None,
+    title: str | None = None,
+) -> None:
+    """A PNG scatter of the 2-D projection: colour = label (or cluster when unlabelled), legend.
+
+    Points are coloured by label with a legend; marker shape shows the KMeans cluster (up to 10).
+    """
+    from specmusic.plotting import _pyplot, save_figure_atomic
+
+    plt = _pyplot()
+    xy = result.coords
+    labs = list(labels) if labels is not None and any(lab is not None for lab in labels) else None
+    colour_by = [lab if lab is not None else "(unlabelled)" for lab in labs] if labs else [f"cluster {a}" for a in result.assignments]
+    names = sorted(set(colour_by))
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    markers = "os^Dv<>pPX"
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    for ci, name in enumerate(names):
+        rows = np.array([c == name for c in colour_by])
+        if labs:
+            for m in sorted(set(result.assignments[rows].tolist())):
+                sel = rows & (result.assignments == m)
+                ax.scatter(
+                    xy[sel, 0], xy[sel, 1], s=22, color=cmap(ci % cmap.N), marker=markers[m % len(markers)],
+                    alpha=0.8, edgecolors="none",
+                )
+        else:
+            ax.scatter(xy[rows, 0], xy[rows, 1], s=22, color=cmap(ci % cmap.N), alpha=0.8, edgecolors="none")
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=cmap(ci % cmap.N), label=name) for ci, name in enumerate(names)
+    ]
+    ax.legend(
+        handles=handles, loc="best", fontsize=8, title="label (colour)" if labs else "cluster",
+        ncol=2 if len(names) > 12 else 1,
+    )
+    axis = {"pca": "PC", "tsne": "t-SNE ", "umap": "UMAP "}[result.projection]
+    ax.set_xlabel(f"{axis}1")
+    ax.set_ylabel(f"{axis}2")
+    m = result.metrics
+    sub = "  ".join(f"{key.upper()}={m[key]:.2f}" for key in ("nmi", "ari", "silhouette") if key in m)
+    ax.set_title((title or f"{len(xy)} tracks, k={result.k} KMeans clusters (marker shape)") + (f"\n{sub}" if sub else ""))
+    save_figure_atomic(fig, path, dpi=110)

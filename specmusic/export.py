@@ -1,0 +1,118 @@
+"""torch → ONNX, following the specmusic model contract (see :mod:`specmusic.inference`).
+
+The exported file is self-contained (weights inside, no ``.onnx.data``), opset 17, with input
+``spec`` ``[batch, 1, n_rows, chunk_frames]`` (batch dynamic), outputs ``logits`` and ``embedding``,
+and the metadata JSON under ``metadata_props["specmusic"]``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from specmusic import __version__
+from specmusic.errors import ModelError
+from specmusic.features import FeatureConfig
+from specmusic.inference import METADATA_KEY, MODEL_FORMAT_VERSION
+
+__all__ = ["OPSET", "model_metadata", "export_onnx"]
+
+OPSET = 17
+
+
+def model_metadata(
+    *,
+    labels: list[str],
+    feature_config: FeatureConfig,
+    chunk_frames: int,
+    chunk_hop_frames: int,
+    input_norm: tuple[float, float] | None,
+    arch: str,
+    task: str = "multiclass",
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``specmusic`` metadata object of the contract (extra fields are kept)."""
+    return {
+        "format_version": MODEL_FORMAT_VERSION,
+        "task": task,
+        "labels": list(labels),
+        "feature_config": feature_config.to_dict(),
+        "chunk_frames": int(chunk_frames),
+        "chunk_hop_frames": int(chunk_hop_frames),
+        "input_norm": None if input_norm is None else {"mean": float(input_norm[0]), "std": float(input_norm[1])},
+        "arch": arch,
+        "specmusic_version": __version__,
+        **extra,
+    }
+
+
+def export_onnx(model: Any, path: str | os.PathLike[str], *, n_rows: int, metadata: dict[str, Any]) -> Path:
+    """Export a torch module returning ``(logits, embedding)`` to a self-contained ONNX file.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, ``forward(x [batch, 1, n_rows, chunk_frames]) -> (logits, embedding)``
+    path : output ``.onnx`` (written atomically)
+    n_rows : feature rows of the input
+    metadata : from :func:`model_metadata`; ``chunk_frames`` fixes the input width
+
+    Returns
+    -------
+    path : the written file
+
+    Raises
+    ------
+    ModelError
+        The exporter failed.
+    """
+    import onnx
+    import torch
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    dummy = torch.zeros(2, 1, n_rows, int(metadata["chunk_frames"]), dtype=torch.float32)
+    buf = io.BytesIO()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+            torch.onnx.export(
+                model,
+                (dummy,),
+                buf,
+                input_names=["spec"],
+                output_names=["logits", "embedding"],
+                dynamic_axes={"spec": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    except Exception as exc:  # the exporter raises many types; report one line
+        raise ModelError(f"ONNX export failed ({type(exc).__name__}: {exc}) — report this with --verbose") from None
+    finally:
+        model.train(was_training)
+    proto = onnx.load_from_string(buf.getvalue())
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(metadata, sort_keys=True)
+    proto.producer_name = "specmusic"
+    proto.producer_version = __version__
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

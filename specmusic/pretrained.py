@@ -1,0 +1,448 @@
+"""Pretrained music taggers from minzwon/sota-music-tagging-models, as specmusic ONNX models.
+
+Won, Ferraro, Bogdanov and Serra, "Evaluation of CNN-based automatic music tagging models",
+SMC 2020 — code and weights under the MIT licence (c) 2020 Music Technology Group, Universitat
+Pompeu Fabra. specmusic re-implements the architectures (:mod:`specmusic.models.taggers`) and
+loads the published state dicts.
+
+The first use of a tagger:
+
+1. finds its checkpoint — ``weights=`` / ``$SPECMUSIC_WEIGHTS`` (a ``best_model.pth`` file, or a
+   folder holding ``<dataset>/<arch>/best_model.pth`` such as a clone of the repository's
+   ``models/``), else the per-user cache, else downloads it from GitHub with urllib;
+2. checks its sha256 against the registry below;
+3. converts it once to ``model.onnx`` under the contract of :mod:`specmusic.inference` (this step
+   imports torch), stored in the cache.
+
+Every later use finds the cached ONNX file and never imports torch or touches the network.
+
+Cache (``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache/specmusic``)::
+
+    weights/<dataset>/<arch>/best_model.pth      downloaded checkpoints (sha256-checked)
+    onnx/<dataset>-<arch>-<sha12>-c<N>.onnx      converted models (N: converter version)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from specmusic.errors import ConfigError, ModelError
+
+__all__ = [
+    "DEFAULT_TAGGER",
+    "TAGGERS",
+    "PretrainedTagger",
+    "WEIGHTS_ENV",
+    "CACHE_ENV",
+    "cache_dir",
+    "sha256_file",
+    "find_checkpoint",
+    "download_checkpoint",
+    "convert_tagger",
+    "ensure_model",
+    "ensure_default_model",
+]
+
+WEIGHTS_ENV = "SPECMUSIC_WEIGHTS"
+CACHE_ENV = "SPECMUSIC_CACHE"
+REPO_URL = "https://github.com/minzwon/sota-music-tagging-models"
+CREDIT = (
+    "Minz Won, Andres Ferraro, Dmitry Bogdanov, Xavier Serra: Evaluation of CNN-based automatic music "
+    "tagging models, SMC 2020; weights (c) 2020 Music Technology Group, Universitat Pompeu Fabra, MIT licence"
+)
+#: Bumped whenever the conversion changes, so stale cached ONNX files are not reused.
+CONVERTER_VERSION = 1
+
+# -- tag vocabularies (output order of each checkpoint) --------------------------------------
+#: MagnaTagATune top 50, in the order of ``split/mtat/tags.npy``.
+MTAT_TAGS: tuple[str, ...] = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
+    "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop",
+    "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice",
+    "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+#: Million Song Dataset (last.fm) top 50, in the order of ``split/msd/50tagList.txt``.
+MSD_TAGS: tuple[str, ...] = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul",
+    "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies",
+    "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist", "guitar", "Hip-Hop",
+    "70s", "party", "country", "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal",
+    "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
+)  # fmt: skip
+#: MTG-Jamendo top 50. The authors binarised labels with scikit-learn's LabelBinarizer, whose
+#: columns are the *sorted* tag names ("genre---…" < "instrument---…" < "mood/theme---…"); the
+#: category prefixes are dropped here (the names stay unique).
+JAMENDO_TAGS: tuple[str, ...] = (
+    "alternative", "ambient", "atmospheric", "chillout", "classical", "dance", "downtempo", "easylistening",
+    "electronic", "experimental", "folk", "funk", "hiphop", "house", "indie", "instrumentalpop", "jazz",
+    "lounge", "metal", "newage", "orchestral", "pop", "popfolk", "poprock", "reggae", "rock", "soundtrack",
+    "techno", "trance", "triphop", "world", "acousticguitar", "bass", "computer", "drummachine", "drums",
+    "electricguitar", "electricpiano", "guitar", "keyboard", "piano", "strings", "synthesizer", "violin",
+    "voice", "emotional", "energetic", "film", "happy", "relaxing",
+)  # fmt: skip
+_TAGS = {"mtat": MTAT_TAGS, "msd": MSD_TAGS, "jamendo": JAMENDO_TAGS}
+
+
+@dataclass(frozen=True)
+class PretrainedTagger:
+    """One published checkpoint: where it lives, how to check it, what it outputs."""
+
+    dataset: str  # "mtat" | "msd" | "jamendo"
+    arch: str  # "fcn" | "crnn" | "musicnn"
+    sha256: str  # of best_model.pth as published
+    size: int  # bytes
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.arch}"
+
+    @property
+    def relpath(self) -> str:
+        """Path inside the repository's ``models/`` folder (and inside a ``$SPECMUSIC_WEIGHTS`` tree)."""
+        return f"{self.dataset}/{self.arch}/best_model.pth"
+
+    @property
+    def url(self) -> str:
+        return f"{REPO_URL}/raw/master/models/{self.relpath}"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return _TAGS[self.dataset]
+
+    @property
+    def onnx_name(self) -> str:
+        return f"{self.name}-{self.sha256[:12]}-c{CONVERTER_VERSION}.onnx"
+
+
+TAGGERS: dict[str, PretrainedTagger] = {
+    t.name: t
+    for t in (
+        PretrainedTagger("mtat", "fcn", "e89d751202d38c3ae69855782bc27010f87051958dbec64f5aa762364dbac271", 1902811),
+        PretrainedTagger("mtat", "crnn", "cd22fc70cafd06f8f2bfc7dd795abccb1f4b50d5b09094c39ad100baf87475a3", 1687630),
+        PretrainedTagger(
+            "mtat", "musicnn", "690ace3bb5d49d90dd38fe3ec05a1185350b3bc3742bd7ee941f56b649b2c893", 3257172
+        ),
+        PretrainedTagger("msd", "fcn", "6012aa7eecf864a8081faedca56af054521e8dfb9c5c98659a3dd5d3e1e66f21", 1902815),
+        PretrainedTagger("msd", "crnn", "ebb99855ed0c83f38845db9cfb383dd6fc70938bc58701dcb66e18af9ee7fbea", 1687711),
+        PretrainedTagger(
+            "jamendo", "fcn", "7bce08a66dbc70d096b0a330f44b4cacd9aa25519b83489fbb98f2164a194e2b", 1902815
+        ),
+        PretrainedTagger(
+            "jamendo", "crnn", "0a558989c0793f488cb677d188464c91f47c007f7c70473230e55537ca598215", 1687626
+        ),
+        PretrainedTagger(
+            "jamendo", "musicnn", "66280f4859376377c47f64313c7ac889a3201fdb06a01bf6e94ac6e619081bb5", 3257168
+        ),
+    )
+}
+#: The tagger ``specmusic classify`` uses without ``--model``; chosen by benchmarks/tagger_choice.py.
+DEFAULT_TAGGER = "jamendo-fcn"
+
+_HOW_TO_SUPPLY = (
+    f"download it by hand ({{url}}) and pass --weights FILE or set {WEIGHTS_ENV}=FILE "
+    f"(or {WEIGHTS_ENV}=DIR holding <dataset>/<arch>/best_model.pth, e.g. a clone's models/ folder)"
+)
+
+
+# -- locations --------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Per-user cache: ``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache/specmusic``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "specmusic"
+
+
+def get_tagger(name: str) -> PretrainedTagger:
+    """Registry entry for ``name`` ("mtat-musicnn", …).
+
+    Raises
+    ------
+    ConfigError
+        Unknown name.
+    """
+    if name not in TAGGERS:
+        raise ConfigError(f"unknown pretrained tagger {name!r} — use one of {', '.join(TAGGERS)}")
+    return TAGGERS[name]
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sha(path: Path, tagger: PretrainedTagger, source: str) -> None:
+    got = sha256_file(path)
+    if got != tagger.sha256:
+        raise ModelError(
+            f"{source} has sha256 {got[:16]}…, not that of the {tagger.name} checkpoint "
+            f"({tagger.sha256[:16]}…) — it is corrupt or another file; "
+            + _HOW_TO_SUPPLY.format(url=tagger.url)
+        )
+
+
+def find_checkpoint(tagger: PretrainedTagger, *, weights: str | os.PathLike[str] | None = None) -> Path | None:
+    """The checkpoint from ``weights`` / ``$SPECMUSIC_WEIGHTS``, else the cache; ``None`` if neither has it.
+
+    Parameters
+    ----------
+    weights : a ``best_model.pth`` file, or a folder holding ``<dataset>/<arch>/best_model.pth``
+        (``models/<dataset>/…`` is accepted too); defaults to ``$SPECMUSIC_WEIGHTS``.
+
+    Raises
+    ------
+    ModelError
+        ``weights`` names something that does not exist or lacks this checkpoint, or a file
+        whose sha256 is not the published one.
+    """
+    local = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
+    if local is not None:
+        root = Path(local).expanduser()
+        if root.is_file():
+            _check_sha(root, tagger, str(root))
+            return root
+        if root.is_dir():
+            for candidate in (root / tagger.relpath, root / "models" / tagger.relpath):
+                if candidate.is_file():
+                    _check_sha(candidate, tagger, str(candidate))
+                    return candidate
+            raise ModelError(
+                f"{root} has no {tagger.relpath} — point --weights/{WEIGHTS_ENV} at the folder that holds "
+                f"<dataset>/<arch>/best_model.pth, or at the file itself"
+            )
+        raise ModelError(f"weights path {root} does not exist — fix --weights or {WEIGHTS_ENV}")
+    cached = cache_dir() / "weights" / tagger.relpath
+    if cached.is_file():
+        _check_sha(cached, tagger, str(cached))
+        return cached
+    return None
+
+
+def download_checkpoint(tagger: PretrainedTagger, dest: Path, *, progress: bool | None = None) -> Path:
+    """Download ``tagger.url`` to ``dest`` (temp file beside it, sha256 check, then rename).
+
+    Raises
+    ------
+    ModelError
+        No network / HTTP error (the message says how to supply the file), or a sha256 mismatch.
+    """
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                request = urllib.request.Request(tagger.url, headers={"User-Agent": "specmusic"})
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    bar = tqdm(
+                        total=total,
+                        unit="B",
+                        unit_scale=True,
+                        desc=f"downloading {tagger.name}",
+                        file=sys.stderr,
+                        disable=None if progress is None else not progress,
+                        leave=False,
+                    )
+                    with bar:
+                        for block in iter(lambda: response.read(1 << 16), b""):
+                            out.write(block)
+                            digest.update(block)
+                            bar.update(len(block))
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", None) or exc
+                raise ModelError(
+                    f"cannot download the {tagger.name} tagger weights ({reason}) — "
+                    + _HOW_TO_SUPPLY.format(url=tagger.url)
+                ) from exc
+        got = digest.hexdigest()
+        if got != tagger.sha256:
+            raise ModelError(
+                f"downloaded {tagger.url} has sha256 {got[:16]}…, expected {tagger.sha256[:16]}… — "
+                "the download is corrupt or the file changed upstream; retry, or "
+                + _HOW_TO_SUPPLY.format(url=tagger.url)
+            )
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache shared by a group should stay readable
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+# -- conversion (torch, lazily) ---------------------------------------------------------------
+def tagger_metadata(tagger: PretrainedTagger) -> dict[str, Any]:
+    """The ``specmusic`` metadata JSON object stored in the converted ONNX model."""
+    from specmusic import __version__
+    from specmusic.models.taggers import TAGGER_ARCHS, tagger_feature_config
+
+    spec = TAGGER_ARCHS[tagger.arch]
+    return {
+        "format_version": 1,
+        "task": "multilabel",
+        "labels": list(tagger.labels),
+        "feature_config": tagger_feature_config().to_dict(),
+        "chunk_frames": spec.chunk_frames,
+        # 29 s FCN/CRNN chunks overlap by half; MusiCNN's 3 s chunks tile the track.
+        "chunk_hop_frames": spec.chunk_frames if tagger.arch == "musicnn" else spec.chunk_frames // 2,
+        "input_norm": None,  # spec_bn, inside the graph, normalises the dB mel input
+        "arch": tagger.arch,
+        "specmusic_version": __version__,
+        "outputs": "logits",  # pre-sigmoid; the original models end in a sigmoid, the export stops before it
+        "pretrained": {
+            "name": tagger.name,
+            "dataset": tagger.dataset,
+            "url": tagger.url,
+            "sha256": tagger.sha256,
+            "license": "MIT",
+            "credit": CREDIT,
+            "converter_version": CONVERTER_VERSION,
+        },
+    }
+
+
+def load_tagger(tagger: PretrainedTagger, checkpoint: str | os.PathLike[str]) -> Any:
+    """The torch module of ``tagger`` with ``checkpoint`` loaded strictly (``weights_only=True``), eval mode.
+
+    Raises
+    ------
+    ModelError
+        The file is not a loadable state dict for this architecture.
+    """
+    import torch
+
+    from specmusic.models.taggers import build_tagger
+
+    model = build_tagger(tagger.arch)
+    try:
+        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+        model.load_state_dict(state, strict=True)
+    except Exception as exc:  # noqa: BLE001 — torch raises many kinds; all mean "not this checkpoint"
+        raise ModelError(
+            f"{checkpoint} is not a {tagger.arch} state dict ({type(exc).__name__}) — "
+            + _HOW_TO_SUPPLY.format(url=tagger.url)
+        ) from exc
+    return model.eval()
+
+
+def convert_tagger(tagger: PretrainedTagger, checkpoint: str | os.PathLike[str], out_path: Path) -> Path:
+    """Export ``checkpoint`` to a self-contained ONNX model (opset 17) at ``out_path``, atomically.
+
+    Input ``spec`` [batch, 1, 96, chunk_frames] dB mel; outputs ``logits`` [batch, 50] and
+    ``embedding`` [batch, dim]; metadata ``specmusic`` = :func:`tagger_metadata`.
+
+    Raises
+    ------
+    ModelError
+        The checkpoint does not load.
+    """
+    import warnings
+
+    import onnx
+    import torch
+
+    from specmusic.models.taggers import TAGGER_ARCHS
+
+    model = load_tagger(tagger, checkpoint)
+    spec = TAGGER_ARCHS[tagger.arch]
+    example = torch.zeros(1, 1, 96, spec.chunk_frames)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".convert-", suffix=".onnx", dir=out_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and GRU notes
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                input_names=["spec"],
+                output_names=["logits", "embedding"],
+                dynamic_axes={"spec": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key = "specmusic"
+        entry.value = json.dumps(tagger_metadata(tagger))
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def _say(progress: bool | None, line: str) -> None:
+    if progress or (progress is None and sys.stderr.isatty()):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def ensure_model(
+    name: str = DEFAULT_TAGGER,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Path of the cached ONNX model of tagger ``name``, downloading and converting it on first use.
+
+    A cached model is returned at once (no torch, no network). Otherwise the checkpoint comes from
+    ``weights`` / ``$SPECMUSIC_WEIGHTS``, the cache, or a download (in that order), is checked
+    against its sha256 and converted once (torch is imported for this step only).
+
+    Parameters
+    ----------
+    name : a key of :data:`TAGGERS`
+    weights : local ``best_model.pth`` or a folder of ``<dataset>/<arch>/best_model.pth``
+    progress : download bar and conversion note on stderr (default: only on a terminal)
+
+    Raises
+    ------
+    ConfigError
+        Unknown name.
+    ModelError
+        No local copy and no network, a sha256 mismatch, or a file that does not load.
+    """
+    tagger = get_tagger(name)
+    out = cache_dir() / "onnx" / tagger.onnx_name
+    if out.is_file():
+        return out
+    checkpoint = find_checkpoint(tagger, weights=weights)
+    if checkpoint is None:
+        checkpoint = download_checkpoint(tagger, cache_dir() / "weights" / tagger.relpath, progress=progress)
+    _say(progress, f"converting the {tagger.name} tagger to ONNX (once) → {out}")
+    try:
+        return convert_tagger(tagger, checkpoint, out)
+    except PermissionError as exc:
+        raise ModelError(
+            f"cannot write the converted model to {out.parent} ({exc.strerror}) — "
+            f"set {CACHE_ENV} to a writable folder"
+        ) from exc
+
+
+def ensure_default_model(*, weights: str | None = None, progress: bool | None = None) -> Path:
+    """:func:`ensure_model` of :data:`DEFAULT_TAGGER`: the model ``specmusic classify`` uses without --model."""
+    return ensure_model(DEFAULT_TAGGER, weights=weights, progress=progress)

@@ -1,0 +1,89 @@
+"""``specmusic classify`` through the CLI: table, JSON Lines, stdin paths, jobs, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import chirp, tone, write
+from tests.test_inference import _export
+from specmusic.cli.app import app
+
+LABELS = ["bass", "mid", "treble", "noise"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export(tmp_path_factory.mktemp("model") / "model.onnx", LABELS)
+
+
+@pytest.fixture
+def music(tmp_path: Path) -> Path:
+    root = tmp_path / "music"
+    write(root / "a.wav", tone(110.0, 1.2))
+    write(root / "sub" / "b.wav", chirp(1.5))
+    write(root / "sub" / "c.flac", tone(880.0, 0.8, seed=3))
+    return root
+
+
+def test_table_for_people(model: Path, music: Path) -> None:
+    result = CliRunner().invoke(app, ["classify", str(music / "a.wav"), "--model", str(model), "--top", "2"])
+    assert result.exit_code == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["file", "top1", "top2"]
+    cells = row.split()
+    assert cells[0].endswith("a.wav") and cells[1] in LABELS and cells[3] in LABELS
+    assert 1.0 >= float(cells[2]) >= float(cells[4]) >= 0.0
+
+
+def test_json_lines_for_a_folder(model: Path, music: Path) -> None:
+    result = CliRunner().invoke(app, ["classify", str(music), "--model", str(model), "--json"])
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in records] == ["a.wav", "b.wav", "c.flac"]
+    for r in records:
+        assert r["label"] == r["top"][0]["label"] and len(r["top"]) == 3
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert r["duration"] > 0.5
+
+
+def test_stdin_paths_and_jobs(model: Path, music: Path) -> None:
+    paths = f"{music / 'a.wav'}\n# a comment\n{music / 'sub' / 'b.wav'}\n"
+    one = CliRunner().invoke(app, ["classify", "-", "--model", str(model), "--json"], input=paths)
+    two = CliRunner().invoke(app, ["classify", "-", "--model", str(model), "--json", "--jobs", "2"], input=paths)
+    assert one.exit_code == two.exit_code == 0, one.stderr + two.stderr
+    assert len(one.stdout.splitlines()) == 2
+    a = [json.loads(line) for line in one.stdout.splitlines()]
+    b = [json.loads(line) for line in two.stdout.splitlines()]
+    assert [r["path"] for r in a] == [r["path"] for r in b]
+    for ra, rb in zip(a, b):
+        assert ra["probabilities"] == pytest.approx(rb["probabilities"], abs=1e-4)
+
+
+def test_corrupt_file_in_a_batch(model: Path, music: Path, not_audio: Path, truncated_mp3: Path) -> None:
+    args = ["classify", str(music / "a.wav"), str(not_audio), str(truncated_mp3), str(music / "sub" / "b.wav"),
+            "--model", str(model), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert [Path(json.loads(line)["path"]).name for line in result.stdout.splitlines()] == ["a.wav", "b.wav"]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 2 and "notes.wav" in errors[0] and "truncated.mp3" in errors[1]
+    assert "2 classified, 2 failed" in result.stderr
+
+
+def test_model_that_is_not_onnx(music: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"\x00\x01garbage")
+    result = CliRunner().invoke(app, ["classify", str(music / "a.wav"), "--model", str(fake)])
+    assert result.exit_code == 1
+    assert "not a readable ONNX model" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_missing_input(model: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["classify", str(tmp_path / "nope.wav"), "--model", str(model)])
+    assert result.exit_code == 1 and "no such file or folder" in result.stderr
+    result = CliRunner().invoke(app, ["classify", "--model", str(model)])
+    assert result.exit_code == 1 and "no input" in result.stderr

@@ -1,0 +1,243 @@
+"""Embedding libraries: formats, MFCC statistics, ONNX embeddings, incremental embedding, clusters."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from specmusic.cluster import cluster_embeddings, format_clusters, save_cluster_map
+from specmusic.data import Track, discover_tracks
+from specmusic.embeddings import (
+    EmbeddingLibrary,
+    MfccEmbedder,
+    OnnxEmbedder,
+    embed_tracks,
+    embedder_from_description,
+    make_embedder,
+    mfcc_statistics,
+    read_library,
+    read_tabular,
+    same_model,
+    save_library,
+    search_vectors,
+    write_library_jsonl,
+)
+from specmusic.errors import InputError, ModelError
+from specmusic.features import FeatureConfig
+from tests.conftest import tone, write
+
+TINY_CONFIG = FeatureConfig(kind="mel", n_mels=16, n_fft=512, hop_length=256)
+
+
+def make_tiny_onnx(path: Path, *, n_mels: int = 16, dim: int | None = None, seed: int = 0) -> Path:
+    """A contract-following ONNX model (no torch): embedding = W · (mean over time of the mel rows)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    dim = dim or n_mels
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n_mels, dim)).astype(np.float32) if dim != n_mels else np.eye(n_mels, dtype=np.float32)
+    head = rng.standard_normal((dim, 2)).astype(np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["spec"], ["pooled"], axes=[1, 3], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "W"], ["embedding"]),
+        helper.make_node("MatMul", ["embedding", "H"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("spec", TensorProto.FLOAT, ["batch", 1, n_mels, 16])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2]),
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim]),
+        ],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(head, "H")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    meta = {
+        "format_version": 1,
+        "task": "multiclass",
+        "labels": ["a", "b"],
+        "feature_config": FeatureConfig(kind="mel", n_mels=n_mels, n_fft=512, hop_length=256).to_dict(),
+        "chunk_frames": 16,
+        "chunk_hop_frames": 16,
+        "input_norm": {"mean": -40.0, "std": 20.0},
+        "arch": "tiny",
+        "specmusic_version": "test",
+    }
+    helper.set_model_props(model, {"specmusic": json.dumps(meta)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _lib(n: int = 4, d: int = 3, seed: int = 0) -> EmbeddingLibrary:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, d)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return EmbeddingLibrary(
+        v,
+        [f"/music/{i}.wav" for i in range(n)],
+        ["rock" if i % 2 else None for i in range(n)],
+        [None, "album", "album", None][:n] + [None] * max(0, n - 4),
+        {"kind": "mfcc", "dim": d},
+    )
+
+
+def test_npz_round_trip_without_pickle(tmp_path):
+    lib = _lib()
+    save_library(lib, tmp_path / "lib.npz")
+    with np.load(tmp_path / "lib.npz", allow_pickle=False) as z:  # every array loads without pickle
+        assert z["vectors"].dtype == np.float32 and z["ids"].dtype.kind == "U"
+        assert int(z["format_version"]) == 1
+        assert json.loads(str(z["model"]))["kind"] == "mfcc"
+    back = read_library(tmp_path / "lib.npz")
+    np.testing.assert_array_equal(back.vectors, lib.vectors)
+    assert back.ids == lib.ids and back.labels == lib.labels and back.groups == lib.groups
+    assert back.model == lib.model
+
+
+def test_jsonl_round_trip_and_header():
+    lib = _lib()
+    buf = io.StringIO()
+    write_library_jsonl(lib, buf)
+    lines = buf.getvalue().splitlines()
+    assert json.loads(lines[0])["model"]["kind"] == "mfcc"
+    first = json.loads(lines[1])
+    assert set(first) >= {"id", "vector", "label", "group"} and len(first["vector"]) == 3
+    back = read_library("-", stdin=io.StringIO(buf.getvalue()))
+    np.testing.assert_allclose(back.vectors, lib.vectors, atol=1e-6)
+    assert back.ids == lib.ids and back.labels == lib.labels and back.model == lib.model
+    headerless = read_library("-", stdin=io.StringIO("\n".join(lines[1:])))
+    assert headerless.model == {} and len(headerless) == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("not json\n", "not JSON"),
+        ('{"id": "a"}\n', "no \"vector\""),
+        ('{"id": "a", "vector": [1, 2]}\n{"id": "b", "vector": [1, 2, 3]}\n', "3 dimensions"),
+        ('{"id": "a", "vector": ["x"]}\n', "not a number"),
+    ],
+)
+def test_bad_jsonl_is_one_clear_error(text, match):
+    with pytest.raises(InputError, match=match):
+        read_library("-", stdin=io.StringIO(text))
+
+
+def test_missing_and_unknown_library_files(tmp_path):
+    with pytest.raises(InputError, match="no such library"):
+        read_library(tmp_path / "nope.npz")
+    (tmp_path / "x.npz").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="cannot read"):
+        read_library(tmp_path / "x.npz")
+
+
+def test_mfcc_statistics_separate_pitches(genre_tree):
+    tracks, _ = discover_tracks([genre_tree])
+    lib, report = embed_tracks(tracks, MfccEmbedder())
+    assert len(report.embedded) == 12 and lib.dim == 40
+    np.testing.assert_allclose(np.linalg.norm(lib.vectors, axis=1), 1, rtol=1e-5)
+    assert mfcc_statistics(np.ones((20, 5))).shape == (40,)
+    x = search_vectors(lib)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest = sims.argmax(axis=1)
+    agree = np.mean([lib.labels[i] == lib.labels[j] for i, j in enumerate(nearest)])
+    assert agree >= 0.9
+
+
+def test_incremental_embedding_only_embeds_new_and_changed(tmp_path, genre_tree):
+    class Counting(MfccEmbedder):
+        calls = 0
+
+        def embed_file(self, path):
+            Counting.calls += 1
+            return super().embed_file(path)
+
+    tracks, _ = discover_tracks([genre_tree])
+    lib, _ = embed_tracks(tracks[:5], Counting())
+    assert Counting.calls == 5
+    Counting.calls = 0
+    lib2, report = embed_tracks(tracks[:6], Counting(), existing=lib)
+    assert Counting.calls == 1 and len(report.reused) == 5 and len(lib2) == 6
+    st = os.stat(tracks[0].path)
+    os.utime(tracks[0].path, (st.st_atime, st.st_mtime + 10))
+    Counting.calls = 0
+    lib3, report = embed_tracks(tracks[:6], Counting(), existing=lib2)
+    assert Counting.calls == 1 and report.embedded == [tracks[0].path]
+    # entries not among the inputs are kept unless pruned
+    lib4, _ = embed_tracks(tracks[:2], Counting(), existing=lib3)
+    assert len(lib4) == 6
+    lib5, _ = embed_tracks(tracks[:2], Counting(), existing=lib3, keep_others=False)
+    assert len(lib5) == 2
+
+
+def test_failures_are_reported_and_the_rest_embedded(tmp_path, not_audio, chirp_mono):
+    notes: list[str] = []
+    lib, report = embed_tracks(
+        [Track(str(not_audio), "notes.wav"), Track(str(chirp_mono), "chirp_mono.wav")], MfccEmbedder(), on_error=notes.append
+    )
+    assert len(lib) == 1 and len(report.failed) == 1 and not report.ok
+    assert notes and "\n" not in notes[0]
+
+
+def test_onnx_embedder_and_query_reconstruction(tmp_path):
+    model = make_tiny_onnx(tmp_path / "m" / "model.onnx")
+    a = write(tmp_path / "a.wav", tone(220.0, 1.0))
+    emb = make_embedder(str(model))
+    assert isinstance(emb, OnnxEmbedder)
+    lib, _ = embed_tracks([Track(str(a), "a.wav")], emb)
+    assert lib.dim == 16 and lib.model["sha256"] and lib.model["kind"] == "onnx"
+    again = embedder_from_description(lib.model)
+    np.testing.assert_allclose(
+        again.embed_file(str(a)) / np.linalg.norm(again.embed_file(str(a))), lib.vectors[0], rtol=1e-5
+    )
+    probs, _ = embed_tracks([Track(str(a), "a.wav")], make_embedder(str(model), layer="probabilities"))
+    assert probs.dim == 2 and probs.model["layer"] == "probabilities"
+    assert not same_model(probs.model, lib.model)  # another layer of the same file: embedded again
+    make_tiny_onnx(model, seed=3, dim=8)  # the model file changes
+    with pytest.raises(ModelError, match="changed"):
+        embedder_from_description(lib.model)
+    with pytest.raises(ModelError, match="does not record"):
+        embedder_from_description({})
+    with pytest.raises(ModelError):
+        make_embedder(str(tmp_path / "missing.onnx"))
+
+
+def test_read_tabular_errors(tmp_path):
+    p = tmp_path / "f.csv"
+    p.write_text("id,energy,tempo,name\n1,0.5,120,a\n2,,90,b\n")
+    with pytest.raises(InputError, match="row 3 column 'energy'"):
+        read_tabular(p, id_column="id", columns=["energy", "tempo"])
+    with pytest.raises(InputError, match="no column"):
+        read_tabular(p, id_column="id", columns=["loudness"])
+    p.write_text("id,energy,tempo\n1,0.5,nan\n")
+    with pytest.raises(InputError, match="NaN"):
+        read_tabular(p, id_column="id", columns=["energy", "tempo"])
+    p.write_text("id,energy,tempo,name\n1,0.5,120,a\n2,0.4,90,b\n")
+    table = read_tabular(p, id_column="id")
+    assert table.columns == ["energy", "tempo"] and table.ids == ["1", "2"]
+
+
+def test_cluster_map_metrics_and_png(tmp_path, genre_tree):
+    tracks, _ = discover_tracks([genre_tree])
+    lib, _ = embed_tracks(tracks, MfccEmbedder())
+    result = cluster_embeddings(search_vectors(lib), labels=lib.labels, ids=lib.ids, seed=0)
+    assert result.k == 3 and result.coords.shape == (12, 2)
+    assert set(result.metrics) == {"nmi", "ari", "silhouette"}
+    assert result.metrics["nmi"] > 0.8
+    lines = format_clusters(result)
+    assert len(lines) == 4 and lines[-1].startswith("metrics: ")
+    save_cluster_map(result, tmp_path / "map.png", labels=lib.labels)
+    assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    unlabelled = cluster_embeddings(search_vectors(lib), k=2)
+    assert "nmi" not in unlabelled.metrics and unlabelled.k == 2
+    with pytest.raises(InputError):
+        cluster_embeddings(lib.vectors[:1])

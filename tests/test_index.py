@@ -1,0 +1,151 @@
+"""Exact and approximate cosine search, exclusion, explanations, tabular scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specmusic import index as index_mod
+from specmusic.embeddings import Recommender, TabularSource
+from specmusic.errors import ConfigError, InputError
+from specmusic.index import IndexConfig, build_index, explain_match, l2_normalize, standardize_columns
+
+
+def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:
+    return l2_normalize(np.random.default_rng(seed).standard_normal((n, d)))
+
+
+def _brute(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :k]
+
+
+def test_exact_search_matches_brute_force_across_chunks():
+    x, q = _unit(5000, 32), _unit(7, 32, seed=1)
+    idx = build_index(x, config=IndexConfig(backend="exact", chunk_rows=1000))
+    got, scores = idx.search(q, 10)
+    np.testing.assert_array_equal(got, _brute(x, q, 10))
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ x.T, got, axis=1), rtol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-7).all()  # best first
+
+
+def test_exclusion_of_self_and_group():
+    x = _unit(200, 8)
+    groups = np.arange(200) // 10  # 20 groups of 10
+    idx = build_index(x, config=IndexConfig(backend="exact"))
+    got, _ = idx.search(x[[5, 50]], 15, exclude=[[5], [50]], groups=groups, query_groups=[0, 5])
+    assert 5 not in got[0] and 50 not in got[1]
+    assert not np.isin(got[0], np.arange(0, 10)).any()
+    assert not np.isin(got[1], np.arange(50, 60)).any()
+    assert (got >= 0).all()
+
+
+def test_k_larger_than_library_pads_with_minus_one():
+    x = _unit(4, 3)
+    got, scores = build_index(x).search(x[:1], 6, exclude=[[0]])
+    assert list(got[0, 3:]) == [-1, -1, -1]
+    assert np.isneginf(scores[0, 3:]).all()
+    assert set(got[0, :3]) == {1, 2, 3}
+
+
+def test_bad_input_is_reported():
+    x = _unit(10, 4)
+    idx = build_index(x)
+    with pytest.raises(InputError, match="dimensions"):
+        idx.search(_unit(1, 5), 3)
+    with pytest.raises(InputError, match="NaN"):
+        idx.search(np.full((1, 4), np.nan, np.float32), 3)
+    with pytest.raises(InputError, match="empty"):
+        build_index(np.zeros((0, 4), np.float32))
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        build_index(bad, ids=[f"t{i}" for i in range(10)])
+    with pytest.raises(ConfigError):
+        IndexConfig(backend="annoy")
+
+
+@pytest.mark.parametrize("backend", ["hnsw", "faiss"])
+def test_ann_backend_recall_or_graceful_fallback(backend):
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((40, 24))
+    blob = rng.integers(0, 40, 3000)
+    x = l2_normalize(centres[blob] + 0.3 * rng.standard_normal((3000, 24)))
+    q = x[:50]
+    exact, _ = build_index(x, config=IndexConfig(backend="exact")).search(q, 10, exclude=[[i] for i in range(50)])
+    notes: list[str] = []
+    ann = build_index(x, config=IndexConfig(backend=backend, threads=1), on_note=notes.append)
+    got, _ = ann.search(q, 10, exclude=[[i] for i in range(50)])
+    assert all(i not in got[i] for i in range(50))
+    if backend in index_mod.ann_backends():
+        assert ann.backend == backend
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact)])
+        assert recall >= 0.9
+    else:
+        assert ann.backend == "exact" and notes and "not installed" in notes[0]
+        np.testing.assert_array_equal(got, exact)
+    # group exclusion reaches past a whole neighbourhood (the query's blob) and still fills k
+    got, _ = ann.search(q[:5], 10, exclude=[[i] for i in range(5)], groups=blob, query_groups=blob[:5])
+    assert (got >= 0).all() and all((blob[got[i]] != blob[i]).all() for i in range(5))
+
+
+def test_auto_backend_without_ann_libraries_stays_exact(monkeypatch):
+    monkeypatch.setattr(index_mod, "ann_backends", lambda: [])
+    notes: list[str] = []
+    idx = build_index(_unit(50, 4), config=IndexConfig(ann_threshold=10), on_note=notes.append)
+    assert idx.backend == "exact" and "pip install 'specmusic[ann]'" in notes[0]
+
+
+def test_standardize_and_explain():
+    raw = np.array([[0.5, 120.0], [0.6, 80.0], [0.4, 100.0]])
+    z, mean, scale = standardize_columns(raw)
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(z.std(axis=0), 1, atol=1e-5)
+    info = explain_match(z[0], z[2], columns=["energy", "tempo"], raw_query=raw[0], raw_match=raw[2], top=1)
+    assert info["closest_columns"][0]["column"] == "energy"
+    dims = explain_match(np.array([0.8, 0.6, 0.0]), np.array([0.6, 0.8, 0.0]))["top_dimensions"]
+    assert {d["dim"] for d in dims[:2]} == {0, 1} and abs(sum(d["share"] for d in dims) - 1) < 1e-3
+
+
+def _spotify_like(n: int = 60, seed: int = 0) -> TabularSource:
+    rng = np.random.default_rng(seed)
+    cols = ["danceability", "energy", "acousticness", "valence", "tempo"]
+    values = np.column_stack([rng.uniform(0, 1, (n, 4)), rng.uniform(70, 180, n)])
+    ids = [str(i) for i in range(n)]
+    rows = [dict(zip(["id", *cols], [i, *map(str, v)])) for i, v in zip(ids, values)]
+    return TabularSource(ids, cols, values, rows)
+
+
+def test_tabular_is_standardised_so_tempo_cannot_swamp_the_other_columns():
+    table = _spotify_like()
+    # the original notebook's pathology: cosine of unscaled columns, tempo dominates
+    unscaled = l2_normalize(table.values)
+    naive = unscaled @ unscaled.T
+    assert naive[~np.eye(len(naive), dtype=bool)].min() > 0.99  # "every similarity reads 0.99999"
+    rec = Recommender.from_tabular(table)
+    result = rec.recommend(["0"], k=len(table.ids) - 1)[0]["neighbors"]
+    scores = np.array([n["score"] for n in result])
+    assert scores.max() - scores.min() > 1.0  # a real spread, from similar to opposite
+    assert scores.min() < 0
+    # the nearest neighbour is nearest on the 0-1 columns too, not just on tempo
+    z = standardize_columns(table.values)[0]
+    best = int(result[0]["id"])
+    cos = l2_normalize(z) @ l2_normalize(z)[0]
+    cos[0] = -np.inf
+    assert best == int(np.argmax(cos))
+
+
+@pytest.mark.parametrize("backend", ["hnsw", "faiss"])
+def test_ann_index_is_saved_and_reused(tmp_path, backend):
+    x = _unit(500, 8)
+    notes: list[str] = []
+    cache = tmp_path / "lib.npz"
+    config = IndexConfig(backend=backend, threads=1)
+    first = build_index(x, config=config, on_note=notes.append, cache=cache, cache_key="v1")
+    second = build_index(x, config=config, on_note=notes.append, cache=cache, cache_key="v1")
+    if backend not in index_mod.ann_backends():
+        assert first.backend == "exact" and not (tmp_path / f"lib.npz.{backend}").exists()
+        return
+    assert "saved" in notes[0] and "loaded" in notes[1]
+    np.testing.assert_array_equal(first.search(x[:3], 5)[0], second.search(x[:3], 5)[0])
+    build_index(x, config=config, on_note=notes.append, cache=cache, cache_key="v2")  # library changed
+    assert "saved" in notes[2]

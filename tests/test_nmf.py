@@ -1,0 +1,245 @@
+"""specmusic.nmf: monotone multiplicative updates, recovery, separation, masks, mosaic, bad input."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from specmusic.errors import ConfigError, InputError
+from specmusic.nmf import (
+    MosaicConfig,
+    NMFConfig,
+    beta_divergence,
+    decompose,
+    fit_nmf,
+    initialize_nmf,
+    istft,
+    load_nmf,
+    mosaic,
+    mosaic_files,
+    save_decomposition,
+    separate_components,
+    soft_masks,
+    stft,
+)
+from tests.conftest import tone, write
+
+BETAS = [2.0, 1.0, 0.0]
+
+
+def low_rank(f: int = 40, n: int = 60, k: int = 4, seed: int = 0, noise: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    V = rng.gamma(1.0, 1.0, (f, k)) @ rng.gamma(0.5, 1.0, (k, n))
+    return V + noise * rng.random((f, n))
+
+
+@pytest.mark.parametrize("beta", BETAS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_loss_never_increases(beta: float, dtype: str) -> None:
+    V = low_rank(noise=0.1)
+    r = fit_nmf(V, config=NMFConfig(n_components=3, beta=beta, max_iter=150, tol=0, dtype=dtype, init="random"))
+    assert r.n_iter == 150 and len(r.losses) == 151
+    steps = np.diff(r.losses)
+    slack = (1e-9 if dtype == "float64" else 1e-4) * r.losses[0]  # float32 rounding of the tracked loss
+    assert steps.max() <= slack, f"loss rose by {steps.max():.3g} at iteration {int(steps.argmax()) + 1}"
+    assert r.losses[-1] < 0.5 * r.losses[0]
+
+
+@pytest.mark.parametrize("beta", BETAS)
+def test_h_only_steps_never_increase(beta: float) -> None:
+    V = low_rank(noise=0.1, seed=3)
+    W0, H0 = initialize_nmf(V, 3, init="random", seed=1, dtype="float64")
+    r = fit_nmf(V, config=NMFConfig(beta=beta, max_iter=60, tol=0, dtype="float64"), W=W0, H=H0, fix_W=True)
+    assert np.diff(r.losses).max() <= 1e-9 * r.losses[0]
+    np.testing.assert_array_equal(r.W, np.maximum(W0, 1e-12))  # W stayed fixed
+
+
+@pytest.mark.parametrize("beta", BETAS)
+def test_tracked_losses_are_the_true_divergence(beta: float) -> None:
+    V = low_rank(noise=0.05, seed=1)
+    cfg = dict(n_components=3, beta=beta, tol=0, dtype="float64", init="nndsvda")
+    long = fit_nmf(V, config=NMFConfig(max_iter=12, **cfg))
+    for j in (1, 5, 9):
+        short = fit_nmf(V, config=NMFConfig(max_iter=j, **cfg))
+        assert long.losses[j] == pytest.approx(beta_divergence(V, short.W, short.H, beta=beta), rel=1e-8)
+
+
+def test_rank_k_matrix_is_recovered() -> None:
+    V = low_rank(f=50, n=70, k=4, seed=2)
+    r = fit_nmf(V, config=NMFConfig(n_components=4, beta=2, max_iter=3000, tol=0, dtype="float64"))
+    rel = np.linalg.norm(V - r.W @ r.H) / np.linalg.norm(V)
+    assert rel < 0.01
+
+
+@pytest.mark.parametrize("beta", [2.0, 1.0])
+def test_same_result_as_sklearn_from_the_same_init(beta: float) -> None:
+    from sklearn.decomposition import NMF
+
+    V = low_rank(f=60, n=80, k=5, noise=0.2, seed=4).astype(np.float32)
+    W0, H0 = initialize_nmf(V, 5, init="nndsvda")
+    ours = fit_nmf(V, config=NMFConfig(n_components=5, beta=beta, max_iter=100, tol=0), W=W0, H=H0)
+    model = NMF(5, solver="mu", beta_loss=beta, init="custom", max_iter=100, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        W = model.fit_transform(V, W=W0.copy(), H=H0.copy())
+    theirs = beta_divergence(V, W, model.components_, beta=beta)
+    assert ours.loss == pytest.approx(theirs, rel=1e-3)
+
+
+def test_tolerance_stops_early_and_says_so() -> None:
+    r = fit_nmf(low_rank(seed=5), config=NMFConfig(n_components=4, max_iter=5000, tol=1e-3))
+    assert r.converged and r.n_iter < 5000 and r.n_iter % 10 == 0
+
+
+def test_seed_makes_random_init_repeatable() -> None:
+    V = low_rank()
+    a = fit_nmf(V, config=NMFConfig(n_components=3, init="random", seed=7, max_iter=20))
+    b = fit_nmf(V, config=NMFConfig(n_components=3, init="random", seed=7, max_iter=20))
+    c = fit_nmf(V, config=NMFConfig(n_components=3, init="random", seed=8, max_iter=20))
+    np.testing.assert_array_equal(a.W, b.W)
+    assert not np.array_equal(a.W, c.W)
+
+
+@pytest.mark.parametrize("init", ["random", "nndsvd", "nndsvda"])
+def test_inits_are_non_negative_and_shaped(init: str) -> None:
+    W, H = initialize_nmf(low_rank(), 4, init=init, seed=0)
+    assert W.shape == (40, 4) and H.shape == (4, 60)
+    assert W.dtype == np.float32 and (W >= 0).all() and (H >= 0).all()
+    if init == "nndsvda":
+        assert (W > 0).all() and (H > 0).all()
+
+
+def test_stft_round_trip_and_librosa_agreement() -> None:
+    import librosa
+
+    y = tone(330.0, 0.7, seed=1)
+    X = stft(y, n_fft=512, hop_length=128)
+    np.testing.assert_allclose(istft(X, hop_length=128, length=len(y)), y, atol=1e-5)
+    ref = librosa.stft(y, n_fft=512, hop_length=128, pad_mode="constant")
+    np.testing.assert_allclose(X, ref, atol=1e-4 * np.abs(ref).max())
+
+
+def _two_instruments(sr: int = 8000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A low harmonic tone and a high bright tone, each on and off at different times."""
+    seconds = 2.0
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    low = sum(0.5 / h * np.sin(2 * np.pi * 196.0 * h * t) for h in (1, 2, 3))
+    high = sum(0.3 / h * np.sin(2 * np.pi * 1250.0 * h * t) for h in (1, 2))
+    gate_low = ((t % 0.5) < 0.3).astype(float)  # 0.3 s on, 0.2 s off
+    gate_high = (((t + 0.15) % 0.4) < 0.15).astype(float)
+    a = (low * gate_low).astype(np.float32)
+    b = (high * gate_high).astype(np.float32)
+    return a + b, a, b
+
+
+def test_two_instrument_mix_separates_and_parts_sum_to_the_mix() -> None:
+    mix, a, b = _two_instruments()
+    dec = decompose(mix, sr=8000, config=NMFConfig(n_components=2, beta=1, max_iter=200, tol=0, seed=0))
+    parts = separate_components(dec.X, dec.result.W, dec.result.H, hop_length=512, length=len(mix))
+    assert parts.shape == (2, len(mix))
+    np.testing.assert_allclose(parts.sum(axis=0), mix, atol=1e-5)  # the parts add back to the mix
+
+    def share(part: np.ndarray, src: np.ndarray) -> float:
+        # fraction of the part's energy explained by projecting it on one source
+        return float(np.dot(part, src) ** 2 / (np.dot(src, src) * np.dot(part, part)))
+
+    scores = np.array([[share(p, s) for s in (a, b)] for p in parts])
+    best = scores.argmax(axis=1)
+    assert sorted(best) == [0, 1], f"both parts follow the same instrument: {scores}"
+    assert scores.max(axis=1).min() > 0.9, scores
+    assert (scores.min(axis=1) < 0.05).all(), scores
+
+
+def test_soft_masks_sum_to_one_even_where_everything_underflows() -> None:
+    W = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    H = np.array([[1.0, 0.0, 3.0], [1.0, 1.0, 0.0]])
+    masks = soft_masks(W, H, power=2.0)
+    np.testing.assert_allclose(masks.sum(axis=0), 1.0)
+    assert np.isfinite(masks).all()
+
+
+def test_save_and_load_decomposition(tmp_path: Path) -> None:
+    mix, _, _ = _two_instruments()
+    dec = decompose(mix, sr=8000, config=NMFConfig(n_components=2, max_iter=30))
+    summary = save_decomposition(tmp_path, dec, source="mix.wav", plots=False)
+    data = load_nmf(tmp_path / "nmf.npz")
+    assert int(data["format_version"]) == 1 and data["W"].shape == (1025, 2) and data["H"].shape[0] == 2
+    assert summary["parts_sum_rms_error"] < 1e-6 * summary["mix_rms"] + 1e-7
+    assert {c["component"] for c in summary["components"]} == {1, 2}
+
+
+# -- bad input -------------------------------------------------------------------------------
+def test_k_larger_than_the_matrix_allows() -> None:
+    with pytest.raises(ConfigError, match=r"k = 9 .*rank ≤ 6"):
+        fit_nmf(np.ones((6, 20)), config=NMFConfig(n_components=9))
+
+
+@pytest.mark.parametrize("bad, words", [(-1.0, "negative"), (np.nan, "NaN"), (np.inf, "infinite")])
+def test_negative_or_nan_input(bad: float, words: str) -> None:
+    V = low_rank()
+    V[3, 4] = bad
+    with pytest.raises(InputError, match=words):
+        fit_nmf(V, config=NMFConfig(n_components=2))
+
+
+def test_silence_is_a_clear_error_not_nan() -> None:
+    with pytest.raises(InputError, match="all zeros"):
+        fit_nmf(np.zeros((20, 30)), config=NMFConfig(n_components=2))
+    with pytest.raises(InputError, match="silent"):
+        decompose(np.zeros(8000, dtype=np.float32), sr=8000)
+
+
+@pytest.mark.parametrize("beta", BETAS)
+def test_partly_silent_input_has_no_division_by_zero(beta: float) -> None:
+    V = low_rank()
+    V[:, 10:25] = 0.0  # silent frames
+    V[30:, :] = 0.0  # empty frequency rows (low-passed audio)
+    with np.errstate(divide="raise", invalid="raise", over="raise"):
+        r = fit_nmf(V, config=NMFConfig(n_components=3, beta=beta, max_iter=50))
+    assert np.isfinite(r.W).all() and np.isfinite(r.H).all() and np.isfinite(r.losses).all()
+
+
+def test_mosaic_resamples_a_different_rate_and_says_so(tmp_path: Path) -> None:
+    src = write(tmp_path / "src44.wav", tone(660.0, 1.0, sr=44100, seed=2), sr=44100)
+    tgt = write(tmp_path / "tgt22.wav", tone(440.0, 0.8, sr=22050, seed=3), sr=22050)
+    notes: list[str] = []
+    res = mosaic_files(src, tgt, config=MosaicConfig(n_iter=10), on_note=notes.append)
+    assert res.sr == 22050 and len(res.y) == int(0.8 * 22050)
+    assert len(notes) == 1 and "44100 Hz" in notes[0] and "resampled to 22050" in notes[0]
+    assert np.isfinite(res.y).all() and np.abs(res.y).max() > 0
+
+
+def test_mosaic_of_a_signal_by_itself_sounds_like_it() -> None:
+    y = np.concatenate([tone(220.0, 0.5, sr=8000), tone(880.0, 0.5, sr=8000, seed=1)])
+    cfg = MosaicConfig(n_fft=512, hop_length=128, n_iter=40, repetition=2, polyphony=5, continuity=2)
+    res = mosaic(y, y, sr=8000, config=cfg)
+    S_in, S_out = np.abs(stft(y, n_fft=512, hop_length=128)), np.abs(stft(res.y, n_fft=512, hop_length=128))
+    corr = np.corrcoef(S_in.ravel(), S_out.ravel())[0, 1]
+    assert corr > 0.9
+    assert res.fit.H.shape == (res.info["source_frames_used"], S_in.shape[1])
+
+
+def test_mosaic_rejects_bad_options_and_silence() -> None:
+    with pytest.raises(ConfigError, match="continuity"):
+        MosaicConfig(templates=8, continuity=3)
+    with pytest.raises(InputError, match="silent"):
+        mosaic(np.zeros(4000, np.float32), tone(440.0, 0.5, sr=8000), sr=8000, config=MosaicConfig(n_fft=512, hop_length=128))
+
+
+def test_loss_every_records_a_sparser_curve_with_the_same_result() -> None:
+    V = low_rank(seed=6)
+    dense = fit_nmf(V, config=NMFConfig(n_components=3, max_iter=35, tol=0))
+    sparse = fit_nmf(V, config=NMFConfig(n_components=3, max_iter=35, tol=0, loss_every=10))
+    assert list(sparse.loss_iterations) == [0, 10, 20, 30, 35]
+    np.testing.assert_allclose(sparse.losses, dense.losses[[0, 10, 20, 30, 35]], rtol=1e-5)
+    np.testing.assert_array_equal(sparse.W, dense.W)
+
+
+def test_load_nmf_refuses_other_npz(tmp_path: Path) -> None:
+    np.savez(tmp_path / "other.npz", spec=np.zeros(3))
+    with pytest.raises(InputError, match="not a specmusic nmf.npz"):
+        load_nmf(tmp_path / "other.npz")

@@ -1,0 +1,184 @@
+"""Training: splits and their errors, augmentation, metrics, reproducibility and resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import tone, write
+from specmusic.errors import ConfigError, InputError
+from specmusic.features import FeatureConfig
+from specmusic.models.cnn import CNNConfig
+from specmusic.training import (
+    TrackData,
+    TrainConfig,
+    _augment,
+    classification_metrics,
+    load_training_data,
+    make_splits,
+    train,
+)
+
+FAST = TrainConfig(chunk_seconds=0.5, epochs=3, batch_size=8, patience=5, threads=1,
+                   augment=("shift", "mask", "gain", "freqshift", "mixup"))
+SMALL = CNNConfig(channels=(8, 16))
+FC = FeatureConfig(n_mels=32)
+
+
+def _items(spec: dict[str, int], groups_per_label: int | None = None) -> list[TrackData]:
+    out = []
+    for label, n in spec.items():
+        for i in range(n):
+            group = f"{label}/g{i % groups_per_label}" if groups_per_label else f"{label}/{i}"
+            out.append(TrackData(f"{label}/{i}", label, group, f"/x/{label}/{i}.wav", np.zeros((4, 10), np.float16)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 labels x 5 tracks of 2 s, one pitch per label."""
+    root = tmp_path_factory.mktemp("data") / "genres"
+    for li, (label, f) in enumerate((("low", 110.0), ("mid", 440.0), ("high", 1760.0))):
+        for i in range(5):
+            write(root / label / f"{label}.{i:05d}.wav", tone(f * (1 + 0.03 * i), 2.0, seed=10 * li + i))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_a(tree: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("run_a")
+    return train(tree, out, config=FAST, cnn=SMALL, feature_config=FC, progress=False)
+
+
+def test_splits_are_by_group_and_stratified() -> None:
+    items = _items({"a": 10, "b": 10}, groups_per_label=5)
+    splits = make_splits(items, valid_fraction=0.2, test_fraction=0.2, seed=0)
+    groups = {name: {t.group for t in ts} for name, ts in splits.items()}
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["valid"])
+    assert not (groups["valid"] & groups["test"])
+    assert {t.label for t in splits["test"]} == {"a", "b"}
+    assert sum(len(ts) for ts in splits.values()) == 20
+    assert make_splits(items, seed=0) == make_splits(items, seed=0)
+
+
+def test_split_lists(tmp_path: Path) -> None:
+    items = _items({"a": 4, "b": 4})
+    (tmp_path / "test.txt").write_text("a/0.wav\nb/0.wav\n")
+    (tmp_path / "valid.txt").write_text("a/1.wav\nb/1.wav\n")
+    splits = make_splits(items, split_files={"test": tmp_path / "test.txt", "valid": tmp_path / "valid.txt"})
+    assert sorted(t.key for t in splits["test"]) == ["a/0", "b/0"]
+    assert sorted(t.key for t in splits["valid"]) == ["a/1", "b/1"]
+    assert len(splits["train"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([], "dataset is empty"),
+        (_items({"a": 3}), "only one class"),
+        (_items({"a": 3, "b": 1}), "class 'b' has only one track"),
+        (_items({"a": 3, "b": 4}, groups_per_label=1), "only one group"),
+    ],
+)
+def test_split_errors(items: list[TrackData], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        make_splits(items)
+
+
+def test_train_config_rejects_bad_options() -> None:
+    with pytest.raises(ConfigError, match="unknown augmentation"):
+        TrainConfig(augment=("wobble",))
+    with pytest.raises(ConfigError, match="drop-hard"):
+        TrainConfig(drop_hard=1.5)
+    assert TrainConfig(augment=("none",)).augment == ()
+
+
+def test_augment_keeps_shape_and_is_seeded() -> None:
+    x = torch.randn(4, 1, 16, 30)
+    a = _augment(x, ("mask", "gain", "freqshift"), torch.Generator().manual_seed(0), 10.0)
+    b = _augment(x, ("mask", "gain", "freqshift"), torch.Generator().manual_seed(0), 10.0)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    assert torch.equal(_augment(x, (), torch.Generator(), 10.0), x)
+
+
+def test_classification_metrics() -> None:
+    m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), ["a", "b"])
+    assert m["accuracy"] == 0.75 and m["confusion"] == [[1, 1], [0, 2]]
+    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert m["per_class"]["b"]["precision"] == pytest.approx(0.6667)
+    assert m["macro_f1"] == pytest.approx((0.6667 + 0.8) / 2, abs=1e-3)
+
+
+def test_spectro_arrays_with_mixed_configs_are_rejected(tmp_path: Path) -> None:
+    from specmusic.data import discover_tracks
+    from specmusic.spectro import run_spectro
+
+    for label, n_mels in (("a", 32), ("b", 48)):
+        write(tmp_path / "audio" / label / "x.wav", tone(220.0, 1.0))
+        tracks, _ = discover_tracks([tmp_path / "audio"])
+        run_spectro([t for t in tracks if t.label == label], tmp_path / "specs", config=FeatureConfig(n_mels=n_mels),
+                    progress=False)
+    with pytest.raises(ConfigError, match="different feature settings"):
+        load_training_data(tmp_path / "specs", cache_dir=tmp_path / "cache")
+
+
+def test_train_writes_run_folder(run_a) -> None:
+    out = run_a.out_dir
+    for name in ("model.onnx", "config.json", "metrics.json", "splits.json", "checkpoint.pt",
+                 "confusion.png", "training_curve.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = metrics["test"]
+    assert set(test) >= {"accuracy", "macro_f1", "per_class", "predictions", "confusion"}
+    assert test["n_tracks"] == len(test["predictions"]) == 3  # one track per label held out
+    assert {p["label"] for p in test["predictions"]} == {"low", "mid", "high"}
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-2 for p in test["predictions"])
+    splits = json.loads((out / "splits.json").read_text())
+    keys = [{r["key"] for r in splits[s]} for s in ("train", "valid", "test")]
+    assert not (keys[0] & keys[2]) and len(keys[0] | keys[1] | keys[2]) == 15
+    assert len(run_a.history) == 3 and all(np.isfinite(h["train_loss"]) for h in run_a.history)
+
+
+def test_onnx_from_training_matches_evaluation(run_a) -> None:
+    from specmusic.inference import load_model, predict_track
+
+    model = load_model(run_a.model_path)
+    pred = run_a.metrics["test"]["predictions"][0]
+    probs = predict_track(model, pred["source"])
+    expected = np.array([pred["probabilities"][lab] for lab in model.labels])
+    np.testing.assert_allclose(probs, expected, atol=2e-3)  # metrics are rounded to 4 places; fp16 cache
+
+
+def test_training_is_reproducible_and_resumes(run_a, tree: Path, tmp_path: Path) -> None:
+    seen = []
+
+    def interrupt(line: str) -> None:
+        seen.append(line)
+        if line.startswith("epoch 2/"):
+            raise KeyboardInterrupt  # after epoch 2's report, before its checkpoint: resume from epoch 1
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tree, tmp_path, config=FAST, cnn=SMALL, feature_config=FC, progress=False, log=interrupt)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    lines: list[str] = []
+    resumed = train(tree, tmp_path, config=FAST, cnn=SMALL, feature_config=FC, progress=False, log=lines.append)
+    assert any("resuming" in line and "after epoch 1" in line for line in lines)
+    assert [h["train_loss"] for h in resumed.history] == pytest.approx([h["train_loss"] for h in run_a.history], abs=1e-6)
+    assert resumed.metrics["test"]["predictions"] == run_a.metrics["test"]["predictions"]
+    with pytest.raises(ConfigError, match="another -o, or --force"):
+        train(tree, tmp_path, config=TrainConfig(chunk_seconds=0.5, epochs=2, threads=1), cnn=SMALL, feature_config=FC,
+              progress=False)
+
+
+def test_drop_hard_and_whole_tracks(tree: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    cfg = TrainConfig(chunk_seconds=0, epochs=3, batch_size=4, drop_hard=0.25, drop_hard_after=1, threads=1,
+                      track_pooling="vote", augment=())
+    result = train(tree, tmp_path, config=cfg, cnn=SMALL, feature_config=FC, progress=False, log=lines.append)
+    assert any(line.startswith("drop-hard: kept") for line in lines)
+    assert result.history[-1]["examples"] < result.history[0]["examples"]
+    assert result.metrics["chunk_frames"] == 87  # a whole 2 s track at hop 512
