@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from specmusic.errors import AudioError
+from specmusic.fileio import atomic_path
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -246,12 +246,5 @@ def save_audio(path: str | os.PathLike[str], y: np.ndarray, sr: int, *, subtype:
         sys.stdout.buffer.flush()
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target, suffix=target.suffix) as tmp:  # the suffix tells libsndfile the format
         sf.write(os.fsencode(tmp), data, sr, subtype=subtype)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

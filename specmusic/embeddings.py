@@ -125,13 +125,10 @@ def _text_array(values: Sequence[str | None]) -> np.ndarray:
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None], mode: str = "wb") -> None:
-    """Temporary file + rename, then the permissions a plain ``open`` would give (mkstemp's are 0600)."""
-    from specmusic.spectro import _atomic
+    """Temporary file + rename (``specmusic.fileio.atomic_write``)."""
+    from specmusic.fileio import atomic_write
 
-    _atomic(path, write, mode)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    atomic_write(path, write, mode)
 
 
 def save_library(library: EmbeddingLibrary, path: str | os.PathLike[str]) -> None:

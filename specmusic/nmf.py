@@ -939,18 +939,9 @@ def save_decomposition(
 
 
 def _save_npz_atomic(path: Any, arrays: dict[str, Any]) -> None:
-    import tempfile
-    from pathlib import Path
+    from specmusic.fileio import atomic_write
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_nmf(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

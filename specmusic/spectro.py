@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,6 +32,7 @@ from specmusic.audio import display_path, stream_audio
 from specmusic.data import FailedInput, Track
 from specmusic.errors import AudioError, InputError, SpecmusicError
 from specmusic.features import FeatureConfig, compute_features_stream
+from specmusic.fileio import atomic_write
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
@@ -75,15 +75,7 @@ def output_path(out_dir: Path, track: Track, suffix: str = ".npz") -> Path:
 
 # -- atomic writes --------------------------------------------------------------------------
 def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write, mode)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -120,3 +120,30 @@ def test_loudness_normalize_no_clip_no_dc() -> None:
     assert abs(float(out.mean())) < 1e-3
     assert np.max(np.abs(out)) <= 10 ** (-1 / 20) + 1e-6
     assert not np.any(loudness_normalize(np.zeros(100)))
+
+
+def test_atomic_writes_get_umask_permissions(tmp_path):
+    """Finished files are not left with mkstemp's private 0600 mode; failures leave no temp file."""
+    import os
+
+    import pytest
+
+    from specmusic.fileio import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "out.txt"
+        atomic_write(target, lambda f: f.write("hello"), "w")
+        assert target.read_text() == "hello"
+        assert (target.stat().st_mode & 0o777) == 0o644
+
+        def boom(f):
+            f.write("partial")
+            raise RuntimeError("interrupted")
+
+        with pytest.raises(RuntimeError):
+            atomic_write(target, boom, "w")
+        assert target.read_text() == "hello"
+        assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    finally:
+        os.umask(old)

@@ -1,0 +1,52 @@
+"""Atomic file writes: write to a temporary name beside the target, then rename.
+
+A reader (or a rerun after an interruption) never sees a half-written file under the final name.
+``tempfile.mkstemp`` creates files with mode 0600; the finished file gets the permissions a plain
+``open`` would have given it under the current umask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_path", "atomic_write"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target``.
+
+    The temporary file exists (empty) when the block starts, so a writer may open it by name.
+    On any exception it is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(target: str | os.PathLike[str], write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(f)`` on a temporary file opened with ``mode``, then rename it to ``target``."""
+    with atomic_path(target) as tmp:
+        kwargs = {} if "b" in mode else {"encoding": "utf-8"}
+        with open(tmp, mode, **kwargs) as f:
+            write(f)
