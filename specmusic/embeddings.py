@@ -26,7 +26,6 @@ Embedding sources (:func:`make_embedder`):
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -43,6 +42,7 @@ from specmusic.audio import display_path
 from specmusic.data import Track
 from specmusic.errors import ConfigError, InputError, ModelError, SpecmusicError
 from specmusic.features import FeatureConfig
+from specmusic.fileio import sha256_file
 from specmusic.index import l2_normalize
 
 __all__ = [
@@ -64,7 +64,6 @@ __all__ = [
     "write_library_jsonl",
     "write_library_jsonl_file",
     "read_tabular",
-    "file_sha256",
     "same_model",
     "search_vectors",
     "Recommender",
@@ -353,15 +352,6 @@ def _is_number(s: str | None) -> bool:
 
 
 # -- embedders ------------------------------------------------------------------------------
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def mfcc_statistics(features: np.ndarray) -> np.ndarray:
     """Mean and standard deviation over time of each MFCC.
 
@@ -447,7 +437,7 @@ class OnnxEmbedder(Embedder):
         self.description = {
             "kind": kind,
             "path": str(self.path.resolve()),
-            "sha256": sha256 or file_sha256(self.path),
+            "sha256": sha256 or sha256_file(self.path),
             "arch": meta.get("arch"),
             "feature_config": meta.get("feature_config"),
             "chunk_frames": meta.get("chunk_frames"),
@@ -541,7 +531,7 @@ def embedder_from_description(model: dict[str, Any]) -> Embedder:
             raise ModelError(
                 f"the library's model {path!r} is not there any more — pass --model with the same model.onnx"
             )
-        sha = file_sha256(path)
+        sha = sha256_file(path)
         if model.get("sha256") and sha != model["sha256"]:
             raise ModelError(
                 f"{display_path(path)} changed since the library was embedded (sha256 differs) — re-embed the library"

@@ -8,13 +8,14 @@ A reader (or a rerun after an interruption) never sees a half-written file under
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write"]
+__all__ = ["atomic_path", "atomic_write", "sha256_file"]
 
 
 def _umask() -> int:
@@ -50,3 +51,12 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Any], None], m
         kwargs = {} if "b" in mode else {"encoding": "utf-8"}
         with open(tmp, mode, **kwargs) as f:
             write(f)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from specmusic.errors import ConfigError, ModelError
+from specmusic.fileio import sha256_file
 
 __all__ = [
     "DEFAULT_TAGGER",
@@ -174,15 +175,6 @@ def get_tagger(name: str) -> PretrainedTagger:
     if name not in TAGGERS:
         raise ConfigError(f"unknown pretrained tagger {name!r} — use one of {', '.join(TAGGERS)}")
     return TAGGERS[name]
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_sha(path: Path, tagger: PretrainedTagger, source: str) -> None:
