@@ -818,6 +818,12 @@ def _final_metrics(
              "probabilities": {lab: round(float(v), 4) for lab, v in zip(labels, pr)}}
             for t, p, pr, c in zip(ts, y_pred, probs, n_chunks)
         ]
+        # The same trained network scored with every pooling: compares them without retraining.
+        m["accuracy_by_pooling"] = {
+            pooling: float(np.mean(evaluate_tracks(model, ts, chunk_frames=chunk, hop_frames=hop, norm=norm,
+                                                   pooling=pooling)[0].argmax(axis=1) == y_true))
+            for pooling in POOLINGS
+        }
         metrics[name] = m
     return metrics
 

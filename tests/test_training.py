@@ -137,6 +137,9 @@ def test_train_writes_run_folder(run_a) -> None:
     assert test["n_tracks"] == len(test["predictions"]) == 3  # one track per label held out
     assert {p["label"] for p in test["predictions"]} == {"low", "mid", "high"}
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-2 for p in test["predictions"])
+    by_pooling = test["accuracy_by_pooling"]
+    assert set(by_pooling) == {"mean", "vote", "center"}
+    assert by_pooling[metrics["track_pooling"]] == pytest.approx(test["accuracy"], abs=1e-3)
     splits = json.loads((out / "splits.json").read_text())
     keys = [{r["key"] for r in splits[s]} for s in ("train", "valid", "test")]
     assert not (keys[0] & keys[2]) and len(keys[0] | keys[1] | keys[2]) == 15
