@@ -3,7 +3,9 @@
 ``train(data, out)`` takes an audio folder (labels from sub-folders, groups from a ``manifest.csv``
 beside it when there is one) or a ``specmusic spectro`` output folder (labels and groups from its
 ``manifest.jsonl``), splits the tracks by group (or by GTZAN-style lists), trains a
-:class:`~specmusic.models.cnn.SpecCNN` on random crops, and writes into ``out``::
+:class:`~specmusic.models.cnn.SpecCNN` (or, with ``model_spec=ModelSpec(arch=…)``, a pretrained music
+tagger or an ImageNet backbone with a new head: see :mod:`specmusic.models.transfer`) on random
+crops, and writes into ``out``::
 
     model.onnx           the classifier, self-contained (see specmusic.inference)
     config.json          the resolved configuration
@@ -32,6 +34,13 @@ Defaults (one block, nanoGPT-style)::
     test_fraction   = 0.2      # of all tracks, carved by group when no --test-file
     seed            = 0
     threads         = 0        # torch threads; 0 = auto: the cores not busy with other work (load average)
+    freeze_epochs   = 0        # transfer: epochs training only the new head (backbone frozen, batch-norm
+                               # statistics kept); = epochs: a linear probe
+    finetune_lr     = None     # transfer: peak lr of the full finetune after the frozen epochs (None: lr / 10);
+                               # each phase has its own warm-up + cosine schedule
+    freeze_front    = False    # transfer: keep the first layers (model.front_prefixes: a tagger's front end,
+                               # a CNN's stem + first stage, a ViT's patch embedding) frozen in the finetune too
+    max_seconds     = 0.0      # stop after the epoch that passes this training time (0 = no limit)
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from specmusic.errors import ConfigError, InputError
 from specmusic.features import FeatureConfig
 from specmusic.inference import chunk_features, chunk_starts
 from specmusic.models.cnn import CNNConfig, SpecCNN
+from specmusic.models.transfer import ModelSpec
 from specmusic.spectro import load_spectrogram, read_spectro_manifest, run_spectro, write_json_atomic
 
 __all__ = [
@@ -101,6 +111,10 @@ class TrainConfig:
     test_fraction: float = 0.2
     seed: int = 0
     threads: int = 0
+    freeze_epochs: int = 0
+    finetune_lr: float | None = None
+    freeze_front: bool = False
+    max_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", tuple(a for a in self.augment if a and a != "none"))
@@ -113,6 +127,13 @@ class TrainConfig:
             raise ConfigError("chunk_seconds >= 0, epochs >= 1, batch_size >= 1 and lr > 0 are required — fix the options")
         if not 0.0 <= self.drop_hard < 1.0:
             raise ConfigError(f"--drop-hard {self.drop_hard} must be in [0, 1) — e.g. 0.1 drops a tenth")
+        if self.freeze_epochs < 0 or self.freeze_epochs > self.epochs:
+            raise ConfigError(
+                f"--freeze-epochs {self.freeze_epochs} must be between 0 and --epochs {self.epochs} — "
+                "use --linear-probe to train the head alone for every epoch"
+            )
+        if (self.finetune_lr is not None and self.finetune_lr <= 0) or self.max_seconds < 0:
+            raise ConfigError("--finetune-lr must be > 0 and --time-budget >= 0 — fix the options")
         if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1 and self.valid_fraction + self.test_fraction < 1):
             raise ConfigError("valid and test fractions must be in [0, 1) and sum below 1 — fix the options")
 
@@ -387,13 +408,23 @@ def _augment(x: torch.Tensor, augment: Sequence[str], gen: torch.Generator, std:
     return x
 
 
-def _lr_at(progress: float, config: TrainConfig) -> float:
-    """1 epoch linear warm-up, then cosine decay to 0 (``progress`` in epochs)."""
-    warm = min(1.0, config.epochs / 4)
+def _cosine(progress: float, epochs: float, peak: float) -> float:
+    warm = min(1.0, epochs / 4)
     if progress < warm:
-        return config.lr * (0.1 + 0.9 * progress / warm)
-    t = (progress - warm) / max(1e-9, config.epochs - warm)
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        return peak * (0.1 + 0.9 * progress / warm)
+    t = (progress - warm) / max(1e-9, epochs - warm)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def _lr_at(progress: float, config: TrainConfig) -> float:
+    """1 epoch linear warm-up, then cosine decay to 0 (``progress`` in epochs). With frozen epochs,
+    the head-only phase and the full finetune (peak ``finetune_lr``, default lr/10) each get one."""
+    f = config.freeze_epochs
+    if f <= 0 or f >= config.epochs:
+        return _cosine(progress, config.epochs, config.lr)
+    if progress < f:
+        return _cosine(progress, f, config.lr)
+    return _cosine(progress - f, config.epochs - f, config.finetune_lr or config.lr / 10)
 
 
 # -- evaluation -----------------------------------------------------------------------------
@@ -485,15 +516,27 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
+_TRANSFER_DEFAULTS: dict[str, Any] = {"freeze_epochs": 0, "finetune_lr": None, "freeze_front": False}
+
+
 def _fingerprint(
-    config: TrainConfig, cnn: CNNConfig, features: FeatureConfig, labels: list[str], splits: dict[str, list[TrackData]]
+    config: TrainConfig,
+    cnn: CNNConfig,
+    features: FeatureConfig,
+    labels: list[str],
+    splits: dict[str, list[TrackData]],
+    model: dict[str, Any] | None = None,
 ) -> str:
     import hashlib
 
     blob = json.dumps(
         {
-            "train": {k: v for k, v in config.to_dict().items() if k != "threads"},
+            # threads and the time budget do not change what an epoch computes; transfer settings at their
+            # defaults are left out so that runs from before they existed still resume
+            "train": {k: v for k, v in config.to_dict().items() if k not in ("threads", "max_seconds")
+                      and not (k in _TRANSFER_DEFAULTS and v == _TRANSFER_DEFAULTS[k])},
             "cnn": cnn.to_dict(),
+            **({"model": model} if model else {}),
             "features": features.to_dict(),
             "labels": labels,
             "splits": {k: sorted(t.key for t in v) for k, v in splits.items()},
@@ -520,6 +563,7 @@ def train(
     *,
     config: TrainConfig | None = None,
     cnn: CNNConfig | None = None,
+    model_spec: ModelSpec | None = None,
     feature_config: FeatureConfig | None = None,
     manifest: str | os.PathLike[str] | None = None,
     split_files: dict[str, str | os.PathLike[str] | None] | None = None,
@@ -536,7 +580,9 @@ def train(
     data : audio folder (labels from sub-folders) or ``spectro`` output folder
     out_dir : run folder; an interrupted run in it resumes from ``checkpoint.pt``
     config : training settings (default :class:`TrainConfig`)
-    cnn : network shape (``n_classes`` is set from the data)
+    cnn : network shape (``n_classes`` is set from the data) of the default ``cnn`` arch
+    model_spec : another architecture and its starting weights (:class:`~specmusic.models.transfer.ModelSpec`):
+        a music tagger (features become the tagger's) or an ImageNet backbone
     feature_config : features for audio input (default :data:`DEFAULT_FEATURES`)
     manifest : path,label[,group] CSV/JSONL for audio input
     split_files : ``{"train"|"valid"|"test": GTZAN-style list}``
@@ -559,6 +605,25 @@ def train(
 
     t0 = time.perf_counter()
     config = config or TrainConfig()
+    spec = model_spec or ModelSpec()
+    family = spec.family
+    if (config.freeze_epochs or config.freeze_front) and family in ("cnn", "timm"):
+        raise ConfigError(
+            f"--freeze-epochs/--linear-probe/--freeze-front need a built-in pretrained --arch, not {spec.arch} — drop them or pick "
+            "musicnn, resnet18, efficientnet_lite0…"
+        )
+    tagger_chunk = 0
+    if family == "tagger":
+        from specmusic.models.taggers import TAGGER_ARCHS, tagger_feature_config
+
+        tagger_features = tagger_feature_config()
+        if feature_config is not None and feature_config.digest() != tagger_features.digest():
+            raise ConfigError(
+                f"--arch {spec.arch} takes the tagger's own features (16 kHz, 96 mel bands, hop 256) — "
+                "drop --n-mels/--sr"
+            )
+        feature_config = tagger_features
+        tagger_chunk = TAGGER_ARCHS[spec.arch].chunk_frames
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads or _auto_threads())
@@ -587,11 +652,15 @@ def train(
 
     # Chunking: frames per crop, hop between evaluation chunks.
     train_items = splits["train"]
-    if config.chunk_seconds > 0:
+    if tagger_chunk:  # the length the tagger was trained on (MusiCNN 3 s; FCN/CRNN need their 29 s)
+        chunk = tagger_chunk
+    elif config.chunk_seconds > 0:
         chunk = max(8, int(round(config.chunk_seconds * features.sample_rate / features.hop_length)))
     else:
         chunk = max(t.spec.shape[1] for t in train_items)
     hop = max(1, chunk // 2)
+    if spec.arch == "musicnn":
+        hop = chunk  # MusiCNN's 3 s chunks tile the track, as in the pretrained tagger
     for t in items:  # a track shorter than a chunk is repeated to fill it (as inference does)
         if t.spec.shape[1] < chunk:
             reps = -(-chunk // t.spec.shape[1])
@@ -603,6 +672,8 @@ def train(
     mean = total / count
     var = sum(float(((t.spec.astype(np.float64) - mean) ** 2).sum()) for t in train_items) / count
     norm = (round(mean, 6), round(max(math.sqrt(var), 1e-3), 6))
+    if family == "tagger":
+        norm = (0.0, 1.0)  # the checkpoint's spec_bn normalises the dB mel input inside the network
 
     # Training examples: every non-overlapping chunk of every training track.
     ex_track, ex_start = [], []
@@ -616,18 +687,25 @@ def train(
     active = np.ones(len(ex_track_a), dtype=bool)
 
     torch.manual_seed(config.seed)
-    model = SpecCNN(cnn)
+    model_info: dict[str, Any] | None = None
+    if family == "cnn":
+        model = SpecCNN(cnn)
+    else:
+        from specmusic.models.transfer import build_model
+
+        model, model_info = build_model(spec, n_classes=len(labels), progress=progress, log=log)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    fingerprint = _fingerprint(config, cnn, features, labels, splits)
+    fingerprint = _fingerprint(config, cnn, features, labels, splits, spec.to_dict() if family != "cnn" else None)
     resolved = {
         "data": os.path.abspath(data),
         "train": config.to_dict(),
         "cnn": cnn.to_dict(),
+        "model": {**spec.to_dict(), **(model_info or {"family": "cnn"})},
         "feature_config": features.to_dict(),
         "labels": labels,
         "chunk_frames": chunk,
         "chunk_hop_frames": hop,
-        "input_norm": {"mean": norm[0], "std": norm[1]},
+        "input_norm": None if family == "tagger" else {"mean": norm[0], "std": norm[1]},
         "split_files": {k: os.path.abspath(v) for k, v in (split_files or {}).items() if v},
         "fingerprint": fingerprint,
     }
@@ -664,20 +742,49 @@ def train(
     y_valid = np.array([label_index[t.label] for t in valid_items], dtype=np.int64)
     std = norm[1]
     epoch = start_epoch
+    emb_cache: dict[int, torch.Tensor] = {}  # frozen backbone, fixed crops: embeddings computed once
+    t_loop = time.perf_counter()
     while not finished and epoch < config.epochs:
+        frozen = epoch < config.freeze_epochs
+        if frozen and epoch == start_epoch:
+            log(f"epochs {epoch + 1}-{config.freeze_epochs}: backbone frozen, training the new head")
+        elif config.freeze_epochs and epoch == config.freeze_epochs:
+            log(f"epoch {epoch + 1}: finetuning the whole network (peak lr {config.finetune_lr or config.lr / 10:g})")
+        use_cache = frozen and not config.augment
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 1_000_003 + epoch)
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         idx = np.flatnonzero(active)
         idx = idx[rng.permutation(len(idx))]
         n_batches = max(1, len(idx) // config.batch_size)  # drop the last partial batch (batch norm)
-        model.train()
+        _set_trainable(model, frozen, config.freeze_front)
         run_loss = run_correct = run_n = 0.0
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", file=sys.stderr,
                    disable=None if progress is None else not progress, dynamic_ncols=True, leave=False)
         for b in range(n_batches):
             sel = idx[b * config.batch_size : (b + 1) * config.batch_size]
             which = ex_track_a[sel]
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(epoch + b / n_batches, config)
+            if use_cache:
+                yb = y_train[which]
+                todo = [int(i) for i in sel if int(i) not in emb_cache]
+                if todo:
+                    t_idx = np.asarray(todo)
+                    xt = (torch.from_numpy(_crop_batch(train_items, ex_track_a[t_idx], ex_start_a[t_idx], chunk)) - norm[0]) / std
+                    with torch.no_grad():
+                        emb_cache.update(zip(todo, model.embed(xt)))
+                logits = model.classify(torch.stack([emb_cache[int(i)] for i in sel]))
+                loss = F.cross_entropy(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                run_loss += loss.item() * len(sel)
+                run_correct += float((logits.argmax(1) == yb).sum())
+                run_n += len(sel)
+                bar.set_postfix(loss=f"{run_loss / run_n:.3f}", acc=f"{run_correct / run_n:.3f}")
+                bar.update(1)
+                continue
             starts = ex_start_a[sel].copy()
             if "shift" in config.augment:
                 lens = np.array([train_items[w].spec.shape[1] for w in which])
@@ -686,8 +793,6 @@ def train(
             xb = (torch.from_numpy(_crop_batch(train_items, which, starts, chunk)) - norm[0]) / std
             yb = y_train[which]
             xb = _augment(xb, config.augment, gen, std)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(epoch + b / n_batches, config)
             if "mixup" in config.augment:
                 lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
                 perm = torch.from_numpy(rng.permutation(len(sel)))
@@ -735,6 +840,9 @@ def train(
         finished = stale >= config.patience or epoch >= config.epochs
         if finished and stale >= config.patience:
             log(f"early stop: no better validation score for {config.patience} epochs (best epoch {best['epoch']})")
+        elif not finished and config.max_seconds and time.perf_counter() - t_loop >= config.max_seconds:
+            finished = True
+            log(f"time budget: stopping after epoch {epoch} ({time.perf_counter() - t_loop:.0f} s of training)")
         _save_checkpoint(ckpt_path, {
             "version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "config": resolved,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
@@ -748,9 +856,10 @@ def train(
 
     from specmusic.export import export_onnx, model_metadata
 
+    extra: dict[str, Any] = {"cnn": cnn.to_dict()} if family == "cnn" else {"backbone": model_info}
     meta = model_metadata(
-        labels=labels, feature_config=features, chunk_frames=chunk, chunk_hop_frames=hop, input_norm=norm,
-        arch=SpecCNN.arch, cnn=cnn.to_dict(), best_epoch=best["epoch"],
+        labels=labels, feature_config=features, chunk_frames=chunk, chunk_hop_frames=hop,
+        input_norm=None if family == "tagger" else norm, arch=spec.arch, best_epoch=best["epoch"], **extra,
     )
     model_path = export_onnx(model, out / "model.onnx", n_rows=features.n_rows, metadata=meta)
 
@@ -763,6 +872,25 @@ def train(
     if test:
         log(f"test: accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} on {test['n_tracks']} tracks")
     return TrainResult(out, model_path, metrics, history, time.perf_counter() - t0)
+
+
+def _set_trainable(model: torch.nn.Module, frozen: bool, freeze_front: bool = False) -> None:
+    """Train mode; when ``frozen``, only the head (``model.head_name``) learns and the backbone stays in
+    eval mode (batch-norm statistics of the pretrained network kept). ``freeze_front`` keeps the
+    modules named by ``model.front_prefixes`` frozen (and in eval mode) in any case."""
+    head = getattr(model, "head_name", None)
+    front = tuple(getattr(model, "front_prefixes", ())) if freeze_front else ()
+    model.train()
+    for name, p in model.named_parameters():
+        fixed = name.startswith(front) if front else False
+        p.requires_grad_(not fixed and (not frozen or name.split(".")[0] == head))
+    if frozen:
+        for name, child in model.named_children():
+            if name not in (head, "dropout"):
+                child.eval()
+    for name, module in model.named_modules():
+        if front and name and name.startswith(front):
+            module.eval()
 
 
 def _drop_hard(

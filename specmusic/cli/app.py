@@ -10,10 +10,11 @@ from specmusic import __version__
 from specmusic.cli._options import STATE
 from specmusic.cli.spectro import spectro_cli
 from specmusic.cli.nmf import nmf_app
-from specmusic.cli.train import train_cli
+from specmusic.cli.train import TrainCommand, train_cli
 from specmusic.cli.classify import classify_cli
 from specmusic.cli.embed import embed_cli
 from specmusic.cli.recommend import recommend_cli
+from specmusic.cli.generate import generate_app
 
 app = typer.Typer(
     name="specmusic",
@@ -44,10 +45,11 @@ def _root(
 
 app.command("spectro")(spectro_cli)
 app.add_typer(nmf_app, name="nmf")
-app.command("train")(train_cli)
+app.command("train", cls=TrainCommand)(train_cli)
 app.command("classify")(classify_cli)
 app.command("embed")(embed_cli)
 app.command("recommend")(recommend_cli)
+app.add_typer(generate_app, name="generate")
 
 
 def main() -> None:

@@ -11,4 +11,15 @@ __all__ = ["ARCHITECTURES"]
 #: Architecture name (as written in checkpoints and ONNX metadata) → ``module:Class``.
 ARCHITECTURES: dict[str, str] = {
     "cnn": "specmusic.models.cnn:SpecCNN",
+    # pretrained music taggers with a new head (specmusic train --arch musicnn --pretrained mtat)
+    **{name: "specmusic.models.transfer:TaggerClassifier" for name in ("musicnn", "fcn", "crnn")},
+    # ImageNet backbones with timm's parameter names (specmusic train --arch resnet18 --pretrained)
+    "resnet18": "specmusic.models.backbones:ResNet",
+    "resnet34": "specmusic.models.backbones:ResNet",
+    "efficientnet_lite0": "specmusic.models.backbones:EfficientNetLite",
+    "tf_efficientnet_lite0": "specmusic.models.backbones:EfficientNetLite",
+    "vit_tiny_patch16_224": "specmusic.models.backbones:VisionTransformer",
+    "deit_tiny_patch16_224": "specmusic.models.backbones:VisionTransformer",
+    "vit_small_patch16_224": "specmusic.models.backbones:VisionTransformer",
+    "vit_test": "specmusic.models.backbones:VisionTransformer",
 }

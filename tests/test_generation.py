@@ -1,0 +1,142 @@
+"""``specmusic generate``: training a tiny flow-matching U-Net, seeded sampling, inversion, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from specmusic.cli.app import app
+from specmusic.features import FeatureConfig, compute_features
+from specmusic.generation import (
+    griffin_lim,
+    load_generator,
+    mel_to_audio,
+    sample_spectrograms,
+    spectral_convergence_db,
+    stft,
+)
+from tests.conftest import chirp
+
+TINY = ["--n-mels", "16", "--patch-frames", "16", "--base", "8", "--batch-size", "4", "--threads", "1",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import tone, write
+
+    root = tmp_path_factory.mktemp("gen") / "genres"
+    for li, (label, f) in enumerate((("low", 110.0), ("high", 1760.0))):
+        for i in range(3):
+            write(root / label / f"{label}.{i:05d}.wav", tone(f * (1 + 0.03 * i), 1.5, seed=10 * li + i))
+    out = root.parent / "gen"
+    result = CliRunner().invoke(app, ["generate", "train", str(root), "-o", str(out), "--epochs", "15", *TINY])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] > 0 and summary["stopped_by"] == "epochs"
+    assert np.isfinite(summary["final_loss"]) and summary["final_loss"] < summary["first_loss"]
+    return out
+
+
+def test_train_writes_checkpoint_and_config(tiny_model: Path) -> None:
+    meta = json.loads((tiny_model / "config.json").read_text())
+    assert meta["labels"] == ["high", "low"] and meta["config"]["n_mels"] == 16
+    assert (tiny_model / "checkpoint.pt").is_file()
+    gen = load_generator(tiny_model)
+    assert gen.labels == ["high", "low"] and gen.step > 0
+
+
+def test_minutes_budget_stops_training(tiny_model: Path, tmp_path: Path) -> None:
+    data = tiny_model.parent / "genres"
+    result = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(tmp_path / "g"), "--minutes", "0.002", *TINY])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["stopped_by"] == "minutes" and summary["seconds"] < 5
+
+
+def test_sampling_is_seeded(tiny_model: Path) -> None:
+    gen = load_generator(tiny_model)
+    a = sample_spectrograms(gen, n=2, label="low", seconds=1.0, steps=4, seed=3)
+    b = sample_spectrograms(gen, n=2, label="low", seconds=1.0, steps=4, seed=3)
+    c = sample_spectrograms(gen, n=2, label="low", seconds=1.0, steps=4, seed=4)
+    assert a.shape[:2] == (2, 16) and np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.min() >= -1.0 and a.max() <= 1.0
+
+
+def test_sample_cli_writes_clean_audio(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["generate", "sample", str(tiny_model), "-n", "2", "--label", "high",
+                                      "--seconds", "1", "--steps", "4", "--gl-iter", "8", "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    wavs = sorted(out.glob("*.wav"))
+    assert len(wavs) == 2 and len(list(out.glob("*.png"))) == 2
+    y, sr = sf.read(wavs[0], dtype="float64")
+    assert sr == 22050 and abs(len(y) / sr - 1.0) < 0.1
+    assert np.max(np.abs(y)) <= 10 ** (-1 / 20) + 1e-3  # peaks ≤ -1 dBFS: no clipping
+    assert abs(float(np.mean(y))) < 1e-3  # no DC
+
+
+def test_unknown_label_is_one_clear_error(tiny_model: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["generate", "sample", str(tiny_model), "--label", "jazz", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "jazz" in lines[0] and "high, low" in lines[0]
+
+
+def test_model_folder_from_another_version(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    other = tmp_path / "old"
+    shutil.copytree(tiny_model, other)
+    meta = json.loads((other / "config.json").read_text())
+    meta["format_version"] = 999
+    (other / "config.json").write_text(json.dumps(meta))
+    result = CliRunner().invoke(app, ["generate", "sample", str(other), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "format" in result.stderr and "retrain" in result.stderr
+
+
+def test_invert_wrong_shape_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((2, 3, 4), dtype=np.float32))
+    result = CliRunner().invoke(app, ["generate", "invert", str(bad), "-o", str(tmp_path / "x.wav")])
+    assert result.exit_code == 1 and "bad.npy" in result.stderr
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_invert_a_real_mel_back_to_audio(tmp_path: Path) -> None:
+    y = chirp(2.0).astype(np.float32)
+    mel_db = compute_features(y, FeatureConfig(top_db=None))
+    path = tmp_path / "chirp_mel.npy"
+    np.save(path, mel_db)
+    result = CliRunner().invoke(app, ["generate", "invert", str(path), "-o", str(tmp_path / "c.wav"), "--gl-iter", "32"])
+    assert result.exit_code == 0, result.stderr
+    z, sr = sf.read(tmp_path / "c.wav", dtype="float64")
+    assert sr == 22050 and abs(len(z) - len(y)) <= 512
+    # the inverted audio has (nearly) the mel spectrogram it was made from
+    back = compute_features(z.astype(np.float32), FeatureConfig(top_db=None))
+    n = min(back.shape[1], mel_db.shape[1])
+    diff = (back[:, :n] - back[:, :n].max()) - (mel_db[:, :n] - mel_db[:, :n].max())
+    loud = mel_db[:, :n] > mel_db[:, :n].max() - 40
+    assert np.median(np.abs(diff[loud])) < 3.0
+
+
+def test_fast_griffin_lim_converges_better_than_plain() -> None:
+    y = chirp(1.0).astype(np.float64)
+    mag = np.abs(stft(y))
+    fast, sc_fast = griffin_lim(mag, n_iter=32, momentum=0.99)
+    plain, sc_plain = griffin_lim(mag, n_iter=32, momentum=0.0)
+    assert sc_fast == pytest.approx(spectral_convergence_db(fast, mag), abs=0.01)
+    assert sc_fast < sc_plain and sc_fast < -10
+
+
+def test_mel_to_audio_is_loudness_normalised() -> None:
+    y = 0.01 * chirp(1.0).astype(np.float32)
+    mel_db = compute_features(y, FeatureConfig(top_db=None))
+    audio, _ = mel_to_audio(mel_db, config=FeatureConfig(top_db=None), n_iter=8)
+    rms_db = 20 * np.log10(np.sqrt(np.mean(audio**2)))
+    assert np.max(np.abs(audio)) <= 10 ** (-1 / 20) + 1e-6 and rms_db > -30
