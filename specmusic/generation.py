@@ -32,7 +32,6 @@ Defaults (one block, nanoGPT-style)::
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -47,6 +46,7 @@ import numpy as np
 from specmusic.audio import display_path, loudness_normalize
 from specmusic.errors import ConfigError, InputError, ModelError
 from specmusic.features import FeatureConfig, mel_filterbank
+from specmusic import stft as _stft
 from specmusic.fileio import atomic_path, atomic_write
 
 __all__ = [
@@ -551,64 +551,16 @@ def sample_spectrograms(
 
 
 # -- STFT and Griffin-Lim --------------------------------------------------------------------
-def _window(n_fft: int) -> np.ndarray:
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float64)  # periodic Hann
-
-
 def stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
-    """Centred (zero-padded) Hann STFT, framed as :mod:`specmusic.features`.
-
-    Returns
-    -------
-    X : np.ndarray [shape=(1 + n_fft // 2, 1 + len(y) // hop_length)], complex128
-    """
-    y = np.pad(np.asarray(y, dtype=np.float64), n_fft // 2)
-    n_frames = 1 + (len(y) - n_fft) // hop_length
-    frames = np.lib.stride_tricks.as_strided(
-        y, shape=(n_frames, n_fft), strides=(y.strides[0] * hop_length, y.strides[0]), writeable=False
-    )
-    return np.fft.rfft(frames * _window(n_fft), axis=1).T
-
-
-def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
-    n_frames, n_fft = frames.shape
-    total = n_fft + hop * (n_frames - 1)
-    if n_fft % hop == 0:  # fast path: n_fft/hop shifted slabs
-        r = n_fft // hop
-        out = np.zeros((n_frames + r - 1, hop))
-        blocks = frames.reshape(n_frames, r, hop)
-        for k in range(r):
-            out[k : k + n_frames] += blocks[:, k]
-        return out.reshape(-1)[:total]
-    y = np.zeros(total)
-    for i in range(n_frames):
-        y[i * hop : i * hop + n_fft] += frames[i]
-    return y
-
-
-@functools.lru_cache(maxsize=32)
-def _window_sum(n_fft: int, hop: int, n_frames: int) -> np.ndarray:
-    win = _window(n_fft)
-    out = _overlap_add(np.broadcast_to(win**2, (n_frames, n_fft)).copy(), hop)
-    out.setflags(write=False)
-    return out
+    """Complex128 STFT (:func:`specmusic.stft.stft`)."""
+    return _stft.stft(y, n_fft=n_fft, hop_length=hop_length)
 
 
 def istft(X: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512, length: int | None = None) -> np.ndarray:
-    """Inverse of :func:`stft` (weighted overlap-add), ``length`` samples (default ``hop * (n_frames - 1)``).
-
-    Parameters
-    ----------
-    X : np.ndarray [shape=(1 + n_fft // 2, n_frames)], complex
-    """
-    n_frames = X.shape[1]
-    win = _window(n_fft)
-    frames = np.fft.irfft(X.T, n=n_fft, axis=1) * win
-    y, wsum = _overlap_add(frames, hop_length), _window_sum(n_fft, hop_length, n_frames)
-    y /= np.where(wsum > 1e-8, wsum, 1.0)
-    y = y[n_fft // 2 :]
-    length = hop_length * (n_frames - 1) if length is None else length
-    return y[:length] if len(y) >= length else np.pad(y, (0, length - len(y)))
+    """Inverse of :func:`stft` (:func:`specmusic.stft.istft`); ``n_fft`` must match ``X``'s rows."""
+    if X.shape[0] != n_fft // 2 + 1:
+        raise InputError(f"STFT of shape {X.shape} needs {n_fft // 2 + 1} rows for n_fft={n_fft} — fix n_fft or the array")
+    return _stft.istft(X, hop_length=hop_length, length=length)
 
 
 def spectral_convergence_db(y: np.ndarray, magnitude: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> float:

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from specmusic import stft as _stft
 from specmusic.errors import ConfigError, InputError
 
 __all__ = [
@@ -622,11 +623,6 @@ def fit_nmf(
 
 
 # -- spectrograms ----------------------------------------------------------------------------
-def _window(n_fft: int) -> np.ndarray:
-    """Periodic Hann window (as librosa / scipy ``get_window('hann')``), float64."""
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
-
-
 def _check_fft(n_fft: int, hop_length: int) -> None:
     if n_fft < 16 or hop_length < 1 or hop_length > n_fft // 2:
         raise ConfigError(
@@ -646,7 +642,7 @@ def stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarr
     -------
     X : np.ndarray [shape=(1 + n_fft // 2, 1 + n // hop_length)], complex64
         Frame ``t`` is centred on sample ``t * hop_length``, as ``librosa.stft(center=True,
-        pad_mode="constant")``.
+        pad_mode="constant")`` (:func:`specmusic.stft.stft`).
 
     Raises
     ------
@@ -657,15 +653,7 @@ def stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarr
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise InputError(f"signal has shape {y.shape} — pass mono audio (load_audio(mono=True))")
-    pad = n_fft // 2
-    padded = np.pad(y, (pad, pad))
-    n_frames = 1 + len(y) // hop_length
-    need = (n_frames - 1) * hop_length + n_fft
-    if len(padded) < need:
-        padded = np.pad(padded, (0, need - len(padded)))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length][:n_frames]
-    X = np.fft.rfft(frames * _window(n_fft).astype(np.float32), axis=1)
-    return np.ascontiguousarray(X.T, dtype=np.complex64)
+    return np.ascontiguousarray(_stft.stft(y, n_fft=n_fft, hop_length=hop_length), dtype=np.complex64)
 
 
 def istft(X: np.ndarray, *, hop_length: int = 512, length: int | None = None) -> np.ndarray:
@@ -681,33 +669,8 @@ def istft(X: np.ndarray, *, hop_length: int = 512, length: int | None = None) ->
     y : np.ndarray [shape=(length,)], float32; ``istft(stft(y), length=len(y)) == y`` to float32
     precision, and it is linear: the ISTFTs of parts that sum to ``X`` sum to the ISTFT of ``X``.
     """
-    n_fft = 2 * (X.shape[0] - 1)
-    _check_fft(n_fft, hop_length)
-    n_frames = X.shape[1]
-    win = _window(n_fft)
-    frames = np.fft.irfft(np.asarray(X).T, n=n_fft, axis=1) * win
-    total = n_fft + hop_length * (n_frames - 1)
-    out = np.zeros(total)
-    norm = np.zeros(total)
-    win_sq = win**2
-    # Overlap-add in n_fft / hop_length strided passes (no Python loop over frames).
-    per = -(-n_fft // hop_length)
-    for j in range(per):
-        seg = frames[:, j * hop_length : (j + 1) * hop_length]
-        w = win_sq[j * hop_length : (j + 1) * hop_length]
-        width = seg.shape[1]
-        if width == 0:
-            continue
-        starts = j * hop_length + hop_length * np.arange(n_frames)
-        idx = (starts[:, None] + np.arange(width)[None, :]).ravel()
-        out += np.bincount(idx, weights=seg.ravel(), minlength=total)[:total]
-        norm += np.bincount(idx, weights=np.broadcast_to(w, seg.shape).ravel(), minlength=total)[:total]
-    out /= np.where(norm > 1e-10, norm, 1.0)
-    pad = n_fft // 2
-    y = out[pad:]
-    length = (n_frames - 1) * hop_length if length is None else length
-    y = y[:length] if len(y) >= length else np.pad(y, (0, length - len(y)))
-    return y.astype(np.float32)
+    _check_fft(2 * (X.shape[0] - 1), hop_length)
+    return _stft.istft(X, hop_length=hop_length, length=length).astype(np.float32)
 
 
 def magnitude(X: np.ndarray, *, power: float = 1.0) -> np.ndarray:
