@@ -57,6 +57,8 @@ ROWS: dict[str, tuple[str, str]] = {
     "scratch": ("scratch CNN (default train)", "--cache-dir {cache}"),
     "musicnn_probe": ("MusiCNN (MTAT) linear probe",
                       "--arch musicnn --pretrained mtat --linear-probe --epochs 10 --cache-dir {tcache}"),
+    "musicnn_probe_30": ("MusiCNN (MTAT) linear probe, 30 epochs",
+                         "--arch musicnn --pretrained mtat --linear-probe --epochs 30 --patience 30 --cache-dir {tcache}"),
     "musicnn_jamendo_probe": ("MusiCNN (MTG-Jamendo) linear probe",
                               "--arch musicnn --pretrained jamendo --linear-probe --epochs 6 --cache-dir {tcache}"),
     "musicnn_finetune": ("MusiCNN (MTAT) finetune",
@@ -65,6 +67,9 @@ ROWS: dict[str, tuple[str, str]] = {
     "effnet_imagenet": ("EfficientNet-Lite0, ImageNet init",
                         "--arch tf_efficientnet_lite0 --weights {effnet} --img-size 128 --epochs 6 "
                         "--freeze-epochs 1 --lr 3e-3 --finetune-lr 1e-3 --cache-dir {cache}"),
+    "effnet_imagenet_12": ("EfficientNet-Lite0, ImageNet init, 12 epochs",
+                           "--arch tf_efficientnet_lite0 --weights {effnet} --img-size 128 --epochs 12 "
+                           "--freeze-epochs 1 --lr 3e-3 --finetune-lr 1e-3 --cache-dir {cache}"),
     "effnet_random": ("EfficientNet-Lite0, random init",
                       "--arch tf_efficientnet_lite0 --img-size 128 --epochs 6 --lr 1e-3 --cache-dir {cache}"),
     "vit_random": ("ViT-Tiny/16, random init (112x112 input)",
