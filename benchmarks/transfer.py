@@ -67,9 +67,6 @@ ROWS: dict[str, tuple[str, str]] = {
     "effnet_imagenet": ("EfficientNet-Lite0, ImageNet init",
                         "--arch tf_efficientnet_lite0 --weights {effnet} --img-size 128 --epochs 6 "
                         "--freeze-epochs 1 --lr 3e-3 --finetune-lr 1e-3 --cache-dir {cache}"),
-    "effnet_imagenet_12": ("EfficientNet-Lite0, ImageNet init, 12 epochs",
-                           "--arch tf_efficientnet_lite0 --weights {effnet} --img-size 128 --epochs 12 "
-                           "--freeze-epochs 1 --lr 3e-3 --finetune-lr 1e-3 --cache-dir {cache}"),
     "effnet_random": ("EfficientNet-Lite0, random init",
                       "--arch tf_efficientnet_lite0 --img-size 128 --epochs 6 --lr 1e-3 --cache-dir {cache}"),
     "vit_random": ("ViT-Tiny/16, random init (112x112 input)",
