@@ -83,6 +83,8 @@ def baseline(splits: dict, cache: Path) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from specmusic.training import classification_metrics
+
     feats: dict[str, list[float]] = json.loads(cache.read_text()) if cache.exists() else {}
     rows = {}
     for name in ("train", "valid", "test"):
@@ -100,7 +102,10 @@ def baseline(splits: dict, cache: Path) -> dict:
     clf.fit(X_fit, y_fit)
     X_test, y_test = rows["test"]
     pred = clf.predict(X_test)
-    return {"accuracy": float((pred == y_test).mean()), "n_test": len(y_test)}
+    labels = sorted(set(rows["train"][1]))
+    index = {lab: i for i, lab in enumerate(labels)}
+    m = classification_metrics(np.array([index[v] for v in y_test]), np.array([index[v] for v in pred]), labels)
+    return {"accuracy": float((pred == y_test).mean()), "macro_f1": m["macro_f1"], "n_test": len(y_test)}
 
 
 def main() -> None:

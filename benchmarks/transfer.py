@@ -153,34 +153,12 @@ def classify_seconds(model: Path, clip: str, runs: int = 3) -> float:
 
 
 def mfcc_row(splits: dict, cache: Path) -> dict:
-    """MFCC stats + logistic regression on train+valid, scored on test (as benchmarks/train_genre.py)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from train_genre import mfcc_stats
-
-    from specmusic.training import classification_metrics
+    """MFCC stats + logistic regression on train+valid, scored on test (``train_genre.baseline``)."""
+    from train_genre import baseline
 
     t0 = time.perf_counter()
-    feats: dict[str, list[float]] = json.loads(cache.read_text()) if cache.exists() else {}
-    rows = {}
-    for name in ("train", "valid", "test"):
-        X, y = [], []
-        for r in splits[name]:
-            if r["source"] not in feats:
-                feats[r["source"]] = mfcc_stats(r["source"]).tolist()
-            X.append(feats[r["source"]])
-            y.append(r["label"])
-        rows[name] = (np.asarray(X), np.asarray(y))
-    cache.write_text(json.dumps(feats))
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=1.0))
-    clf.fit(np.concatenate([rows["train"][0], rows["valid"][0]]), np.concatenate([rows["train"][1], rows["valid"][1]]))
-    labels = sorted(set(rows["train"][1]))
-    index = {lab: i for i, lab in enumerate(labels)}
-    X_test, y_test = rows["test"]
-    m = classification_metrics(np.array([index[v] for v in y_test]), np.array([index[v] for v in clf.predict(X_test)]),
-                               labels)
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n_tracks": m["n_tracks"],
+    base = baseline(splits, cache)
+    return {"accuracy": base["accuracy"], "macro_f1": base["macro_f1"], "n_tracks": base["n_test"],
             "train_seconds": round(time.perf_counter() - t0, 1)}
 
 
