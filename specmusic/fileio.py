@@ -60,3 +60,54 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    what: str,
+    how_to_fix: str,
+    sha256: str | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Fetch ``url`` to ``dest`` atomically, with a progress bar on stderr and an optional sha256 check.
+
+    Raises
+    ------
+    ModelError
+        No network or an HTTP error (``cannot download the {what} weights (…) — {how_to_fix}``), or a
+        sha256 mismatch; ``dest`` is left as it was and no temporary file remains.
+    """
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    from specmusic.errors import ModelError
+
+    digest = hashlib.sha256()
+    with atomic_path(dest, suffix=".part") as tmp:
+        with open(tmp, "wb") as out:
+            try:
+                request = urllib.request.Request(url, headers={"User-Agent": "specmusic"})
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {what}", file=sys.stderr,
+                               disable=None if progress is None else not progress, leave=False)
+                    with bar:
+                        for block in iter(lambda: response.read(1 << 16), b""):
+                            out.write(block)
+                            digest.update(block)
+                            bar.update(len(block))
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", None) or exc
+                raise ModelError(f"cannot download the {what} weights ({reason}) — {how_to_fix}") from exc
+        got = digest.hexdigest()
+        if sha256 is not None and got != sha256:
+            raise ModelError(
+                f"downloaded {url} has sha256 {got[:16]}…, expected {sha256[:16]}… — "
+                f"the download is corrupt or the file changed upstream; retry, or {how_to_fix}"
+            )
+    return Path(dest)

@@ -24,7 +24,6 @@ Cache (``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from specmusic.errors import ConfigError, ModelError
-from specmusic.fileio import sha256_file
+from specmusic.fileio import download, sha256_file
 
 __all__ = [
     "DEFAULT_TAGGER",
@@ -232,53 +231,10 @@ def download_checkpoint(tagger: PretrainedTagger, dest: Path, *, progress: bool 
     ModelError
         No network / HTTP error (the message says how to supply the file), or a sha256 mismatch.
     """
-    import urllib.error
-    import urllib.request
-
-    from tqdm import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                request = urllib.request.Request(tagger.url, headers={"User-Agent": "specmusic"})
-                with urllib.request.urlopen(request, timeout=60) as response:
-                    total = int(response.headers.get("Content-Length") or 0) or None
-                    bar = tqdm(
-                        total=total,
-                        unit="B",
-                        unit_scale=True,
-                        desc=f"downloading {tagger.name}",
-                        file=sys.stderr,
-                        disable=None if progress is None else not progress,
-                        leave=False,
-                    )
-                    with bar:
-                        for block in iter(lambda: response.read(1 << 16), b""):
-                            out.write(block)
-                            digest.update(block)
-                            bar.update(len(block))
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", None) or exc
-                raise ModelError(
-                    f"cannot download the {tagger.name} tagger weights ({reason}) — "
-                    + _HOW_TO_SUPPLY.format(url=tagger.url)
-                ) from exc
-        got = digest.hexdigest()
-        if got != tagger.sha256:
-            raise ModelError(
-                f"downloaded {tagger.url} has sha256 {got[:16]}…, expected {tagger.sha256[:16]}… — "
-                "the download is corrupt or the file changed upstream; retry, or "
-                + _HOW_TO_SUPPLY.format(url=tagger.url)
-            )
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache shared by a group should stay readable
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    return download(
+        tagger.url, dest, what=f"{tagger.name} tagger", how_to_fix=_HOW_TO_SUPPLY.format(url=tagger.url),
+        sha256=tagger.sha256, progress=progress,
+    )
 
 
 # -- conversion (torch, lazily) ---------------------------------------------------------------

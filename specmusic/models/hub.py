@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -76,37 +75,12 @@ def download_weights(url: str, dest: Path, *, what: str, progress: bool | None =
     ModelError
         No network or an HTTP error; the message says to pass ``--weights FILE``.
     """
-    import urllib.error
-    import urllib.request
+    from specmusic.fileio import download
 
-    from tqdm import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                request = urllib.request.Request(url, headers={"User-Agent": "specmusic"})
-                with urllib.request.urlopen(request, timeout=60) as response:
-                    total = int(response.headers.get("Content-Length") or 0) or None
-                    bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {what}", file=sys.stderr,
-                               disable=None if progress is None else not progress, leave=False)
-                    with bar:
-                        for block in iter(lambda: response.read(1 << 16), b""):
-                            out.write(block)
-                            bar.update(len(block))
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", None) or exc
-                raise ModelError(
-                    f"cannot download the {what} weights ({reason}) — download {url} by hand and pass "
-                    "--weights FILE (or train from random init without --pretrained)"
-                ) from exc
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    return download(
+        url, dest, what=what, progress=progress,
+        how_to_fix=f"download {url} by hand and pass --weights FILE (or train from random init without --pretrained)",
+    )
 
 
 def ensure_imagenet_weights(arch: str, *, tag: str | None = None, progress: bool | None = None) -> Path:
