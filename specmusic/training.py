@@ -776,31 +776,23 @@ def train(
                         emb_cache.update(zip(todo, model.embed(xt)))
                 logits = model.classify(torch.stack([emb_cache[int(i)] for i in sel]))
                 loss = F.cross_entropy(logits, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                run_loss += loss.item() * len(sel)
-                run_correct += float((logits.argmax(1) == yb).sum())
-                run_n += len(sel)
-                bar.set_postfix(loss=f"{run_loss / run_n:.3f}", acc=f"{run_correct / run_n:.3f}")
-                bar.update(1)
-                continue
-            starts = ex_start_a[sel].copy()
-            if "shift" in config.augment:
-                lens = np.array([train_items[w].spec.shape[1] for w in which])
-                starts = starts + rng.integers(-chunk // 2, chunk // 2 + 1, size=len(sel))
-                starts = np.clip(starts, 0, lens - chunk)
-            xb = (torch.from_numpy(_crop_batch(train_items, which, starts, chunk)) - norm[0]) / std
-            yb = y_train[which]
-            xb = _augment(xb, config.augment, gen, std)
-            if "mixup" in config.augment:
-                lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
-                perm = torch.from_numpy(rng.permutation(len(sel)))
-                logits, _ = model(lam * xb + (1 - lam) * xb[perm])
-                loss = lam * F.cross_entropy(logits, yb) + (1 - lam) * F.cross_entropy(logits, yb[perm])
             else:
-                logits, _ = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                starts = ex_start_a[sel].copy()
+                if "shift" in config.augment:
+                    lens = np.array([train_items[w].spec.shape[1] for w in which])
+                    starts = starts + rng.integers(-chunk // 2, chunk // 2 + 1, size=len(sel))
+                    starts = np.clip(starts, 0, lens - chunk)
+                xb = (torch.from_numpy(_crop_batch(train_items, which, starts, chunk)) - norm[0]) / std
+                yb = y_train[which]
+                xb = _augment(xb, config.augment, gen, std)
+                if "mixup" in config.augment:
+                    lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
+                    perm = torch.from_numpy(rng.permutation(len(sel)))
+                    logits, _ = model(lam * xb + (1 - lam) * xb[perm])
+                    loss = lam * F.cross_entropy(logits, yb) + (1 - lam) * F.cross_entropy(logits, yb[perm])
+                else:
+                    logits, _ = model(xb)
+                    loss = F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
