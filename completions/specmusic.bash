@@ -195,6 +195,7 @@ _specmusic() {
             --sr) COMPREPLY=(); return;;
             --cache-dir) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --threads) COMPREPLY=(); return;;
+            --device) COMPREPLY=(); return;;
             --arch) COMPREPLY=(); return;;
             --pretrained) COMPREPLY=(); return;;
             --weights) COMPREPLY=($(compgen -f -- "$cur")); return;;
@@ -205,7 +206,7 @@ _specmusic() {
             --seed) COMPREPLY=(); return;;
             --jobs|-j) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --split-file --valid-file --test-file --manifest -m --chunk-seconds --epochs --patience --batch-size --lr --augment --drop-hard --drop-hard-after --track-pooling --n-mels --sr --cache-dir --threads --arch --pretrained --weights --freeze-epochs --finetune-lr --linear-probe --freeze-front --img-size --time-budget --force --seed --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --split-file --valid-file --test-file --manifest -m --chunk-seconds --epochs --patience --batch-size --lr --augment --drop-hard --drop-hard-after --track-pooling --n-mels --sr --cache-dir --threads --device --arch --pretrained --weights --freeze-epochs --finetune-lr --linear-probe --freeze-front --img-size --time-budget --force --seed --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     esac

@@ -170,6 +170,7 @@ complete -c specmusic -n '__fish_seen_subcommand_from train' -l n-mels -r -d 'Me
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l sr -r -d 'Sample rate for audio input (Hz).'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l cache-dir -r -F -d 'Feature cache for audio input (default RUN/features).'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l threads -r -d 'Torch threads (0 = the idle cores, by load average).'
+complete -c specmusic -n '__fish_seen_subcommand_from train' -l device -r -d 'Train on: auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda, cuda:N or mps.'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l arch -r -d 'Network: cnn (small, from scratch); musicnn, fcn, crnn (music taggers); resnet18, resnet34, efficientnet_lite0, tf_efficientnet_lite0, vit_tiny_patch16_224, deit_tiny_patch16_224, vit_small_patch16_224 (ImageNet CNNs/ViTs, timm layout); any timm model if timm is installed.'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l pretrained -r -d 'Start from pretrained weights: a tagger dataset (mtat, msd, jamendo) for taggers; alone (or '\''imagenet'\'', or a timm tag like a1_in1k) for ImageNet archs: downloaded as timm does, then cached.'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l weights -r -F -d 'Local weights file instead of a download (.safetensors, or a torch .pth state dict).'

@@ -34,6 +34,8 @@ Defaults (one block, nanoGPT-style)::
     test_fraction   = 0.2      # of all tracks, carved by group when no --test-file
     seed            = 0
     threads         = 0        # torch threads; 0 = auto: the cores not busy with other work (load average)
+    device          = "auto"   # where the network trains: auto (a CUDA GPU when torch sees one, else cpu), cpu,
+                               # cuda, cuda:N, mps; evaluation and the ONNX export are the same either way
     freeze_epochs   = 0        # transfer: epochs training only the new head (backbone frozen, batch-norm
                                # statistics kept); = epochs: a linear probe
     finetune_lr     = None     # transfer: peak lr of the full finetune after the frozen epochs (None: lr / 10);
@@ -111,6 +113,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     seed: int = 0
     threads: int = 0
+    device: str = "auto"
     freeze_epochs: int = 0
     finetune_lr: float | None = None
     freeze_front: bool = False
@@ -459,10 +462,11 @@ def evaluate_tracks(
     x = np.concatenate(chunks)
     owner = np.concatenate(owners)
     mean, std = norm
+    dev = _model_device(model)
     probs = []
     for s in range(0, len(x), batch_size):
-        xb = (torch.from_numpy(x[s : s + batch_size]) - mean) / std
-        probs.append(torch.softmax(model(xb)[0], dim=1).numpy())
+        xb = ((torch.from_numpy(x[s : s + batch_size]) - mean) / std).to(dev)
+        probs.append(torch.softmax(model(xb)[0], dim=1).float().cpu().numpy())
     p = np.concatenate(probs)
     n_classes = p.shape[1]
     out = np.zeros((len(items), n_classes), dtype=np.float64)
@@ -533,7 +537,7 @@ def _fingerprint(
         {
             # threads and the time budget do not change what an epoch computes; transfer settings at their
             # defaults are left out so that runs from before they existed still resume
-            "train": {k: v for k, v in config.to_dict().items() if k not in ("threads", "max_seconds")
+            "train": {k: v for k, v in config.to_dict().items() if k not in ("threads", "max_seconds", "device")
                       and not (k in _TRANSFER_DEFAULTS and v == _TRANSFER_DEFAULTS[k])},
             "cnn": cnn.to_dict(),
             **({"model": model} if model else {}),
@@ -547,6 +551,39 @@ def _fingerprint(
 
 
 # -- training -------------------------------------------------------------------------------
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device for ``name`` (``auto``: the first CUDA GPU when torch sees one, else the CPU).
+
+    Raises
+    ------
+    ConfigError
+        An unknown device name, or one this torch build cannot use.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {name!r}: unknown device — use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {name}: torch {torch.__version__} sees no CUDA GPU on this machine — use --device cpu "
+                "(or install a CUDA build of torch)"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here — use cuda:0…")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"--device {name}: this torch build has no Apple MPS support here — use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name!r}: not supported — use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(iter(model.parameters()), torch.empty(0)).device
+
+
 def _auto_threads() -> int:
     """Idle cores by the 1-minute load average (at least 1): oversubscribed OpenMP threads spin and stall."""
     cores = os.cpu_count() or 1
@@ -627,6 +664,7 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads or _auto_threads())
+    device = resolve_device(config.device)
 
     items, features = load_training_data(
         data, cache_dir=cache_dir or out / "features", feature_config=feature_config, manifest=manifest,
@@ -683,7 +721,7 @@ def train(
         ex_start.extend(starts.tolist())
     ex_track_a = np.asarray(ex_track, dtype=np.int64)
     ex_start_a = np.asarray(ex_start, dtype=np.int64)
-    y_train = torch.tensor([label_index[t.label] for t in train_items])
+    y_train = torch.tensor([label_index[t.label] for t in train_items], device=device)
     active = np.ones(len(ex_track_a), dtype=bool)
 
     torch.manual_seed(config.seed)
@@ -694,6 +732,9 @@ def train(
         from specmusic.models.transfer import build_model
 
         model, model_info = build_model(spec, n_classes=len(labels), progress=progress, log=log)
+    model.to(device)
+    if device.type != "cpu":
+        log(f"training on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     fingerprint = _fingerprint(config, cnn, features, labels, splits, spec.to_dict() if family != "cnn" else None)
     resolved = {
@@ -719,7 +760,7 @@ def train(
     finished = False
     if ckpt_path.exists() and not force:
         try:
-            ckpt = torch.load(ckpt_path, weights_only=True)
+            ckpt = torch.load(ckpt_path, weights_only=True, map_location=device)
         except Exception as exc:  # a torn or foreign file
             raise ConfigError(
                 f"{display_path(ckpt_path)}: unreadable checkpoint ({type(exc).__name__}) — pass --force to start over"
@@ -767,11 +808,11 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(epoch + b / n_batches, config)
             if use_cache:
-                yb = y_train[which]
+                yb = y_train[torch.from_numpy(which).to(device)]
                 todo = [int(i) for i in sel if int(i) not in emb_cache]
                 if todo:
                     t_idx = np.asarray(todo)
-                    xt = (torch.from_numpy(_crop_batch(train_items, ex_track_a[t_idx], ex_start_a[t_idx], chunk)) - norm[0]) / std
+                    xt = ((torch.from_numpy(_crop_batch(train_items, ex_track_a[t_idx], ex_start_a[t_idx], chunk)) - norm[0]) / std).to(device)
                     with torch.no_grad():
                         emb_cache.update(zip(todo, model.embed(xt)))
                 logits = model.classify(torch.stack([emb_cache[int(i)] for i in sel]))
@@ -783,11 +824,11 @@ def train(
                     starts = starts + rng.integers(-chunk // 2, chunk // 2 + 1, size=len(sel))
                     starts = np.clip(starts, 0, lens - chunk)
                 xb = (torch.from_numpy(_crop_batch(train_items, which, starts, chunk)) - norm[0]) / std
-                yb = y_train[which]
-                xb = _augment(xb, config.augment, gen, std)
+                yb = y_train[torch.from_numpy(which).to(device)]
+                xb = _augment(xb, config.augment, gen, std).to(device)  # masks drawn on the CPU: same on any device
                 if "mixup" in config.augment:
                     lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
-                    perm = torch.from_numpy(rng.permutation(len(sel)))
+                    perm = torch.from_numpy(rng.permutation(len(sel))).to(device)
                     logits, _ = model(lam * xb + (1 - lam) * xb[perm])
                     loss = lam * F.cross_entropy(logits, yb) + (1 - lam) * F.cross_entropy(logits, yb[perm])
                 else:
@@ -853,11 +894,12 @@ def train(
         labels=labels, feature_config=features, chunk_frames=chunk, chunk_hop_frames=hop,
         input_norm=None if family == "tagger" else norm, arch=spec.arch, best_epoch=best["epoch"], **extra,
     )
-    model_path = export_onnx(model, out / "model.onnx", n_rows=features.n_rows, metadata=meta)
+    model_path = export_onnx(model.to("cpu"), out / "model.onnx", n_rows=features.n_rows, metadata=meta)
+    model.to(device)
 
     metrics = _final_metrics(model, splits, labels, label_index, chunk, hop, norm, config)
     metrics.update({"best_epoch": best["epoch"], "epochs_run": len(history), "chunk_frames": chunk,
-                    "train_seconds": round(time.perf_counter() - t0, 1)})
+                    "train_seconds": round(time.perf_counter() - t0, 1), "device": str(device)})
     write_json_atomic(out / "metrics.json", metrics)
     _plots(out, history, metrics, labels)
     test = metrics.get("test") or {}
@@ -900,11 +942,13 @@ def _drop_hard(
     model.eval()
     idx = np.flatnonzero(active)
     losses = np.empty(len(idx))
+    dev = _model_device(model)
     with torch.no_grad():
         for s in range(0, len(idx), 128):
             sel = idx[s : s + 128]
-            xb = (torch.from_numpy(_crop_batch(items, ex_track[sel], ex_start[sel], chunk)) - norm[0]) / norm[1]
-            losses[s : s + 128] = F.cross_entropy(model(xb)[0], y[ex_track[sel]], reduction="none").numpy()
+            xb = ((torch.from_numpy(_crop_batch(items, ex_track[sel], ex_start[sel], chunk)) - norm[0]) / norm[1]).to(dev)
+            losses[s : s + 128] = F.cross_entropy(
+                model(xb)[0], y[ex_track[sel]].to(dev), reduction="none").cpu().numpy()
     n_drop = int(round(fraction * len(idx)))
     out = active.copy()
     if n_drop:

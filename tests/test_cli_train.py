@@ -57,6 +57,8 @@ def test_missing_folder_and_bad_options(tmp_path: Path, genre_tree: Path) -> Non
     result = CliRunner().invoke(app, ["train", str(genre_tree), "-o", str(tmp_path / "run"), "--test-file",
                                       str(tmp_path / "missing.txt")])
     assert result.exit_code == 1 and "split list not found" in _one_error_line(result.stderr)
+    result = CliRunner().invoke(app, ["train", str(genre_tree), "-o", str(tmp_path / "run"), "--device", "gpu0"])
+    assert result.exit_code == 1 and "--device 'gpu0': unknown device" in _one_error_line(result.stderr)
 
 
 def test_spectro_folder_with_mixed_feature_configs(genre_tree: Path, tmp_path: Path) -> None:

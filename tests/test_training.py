@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from specmusic.training import (
     classification_metrics,
     load_training_data,
     make_splits,
+    resolve_device,
     train,
 )
 
@@ -144,6 +146,36 @@ def test_train_writes_run_folder(run_a) -> None:
     keys = [{r["key"] for r in splits[s]} for s in ("train", "valid", "test")]
     assert not (keys[0] & keys[2]) and len(keys[0] | keys[1] | keys[2]) == 15
     assert len(run_a.history) == 3 and all(np.isfinite(h["train_loss"]) for h in run_a.history)
+    assert metrics["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # FAST leaves device on auto
+
+
+def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="sees no CUDA GPU.*--device cpu"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("gpu0")
+    with pytest.raises(ConfigError, match="not supported"):
+        resolve_device("meta")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch here is a CPU build)")
+def test_training_on_gpu(tree: Path, tmp_path: Path) -> None:
+    """A GPU run: same data and seed as on the CPU, its model exported and scored on the CPU like any other."""
+    from specmusic.inference import load_model, predict_track
+
+    gpu = train(tree, tmp_path, config=replace(FAST, device="cuda"), cnn=SMALL, feature_config=FC, progress=False)
+    cpu = train(tree, tmp_path / "cpu", config=replace(FAST, device="cpu"), cnn=SMALL, feature_config=FC, progress=False)
+    assert gpu.metrics["device"].startswith("cuda") and cpu.metrics["device"] == "cpu"
+    # same split and crops; dropout draws from the CUDA generator, so the losses differ run to run by design
+    assert len(gpu.history) == len(cpu.history) and all(np.isfinite(h["train_loss"]) for h in gpu.history)
+    assert gpu.metrics["test"]["n_tracks"] == cpu.metrics["test"]["n_tracks"]
+    pred = gpu.metrics["test"]["predictions"][0]
+    model = load_model(gpu.model_path)
+    expected = np.array([pred["probabilities"][lab] for lab in model.labels])
+    np.testing.assert_allclose(predict_track(model, pred["source"]), expected, atol=2e-3)
 
 
 def test_onnx_from_training_matches_evaluation(run_a) -> None:

@@ -77,6 +77,11 @@ def train_cli(
     sample_rate: int = typer.Option(22050, "--sr", help="Sample rate for audio input (Hz)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache for audio input (default RUN/features)."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch threads (0 = the idle cores, by load average)."),
+    device: str = typer.Option(
+        "auto", "--device",
+        help="Train on: auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda, cuda:N or mps. "
+        "The model.onnx and classify are the same either way.",
+    ),
     arch: str = typer.Option(
         "cnn", "--arch",
         help="Network: cnn (small, from scratch); musicnn, fcn, crnn (music taggers); resnet18, resnet34, "
@@ -141,6 +146,7 @@ def train_cli(
             track_pooling=pooling,
             seed=seed,
             threads=threads,
+            device=device,
             freeze_epochs=epochs if linear_probe else freeze_epochs,
             finetune_lr=finetune_lr,
             freeze_front=freeze_front,
