@@ -112,10 +112,12 @@ _specmusic() {
             --mask-power) COMPREPLY=(); return;;
             --offset) COMPREPLY=(); return;;
             --duration) COMPREPLY=(); return;;
+            --inner) COMPREPLY=(); return;;
+            --relax) COMPREPLY=(); return;;
             --seed) COMPREPLY=(); return;;
             --threads) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--components -k --loss --output -o --iterations -n --tol --init --report --compare --sr --n-fft --hop-length --power --mask-power --offset --duration --audio --no-audio --plots --no-plots --float64 --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--components -k --loss --output -o --iterations -n --tol --init --report --compare --sr --n-fft --hop-length --power --mask-power --offset --duration --audio --no-audio --plots --no-plots --float64 --inner --relax --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "nmf_mosaic")

@@ -67,6 +67,57 @@ def test_tracked_losses_are_the_true_divergence(beta: float) -> None:
         assert long.losses[j] == pytest.approx(beta_divergence(V, short.W, short.H, beta=beta), rel=1e-8)
 
 
+@pytest.mark.parametrize("beta", [*BETAS, 1.5])
+@pytest.mark.parametrize("fix_w", [False, True])
+def test_threads_give_the_serial_result(beta: float, fix_w: bool) -> None:
+    """Many row blocks (2,000 rows of 200 frames: 4 blocks) shared by 3 workers: the same updates, the
+    same tracked losses, still non-increasing; only the summation order of the H step differs."""
+    V = low_rank(f=2000, n=200, k=4, noise=0.05, seed=2)
+    W0, H0 = initialize_nmf(V, 4, init="nndsvda", seed=0, dtype="float64")
+    runs = [fit_nmf(V, config=NMFConfig(beta=beta, max_iter=25, tol=0, dtype="float64", threads=t), W=W0, H=H0,
+                    fix_W=fix_w) for t in (1, 3)]
+    np.testing.assert_allclose(runs[1].W, runs[0].W, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(runs[1].H, runs[0].H, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(runs[1].losses, runs[0].losses, rtol=1e-10)
+    assert np.diff(runs[1].losses).max() <= 1e-9 * runs[1].losses[0]
+    with pytest.raises(ConfigError, match="threads must be >= 0"):
+        NMFConfig(threads=-1)
+
+
+def test_accelerated_euclidean_needs_far_fewer_passes() -> None:
+    """Euclidean default: 10 W and 10 H steps per pass over V (Gillis & Glineur); 40 passes get below
+    200 textbook iterations, every step still non-increasing."""
+    V = low_rank(f=80, n=120, k=6, noise=0.3, seed=5)
+    W0, H0 = initialize_nmf(V, 6, init="nndsvda", seed=0, dtype="float64")
+    cfg = dict(n_components=6, beta=2.0, tol=0, dtype="float64")
+    plain = fit_nmf(V, config=NMFConfig(max_iter=200, inner=1, **cfg), W=W0, H=H0)
+    fast = fit_nmf(V, config=NMFConfig(max_iter=40, **cfg), W=W0, H=H0)
+    assert NMFConfig(beta=2.0).inner_steps == 10 and NMFConfig(beta=1.0).inner_steps == 1
+    assert fast.loss <= plain.loss
+    assert np.diff(fast.losses).max() <= 1e-9 * fast.losses[0]
+    with pytest.raises(ConfigError, match="inner must be >= 0"):
+        NMFConfig(inner=-1)
+
+
+def test_over_relaxed_kl_is_undone_when_it_raises_the_loss() -> None:
+    """KL default: steps raised to the power 1.5 (fewer passes to the same divergence); an exponent of 2
+    overshoots on this matrix, and every pass that raised the loss is undone, so the kept curve never rises."""
+    V = low_rank(f=60, n=90, k=5, noise=0.2, seed=6)
+    W0, H0 = initialize_nmf(V, 5, init="nndsvda", seed=0, dtype="float64")
+    cfg = dict(n_components=5, beta=1.0, tol=0, dtype="float64")
+    plain = fit_nmf(V, config=NMFConfig(max_iter=200, relax=1, **cfg), W=W0, H=H0)
+    relaxed = fit_nmf(V, config=NMFConfig(max_iter=200, **cfg), W=W0, H=H0)
+    assert NMFConfig(beta=1.0).relax_exponent == 1.5 and NMFConfig(beta=2.0).relax_exponent == 1.0
+    assert relaxed.loss <= plain.loss
+    wild = fit_nmf(V, config=NMFConfig(max_iter=100, relax=2.0, **cfg), W=W0, H=H0)
+    for r in (relaxed, wild):
+        assert np.diff(r.losses).max() <= 1e-9 * r.losses[0]
+        assert r.loss == pytest.approx(beta_divergence(V, r.W, r.H, beta=1.0), rel=1e-9)
+    assert wild.undone >= 1 and wild.n_iter == 100 and wild.summary()["undone_passes"] == wild.undone
+    with pytest.raises(ConfigError, match="relax 3"):
+        NMFConfig(relax=3.0)
+
+
 def test_rank_k_matrix_is_recovered() -> None:
     V = low_rank(f=50, n=70, k=4, seed=2)
     r = fit_nmf(V, config=NMFConfig(n_components=4, beta=2, max_iter=3000, tol=0, dtype="float64"))
@@ -80,7 +131,8 @@ def test_same_result_as_sklearn_from_the_same_init(beta: float) -> None:
 
     V = low_rank(f=60, n=80, k=5, noise=0.2, seed=4).astype(np.float32)
     W0, H0 = initialize_nmf(V, 5, init="nndsvda")
-    ours = fit_nmf(V, config=NMFConfig(n_components=5, beta=beta, max_iter=100, tol=0), W=W0, H=H0)
+    ours = fit_nmf(V, config=NMFConfig(n_components=5, beta=beta, max_iter=100, tol=0, inner=1, relax=1),
+                   W=W0, H=H0)
     model = NMF(5, solver="mu", beta_loss=beta, init="custom", max_iter=100, tol=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

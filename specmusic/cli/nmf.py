@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from enum import Enum
@@ -84,16 +83,9 @@ class Compare(str, Enum):
 
 
 THREADS = typer.Option(
-    1, "--threads", min=1, help="BLAS threads (1 is fastest for small k on a shared machine; raise on an idle one)."
+    0, "--threads", min=0,
+    help="Solver threads, each on its own rows of the spectrogram with one BLAS thread (0 = every CPU; 1 = one core).",
 )
-
-
-@contextlib.contextmanager
-def _blas_threads(n: int):
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(n):
-        yield
 
 
 def _parse_ks(values: list[str]) -> list[int]:
@@ -136,6 +128,16 @@ def nmf_cli(
     audio: bool = typer.Option(True, "--audio/--no-audio", help="Write the part WAVs and the reconstruction."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write W.png, H.png and loss.png."),
     float64: bool = typer.Option(False, "--float64", help="Compute in float64 (default float32: faster)."),
+    inner: int = typer.Option(
+        0, "--inner", min=0,
+        help="Multiplicative steps per factor and iteration (0 = 10 for euclidean, reusing each pass over the "
+        "spectrogram; 1 otherwise); 1 = the textbook update, as scikit-learn.",
+    ),
+    relax: float = typer.Option(
+        0.0, "--relax", min=0.0, max=2.0,
+        help="Exponent on each multiplicative step (0 = 1.5 for kl, 1 otherwise; a step that raises the loss is "
+        "undone and the exponent falls back to 1); 1 = the textbook update.",
+    ),
     seed: int = SEED,
     threads: int = THREADS,
     progress: bool = PROGRESS,
@@ -147,7 +149,7 @@ def nmf_cli(
     from specmusic.audio import display_path
     from specmusic.nmf import LOSSES, NMFConfig, SpectrogramConfig, load_spectrogram_for_nmf
 
-    with cli_errors(), _blas_threads(threads):
+    with cli_errors():
         ks = _parse_ks(components)
         spec = SpectrogramConfig(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, power=power, mask_power=mask_power
@@ -161,7 +163,7 @@ def nmf_cli(
         for k in ks:
             config = NMFConfig(
                 n_components=k, beta=beta, max_iter=iterations, tol=0.0 if compare else tol, init=init.value,
-                seed=seed, dtype="float64" if float64 else "float32",
+                seed=seed, dtype="float64" if float64 else "float32", threads=threads, inner=inner, relax=relax,
             )
             row = _run_one(y, X, V, spec=spec, config=config, output=output, multi=len(ks) > 1,
                            source=name, audio=audio, plots=plots, progress=progress, compare=compare)
@@ -227,7 +229,14 @@ def _compare_sklearn(V, W0, H0, config, ours) -> None:
         seconds = time.perf_counter() - t0
     theirs = beta_divergence(Vd, W, model.components_, beta=config.beta)
     n = config.max_iter
-    print(f"k={config.n_components}  {ours.summary()['loss_name']}  {n} iterations from the same init, {config.dtype}")
+    from threadpoolctl import threadpool_info
+
+    from specmusic.nmf import solver_threads
+
+    blas = max((i.get("num_threads", 1) for i in threadpool_info() if i.get("user_api") == "blas"), default=1)
+    print(f"k={config.n_components}  {ours.summary()['loss_name']}  {n} iterations from the same init, {config.dtype}; "
+          f"specmusic {solver_threads(config.threads)} solver thread(s), {config.inner_steps} step(s) per factor and "
+          f"pass, step exponent {config.relax_exponent:g}; scikit-learn {blas} BLAS thread(s), textbook steps")
     print(f"{'':22s}{'seconds':>10s}{'ms/iter':>10s}{'final divergence':>20s}")
     print(f"{'specmusic nmf':22s}{ours.seconds:10.3f}{ours.seconds / max(ours.n_iter, 1) * 1e3:10.2f}{ours.loss:20.6g}")
     print(f"{'sklearn NMF(mu)':22s}{seconds:10.3f}{seconds / n * 1e3:10.2f}{theirs:20.6g}")
@@ -270,13 +279,13 @@ def mosaic_cli(
     from specmusic.nmf import MosaicConfig, mosaic_files
 
     default = 3 if let_it_bee else 0
-    with cli_errors(), _blas_threads(threads):
+    with cli_errors():
         config = MosaicConfig(
             n_fft=n_fft, hop_length=hop_length, n_iter=iterations, templates=templates,
             repetition=default if repetition is None else repetition,
             polyphony=(10 if let_it_bee else 0) if polyphony is None else polyphony,
             continuity=(default if not templates else 0) if continuity is None else continuity,
-            seed=seed,
+            seed=seed, threads=threads,
         )
         result = mosaic_files(source, target, sr=sample_rate, config=config, source_duration=source_duration,
                               target_duration=target_duration, on_note=err, progress=progress)
