@@ -89,7 +89,7 @@ _specmusic() {
             --seed) COMPREPLY=(); return;;
             --threads) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --minutes --epochs --train-list --n-mels --patch-frames --batch-size --lr --base --unconditional --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --minutes --epochs --train-list --n-mels --patch-frames --batch-size --lr --base --unconditional --force --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "nmf")

@@ -70,6 +70,7 @@ complete -c specmusic -n '__fish_seen_subcommand_from generate; and __fish_seen_
 complete -c specmusic -n '__fish_seen_subcommand_from generate; and __fish_seen_subcommand_from train' -l lr -r -d 'Peak learning rate (default 1e-3).'
 complete -c specmusic -n '__fish_seen_subcommand_from generate; and __fish_seen_subcommand_from train' -l base -r -d 'U-Net channels at the top level (default 32).'
 complete -c specmusic -n '__fish_seen_subcommand_from generate; and __fish_seen_subcommand_from train' -l unconditional -d 'Ignore the labels.'
+complete -c specmusic -n '__fish_seen_subcommand_from generate; and __fish_seen_subcommand_from train' -l force -d 'Start over even when -o holds a checkpoint (default: resume it; --epochs count from its start).'
 complete -c specmusic -n '__fish_seen_subcommand_from generate; and __fish_seen_subcommand_from train' -l seed -r -d 'Random seed.'
 complete -c specmusic -n '__fish_seen_subcommand_from generate; and __fish_seen_subcommand_from train' -l threads -r -d 'Torch threads (1 suits a shared machine).'
 complete -c specmusic -n '__fish_seen_subcommand_from generate; and __fish_seen_subcommand_from train' -l progress -l no-progress -d 'Progress bar on stderr (default: only on a terminal).'

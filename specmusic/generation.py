@@ -253,11 +253,12 @@ class TrainResult:
     steps: int
     epochs: float
     seconds: float
-    final_loss: float
-    first_loss: float
+    final_loss: float | None  # None: no step taken (a finished run resumed)
+    first_loss: float | None
     stopped_by: str
     n_clips: int
     labels: list[str]
+    resumed_from: int = 0  # the checkpoint's step when this run continued an earlier one (0: a fresh run)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,9 +305,15 @@ def train_generator(
     seed: int = 0,
     threads: int | None = 1,
     checkpoint_minutes: float = 2.0,
+    force: bool = False,
     progress: bool | None = None,
 ) -> TrainResult:
     """Train the flow-matching U-Net on random patches; write ``checkpoint.pt`` and ``config.json``.
+
+    A folder that already holds a checkpoint of the same settings and labels is **resumed**: network,
+    EMA and optimiser state and the step count come from it. ``epochs`` / ``max_steps`` then count from
+    the start of the first run (a finished run is not trained further), ``minutes`` is this session's
+    budget.
 
     Parameters
     ----------
@@ -317,11 +324,13 @@ def train_generator(
     max_steps : hard cap on optimiser steps
     threads : torch intra-op threads (None: torch's default)
     checkpoint_minutes : save this often (atomically), and at the end
+    force : start from scratch even when ``out_dir`` holds a checkpoint
 
     Raises
     ------
     ConfigError
-        Neither a budget nor a number of epochs/steps, or specs with the wrong number of rows.
+        Neither a budget nor a number of epochs/steps, specs with the wrong number of rows, or a
+        checkpoint in ``out_dir`` of other settings, labels or format (without ``force``).
     """
     import torch
     from tqdm import tqdm
@@ -344,6 +353,13 @@ def train_generator(
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    step = 0
+    if (out / CHECKPOINT).is_file() and not force:
+        step = _resume(out, config, list(names), model=model, ema=ema, optim=optim)
+        # fresh randomness for the steps still to come (a resumed run is not the uninterrupted one)
+        torch.manual_seed(seed * 1_000_003 + step)
+        rng = np.random.default_rng([seed, step])
+    resumed_from = step
 
     lab = np.asarray(labels, dtype=np.int64)
     by_class = [np.flatnonzero(lab == c) for c in range(max(n_classes, 1))] if n_classes else [np.arange(len(specs))]
@@ -354,11 +370,11 @@ def train_generator(
     if epochs is not None:
         limit = min(limit or 10**12, max(1, round(epochs * steps_per_epoch)))
     budget = None if minutes is None else minutes * 60.0
-    bar = tqdm(total=limit if limit is not None else None, desc="generate train", unit="step",
+    bar = tqdm(total=limit if limit is not None else None, initial=step, desc="generate train", unit="step",
                disable=None if progress is None else not progress, dynamic_ncols=True)
     start = time.perf_counter()
     last_ckpt = start
-    step, stopped_by, first_loss, running = 0, "steps", float("nan"), float("nan")
+    stopped_by, first_loss, running = "steps", float("nan"), float("nan")
     P = config.patch_frames
     while True:
         elapsed = time.perf_counter() - start
@@ -401,8 +417,8 @@ def train_generator(
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
         value = float(loss.detach())
-        first_loss = value if step == 0 else first_loss
-        running = value if step == 0 else 0.98 * running + 0.02 * value
+        first_loss = value if step == resumed_from else first_loss
+        running = value if step == resumed_from else 0.98 * running + 0.02 * value
         step += 1
         bar.update(1)
         elapsed = time.perf_counter() - start
@@ -416,12 +432,36 @@ def train_generator(
     bar.close()
     result = TrainResult(
         steps=step, epochs=round(step / steps_per_epoch, 3), seconds=round(time.perf_counter() - start, 2),
-        final_loss=round(running, 6), first_loss=round(first_loss, 6), stopped_by=stopped_by,
-        n_clips=len(specs), labels=list(names),
+        final_loss=round(running, 6) if step > resumed_from else None,
+        first_loss=round(first_loss, 6) if step > resumed_from else None, stopped_by=stopped_by,
+        n_clips=len(specs), labels=list(names), resumed_from=resumed_from,
     )
     _save_checkpoint(out, config=config, names=list(names), ema=ema, model=model, optim=optim, step=step,
                      summary=result.to_dict())
     return result
+
+
+def _resume(out: Path, config: GenConfig, names: list[str], *, model, ema, optim) -> int:
+    """Load ``out/checkpoint.pt`` into the fresh modules (``weights_only``); its step."""
+    import torch
+
+    name = display_path(out)
+    try:
+        ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a torn or foreign file
+        raise ConfigError(
+            f"{name}/{CHECKPOINT}: unreadable checkpoint ({type(exc).__name__}) — pass --force to start over"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{name} holds a generator of another format — use another -o, or --force to start over")
+    if json.loads(ckpt["config"]) != json.loads(json.dumps(config.to_dict())) or list(ckpt["labels"]) != names:
+        raise ConfigError(
+            f"{name} holds a run with other settings or labels — use another -o, or --force to start over"
+        )
+    model.load_state_dict(ckpt["model"])
+    ema.load_state_dict(ckpt["ema"])
+    optim.load_state_dict(ckpt["optim"])
+    return int(ckpt["step"])
 
 
 # -- loading and sampling --------------------------------------------------------------------

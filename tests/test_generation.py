@@ -59,6 +59,31 @@ def test_minutes_budget_stops_training(tiny_model: Path, tmp_path: Path) -> None
     assert summary["stopped_by"] == "minutes" and summary["seconds"] < 5
 
 
+def test_train_resumes_from_its_checkpoint(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data, run = tiny_model.parent / "genres", tmp_path / "g"
+    shutil.copytree(tiny_model, run)
+    first = json.loads((run / "config.json").read_text())["step"]
+    result = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(run), "--epochs", "25", *TINY])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["resumed_from"] == first and summary["steps"] > first and "resumed" in result.stderr
+    assert load_generator(run).step == summary["steps"]
+    # already at its epochs: nothing to do, still a clean exit and valid JSON
+    again = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(run), "--epochs", "25", *TINY])
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["steps"] == summary["steps"] and json.loads(again.stdout)["final_loss"] is None
+    # other settings in the same folder: one clear line; --force starts over
+    other = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(run), "--epochs", "1",
+                                     *TINY[:4], "--base", "12", *TINY[6:]])
+    assert other.exit_code == 1 and "other settings or labels" in other.stderr and "--force" in other.stderr
+    fresh = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(run), "--epochs", "1", "--force",
+                                     *TINY[:4], "--base", "12", *TINY[6:]])
+    assert fresh.exit_code == 0, fresh.stderr
+    assert json.loads(fresh.stdout)["resumed_from"] == 0
+
+
 def test_sampling_is_seeded(tiny_model: Path) -> None:
     gen = load_generator(tiny_model)
     a = sample_spectrograms(gen, n=2, label="low", seconds=1.0, steps=4, seed=3)

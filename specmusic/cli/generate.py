@@ -41,6 +41,9 @@ def train_cli(
     lr: float = typer.Option(None, "--lr", help="Peak learning rate (default 1e-3)."),
     base: int = typer.Option(None, "--base", min=4, help="U-Net channels at the top level (default 32)."),
     unconditional: bool = typer.Option(False, "--unconditional", help="Ignore the labels."),
+    force: bool = typer.Option(
+        False, "--force", help="Start over even when -o holds a checkpoint (default: resume it; --epochs count from its start)."
+    ),
     seed: int = SEED,
     threads: int = THREADS,
     progress: bool = PROGRESS,
@@ -70,9 +73,13 @@ def train_cli(
         err(f"generate train: {len(specs)} clips, {frames * config.hop_length / config.sample_rate / 60:.1f} min of audio, "
             + (f"{len(names)} labels ({', '.join(names)})" if names else "unconditional"))
         result = train_generator(specs, labels, names, out_dir=output, config=config, minutes=minutes, epochs=epochs,
-                                 seed=seed, threads=threads, progress=progress)
+                                 seed=seed, threads=threads, force=force, progress=progress)
+        if result.resumed_from:
+            err(f"generate train: resumed {output}/checkpoint.pt at step {result.resumed_from}")
+        losses = (f"loss {result.first_loss:.3f} → {result.final_loss:.3f}" if result.final_loss is not None
+                  else "no step left to take")
         err(f"generate train: {result.steps} steps ({result.epochs:g} epochs) in {result.seconds / 60:.1f} min, "
-            f"loss {result.first_loss:.3f} → {result.final_loss:.3f}; stopped by {result.stopped_by} → {output}")
+            f"{losses}; stopped by {result.stopped_by} → {output}")
         print(json.dumps({"output": str(output), **result.to_dict()}), flush=True)
 
 

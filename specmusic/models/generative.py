@@ -64,7 +64,11 @@ def _timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _groups(c: int) -> int:
-    return min(8, c)
+    """GroupNorm groups: 8, or the largest count ≤ 8 that divides ``c`` (``--base 12`` works too)."""
+    g = min(8, c)
+    while c % g:
+        g -= 1
+    return g
 
 
 class _ResBlock(nn.Module):
