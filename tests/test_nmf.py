@@ -84,14 +84,19 @@ def test_threads_give_the_serial_result(beta: float, fix_w: bool) -> None:
         NMFConfig(threads=-1)
 
 
+def _fits(V: np.ndarray, k: int, beta: float, **runs: dict) -> dict:
+    """``fit_nmf`` of ``V`` from one NNDSVDa init (float64, tol 0) per named run of extra NMFConfig fields."""
+    W0, H0 = initialize_nmf(V, k, init="nndsvda", seed=0, dtype="float64")
+    return {name: fit_nmf(V, config=NMFConfig(n_components=k, beta=beta, tol=0, dtype="float64", **kw), W=W0, H=H0)
+            for name, kw in runs.items()}
+
+
 def test_accelerated_euclidean_needs_far_fewer_passes() -> None:
     """Euclidean default: 10 W and 10 H steps per pass over V (Gillis & Glineur); 40 passes get below
     200 textbook iterations, every step still non-increasing."""
     V = low_rank(f=80, n=120, k=6, noise=0.3, seed=5)
-    W0, H0 = initialize_nmf(V, 6, init="nndsvda", seed=0, dtype="float64")
-    cfg = dict(n_components=6, beta=2.0, tol=0, dtype="float64")
-    plain = fit_nmf(V, config=NMFConfig(max_iter=200, inner=1, **cfg), W=W0, H=H0)
-    fast = fit_nmf(V, config=NMFConfig(max_iter=40, **cfg), W=W0, H=H0)
+    runs = _fits(V, 6, 2.0, plain=dict(max_iter=200, inner=1), fast=dict(max_iter=40))
+    plain, fast = runs["plain"], runs["fast"]
     assert NMFConfig(beta=2.0).inner_steps == 10 and NMFConfig(beta=1.0).inner_steps == 1
     assert fast.loss <= plain.loss
     assert np.diff(fast.losses).max() <= 1e-9 * fast.losses[0]
@@ -103,13 +108,11 @@ def test_over_relaxed_kl_is_undone_when_it_raises_the_loss() -> None:
     """KL default: steps raised to the power 1.5 (fewer passes to the same divergence); an exponent of 2
     overshoots on this matrix, and every pass that raised the loss is undone, so the kept curve never rises."""
     V = low_rank(f=60, n=90, k=5, noise=0.2, seed=6)
-    W0, H0 = initialize_nmf(V, 5, init="nndsvda", seed=0, dtype="float64")
-    cfg = dict(n_components=5, beta=1.0, tol=0, dtype="float64")
-    plain = fit_nmf(V, config=NMFConfig(max_iter=200, relax=1, **cfg), W=W0, H=H0)
-    relaxed = fit_nmf(V, config=NMFConfig(max_iter=200, **cfg), W=W0, H=H0)
+    runs = _fits(V, 5, 1.0, plain=dict(max_iter=200, relax=1), relaxed=dict(max_iter=200),
+                 wild=dict(max_iter=100, relax=2.0))
+    plain, relaxed, wild = runs["plain"], runs["relaxed"], runs["wild"]
     assert NMFConfig(beta=1.0).relax_exponent == 1.5 and NMFConfig(beta=2.0).relax_exponent == 1.0
     assert relaxed.loss <= plain.loss
-    wild = fit_nmf(V, config=NMFConfig(max_iter=100, relax=2.0, **cfg), W=W0, H=H0)
     for r in (relaxed, wild):
         assert np.diff(r.losses).max() <= 1e-9 * r.losses[0]
         assert r.loss == pytest.approx(beta_divergence(V, r.W, r.H, beta=1.0), rel=1e-9)
