@@ -436,8 +436,9 @@ def train_generator(
         first_loss=round(first_loss, 6) if step > resumed_from else None, stopped_by=stopped_by,
         n_clips=len(specs), labels=list(names), resumed_from=resumed_from,
     )
-    _save_checkpoint(out, config=config, names=list(names), ema=ema, model=model, optim=optim, step=step,
-                     summary=result.to_dict())
+    if step > resumed_from or not resumed_from:  # a finished run resumed took no step: keep its files as they are
+        _save_checkpoint(out, config=config, names=list(names), ema=ema, model=model, optim=optim, step=step,
+                         summary=result.to_dict())
     return result
 
 

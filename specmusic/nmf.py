@@ -387,7 +387,7 @@ class _Buffers:
     """Scratch arrays of one worker: a block of ``V``-sized rows, k-sized rows, its share of the H step."""
 
     def __init__(self, rows: int, n: int, k: int, beta: float, dt: np.dtype) -> None:
-        self.x = np.empty((rows, n), dtype=dt)
+        self.x = np.empty((rows if beta != 2 else 0, n), dtype=dt)  # Euclidean needs no V-sized buffer
         self.x2 = np.empty((rows, n), dtype=dt) if beta not in (1, 2) else np.empty((0, n), dtype=dt)
         self.g = np.empty((rows, k), dtype=dt)
         self.g2 = np.empty((rows, k), dtype=dt)

@@ -74,6 +74,7 @@ def test_train_resumes_from_its_checkpoint(tiny_model: Path, tmp_path: Path) -> 
     again = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(run), "--epochs", "25", *TINY])
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["steps"] == summary["steps"] and json.loads(again.stdout)["final_loss"] is None
+    assert json.loads((run / "config.json").read_text())["training"]["final_loss"] == summary["final_loss"]  # kept
     # other settings in the same folder: one clear line; --force starts over
     other = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(run), "--epochs", "1",
                                      *TINY[:4], "--base", "12", *TINY[6:]])
