@@ -412,14 +412,17 @@ class _Solver:
     The W update is separable by rows: ``W[b]`` needs only ``V[b]`` (a block of frequency rows)
     and the old ``H``. So each block of ``V`` is read from memory once per iteration, while it is
     in cache: ``W[b] @ H`` → ``V[b] / WH[b]`` → the new ``W[b]`` → ``W[b] @ H`` again → its share
-    of the H step's numerator ``W[b]ᵀ (V[b] / WH[b])``. The arithmetic is exactly that of the
-    textbook W-then-H update (and of scikit-learn's), with no ``(n_freqs, n_frames)`` temporaries.
-    With ``track`` the loss of the state *before* the pass comes from the same intermediates.
+    of the H step's numerator ``W[b]ᵀ (V[b] / WH[b])``, with no ``(n_freqs, n_frames)`` temporaries.
+    With ``inner=1, relax=1`` the arithmetic is exactly the textbook W-then-H update (scikit-learn's);
+    ``inner`` > 1 adds Euclidean steps that reuse the pass's products, ``relax`` raises every step's
+    factor to that power. With ``track`` the loss of the state *before* the pass comes from the same
+    intermediates.
 
     With ``threads`` > 1 the blocks are shared out among worker threads (numpy's matrix products
     and ufuncs release the GIL), each with its own buffers and its own share of the H numerator;
-    the shares are summed in a fixed order, so results do not depend on thread timing. The caller
-    keeps BLAS itself at one thread (:func:`fit_nmf` does).
+    the shares are summed in a fixed order, so results do not depend on thread timing; BLAS must then
+    run one thread (:func:`fit_nmf` sets :attr:`blas_threads`). Euclidean is one block on one thread,
+    and ``threads`` become BLAS threads instead.
     """
 
     def __init__(self, V: np.ndarray, W: np.ndarray, H: np.ndarray, beta: float, threads: int = 1,
@@ -431,11 +434,9 @@ class _Solver:
         self.V, self.W, self.H = V, W, H
         f, n = V.shape
         k = W.shape[1]
-        rows = int(min(f, max(4, (1 << 17) // max(n, 1))))  # a block of V ≈ 512 KiB of float32
-        if beta == 2:
-            # Euclidean is two big products per pass (V·Hᵀ, Wᵀ·V) and k-sized steps: one block, no
-            # worker threads; BLAS's own threads split the products (see blas_threads)
-            rows = f
+        # a block of V ≈ 512 KiB of float32; Euclidean is two big products per pass (V·Hᵀ, Wᵀ·V) and
+        # k-sized steps: one block, no worker threads, and BLAS's own threads split the products
+        rows = f if beta == 2 else int(min(f, max(4, (1 << 17) // max(n, 1))))
         blocks = [(s, min(f, s + rows)) for s in range(0, f, rows)]
         self.blocks = blocks
         workers = 1 if beta == 2 else max(1, min(threads, len(blocks)))
