@@ -99,7 +99,8 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def embed_set(model, paths: list[str], *, pooled: bool) -> np.ndarray:
-    from specmusic.inference import chunk_features, embed_track, run_chunks, track_features
+    from specmusic.features import chunk_features
+    from specmusic.inference import embed_track, run_chunks, track_features
 
     if pooled:
         return np.stack([embed_track(model, p) for p in paths])

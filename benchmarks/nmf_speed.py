@@ -38,7 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from specmusic.audio import display_path, load_audio  # noqa: E402
+from specmusic.audio import load_audio  # noqa: E402
+from specmusic.fileio import display_path  # noqa: E402
 from specmusic.nmf import NMFConfig, beta_divergence, fit_nmf, initialize_nmf, magnitude, stft  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "cc-music" / "Kevin_MacLeod_-_Vibe_Ace.ogg"

@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from specmusic import pretrained  # noqa: E402
+from specmusic import fileio, pretrained  # noqa: E402
 from specmusic.features import compute_features_file  # noqa: E402
 from specmusic.inference import _predict_spec, load_model  # noqa: E402
 
@@ -105,7 +105,7 @@ def cold_start(clip: Path, weights: str, repeats: int = 3) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
-        env = {**os.environ, pretrained.CACHE_ENV: str(cache), pretrained.WEIGHTS_ENV: weights}
+        env = {**os.environ, fileio.CACHE_ENV: str(cache), pretrained.WEIGHTS_ENV: weights}
         version = timed([exe, "--version"], env)
         first = timed([exe, "classify", str(clip), "--no-progress"], env, lambda: shutil.rmtree(cache, True))
         cached = timed([exe, "classify", str(clip), "--no-progress"], env)

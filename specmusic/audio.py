@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from specmusic.errors import AudioError
-from specmusic.fileio import atomic_path
+from specmusic.fileio import atomic_path, display_path
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -39,14 +39,6 @@ AUDIO_EXTENSIONS = frozenset(
 
 _FIX = "check that it is a complete WAV, FLAC, MP3, OGG, Opus or AU file"
 
-
-def display_path(path: str | os.PathLike[str]) -> str:
-    """Return ``path`` as printable text, escaping bytes that are not valid UTF-8.
-
-    File names on Linux are bytes; Python decodes undecodable bytes to lone surrogates, which
-    cannot be written to a UTF-8 terminal. This shows them as ``\\xNN`` instead.
-    """
-    return os.fsencode(os.fspath(path)).decode("utf-8", errors="backslashreplace")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from specmusic.audio import AUDIO_EXTENSIONS, display_path
+from specmusic.audio import AUDIO_EXTENSIONS
+from specmusic.fileio import display_path
 from specmusic.errors import InputError
 
 __all__ = [

@@ -38,11 +38,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from specmusic.audio import display_path
 from specmusic.data import Track
 from specmusic.errors import ConfigError, InputError, ModelError, SpecmusicError
 from specmusic.features import FeatureConfig
-from specmusic.fileio import sha256_file
+from specmusic.fileio import display_path, sha256_file
 from specmusic.index import l2_normalize
 
 __all__ = [

@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 from specmusic import __version__
 from specmusic.errors import ModelError
+from specmusic.fileio import atomic_write
 from specmusic.features import FeatureConfig
 from specmusic.inference import METADATA_KEY, MODEL_FORMAT_VERSION
 
@@ -103,16 +103,5 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, n_rows: int, metada
     entry.value = json.dumps(metadata, sort_keys=True)
     proto.producer_name = "specmusic"
     proto.producer_version = __version__
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(proto.SerializeToString())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda f: f.write(proto.SerializeToString()))
     return target

@@ -30,14 +30,17 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
-from specmusic.errors import ConfigError
+from specmusic.config import ConfigBase
+from specmusic.errors import ConfigError, InputError
 
 __all__ = [
+    "chunk_features",
+    "chunk_starts",
     "FEATURE_KINDS",
     "FeatureConfig",
     "mel_filterbank",
@@ -56,8 +59,10 @@ _AMIN = 1e-10
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(ConfigBase):
     """Everything that determines a spectrogram; its :meth:`digest` names the config in manifests."""
+
+    what = "feature config"
 
     kind: str = "mel"
     sample_rate: int = 22050
@@ -92,21 +97,6 @@ class FeatureConfig:
             raise ConfigError(f"n_mfcc={self.n_mfcc} must be in 1..n_mels={self.n_mels} — fix --n-mfcc")
 
     # -- identity -------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """All fields, JSON-ready."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
-        """Build from :meth:`to_dict` output; unknown keys are an error (a newer format)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(
-                f"feature config has unknown keys {sorted(unknown)} — it was written by a newer specmusic; upgrade"
-            )
-        return cls(**data)
-
     def digest(self) -> str:
         """A short stable hash of the fields that matter for this kind."""
         relevant = {k: v for k, v in self.to_dict().items() if k in _relevant_fields(self.kind)}
@@ -472,7 +462,8 @@ def compute_features_file(
     AudioError
         The file cannot be decoded or holds no samples.
     """
-    from specmusic.audio import display_path, stream_audio
+    from specmusic.audio import stream_audio
+    from specmusic.fileio import display_path
     from specmusic.errors import AudioError
 
     config = config or FeatureConfig()
@@ -481,3 +472,47 @@ def compute_features_file(
     if n == 0:
         raise AudioError(f"{display_path(path)}: contains no audio samples — check the file or the --offset")
     return features, n / config.sample_rate
+
+
+# -- chunking -------------------------------------------------------------------------------
+def chunk_starts(n_frames: int, chunk_frames: int, hop_frames: int) -> np.ndarray:
+    """Start frames of the chunks covering a track (the last chunk ends at the track's end).
+
+    Returns
+    -------
+    starts : np.ndarray [shape=(n_chunks,)], int; ``[0]`` for a track shorter than a chunk
+    """
+    if n_frames <= chunk_frames:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, n_frames - chunk_frames + 1, hop_frames, dtype=np.int64)
+    if starts[-1] + chunk_frames < n_frames:
+        starts = np.append(starts, n_frames - chunk_frames)
+    return starts
+
+
+def _wrap(spec: np.ndarray, chunk_frames: int) -> np.ndarray:
+    """Repeat a short track along time until it fills one chunk."""
+    reps = -(-chunk_frames // spec.shape[1])
+    return np.tile(spec, (1, reps))[:, :chunk_frames]
+
+
+def chunk_features(spec: np.ndarray, chunk_frames: int, hop_frames: int) -> np.ndarray:
+    """Cut a feature matrix into chunks.
+
+    Parameters
+    ----------
+    spec : np.ndarray [shape=(n_rows, n_frames)]
+    chunk_frames : frames per chunk
+    hop_frames : frames between chunk starts
+
+    Returns
+    -------
+    chunks : np.ndarray [shape=(n_chunks, 1, n_rows, chunk_frames)], float32
+    """
+    spec = np.asarray(spec, dtype=np.float32)
+    if spec.ndim != 2 or spec.shape[1] == 0:
+        raise InputError(f"expected features of shape (n_rows, n_frames>0), got {spec.shape} — check the input")
+    if spec.shape[1] < chunk_frames:
+        spec = _wrap(spec, chunk_frames)
+    starts = chunk_starts(spec.shape[1], chunk_frames, hop_frames)
+    return np.stack([spec[None, :, s : s + chunk_frames] for s in starts])

@@ -1,21 +1,55 @@
-"""Atomic file writes: write to a temporary name beside the target, then rename.
+"""Files: atomic writes (JSON, JSON Lines, ``.npz``), printable paths, the per-user cache folder, downloads.
 
-A reader (or a rerun after an interruption) never sees a half-written file under the final name.
-``tempfile.mkstemp`` creates files with mode 0600; the finished file gets the permissions a plain
-``open`` would have given it under the current umask.
+Every artifact specmusic writes goes through :func:`atomic_path`: write to a temporary name beside
+the target, then rename, so a reader (or a rerun after an interruption) never sees a half-written
+file under the final name. ``tempfile.mkstemp`` creates files with mode 0600; the finished file gets
+the permissions a plain ``open`` would have given it under the current umask.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write", "sha256_file"]
+__all__ = [
+    "CACHE_ENV",
+    "atomic_path",
+    "atomic_write",
+    "cache_dir",
+    "display_path",
+    "download",
+    "save_npz_atomic",
+    "save_torch_atomic",
+    "sha256_file",
+    "write_json_atomic",
+    "write_jsonl_atomic",
+]
+
+CACHE_ENV = "SPECMUSIC_CACHE"
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """Return ``path`` as printable text, escaping bytes that are not valid UTF-8.
+
+    File names on Linux are bytes; Python decodes undecodable bytes to lone surrogates, which
+    cannot be written to a UTF-8 terminal. This shows them as ``\\xNN`` instead.
+    """
+    return os.fsencode(os.fspath(path)).decode("utf-8", errors="backslashreplace")
+
+
+def cache_dir() -> Path:
+    """Per-user cache: ``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache/specmusic``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "specmusic"
 
 
 def _umask() -> int:
@@ -51,6 +85,32 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Any], None], m
         kwargs = {} if "b" in mode else {"encoding": "utf-8"}
         with open(tmp, mode, **kwargs) as f:
             write(f)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write pretty JSON (sorted keys, trailing newline) via a temporary file + rename."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"), "w")
+
+
+def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
+    """Write JSON Lines, one object a line, via a temporary file + rename."""
+    atomic_write(path, lambda f: f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records), "w")
+
+
+def save_npz_atomic(path: str | os.PathLike[str], arrays: dict[str, Any], *, compressed: bool = False) -> None:
+    """``np.savez`` (or ``savez_compressed``) via a temporary file + rename; never pickles objects."""
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    atomic_write(path, lambda f: save(f, **arrays))
+
+
+def save_torch_atomic(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """``torch.save`` a checkpoint via a temporary file + rename (torch imported only here)."""
+    import torch
+
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -37,17 +37,18 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from specmusic.audio import display_path, loudness_normalize
+from specmusic.audio import loudness_normalize
+from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError, InputError, ModelError
 from specmusic.features import FeatureConfig, mel_filterbank
 from specmusic import stft as _stft
-from specmusic.fileio import atomic_path, atomic_write
+from specmusic.fileio import atomic_write, display_path, save_torch_atomic, write_json_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -77,8 +78,10 @@ FEATURES_CACHE = "features.npz"
 
 
 @dataclass(frozen=True)
-class GenConfig:
+class GenConfig(ConfigBase):
     """Everything that determines a generator run; written as ``config.json`` beside the checkpoint."""
+
+    what = "generator config"
 
     sample_rate: int = 22050
     n_fft: int = 2048
@@ -109,22 +112,6 @@ class GenConfig:
     def multiple(self) -> int:
         """Heights and widths the U-Net accepts are multiples of this."""
         return self.patch * 2 ** (len(self.channel_mult) - 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channel_mult"] = list(self.channel_mult)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GenConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ModelError(f"generator config has unknown keys {sorted(unknown)} — it was written by another specmusic version; retrain")
-        kw = dict(data)
-        if "channel_mult" in kw:
-            kw["channel_mult"] = tuple(int(c) for c in kw["channel_mult"])
-        return cls(**kw)
 
     @property
     def feature_config(self) -> FeatureConfig:
@@ -212,7 +199,7 @@ def load_training_data(
     raw_labels: list[str | None] = []
     for track in tqdm(tracks, desc="features", unit="clip", disable=None if progress is None else not progress, leave=False):
         if track.path.lower().endswith(".npz"):
-            from specmusic.spectro import load_spectrogram
+            from specmusic.specfile import load_spectrogram
 
             spec, cfg = load_spectrogram(track.path)
             if cfg.kind != "mel" or (cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels) != (
@@ -273,7 +260,6 @@ def _make_unet(config: GenConfig, n_classes: int):
 
 def _save_checkpoint(out_dir: Path, *, config: GenConfig, names: list[str], ema, model, optim, step: int,
                      summary: dict[str, Any] | None) -> None:
-    import torch
 
     payload = {
         "format_version": FORMAT_VERSION,
@@ -284,12 +270,11 @@ def _save_checkpoint(out_dir: Path, *, config: GenConfig, names: list[str], ema,
         "optim": optim.state_dict(),
         "step": step,
     }
-    with atomic_path(out_dir / CHECKPOINT, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    save_torch_atomic(out_dir / CHECKPOINT, payload)
     meta = {"format_version": FORMAT_VERSION, "kind": "specmusic-generator", "labels": list(names),
             "config": config.to_dict(), "feature_config": config.feature_config.to_dict(), "step": step,
             "training": summary}
-    atomic_write(out_dir / CONFIG, lambda f: f.write(json.dumps(meta, indent=2) + "\n"), mode="w")
+    write_json_atomic(out_dir / CONFIG, meta)
 
 
 def train_generator(

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.audio import display_path
-from specmusic.errors import ConfigError, InputError, ModelError, SpecmusicError
+from specmusic.fileio import display_path
+from specmusic.errors import ConfigError, ModelError, SpecmusicError
+from specmusic.features import chunk_features
 from specmusic.features import FeatureConfig
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "Model",
     "TrackResult",
     "load_model",
-    "chunk_features",
     "track_features",
     "run_chunks",
     "predict_track",
@@ -193,50 +193,6 @@ def _parse_meta(raw: str, name: str) -> dict[str, Any]:
     return meta
 
 
-# -- chunking -------------------------------------------------------------------------------
-def chunk_starts(n_frames: int, chunk_frames: int, hop_frames: int) -> np.ndarray:
-    """Start frames of the chunks covering a track (the last chunk ends at the track's end).
-
-    Returns
-    -------
-    starts : np.ndarray [shape=(n_chunks,)], int; ``[0]`` for a track shorter than a chunk
-    """
-    if n_frames <= chunk_frames:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, n_frames - chunk_frames + 1, hop_frames, dtype=np.int64)
-    if starts[-1] + chunk_frames < n_frames:
-        starts = np.append(starts, n_frames - chunk_frames)
-    return starts
-
-
-def _wrap(spec: np.ndarray, chunk_frames: int) -> np.ndarray:
-    """Repeat a short track along time until it fills one chunk."""
-    reps = -(-chunk_frames // spec.shape[1])
-    return np.tile(spec, (1, reps))[:, :chunk_frames]
-
-
-def chunk_features(spec: np.ndarray, chunk_frames: int, hop_frames: int) -> np.ndarray:
-    """Cut a feature matrix into chunks.
-
-    Parameters
-    ----------
-    spec : np.ndarray [shape=(n_rows, n_frames)]
-    chunk_frames : frames per chunk
-    hop_frames : frames between chunk starts
-
-    Returns
-    -------
-    chunks : np.ndarray [shape=(n_chunks, 1, n_rows, chunk_frames)], float32
-    """
-    spec = np.asarray(spec, dtype=np.float32)
-    if spec.ndim != 2 or spec.shape[1] == 0:
-        raise InputError(f"expected features of shape (n_rows, n_frames>0), got {spec.shape} — check the input")
-    if spec.shape[1] < chunk_frames:
-        spec = _wrap(spec, chunk_frames)
-    starts = chunk_starts(spec.shape[1], chunk_frames, hop_frames)
-    return np.stack([spec[None, :, s : s + chunk_frames] for s in starts])
-
-
 # -- running --------------------------------------------------------------------------------
 def track_features(model: Model, source: str | os.PathLike[str] | np.ndarray) -> tuple[np.ndarray, float | None]:
     """Features of a track as the model expects them.
@@ -260,7 +216,7 @@ def track_features(model: Model, source: str | os.PathLike[str] | np.ndarray) ->
     if isinstance(source, np.ndarray):
         spec, seconds = source, None
     elif os.fspath(source).lower().endswith(".npz"):
-        from specmusic.spectro import load_spectrogram
+        from specmusic.specfile import load_spectrogram
 
         spec, cfg = load_spectrogram(source)
         if cfg.digest() != fc.digest():

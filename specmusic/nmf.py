@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from specmusic import stft as _stft
+from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError, InputError
 
 __all__ = [
@@ -129,8 +130,10 @@ def _loss_name(beta: float) -> str:
 
 
 @dataclass(frozen=True)
-class NMFConfig:
+class NMFConfig(ConfigBase):
     """How :func:`fit_nmf` factorises (see the module docstring for the defaults)."""
+
+    what = "NMF config"
 
     n_components: int = 8
     beta: float = 1.0
@@ -165,9 +168,6 @@ class NMFConfig:
             raise ConfigError("loss_every must be >= 1 — 1 records the loss at every iteration")
         if not math.isfinite(self.beta):
             raise ConfigError("beta must be a finite number — 2 Euclidean, 1 KL, 0 IS")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @property
     def inner_steps(self) -> int:
@@ -964,7 +964,8 @@ def load_spectrogram_for_nmf(
     InputError
         Silence (all zeros) or too short for one frame.
     """
-    from specmusic.audio import display_path, load_audio
+    from specmusic.audio import load_audio
+    from specmusic.fileio import display_path
 
     y, _ = load_audio(path, sr=spec.sample_rate, offset=offset, duration=duration)
     name = display_path(path)
@@ -1011,7 +1012,7 @@ def save_decomposition(
     from pathlib import Path
 
     from specmusic.audio import save_audio
-    from specmusic.spectro import write_json_atomic
+    from specmusic.fileio import write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1324,7 +1325,8 @@ def mosaic_files(
     AudioError
         Unreadable files; InputError: silence.
     """
-    from specmusic.audio import display_path, load_audio, read_info
+    from specmusic.audio import load_audio, read_info
+    from specmusic.fileio import display_path
 
     s_info, t_info = read_info(source), read_info(target)
     rate = int(sr or t_info.sample_rate)

@@ -27,21 +27,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from specmusic.errors import ConfigError, ModelError
-from specmusic.fileio import download, sha256_file
+from specmusic.fileio import CACHE_ENV, atomic_path, cache_dir, download, sha256_file
 
 __all__ = [
     "DEFAULT_TAGGER",
     "TAGGERS",
     "PretrainedTagger",
     "WEIGHTS_ENV",
-    "CACHE_ENV",
-    "cache_dir",
     "sha256_file",
     "find_checkpoint",
     "download_checkpoint",
@@ -51,7 +48,6 @@ __all__ = [
 ]
 
 WEIGHTS_ENV = "SPECMUSIC_WEIGHTS"
-CACHE_ENV = "SPECMUSIC_CACHE"
 REPO_URL = "https://github.com/minzwon/sota-music-tagging-models"
 CREDIT = (
     "Minz Won, Andres Ferraro, Dmitry Bogdanov, Xavier Serra: Evaluation of CNN-based automatic music "
@@ -153,14 +149,6 @@ _HOW_TO_SUPPLY = (
 )
 
 
-# -- locations --------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """Per-user cache: ``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache/specmusic``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "specmusic"
 
 
 def get_tagger(name: str) -> PretrainedTagger:
@@ -313,11 +301,7 @@ def convert_tagger(tagger: PretrainedTagger, checkpoint: str | os.PathLike[str],
     model = load_tagger(tagger, checkpoint)
     spec = TAGGER_ARCHS[tagger.arch]
     example = torch.zeros(1, 1, 96, spec.chunk_frames)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".convert-", suffix=".onnx", dir=out_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out_path, suffix=".onnx") as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and GRU notes
             torch.onnx.export(
@@ -336,10 +320,6 @@ def convert_tagger(tagger: PretrainedTagger, checkpoint: str | os.PathLike[str],
         entry.value = json.dumps(tagger_metadata(tagger))
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_path
 
 

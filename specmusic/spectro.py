@@ -1,14 +1,6 @@
 """Batch audio → spectrogram arrays (+ pictures), resumable and safe to interrupt.
 
-Each track becomes ``OUT/<relpath>.npz`` with named arrays::
-
-    spec            float32 [n_rows, n_frames]   the feature matrix
-    format_version  int                          SPEC_FORMAT_VERSION
-    config          str (JSON)                   the FeatureConfig
-    config_hash     str                          FeatureConfig.digest()
-    duration        float                        seconds analysed
-    source_size, source_mtime                    to notice a changed source
-
+Each track becomes ``OUT/<relpath>.npz`` in the format of :mod:`specmusic.specfile`;
 ``OUT/manifest.jsonl`` lists one record per array; ``OUT/errors.jsonl`` lists what failed (or
 warned) in the last run. Arrays are written to a temporary name and renamed, so an interrupted
 run leaves only complete arrays; rerunning skips them.
@@ -19,8 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,26 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.audio import display_path, stream_audio
+from specmusic.audio import stream_audio
 from specmusic.data import FailedInput, Track
-from specmusic.errors import AudioError, InputError, SpecmusicError
+from specmusic.errors import AudioError, SpecmusicError
 from specmusic.features import FeatureConfig, compute_features_stream
-from specmusic.fileio import atomic_write
+from specmusic.fileio import display_path, save_npz_atomic, write_jsonl_atomic
+from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, SPEC_FORMAT_VERSION, npz_meta, read_spectro_manifest
 
-__all__ = [
-    "SPEC_FORMAT_VERSION",
-    "SpectroReport",
-    "output_path",
-    "load_spectrogram",
-    "read_spectro_manifest",
-    "run_spectro",
-    "write_json_atomic",
-    "write_jsonl_atomic",
-]
+__all__ = ["SpectroReport", "output_path", "run_spectro"]
 
-SPEC_FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.jsonl"
-ERRORS_NAME = "errors.jsonl"
 _SILENCE_PEAK = 1e-5  # -100 dBFS
 
 
@@ -71,65 +51,6 @@ def output_path(out_dir: Path, track: Track, suffix: str = ".npz") -> Path:
     """Where a track's array goes: its relpath under ``out_dir`` with ``suffix``."""
     rel = Path(track.relpath)
     return out_dir / rel.with_name(rel.name + suffix if not rel.suffix else rel.stem + suffix)
-
-
-# -- atomic writes --------------------------------------------------------------------------
-def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    atomic_write(path, write, mode)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write pretty JSON via a temporary file + rename."""
-    _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"), "w")
-
-
-def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """Write JSON Lines via a temporary file + rename."""
-    _atomic(path, lambda f: f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records), "w")
-
-
-# -- arrays ---------------------------------------------------------------------------------
-def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
-    _atomic(path, lambda f: np.savez(f, **arrays))
-
-
-def _npz_meta(path: Path) -> dict[str, Any] | None:
-    """Small fields of a spectrogram .npz, plus the spec's shape, without reading the spec."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = {k: z[k].item() for k in z.files if k != "spec"}
-        with zipfile.ZipFile(path) as zf, zf.open("spec.npy") as member:
-            major, _ = np.lib.format.read_magic(member)
-            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, _ = read_header(member)
-        meta["shape"] = list(shape)
-        return meta
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None
-
-
-def load_spectrogram(path: str | os.PathLike[str]) -> tuple[np.ndarray, FeatureConfig]:
-    """Read an array written by ``spectro`` (never unpickles).
-
-    Returns
-    -------
-    spec : np.ndarray [shape=(n_rows, n_frames)], float32
-    config : the FeatureConfig it was computed with
-
-    Raises
-    ------
-    InputError
-        Not a spectro array, or from a newer format version.
-    """
-    name = display_path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            version = int(z["format_version"])
-            if version > SPEC_FORMAT_VERSION:
-                raise InputError(f"{name}: array format {version} is newer than this specmusic — upgrade")
-            return z["spec"].astype(np.float32, copy=False), FeatureConfig.from_dict(json.loads(str(z["config"])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{name}: not a specmusic spectrogram ({exc}) — recreate it with `specmusic spectro`") from None
 
 
 # -- one track ------------------------------------------------------------------------------
@@ -164,7 +85,7 @@ def _process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]
     st = os.stat(job.track.path)
     digest = job.config.digest()
     if not job.force and job.out.exists():
-        meta = _npz_meta(job.out)
+        meta = npz_meta(job.out)
         if (
             meta is not None
             and meta.get("config_hash") == digest
@@ -213,7 +134,7 @@ def _process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]
         "source_mtime": st.st_mtime,
         "warning": warning,
     }
-    _save_npz(job.out, {"spec": spec, **{k: np.asarray(v) for k, v in meta.items()}})
+    save_npz_atomic(job.out, {"spec": spec, **{k: np.asarray(v) for k, v in meta.items()}})
     if job.png:
         from specmusic.plotting import save_spectrogram_png
 
@@ -241,22 +162,6 @@ def _safe_process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | 
 
 
 # -- batch ----------------------------------------------------------------------------------
-def read_spectro_manifest(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of ``OUT/manifest.jsonl`` (empty list when there is none)."""
-    path = Path(out_dir) / MANIFEST_NAME
-    if not path.exists():
-        return []
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise InputError(f"{display_path(path)}:{i}: corrupt manifest line — rerun `specmusic spectro`") from None
-    return records
-
-
 def run_spectro(
     tracks: Sequence[Track],
     out_dir: str | os.PathLike[str],

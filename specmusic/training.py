@@ -52,11 +52,10 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +63,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from specmusic.audio import display_path
+from specmusic.fileio import display_path, save_torch_atomic, write_json_atomic
 from specmusic.data import Track, apply_split_lists, discover_tracks, read_manifest, split_by_group, track_key
+from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError, InputError
-from specmusic.features import FeatureConfig
-from specmusic.inference import chunk_features, chunk_starts
+from specmusic.features import FeatureConfig, chunk_features, chunk_starts
 from specmusic.models.cnn import CNNConfig, SpecCNN
 from specmusic.models.transfer import ModelSpec
-from specmusic.spectro import load_spectrogram, read_spectro_manifest, run_spectro, write_json_atomic
+from specmusic.specfile import load_spectrogram, read_spectro_manifest
+from specmusic.spectro import run_spectro
 
 __all__ = [
     "AUGMENTS",
@@ -95,8 +95,10 @@ CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigBase):
     """Training settings; see the module docstring for the defaults."""
+
+    what = "training config"
 
     chunk_seconds: float = 3.0
     epochs: int = 20
@@ -139,18 +141,6 @@ class TrainConfig:
             raise ConfigError("--finetune-lr must be > 0 and --time-budget >= 0 — fix the options")
         if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1 and self.valid_fraction + self.test_fraction < 1):
             raise ConfigError("valid and test fractions must be in [0, 1) and sum below 1 — fix the options")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        d = asdict(self)
-        d["augment"] = list(self.augment)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "augment" else v) for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -510,14 +500,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
 
 # -- checkpoints ----------------------------------------------------------------------------
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_torch_atomic(path, state)
 
 
 _TRANSFER_DEFAULTS: dict[str, Any] = {"freeze_epochs": 0, "finetune_lr": None, "freeze_front": False}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from specmusic.audio import display_path, load_audio, loudness_normalize, read_info, save_audio, stream_audio
+from specmusic.fileio import display_path
+from specmusic.audio import load_audio, loudness_normalize, read_info, save_audio, stream_audio
 from specmusic.errors import AudioError
 from tests.conftest import chirp, write
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from specmusic.cli.app import app
 from specmusic.features import FeatureConfig, compute_features
 from specmusic.audio import load_audio
-from specmusic.spectro import load_spectrogram, read_spectro_manifest
+from specmusic.specfile import load_spectrogram, read_spectro_manifest
 
 runner = CliRunner()
 

@@ -14,10 +14,8 @@ from onnx import TensorProto, helper
 
 from tests.conftest import chirp, write
 from specmusic.errors import AudioError, ConfigError, ModelError
-from specmusic.features import FeatureConfig, compute_features
+from specmusic.features import FeatureConfig, chunk_features, chunk_starts, compute_features
 from specmusic.inference import (
-    chunk_features,
-    chunk_starts,
     embed_track,
     load_model,
     predict_files,

@@ -19,13 +19,12 @@ from typer.testing import CliRunner
 from specmusic import pretrained
 from specmusic.cli.app import app
 from specmusic.errors import ModelError
+from specmusic.fileio import CACHE_ENV, cache_dir
 from specmusic.pretrained import (
-    CACHE_ENV,
     DEFAULT_TAGGER,
     TAGGERS,
     WEIGHTS_ENV,
     PretrainedTagger,
-    cache_dir,
     download_checkpoint,
     ensure_default_model,
     ensure_model,

@@ -33,7 +33,7 @@ def classify_cli(
     import json
     import sys
 
-    from specmusic.audio import display_path
+    from specmusic.fileio import display_path
     from specmusic.data import discover_tracks
     from specmusic.errors import InputError
     from specmusic.inference import load_model, predict_files, top_k

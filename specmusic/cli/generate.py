@@ -151,7 +151,8 @@ def invert_cli(
     """
     import numpy as np
 
-    from specmusic.audio import display_path, save_audio
+    from specmusic.audio import save_audio
+    from specmusic.fileio import display_path
     from specmusic.errors import InputError
     from specmusic.features import FeatureConfig
     from specmusic.generation import invert_array
@@ -161,7 +162,7 @@ def invert_cli(
         if not array.is_file():
             raise InputError(f"{name}: no such file — check the path")
         if array.suffix.lower() == ".npz":
-            from specmusic.spectro import load_spectrogram
+            from specmusic.specfile import load_spectrogram
 
             data, fc = load_spectrogram(array)
             scale_used = "db" if fc.top_db is not None or fc.kind in ("mel", "stft") else scale

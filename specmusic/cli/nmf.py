@@ -146,7 +146,7 @@ def nmf_cli(
 
     Example: specmusic nmf song.wav -k 4 --loss kl -o parts/
     """
-    from specmusic.audio import display_path
+    from specmusic.fileio import display_path
     from specmusic.nmf import LOSSES, NMFConfig, SpectrogramConfig, load_spectrogram_for_nmf
 
     with cli_errors():
@@ -180,7 +180,7 @@ def nmf_cli(
 
 
 def _run_one(y, X, V, *, spec, config, output, multi, source, audio, plots, progress, compare) -> dict:
-    from specmusic.audio import display_path
+    from specmusic.fileio import display_path
     from specmusic.nmf import Decomposition, fit_nmf, initialize_nmf, save_decomposition
 
     W0 = H0 = None
@@ -275,7 +275,8 @@ def mosaic_cli(
 
     Example: specmusic nmf mosaic --source bees.wav --target song.wav --let-it-bee -o mosaic.wav
     """
-    from specmusic.audio import display_path, save_audio
+    from specmusic.audio import save_audio
+    from specmusic.fileio import display_path
     from specmusic.nmf import MosaicConfig, mosaic_files
 
     default = 3 if let_it_bee else 0

@@ -33,13 +33,14 @@ Defaults (one block, nanoGPT-style)::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError, ModelError
 
 __all__ = [
@@ -85,8 +86,10 @@ BACKBONE_ARCHS: dict[str, _ArchSpec] = {
 
 
 @dataclass(frozen=True)
-class BackboneConfig:
+class BackboneConfig(ConfigBase):
     """Shape of a backbone classifier; see the module docstring for the defaults."""
+
+    what = "backbone config"
 
     arch: str = "resnet18"
     n_classes: int = 10
@@ -119,18 +122,6 @@ class BackboneConfig:
     @property
     def spec(self) -> _ArchSpec:
         return BACKBONE_ARCHS[self.arch]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        d = asdict(self)
-        d["img_size"] = None if self.img_size is None else list(self.img_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "img_size" and v is not None else v) for k, v in data.items() if k in names})
 
 
 class _Classifier(nn.Module):

@@ -12,20 +12,22 @@ Defaults (one block, nanoGPT-style)::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError
 
 __all__ = ["CNNConfig", "SpecCNN"]
 
 
 @dataclass(frozen=True)
-class CNNConfig:
+class CNNConfig(ConfigBase):
     """Shape of a :class:`SpecCNN`."""
+
+    what = "CNN config"
 
     n_classes: int = 10
     channels: tuple[int, ...] = (16, 32, 64, 128)
@@ -42,18 +44,6 @@ class CNNConfig:
     def embedding_dim(self) -> int:
         """Size of the ``embedding`` output."""
         return 2 * self.channels[-1]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CNNConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "channels" else v) for k, v in data.items() if k in names})
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:

@@ -16,19 +16,22 @@ Defaults (one block, nanoGPT-style)::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from specmusic.config import ConfigBase
+
 __all__ = ["UNetConfig", "UNet"]
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(ConfigBase):
     """Shape of the U-Net; stored in every checkpoint."""
+
+    what = "U-Net config"
 
     n_mels: int = 64
     base: int = 32
@@ -36,19 +39,6 @@ class UNetConfig:
     emb_dim: int = 128
     n_classes: int = 0
     patch: int = 2
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channel_mult"] = list(self.channel_mult)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        if "channel_mult" in kwargs:
-            kwargs["channel_mult"] = tuple(int(c) for c in kwargs["channel_mult"])
-        return cls(**kwargs)
 
     @property
     def multiple(self) -> int:

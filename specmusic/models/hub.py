@@ -5,7 +5,7 @@ Hugging Face hub (``$HF_ENDPOINT``, default ``https://huggingface.co``)::
 
     {endpoint}/timm/{arch}.{tag}/resolve/main/model.safetensors
 
-into ``<cache>/timm/{arch}.{tag}.safetensors`` (the cache of :func:`specmusic.pretrained.cache_dir`:
+into ``<cache>/timm/{arch}.{tag}.safetensors`` (the cache of :func:`specmusic.fileio.cache_dir`:
 ``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache/specmusic``). The hub
 publishes no checksums we could pin offline, so a download is checked by loading it strictly into
 the architecture instead. ``--weights FILE`` takes a local ``.safetensors`` or torch ``.pth``/``.bin``
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from specmusic.errors import ConfigError, ModelError
+from specmusic.fileio import atomic_write
 
 __all__ = [
     "IMAGENET_TAGS",
@@ -93,7 +93,7 @@ def ensure_imagenet_weights(arch: str, *, tag: str | None = None, progress: bool
     ModelError
         Offline and not cached.
     """
-    from specmusic.pretrained import cache_dir
+    from specmusic.fileio import cache_dir
 
     url = weights_url(arch, tag)
     name = url.split("/timm/", 1)[1].split("/", 1)[0]  # arch.tag
@@ -155,14 +155,7 @@ def write_safetensors(tensors: dict[str, Any], path: str | os.PathLike[str]) -> 
     head = json.dumps(header).encode()
     head += b" " * (-len(head) % 8)
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(len(head).to_bytes(8, "little") + head + b"".join(blobs))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda f: f.write(len(head).to_bytes(8, "little") + head + b"".join(blobs)))
     return target
 
 

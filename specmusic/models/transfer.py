@@ -18,12 +18,13 @@ Three families share one contract (``forward(x) -> (logits, embedding)``, plus `
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError, ModelError
 
 __all__ = ["TAGGER_DATASETS", "ModelSpec", "TaggerClassifier", "TimmClassifier", "build_model", "arch_family",
@@ -67,13 +68,15 @@ def arch_family(arch: str) -> str:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(ConfigBase):
     """What to build: ``arch``, its starting weights and input handling.
 
     ``pretrained``: None (random init), a tagger dataset (``mtat``…) for taggers, ``default`` /
     ``imagenet`` / a timm tag for ImageNet backbones. ``weights``: a local file instead of a download.
     ``img_size``: resize the input to (height, width) inside the model (ViT default: its native size).
     """
+
+    what = "model spec"
 
     arch: str = "cnn"
     pretrained: str | None = None
@@ -110,16 +113,6 @@ class ModelSpec:
         if self.family != "tagger" or (self.pretrained is None and self.weights is None):
             return None
         return "mtat" if self.pretrained in (None, *DEFAULT_PRETRAINED) else self.pretrained
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["img_size"] = None if self.img_size is None else list(self.img_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "img_size" and v is not None else v) for k, v in data.items() if k in names})
 
 
 class TaggerClassifier(nn.Module):
