@@ -69,7 +69,7 @@ def _invert_job(job: tuple[str, np.ndarray, dict, int]) -> tuple[str, float]:
     """Invert one dB mel to ``path``; returns (path, spectral convergence dB)."""
     from specmusic.audio import save_audio
     from specmusic.features import FeatureConfig
-    from specmusic.generation import mel_to_audio
+    from specmusic.inversion import mel_to_audio
 
     path, mel_db, fc_dict, seed = job
     fc = FeatureConfig.from_dict(fc_dict)
@@ -79,7 +79,8 @@ def _invert_job(job: tuple[str, np.ndarray, dict, int]) -> tuple[str, float]:
 
 
 def _gl_compare_job(job: tuple[np.ndarray, int]) -> tuple[float, float]:
-    from specmusic.generation import griffin_lim, stft
+    from specmusic.inversion import griffin_lim
+    from specmusic.stft import stft
 
     y, seed = job
     mag = np.abs(stft(y))
@@ -133,11 +134,11 @@ def main() -> int:
     from specmusic.audio import load_audio, loudness_normalize, save_audio
     from specmusic.data import discover_tracks, read_split_list, track_key
     from specmusic.features import compute_features
-    from specmusic.generation import (
-        denormalize_db, load_generator, mel_to_linear, normalize_db, sample_spectrograms, stft, istft,
-    )
+    from specmusic.generation import denormalize_db, load_generator, normalize_db, sample_spectrograms
     from specmusic.inference import load_model, predict_track
-    from specmusic.pretrained import ensure_model
+    from specmusic.inversion import mel_to_linear
+    from specmusic.models.pretrained import ensure_model
+    from specmusic.stft import istft, stft
 
     run, bench = args.run, args.run / "bench"
     results: dict = {"load_before": load()}
@@ -146,7 +147,7 @@ def main() -> int:
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if args.retrain or not meta.get("training"):
         cmd = [*SPECMUSIC, "generate", "train", str(args.data), "-o", str(run), "--minutes", str(args.minutes),
-               "--seed", str(args.seed)]
+               "--seed", str(args.seed), "--threads", "1"]
         say(f"$ {' '.join(cmd)}   (load {load()})")
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
@@ -154,7 +155,7 @@ def main() -> int:
         results["load_after_train"] = load()
         meta = json.loads(meta_path.read_text())
     results["training"] = meta["training"]
-    gen = load_generator(run)
+    gen = load_generator(run, threads=1)
     fc = gen.config.feature_config
     cfg = gen.config
     bench.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from specmusic.audio import load_audio  # noqa: E402
 from specmusic.fileio import display_path  # noqa: E402
-from specmusic.nmf import NMFConfig, beta_divergence, fit_nmf, initialize_nmf, magnitude, stft  # noqa: E402
+from specmusic.nmf import NMFConfig, beta_divergence, fit_nmf, initialize_nmf, magnitude  # noqa: E402
+from specmusic.stft import stft  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "cc-music" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
 
@@ -157,7 +158,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     y, sr = load_audio(args.audio, sr=22050, offset=args.offset, duration=args.duration)
-    V = magnitude(stft(y, n_fft=args.n_fft, hop_length=args.hop_length))
+    V = magnitude(stft(y, n_fft=args.n_fft, hop_length=args.hop_length, dtype=np.complex64))
     W0, H0 = initialize_nmf(V, args.k, init="nndsvda", seed=0)
     print(f"# {display_path(args.audio)}: {len(y) / sr:.1f} s at {sr} Hz → |STFT| {V.shape[0]}×{V.shape[1]} float32, "
           f"k={args.k}, init nndsvda (shared), {args.iterations} iterations, tol=0, thread counts {args.threads}")

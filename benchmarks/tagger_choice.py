@@ -43,7 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from specmusic import fileio, pretrained  # noqa: E402
+from specmusic import fileio  # noqa: E402
+from specmusic.models import pretrained  # noqa: E402
 from specmusic.features import compute_features_file  # noqa: E402
 from specmusic.inference import _predict_spec, load_model  # noqa: E402
 

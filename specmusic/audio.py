@@ -8,9 +8,11 @@ memory at its native rate.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,12 @@ __all__ = [
     "display_path",
     "read_info",
     "stream_audio",
+    "stream_audio_frames",
+    "check_complete",
     "load_audio",
+    "AUDIO_OUTPUT_FORMATS",
+    "audio_output_format",
+    "check_audio_output",
     "save_audio",
     "loudness_normalize",
 ]
@@ -56,6 +63,44 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+_MPEG_EXTENSIONS = (".mp3", ".mp2", ".mpga")
+
+
+_QUIET_LOCK = threading.Lock()
+_QUIET_DEPTH = 0
+_QUIET_SAVED = -1
+
+
+@contextlib.contextmanager
+def mpeg_quiet(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Silence libmpg123's own stderr chatter ("Warning: Xing stream size off…") while it decodes ``path``.
+
+    libmpg123 writes to file descriptor 2 from C, past Python's ``sys.stderr``; specmusic reports
+    what matters itself (a truncated file is an error naming it). Only MPEG files are affected.
+    Safe from several threads at once: the first to enter redirects fd 2, the last to leave restores it.
+    """
+    global _QUIET_DEPTH, _QUIET_SAVED
+    if not os.fsdecode(os.fspath(path)).lower().endswith(_MPEG_EXTENSIONS):
+        yield
+        return
+    with _QUIET_LOCK:
+        if _QUIET_DEPTH == 0:
+            sys.stderr.flush()
+            _QUIET_SAVED = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _QUIET_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _QUIET_DEPTH -= 1
+            if _QUIET_DEPTH == 0:
+                os.dup2(_QUIET_SAVED, 2)
+                os.close(_QUIET_SAVED)
+
+
 def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
     """Open ``path`` with soundfile, turning every failure into a one-line :class:`AudioError`."""
     name = display_path(path)
@@ -68,11 +113,14 @@ def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
     except OSError as exc:
         raise AudioError(f"{name}: cannot stat ({exc.strerror}) — check the path") from None
     if os.path.isdir(path):
-        raise AudioError(f"{name}: is a directory, not an audio file — pass the folder as an input")
+        raise AudioError(f"{name}: is a folder, not an audio file — give one audio file here")
     if size == 0:
         raise AudioError(f"{name}: file is empty (0 bytes) — re-export or remove it")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{name}: permission denied — make the file readable")
     try:
-        return sf.SoundFile(os.fsencode(path))  # bytes: names that are not valid UTF-8 work too
+        with mpeg_quiet(path):
+            return sf.SoundFile(os.fsencode(path))  # bytes: names that are not valid UTF-8 work too
     except sf.LibsndfileError as exc:
         reason = str(exc.error_string).strip().rstrip(".") or "unknown format"
         raise AudioError(f"{name}: not a readable audio file ({reason}) — {_FIX}") from None
@@ -122,55 +170,186 @@ def stream_audio(
     AudioError
         Missing, empty, undecodable or truncated file, or non-finite samples.
     """
+    with _open(path) as f:
+        native = f.samplerate
+        start = int(round(max(offset, 0.0) * native))
+        stop = None if duration is None else start + int(round(duration * native))
+        yield from _stream(f, path, start=start, stop=stop, sr=sr, mono=mono, block_seconds=block_seconds)
+
+
+def stream_audio_frames(
+    path: str | os.PathLike[str],
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    sr: int | None = 22050,
+    mono: bool = True,
+    block_seconds: float = 20.0,
+) -> Iterator[np.ndarray]:
+    """:func:`stream_audio` of the native sample frames ``start`` to ``stop``, found by seeking.
+
+    libsndfile seeks to the exact sample in WAV, FLAC, Ogg Vorbis and Opus (MP3 decodes a few
+    frames before the target: start a little early and drop them). When ``start * sr / native`` is
+    a whole number the resampled blocks lie on the same sample grid as a decode of the whole file,
+    so away from the first few milliseconds (the resampler's and decoder's warm-up) they agree with
+    the matching slice of it.
+
+    Parameters
+    ----------
+    start, stop : native sample frames (``stop=None``: to the end of the file)
+
+    Raises
+    ------
+    AudioError
+        As :func:`stream_audio`; a read that ends short of ``stop`` by more than the truncation
+        tolerance (5% of the file or half a second) is a truncated file.
+    """
+    with _open(path) as f:
+        yield from _stream(f, path, start=start, stop=stop, sr=sr, mono=mono, block_seconds=block_seconds)
+
+
+def check_complete(path: str | os.PathLike[str], info: AudioInfo) -> None:
+    """Raise when the file is visibly cut short: an Ogg stream without its end-of-stream page.
+
+    A decode to the end of the file checks this itself; a reader that only seeks to windows
+    calls it once per file.
+
+    Raises
+    ------
+    AudioError
+        The Ogg stream lacks its last page (an interrupted download or copy).
+    """
+    if info.format == "OGG" and not ogg_has_end(path):
+        raise AudioError(
+            f"{display_path(path)}: truncated — the Ogg stream stops after {info.duration:.1f} s without its "
+            "end-of-stream page; re-download or re-encode the file"
+        )
+
+
+def _stream(
+    f: sf.SoundFile,
+    path: str | os.PathLike[str],
+    *,
+    start: int,
+    stop: int | None,
+    sr: int | None,
+    mono: bool,
+    block_seconds: float,
+) -> Iterator[np.ndarray]:
+    """Blocks of the open file ``f`` from native frame ``start`` to ``stop`` (None: the end)."""
     import soxr  # small C extension; imported here to keep `import specmusic.audio` light
 
     name = display_path(path)
-    with _open(path) as f:
-        native = f.samplerate
-        channels = 1 if mono else f.channels
-        start = int(round(max(offset, 0.0) * native))
-        if start:
-            if f.seekable():
+    native = f.samplerate
+    channels = 1 if mono else f.channels
+    start = max(int(start), 0)
+    if start:
+        if f.seekable():
+            with mpeg_quiet(path):
                 f.seek(min(start, f.frames))
-            else:  # pragma: no cover - every format soundfile reads is seekable
-                f.read(start, dtype="float32")
-        remaining = None if duration is None else int(round(duration * native))
-        # What the header promises, to notice a truncated file (mpg123 decodes what is there).
-        expected = max(f.frames - start, 0) if remaining is None else min(remaining, max(f.frames - start, 0))
-        decoded = 0
-        block = max(int(block_seconds * native), 1024)
-        resampler = (
-            soxr.ResampleStream(native, sr, channels, dtype="float32", quality="HQ")
-            if sr is not None and sr != native
-            else None
-        )
-        while True:
-            want = block if remaining is None else min(block, remaining)
-            if want <= 0:
-                break
-            try:
+        else:  # pragma: no cover - every format soundfile reads is seekable
+            f.read(start, dtype="float32")
+    remaining = None if stop is None else max(int(stop) - start, 0)
+    if remaining is None:
+        check_complete(path, AudioInfo(native, f.channels, f.frames, f.format))
+    decoded = 0
+    block = max(int(block_seconds * native), 1024)
+    resampler = (
+        soxr.ResampleStream(native, sr, channels, dtype="float32", quality="HQ")
+        if sr is not None and sr != native
+        else None
+    )
+    while True:
+        want = block if remaining is None else min(block, remaining)
+        if want <= 0:
+            break
+        try:
+            with mpeg_quiet(path):
                 x = f.read(want, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioError(f"{name}: decoding failed ({exc}) — {_FIX}") from None
-            decoded += len(x)
-            if remaining is not None:
-                remaining -= len(x)
-            last = len(x) < want or remaining == 0
-            if last and expected - decoded > max(0.05 * expected, 0.5 * native):
-                raise AudioError(
-                    f"{name}: truncated — the header promises {expected / native:.1f} s but only "
-                    f"{decoded / native:.1f} s decode; re-download or re-encode the file"
-                )
-            x = x.mean(axis=1, keepdims=True, dtype=np.float32) if mono else x
-            if not np.isfinite(x).all():
-                raise AudioError(f"{name}: contains NaN or infinite samples — {_FIX}")
-            if resampler is not None:
-                x = resampler.resample_chunk(x, last=last)
-            out = np.ascontiguousarray(x[:, 0] if mono else x.T, dtype=np.float32)
-            if out.size:
-                yield out
-            if last:
-                break
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{name}: decoding failed ({exc}) — {_FIX}") from None
+        decoded += len(x)
+        if remaining is not None:
+            remaining -= len(x)
+        last = len(x) < want or remaining == 0
+        # A read that stops short of what the header promises is a truncated file (mpg123 decodes
+        # what is there); 5% of the file or half a second of slack, whichever part is read.
+        reached = start + decoded
+        target = f.frames if stop is None else min(int(stop), f.frames)
+        if len(x) < want and target - reached > max(0.05 * f.frames, 0.5 * native):
+            raise AudioError(
+                f"{name}: truncated — the header promises {f.frames / native:.1f} s but decoding stops at "
+                f"{reached / native:.1f} s; re-download or re-encode the file"
+            )
+        x = x.mean(axis=1, keepdims=True, dtype=np.float32) if mono else x
+        if not np.isfinite(x).all():
+            raise AudioError(f"{name}: contains NaN or infinite samples — {_FIX}")
+        if resampler is not None:
+            x = resampler.resample_chunk(x, last=last)
+        out = np.ascontiguousarray(x[:, 0] if mono else x.T, dtype=np.float32)
+        if out.size:
+            yield out
+        if last:
+            break
+
+
+def ogg_has_end(path: str | os.PathLike[str], *, tail: int = 1 << 16) -> bool:
+    """True when the last Ogg page in the file's final ``tail`` bytes carries the end-of-stream flag.
+
+    An Ogg file cut short (an interrupted download or copy) decodes without error to whatever
+    pages are left, and its length is read from the last page, so nothing else reveals it.
+    """
+    with open(os.fsencode(os.fspath(path)), "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(size - tail, 0))
+        data = fh.read()
+    at = data.rfind(b"OggS")
+    while at >= 0:
+        if at + 27 <= len(data):  # a whole page header: header_type is byte 5, EOS is bit 2
+            return bool(data[at + 5] & 0x04)
+        at = data.rfind(b"OggS", 0, at)
+    return False
+
+
+class PeakMeter:
+    """Pass audio blocks through, noting the largest absolute sample and the sample count.
+
+    ``PeakMeter(stream_audio(path))`` feeds :func:`specmusic.features.compute_features_stream`
+    while measuring what :func:`signal_warnings` needs, without a second pass over the file.
+    """
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self._blocks = blocks
+        self.peak = 0.0
+        self.samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self._blocks:
+            if block.size:
+                self.peak = max(self.peak, float(np.abs(block).max()))
+                self.samples += block.shape[-1]
+            yield block
+
+
+SILENCE_PEAK = 1e-5  # -100 dBFS
+
+
+def signal_warnings(name: str, *, peak: float, seconds: float, window_seconds: float | None = None) -> list[str]:
+    """What makes a result from this audio untrustworthy: digital silence, a mis-scaled signal, a clip too short.
+
+    Returns one line per problem (empty when the audio looks like music a model can judge).
+    """
+    out = []
+    if peak < SILENCE_PEAK:
+        out.append(f"{name}: digital silence (peak below -100 dBFS) — any label or vector for it is meaningless")
+    elif peak > 1.5:
+        out.append(f"{name}: samples reach ±{peak:.3g}, far beyond full scale (±1) — the file is mis-scaled or "
+                   "corrupt; results are unreliable")
+    if window_seconds is not None and seconds < window_seconds:
+        out.append(f"{name}: only {seconds:.2f} s of audio, shorter than the model's {window_seconds:.2f} s window "
+                   "— it is repeated to fill one; results are unreliable")
+    return out
 
 
 def load_audio(
@@ -223,12 +402,71 @@ def loudness_normalize(y: np.ndarray, *, peak_db: float = -1.0, rms_db: float = 
     return y.astype(np.float32)
 
 
+#: Audio a file name may ask for when writing (lower-case extension → libsndfile format).
+AUDIO_OUTPUT_FORMATS: dict[str, str] = {
+    ".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3", ".aiff": "AIFF", ".aif": "AIFF", ".au": "AU",
+}
+
+
+def audio_output_format(path: str | os.PathLike[str]) -> str:
+    """The libsndfile format that writing to ``path`` gives (``"-"``: WAV on stdout).
+
+    Raises
+    ------
+    InputError
+        The extension names no format specmusic writes (one line naming the file and the formats).
+    """
+    from specmusic.errors import InputError
+
+    if os.fspath(path) == "-":
+        return "WAV"
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    fmt = AUDIO_OUTPUT_FORMATS.get(ext)
+    if fmt is None:
+        what = f"the extension {ext!r} is not an audio format specmusic writes" if ext else "it has no extension"
+        raise InputError(
+            f"{display_path(path)}: {what} — end the name in {', '.join(sorted(AUDIO_OUTPUT_FORMATS))} "
+            "(or give - for WAV on stdout)"
+        )
+    return fmt
+
+
+def check_audio_output(path: str | os.PathLike[str], *, option: str = "-o") -> None:
+    """Check, before any work, that audio can be written to ``path``: a known extension and a writable folder.
+
+    Creates the folder (as the write would). ``"-"`` (stdout) always passes.
+
+    Raises
+    ------
+    InputError
+        An extension that is no audio format (:func:`audio_output_format`), a folder that cannot be
+        created or written, or ``path`` is a folder.
+    """
+    from specmusic.errors import InputError
+    from specmusic.fileio import ensure_writable_dir
+
+    audio_output_format(path)
+    if os.fspath(path) == "-":
+        return
+    if os.path.isdir(path):
+        raise InputError(f"{display_path(path)}: is a folder — give {option} a file name such as out.wav")
+    ensure_writable_dir(Path(path).parent, option=option)
+
+
 def save_audio(path: str | os.PathLike[str], y: np.ndarray, sr: int, *, subtype: str | None = None) -> None:
     """Write ``y`` [shape=(n,) or (channels, n)] to ``path``; ``"-"`` writes WAV to stdout.
 
-    The format follows the extension (``.wav``, ``.flac``, ``.ogg``). The write is atomic:
-    a temporary file in the same folder is renamed over ``path`` once complete.
+    The format follows the extension (:data:`AUDIO_OUTPUT_FORMATS`: ``.wav``, ``.flac``, ``.ogg``,
+    ``.mp3``, ``.aiff``, ``.au``). The write is atomic: a temporary file in the same folder is renamed
+    over ``path`` once complete.
+
+    Raises
+    ------
+    InputError
+        An extension that names no audio format (checked before anything is written; callers check
+        earlier still with :func:`check_audio_output`).
     """
+    fmt = audio_output_format(path)
     data = np.asarray(y, dtype=np.float32)
     data = data.T if data.ndim == 2 else data
     if os.fspath(path) == "-":
@@ -238,5 +476,5 @@ def save_audio(path: str | os.PathLike[str], y: np.ndarray, sr: int, *, subtype:
         sys.stdout.buffer.flush()
         return
     target = Path(path)
-    with atomic_path(target, suffix=target.suffix) as tmp:  # the suffix tells libsndfile the format
-        sf.write(os.fsencode(tmp), data, sr, subtype=subtype)
+    with atomic_path(target, suffix=target.suffix) as tmp:
+        sf.write(os.fsencode(tmp), data, sr, format=fmt, subtype=subtype)

@@ -22,7 +22,15 @@ import numpy as np
 
 from specmusic.errors import ConfigError, InputError
 
-__all__ = ["ClusterResult", "cluster_embeddings", "save_cluster_map", "format_clusters", "PROJECTIONS"]
+__all__ = [
+    "ClusterResult",
+    "PROJECTIONS",
+    "cluster_embeddings",
+    "cluster_map_figure",
+    "cluster_record",
+    "format_clusters",
+    "save_cluster_map",
+]
 
 PROJECTIONS = ("pca", "tsne", "umap")
 
@@ -146,18 +154,47 @@ def format_clusters(result: ClusterResult) -> list[str]:
     return lines
 
 
-def save_cluster_map(
-    result: ClusterResult,
-    path: str | os.PathLike[str],
-    *,
-    labels: Sequence[str | None] | None = None,
-    title: str | None = None,
-) -> None:
-    """A PNG scatter of the 2-D projection: colour = label (or cluster when unlabelled), legend.
+def cluster_record(
+    result: ClusterResult, *, ids: Sequence[str], labels: Sequence[str | None] | None = None
+) -> dict[str, Any]:
+    """The map as data (``embed --map`` writes it beside the PNG as JSON): clusters, metrics, points.
 
-    Points are coloured by label with a legend; marker shape shows the KMeans cluster (up to 10).
+    Returns
+    -------
+    dict
+        ``k``, ``projection``, ``metrics``, ``clusters`` (as in :class:`ClusterResult`) and
+        ``points``: ``[{"id", "label", "cluster", "x", "y"}]`` one per track.
     """
-    from specmusic.plotting import _pyplot, save_figure_atomic
+    labs = list(labels) if labels is not None else [None] * len(ids)
+    points = [
+        {"id": id_, "label": labs[i], "cluster": int(result.assignments[i]),
+         "x": round(float(result.coords[i, 0]), 6), "y": round(float(result.coords[i, 1]), 6)}
+        for i, id_ in enumerate(ids)
+    ]  # fmt: skip
+    return {
+        "k": result.k,
+        "projection": result.projection,
+        "metrics": result.metrics,
+        "clusters": result.clusters,
+        "points": points,
+    }
+
+
+_MARKERS = "os^Dv<>pPX"
+
+
+def cluster_map_figure(
+    result: ClusterResult, *, labels: Sequence[str | None] | None = None, title: str | None = None
+) -> Any:
+    """The matplotlib figure of a cluster map (see :func:`save_cluster_map`).
+
+    Colour is the label (the cluster when unlabelled); with labels, marker shape is the KMeans
+    cluster (shapes repeat after 10). Legends sit right of the axes, never over the points: one
+    for colours, and with labels one for the shapes below it.
+    """
+    from matplotlib.lines import Line2D
+
+    from specmusic.plotting import _pyplot
 
     plt = _pyplot()
     xy = result.coords
@@ -165,32 +202,49 @@ def save_cluster_map(
     colour_by = [lab if lab is not None else "(unlabelled)" for lab in labs] if labs else [f"cluster {a}" for a in result.assignments]
     names = sorted(set(colour_by))
     cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
-    markers = "os^Dv<>pPX"
-    fig, ax = plt.subplots(figsize=(8, 6.5))
+    fig, ax = plt.subplots(figsize=(9.5, 6.5))
     for ci, name in enumerate(names):
         rows = np.array([c == name for c in colour_by])
-        if labs:
-            for m in sorted(set(result.assignments[rows].tolist())):
-                sel = rows & (result.assignments == m)
-                ax.scatter(
-                    xy[sel, 0], xy[sel, 1], s=22, color=cmap(ci % cmap.N), marker=markers[m % len(markers)],
-                    alpha=0.8, edgecolors="none",
-                )
-        else:
-            ax.scatter(xy[rows, 0], xy[rows, 1], s=22, color=cmap(ci % cmap.N), alpha=0.8, edgecolors="none")
-    from matplotlib.lines import Line2D
-
-    handles = [
-        Line2D([], [], marker="o", linestyle="", color=cmap(ci % cmap.N), label=name) for ci, name in enumerate(names)
-    ]
-    ax.legend(
-        handles=handles, loc="best", fontsize=8, title="label (colour)" if labs else "cluster",
-        ncol=2 if len(names) > 12 else 1,
-    )
+        shapes = sorted(set(result.assignments[rows].tolist())) if labs else [None]
+        for m in shapes:
+            sel = rows & (result.assignments == m) if m is not None else rows
+            marker = _MARKERS[m % len(_MARKERS)] if m is not None else "o"
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=22, color=cmap(ci % cmap.N), marker=marker, alpha=0.8, edgecolors="none")
+    colours = [Line2D([], [], marker="o", linestyle="", color=cmap(ci % cmap.N), label=name) for ci, name in enumerate(names)]
+    first = ax.legend(
+        handles=colours, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8,
+        title="label (colour)" if labs else "KMeans cluster (colour)", ncol=2 if len(names) > 12 else 1,
+    )  # fmt: skip
+    if labs:
+        fig.canvas.draw()  # where the colour legend ends, to put the shape legend below it
+        bottom = first.get_window_extent().transformed(ax.transAxes.inverted()).y0
+        ax.add_artist(first)
+        shapes = [
+            Line2D([], [], marker=_MARKERS[c % len(_MARKERS)], linestyle="", color="0.35", label=f"cluster {c}")
+            for c in range(result.k)
+        ]
+        more = " — shapes repeat after 10" if result.k > len(_MARKERS) else ""
+        ax.legend(
+            handles=shapes, loc="upper left", bbox_to_anchor=(1.02, bottom - 0.03), borderaxespad=0.0, fontsize=8,
+            title=f"KMeans cluster (shape){more}", ncol=2 if result.k > 12 else 1,
+        )  # fmt: skip
     axis = {"pca": "PC", "tsne": "t-SNE ", "umap": "UMAP "}[result.projection]
     ax.set_xlabel(f"{axis}1")
     ax.set_ylabel(f"{axis}2")
     m = result.metrics
     sub = "  ".join(f"{key.upper()}={m[key]:.2f}" for key in ("nmi", "ari", "silhouette") if key in m)
-    ax.set_title((title or f"{len(xy)} tracks, k={result.k} KMeans clusters (marker shape)") + (f"\n{sub}" if sub else ""))
-    save_figure_atomic(fig, path, dpi=110)
+    ax.set_title((title or f"{len(xy)} tracks, k={result.k} KMeans clusters") + (f"\n{sub}" if sub else ""))
+    return fig
+
+
+def save_cluster_map(
+    result: ClusterResult,
+    path: str | os.PathLike[str],
+    *,
+    labels: Sequence[str | None] | None = None,
+    title: str | None = None,
+) -> None:
+    """A PNG scatter of the 2-D projection (:func:`cluster_map_figure`), written atomically."""
+    from specmusic.plotting import save_figure_atomic
+
+    save_figure_atomic(cluster_map_figure(result, labels=labels, title=title), path, dpi=110)

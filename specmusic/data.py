@@ -11,8 +11,9 @@ import csv
 import json
 import os
 import random
+import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -61,6 +62,10 @@ class FailedInput:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def _warn(line: str) -> None:
+    sys.stderr.write(f"warning: {line}\n")
+
+
 def track_key(relpath: str) -> str:
     """Identity of a track for split lists: POSIX relative path without extension.
 
@@ -71,11 +76,9 @@ def track_key(relpath: str) -> str:
     return str(p.with_suffix("")) if p.suffix.lower() in AUDIO_EXTENSIONS | {".npz", ".npy"} else str(p)
 
 
-def _is_audio(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
-
-
-def _walk(root: Path, failures: list[FailedInput]) -> Iterator[Path]:
+def _walk(
+    root: Path, failures: list[FailedInput], extensions: frozenset[str] | set[str], on_skip: Callable[[str], None]
+) -> Iterator[Path]:
     def onerror(exc: OSError) -> None:
         where = exc.filename or root
         failures.append(
@@ -85,27 +88,50 @@ def _walk(root: Path, failures: list[FailedInput]) -> Iterator[Path]:
             )
         )
 
+    seen: set[tuple[int, int]] = set()  # real folders already listed: each is visited once
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:  # a symlink back into the tree (or a second link to a folder)
+            dirnames.clear()
+            on_skip(f"{display_path(dirpath)}: skipped, a link to a folder already listed ({display_path(os.path.realpath(dirpath))})")
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames.sort()
         for name in sorted(filenames):
-            if _is_audio(name):
-                yield Path(dirpath) / name
+            path = Path(dirpath) / name
+            if path.is_symlink() and not path.exists():  # os.walk lists a dangling or looping link as a file
+                on_skip(f"{display_path(path)}: skipped, a broken or looping link")
+            elif os.path.splitext(name)[1].lower() in extensions:
+                yield path
 
 
 def discover_tracks(
-    inputs: Sequence[str | os.PathLike[str]], *, labels_from_folders: bool = True
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    labels_from_folders: bool = True,
+    extensions: frozenset[str] | set[str] = AUDIO_EXTENSIONS,
+    on_skip: Callable[[str], None] | None = None,
 ) -> tuple[list[Track], list[FailedInput]]:
     """Expand files and folders (recursively) into tracks.
 
-    Folders: every audio file below, ``relpath`` relative to the folder (prefixed with the folder's
+    Folders: every file below whose extension is in ``extensions`` (default: audio), ``relpath`` relative to the folder (prefixed with the folder's
     name when several folders are given), label = first sub-folder (GTZAN layout
     ``genres/blues/blues.00000.au`` → ``blues``), none for files directly inside.
     Files: ``relpath`` relative to the files' common parent, label = parent folder name.
+
+    Symbolic links are followed, but each real folder is listed once: a link back into the tree
+    (a loop) or a second link to the same folder is skipped and reported to ``on_skip`` (default:
+    a ``warning:`` line on stderr).
 
     Returns
     -------
     tracks, failures : inputs that could not be listed become failures, the rest still count
     """
+    if on_skip is None:
+        on_skip = _warn
     failures: list[FailedInput] = []
     tracks: list[Track] = []
     folders = [Path(p) for p in inputs if os.path.isdir(p)]
@@ -117,7 +143,7 @@ def discover_tracks(
                 FailedInput(str(folder), f"{display_path(folder)}: cannot read folder — check its permissions")
             )
             continue
-        for path in _walk(folder, failures):
+        for path in _walk(folder, failures, extensions, on_skip):
             rel = PurePosixPath(*path.relative_to(folder).parts)
             label = rel.parts[0] if labels_from_folders and len(rel.parts) > 1 else None
             tracks.append(Track(str(path), str(prefix / rel), label))

@@ -37,6 +37,7 @@ import numpy as np
 
 from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError, InputError
+from specmusic.stft import hann
 
 __all__ = [
     "chunk_features",
@@ -121,6 +122,24 @@ class FeatureConfig(ConfigBase):
     def n_frames(self, n_samples: int) -> int:
         """Frames produced for ``n_samples`` samples (centred framing)."""
         return 1 + n_samples // self.hop_length
+
+    def require_same(self, expected: FeatureConfig, *, what: str, fix: str, ignore: Iterable[str] = ()) -> None:
+        """The one "same features?" check: arrays computed with ``self`` must be ones ``expected`` would give.
+
+        Compares the fields that matter for either kind (as :meth:`digest`), less ``ignore`` (``top_db``
+        where the caller floors the dB itself).
+
+        Raises
+        ------
+        ConfigError
+            ``{what} (n_mels 48, not 32) — {fix}`` naming every field that differs.
+        """
+        mine, theirs = self.to_dict(), expected.to_dict()
+        fields = (_relevant_fields(self.kind) | _relevant_fields(expected.kind)) - set(ignore)
+        diffs = [f"{k} {mine[k]}, not {theirs[k]}" for k in sorted(fields, key=lambda k: (k != "kind", k))
+                 if mine[k] != theirs[k]]
+        if diffs:
+            raise ConfigError(f"{what} ({'; '.join(diffs)}) — {fix}")
 
 
 def _relevant_fields(kind: str) -> set[str]:
@@ -258,8 +277,8 @@ def _dct_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _hann(n_fft: int) -> np.ndarray:
-    """Periodic Hann window (``scipy.signal.get_window('hann', n_fft)``)."""
-    w = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    """:func:`specmusic.stft.hann` as float32, read-only (built once per ``n_fft``)."""
+    w = hann(n_fft).astype(np.float32)
     w.flags.writeable = False
     return w
 
@@ -437,9 +456,16 @@ def compute_features(y: np.ndarray, config: FeatureConfig | None = None) -> np.n
 
 
 def _cqt(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    import warnings
+
     import librosa  # CQT is librosa's; it needs the whole signal in memory
 
-    C = librosa.cqt(y, sr=config.sample_rate, hop_length=config.hop_length, n_bins=config.n_bins)
+    with warnings.catch_warnings():
+        # Short clips make librosa warn once per octave that n_fft exceeds the (downsampled) signal;
+        # the zero-padded result is what it returns anyway, and a clip too short to trust is
+        # reported by specmusic itself (--min-duration, signal warnings).
+        warnings.simplefilter("ignore", UserWarning)
+        C = librosa.cqt(y, sr=config.sample_rate, hop_length=config.hop_length, n_bins=config.n_bins)
     return power_to_db(np.abs(C) ** 2, top_db=config.top_db)
 
 

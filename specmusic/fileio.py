@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -24,6 +25,11 @@ __all__ = [
     "cache_dir",
     "display_path",
     "download",
+    "ensure_writable_dir",
+    "folder_lock",
+    "json_line",
+    "numpy_load_reason",
+    "PICKLE_REASON",
     "save_npz_atomic",
     "save_torch_atomic",
     "sha256_file",
@@ -41,6 +47,39 @@ def display_path(path: str | os.PathLike[str]) -> str:
     cannot be written to a UTF-8 terminal. This shows them as ``\\xNN`` instead.
     """
     return os.fsencode(os.fspath(path)).decode("utf-8", errors="backslashreplace")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_line(obj: Any, **kwargs: Any) -> str:
+    """One JSON Lines record: ``json.dumps(obj, ensure_ascii=False)`` plus a newline, UTF-8-safe.
+
+    Paths are written as the OS decodes them (``os.fsdecode``): a byte that is not valid UTF-8
+    becomes a lone surrogate, which is written as the JSON escape ``\\udcNN`` (other text stays
+    readable). ``os.fsencode(json.loads(line)["path"])`` gives back the file's exact bytes.
+    """
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
+PICKLE_REASON = "it holds Python objects, which specmusic never loads"
+
+
+def numpy_load_reason(exc: BaseException, path: str | os.PathLike[str] | None = None) -> str:
+    """Why ``np.load(path, allow_pickle=False)`` failed, in plain words — never numpy's advice to
+    load the file unsafely: :data:`PICKLE_REASON` for object arrays and pickles, ``not a NumPy
+    .npy/.npz file`` for other bytes, else numpy's own message."""
+    text = str(exc)
+    if "Object arrays" in text:
+        return PICKLE_REASON
+    if "pickle" in text:  # neither .npy nor .npz: numpy's last resort would be to unpickle it
+        head = b""
+        if path is not None:
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                head = f.read(1)
+        return PICKLE_REASON if head == b"\x80" else "not a NumPy .npy/.npz file"
+    return text
 
 
 def cache_dir() -> Path:
@@ -85,6 +124,50 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Any], None], m
         kwargs = {} if "b" in mode else {"encoding": "utf-8"}
         with open(tmp, mode, **kwargs) as f:
             write(f)
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], *, option: str = "-o") -> Path:
+    """Create ``path`` (and parents) and check that files can be written in it, before any work is done.
+
+    Raises
+    ------
+    InputError
+        The folder cannot be created or is not writable (``cannot write to OUT (reason) — …``).
+    """
+    from specmusic.errors import InputError
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(
+            f"cannot write to {display_path(folder)} ({reason.lower()}) — choose a writable folder with {option} "
+            "or fix its permissions"
+        ) from None
+    return folder
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on the folder itself (POSIX ``flock`` on its descriptor; a no-op elsewhere).
+
+    Serialises the read-merge-write of a folder's shared files (manifest, errors) between runs,
+    without leaving a lock file behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

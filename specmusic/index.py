@@ -46,7 +46,6 @@ __all__ = [
     "build_index",
     "l2_normalize",
     "standardize_columns",
-    "explain_match",
 ]
 
 _BACKENDS = ("auto", "exact", "hnsw", "faiss")
@@ -418,61 +417,3 @@ def _build_faiss(v: np.ndarray, config: IndexConfig) -> Any:
     index.add(v)
     index.nprobe = config.faiss_nprobe
     return index
-
-
-def explain_match(
-    query: np.ndarray,
-    match: np.ndarray,
-    *,
-    columns: Sequence[str] | None = None,
-    raw_query: np.ndarray | None = None,
-    raw_match: np.ndarray | None = None,
-    top: int = 3,
-) -> dict[str, Any]:
-    """What a match shares with its query.
-
-    Parameters
-    ----------
-    query, match : np.ndarray [shape=(d,)], the vectors compared (L2-normalised embeddings, or
-        z-scored rows when ``columns`` is given)
-    columns : names of the dimensions (tabular sources); then the columns where the two are most
-        alike (smallest standardised difference) are named, with their raw values
-    raw_query, raw_match : [shape=(d,)], unscaled values to show beside the column names
-    top : how many dimensions/columns
-
-    Returns
-    -------
-    dict
-        ``top_dimensions``: ``[{"dim": i, "share": fraction of the cosine}]`` (embeddings), or
-        ``closest_columns``: ``[{"column", "query", "match", "z_diff"}]`` (tabular)
-    """
-    q = np.asarray(query, dtype=np.float64)
-    m = np.asarray(match, dtype=np.float64)
-    if columns is not None:
-        # the caller passes z-scored rows: a difference of 1 is one standard deviation of that column
-        diff = np.abs(q - m)
-        order = np.argsort(diff, kind="stable")[:top]
-        return {
-            "closest_columns": [
-                {
-                    "column": columns[i],
-                    "query": _num(raw_query[i]) if raw_query is not None else None,
-                    "match": _num(raw_match[i]) if raw_match is not None else None,
-                    "z_diff": round(float(diff[i]), 4),
-                }
-                for i in order
-            ]
-        }
-    contrib = q * m
-    total = contrib.sum()
-    order = np.argsort(-contrib, kind="stable")[:top]
-    return {
-        "top_dimensions": [
-            {"dim": int(i), "share": round(float(contrib[i] / total), 4) if total > 0 else 0.0} for i in order
-        ]
-    }
-
-
-def _num(x: Any) -> Any:
-    x = float(x)
-    return int(x) if x.is_integer() else round(x, 6)

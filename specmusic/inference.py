@@ -21,17 +21,17 @@ averaged and L2-normalised into a track embedding.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from specmusic.fileio import display_path
-from specmusic.errors import ConfigError, ModelError, SpecmusicError
+from specmusic.errors import AudioError, ConfigError, ModelError, SpecmusicError
 from specmusic.features import chunk_features
 from specmusic.features import FeatureConfig
 
@@ -45,6 +45,7 @@ __all__ = [
     "run_chunks",
     "predict_track",
     "embed_track",
+    "embed_and_predict_track",
     "predict_files",
     "probabilities_from_logits",
     "top_k",
@@ -54,6 +55,7 @@ MODEL_FORMAT_VERSION = 1
 METADATA_KEY = "specmusic"
 _REQUIRED = ("format_version", "task", "labels", "feature_config", "chunk_frames", "chunk_hop_frames")
 _TASKS = ("multiclass", "multilabel")
+_MAX_CHUNK_FRAMES = 1 << 16  # ~25 min at hop 512 / 22050 Hz; larger is a corrupt file, not a model
 _FIX_MODEL = "export one with `specmusic train` (it writes RUN/model.onnx)"
 
 
@@ -97,6 +99,7 @@ class TrackResult:
     probabilities: np.ndarray | None = None
     duration: float | None = None
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # silence, mis-scaled samples, shorter than a window
 
     @property
     def ok(self) -> bool:
@@ -147,6 +150,7 @@ def load_model(path: str | os.PathLike[str], *, threads: int | None = None) -> M
             f"{name}: model needs input 'spec' and output 'logits' (has {sorted(inputs)} → {sorted(outputs)}) — "
             f"{_FIX_MODEL}"
         )
+    _check_graph(session, meta, name)
     fc = meta["feature_config"]
     norm = meta.get("input_norm")
     return Model(
@@ -173,8 +177,11 @@ def _parse_meta(raw: str, name: str) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise ModelError(f"{name}: metadata lacks {', '.join(missing)} — {_FIX_MODEL}")
-    if int(meta["format_version"]) > MODEL_FORMAT_VERSION:
-        raise ModelError(f"{name}: model format {meta['format_version']} is newer than this specmusic — upgrade")
+    version = meta["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelError(f"{name}: metadata format_version {version!r} is not a positive whole number — {_FIX_MODEL}")
+    if version > MODEL_FORMAT_VERSION:
+        raise ModelError(f"{name}: model format {version} is newer than this specmusic — upgrade")
     if meta["task"] not in _TASKS:
         raise ModelError(f"{name}: unknown task {meta['task']!r} (expected multiclass|multilabel) — {_FIX_MODEL}")
     labels = meta["labels"]
@@ -187,18 +194,56 @@ def _parse_meta(raw: str, name: str) -> dict[str, Any]:
         raise ModelError(f"{name}: bad feature_config/chunking in metadata ({exc}) — {_FIX_MODEL}") from None
     if chunk < 1 or hop < 1:
         raise ModelError(f"{name}: chunk_frames and chunk_hop_frames must be positive — {_FIX_MODEL}")
+    if chunk > _MAX_CHUNK_FRAMES or hop > _MAX_CHUNK_FRAMES:
+        raise ModelError(f"{name}: chunk_frames {chunk} / chunk_hop_frames {hop} exceed {_MAX_CHUNK_FRAMES} — "
+                         f"the metadata is corrupt; {_FIX_MODEL}")
+    if not all(isinstance(x, str) for x in labels):
+        raise ModelError(f"{name}: metadata 'labels' must be strings — {_FIX_MODEL}")
     norm = meta.get("input_norm")
-    if norm is not None and not (isinstance(norm, dict) and {"mean", "std"} <= set(norm) and float(norm["std"]) > 0):
-        raise ModelError(f"{name}: input_norm must be null or {{mean, std>0}} — {_FIX_MODEL}")
+    if norm is not None and not (isinstance(norm, dict) and {"mean", "std"} <= set(norm) and _positive(norm["std"])
+                                 and _finite(norm["mean"])):
+        raise ModelError(f"{name}: input_norm must be null or {{mean, std>0}} (numbers) — {_FIX_MODEL}")
     return meta
 
 
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _positive(x: Any) -> bool:
+    return _finite(x) and x > 0
+
+
+def _check_graph(session: Any, meta: dict[str, Any], name: str) -> None:
+    """The network's static input/output sizes must agree with the metadata (labels, rows, chunk)."""
+    fc: FeatureConfig = meta["feature_config"]
+    spec_shape = next(i.shape for i in session.get_inputs() if i.name == "spec")
+    logits_shape = next(o.shape for o in session.get_outputs() if o.name == "logits")
+    if len(spec_shape) != 4:
+        raise ModelError(f"{name}: input 'spec' has {len(spec_shape)} dimensions, expected 4 — {_FIX_MODEL}")
+    rows, frames = spec_shape[2], spec_shape[3]
+    if isinstance(rows, int) and rows != fc.n_rows:
+        raise ModelError(f"{name}: the network reads {rows} feature rows but the metadata's features have "
+                         f"{fc.n_rows} — the metadata does not belong to this network; {_FIX_MODEL}")
+    if isinstance(frames, int) and frames != int(meta["chunk_frames"]):
+        raise ModelError(f"{name}: the network reads chunks of {frames} frames but the metadata says "
+                         f"{meta['chunk_frames']} — {_FIX_MODEL}")
+    n_out = logits_shape[-1] if len(logits_shape) == 2 else None
+    if isinstance(n_out, int) and n_out != len(meta["labels"]):
+        raise ModelError(f"{name}: the network has {n_out} outputs but the metadata names {len(meta['labels'])} "
+                         f"labels — {_FIX_MODEL}")
+
+
 # -- running --------------------------------------------------------------------------------
-def track_features(model: Model, source: str | os.PathLike[str] | np.ndarray) -> tuple[np.ndarray, float | None]:
+def track_features(
+    model: Model, source: str | os.PathLike[str] | np.ndarray, *, warnings: list[str] | None = None
+) -> tuple[np.ndarray, float | None]:
     """Features of a track as the model expects them.
 
     ``source`` is an audio path, a ``spectro`` array (``.npz``; its config must match the model's),
-    or a feature matrix ``[n_rows, n_frames]`` computed with ``model.feature_config``.
+    or a feature matrix ``[n_rows, n_frames]`` computed with ``model.feature_config``. For audio,
+    ``warnings`` (when given) receives a line for each reason not to trust the result
+    (:func:`specmusic.audio.signal_warnings`).
 
     Returns
     -------
@@ -223,18 +268,32 @@ def track_features(model: Model, source: str | os.PathLike[str] | np.ndarray) ->
             raise ConfigError(
                 f"{display_path(source)}: computed with other features ({cfg.kind}, {cfg.n_rows} rows, "
                 f"sr {cfg.sample_rate}) than the model expects ({fc.kind}, {fc.n_rows} rows, sr {fc.sample_rate}) "
-                "— classify the audio file instead, or recompute the array with the model's settings"
+                "— classify the audio file instead, or recompute the arrays with `specmusic spectro AUDIO --like MODEL.onnx -o DIR`"
             )
         seconds = spec.shape[1] * fc.hop_length / fc.sample_rate
     else:
-        from specmusic.features import compute_features_file
-
-        spec, seconds = compute_features_file(source, fc)
+        spec, seconds = _audio_features(model, source, warnings)
     if spec.ndim != 2 or spec.shape[0] != fc.n_rows:
         raise ConfigError(
             f"features of shape {spec.shape} do not match the model's {fc.n_rows} rows — "
             "compute them with the model's feature_config"
         )
+    return spec, seconds
+
+
+def _audio_features(model: Model, path: str | os.PathLike[str], warnings: list[str] | None) -> tuple[np.ndarray, float]:
+    from specmusic.audio import PeakMeter, signal_warnings, stream_audio
+    from specmusic.features import compute_features_stream
+
+    fc = model.feature_config
+    meter = PeakMeter(stream_audio(path, sr=fc.sample_rate, mono=True))
+    spec, n = compute_features_stream(meter, fc)
+    if n == 0:
+        raise AudioError(f"{display_path(path)}: contains no audio samples — check the file")
+    seconds = n / fc.sample_rate
+    if warnings is not None:
+        window = model.chunk_frames * fc.hop_length / fc.sample_rate
+        warnings += signal_warnings(display_path(path), peak=meter.peak, seconds=seconds, window_seconds=window)
     return spec, seconds
 
 
@@ -250,17 +309,18 @@ def run_chunks(model: Model, chunks: np.ndarray, *, embedding: bool = False) -> 
     -------
     out : np.ndarray [shape=(n, n_classes) or (n, dim)], float32
     """
+    return _run_outputs(model, chunks, ["embedding" if embedding else "logits"])[0]
+
+
+def _run_outputs(model: Model, chunks: np.ndarray, names: list[str]) -> list[np.ndarray]:
+    """The outputs ``names`` of one pass of the network over ``chunks``, each [shape=(n, ...)]."""
     x = chunks.astype(np.float32, copy=True)
     if model.input_norm is not None:
         mean, std = model.input_norm
         x -= mean
         x /= std
-    name = "embedding" if embedding else "logits"
-    parts = [
-        model.session.run([name], {"spec": x[i : i + model.batch_size]})[0]
-        for i in range(0, len(x), model.batch_size)
-    ]
-    return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+    parts = [model.session.run(names, {"spec": x[i : i + model.batch_size]}) for i in range(0, len(x), model.batch_size)]
+    return [np.concatenate([p[j] for p in parts], axis=0).astype(np.float32, copy=False) for j in range(len(names))]
 
 
 def probabilities_from_logits(logits: np.ndarray, task: str) -> np.ndarray:
@@ -290,6 +350,9 @@ def predict_track(model: Model, source: str | os.PathLike[str] | np.ndarray) -> 
 def _predict_spec(model: Model, spec: np.ndarray) -> np.ndarray:
     chunks = chunk_features(spec, model.chunk_frames, model.chunk_hop_frames)
     probs = probabilities_from_logits(run_chunks(model, chunks), model.task)
+    if probs.shape[-1] != len(model.labels):
+        raise ModelError(f"{display_path(model.path)}: the network gave {probs.shape[-1]} outputs for "
+                         f"{len(model.labels)} labels — {_FIX_MODEL}")
     return probs.mean(axis=0).astype(np.float32)
 
 
@@ -307,6 +370,25 @@ def embed_track(model: Model, source: str | os.PathLike[str] | np.ndarray) -> np
     return (emb / norm if norm > 0 else emb).astype(np.float32)
 
 
+def embed_and_predict_track(
+    model: Model, source: str | os.PathLike[str] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`embed_track` and :func:`predict_track` from one pass of the network.
+
+    Returns
+    -------
+    embedding : np.ndarray [shape=(dim,)], float32, L2-normalised
+    probabilities : np.ndarray [shape=(n_classes,)], float32, in ``model.labels`` order
+    """
+    spec, _ = track_features(model, source)
+    chunks = chunk_features(spec, model.chunk_frames, model.chunk_hop_frames)
+    logits, emb = _run_outputs(model, chunks, ["logits", "embedding"])
+    probs = probabilities_from_logits(logits, model.task).mean(axis=0).astype(np.float32)
+    emb = emb.mean(axis=0)
+    norm = float(np.linalg.norm(emb))
+    return (emb / norm if norm > 0 else emb).astype(np.float32), probs
+
+
 # -- batches --------------------------------------------------------------------------------
 _WORKER_MODEL: Model | None = None
 
@@ -320,8 +402,9 @@ def _classify_one(path: str, model: Model | None = None) -> TrackResult:
     model = model or _WORKER_MODEL
     assert model is not None
     try:
-        spec, seconds = track_features(model, path)
-        return TrackResult(path, _predict_spec(model, spec), seconds)
+        notes: list[str] = []
+        spec, seconds = track_features(model, path, warnings=notes)
+        return TrackResult(path, _predict_spec(model, spec), seconds, warnings=notes)
     except SpecmusicError as exc:
         return TrackResult(path, error=str(exc))
     except MemoryError:
@@ -372,15 +455,9 @@ def predict_files(
                 bar.update(1)
                 yield r
         else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
+            from specmusic.workers import worker_pool
 
-            with ProcessPoolExecutor(
-                max_workers=min(jobs, len(paths)),
-                mp_context=mp.get_context("fork"),
-                initializer=_worker_init,
-                initargs=(model.path,),
-            ) as pool:
+            with worker_pool(min(jobs, len(paths)), initializer=_worker_init, initargs=(model.path,)) as pool:
                 for r in pool.map(_classify_one, paths, chunksize=1):
                     bar.update(1)
                     yield r
@@ -393,11 +470,3 @@ def top_k(model: Model, probabilities: np.ndarray, k: int = 3) -> list[tuple[str
     order = np.argsort(-probabilities, kind="stable")[: max(1, k)]
     return [(model.labels[i], float(probabilities[i])) for i in order]
 
-
-def model_summary(model: Model) -> str:
-    """One line describing a model (for logs)."""
-    fc = model.feature_config
-    return (
-        f"{Path(model.path).name}: {model.task}, {model.n_classes} labels, {fc.kind} {fc.n_rows}x{model.chunk_frames} "
-        f"@ {fc.sample_rate} Hz"
-    )

@@ -24,7 +24,7 @@ import numpy as np
 
 from specmusic.errors import InputError
 from specmusic.features import FeatureConfig
-from specmusic.fileio import display_path
+from specmusic.fileio import PICKLE_REASON, display_path, numpy_load_reason
 
 __all__ = ["SPEC_FORMAT_VERSION", "MANIFEST_NAME", "ERRORS_NAME", "npz_meta", "load_spectrogram", "read_spectro_manifest"]
 
@@ -70,7 +70,9 @@ def load_spectrogram(path: str | os.PathLike[str]) -> tuple[np.ndarray, FeatureC
                 raise InputError(f"{name}: array format {version} is newer than this specmusic — upgrade")
             return z["spec"].astype(np.float32, copy=False), FeatureConfig.from_dict(json.loads(str(z["config"])))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{name}: not a specmusic spectrogram ({exc}) — recreate it with `specmusic spectro`") from None
+        reason = numpy_load_reason(exc, path)  # never numpy's advice to unpickle
+        what = reason if reason == PICKLE_REASON else f"not a specmusic spectrogram ({reason})"
+        raise InputError(f"{name}: {what} — recreate it with `specmusic spectro`") from None
 
 
 def read_spectro_manifest(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -8,27 +8,28 @@ run leaves only complete arrays; rerunning skips them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from specmusic.audio import stream_audio
+from specmusic.audio import PeakMeter, signal_warnings, stream_audio
 from specmusic.data import FailedInput, Track
 from specmusic.errors import AudioError, SpecmusicError
 from specmusic.features import FeatureConfig, compute_features_stream
-from specmusic.fileio import display_path, save_npz_atomic, write_jsonl_atomic
-from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, SPEC_FORMAT_VERSION, npz_meta, read_spectro_manifest
+from specmusic.fileio import display_path, ensure_writable_dir, folder_lock, save_npz_atomic, write_jsonl_atomic
+from specmusic.workers import worker_pool
+from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, SPEC_FORMAT_VERSION, load_spectrogram, npz_meta, read_spectro_manifest
 
 __all__ = ["SpectroReport", "output_path", "run_spectro"]
 
-_SILENCE_PEAK = 1e-5  # -100 dBFS
 
 
 @dataclass
@@ -94,21 +95,16 @@ def _process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]
             and meta.get("offset") == job.offset
             and meta.get("max_duration") == (-1.0 if job.duration is None else job.duration)
         ):
+            if job.png and not job.out.with_suffix(".png").exists():  # interrupted between array and picture
+                spec, _ = load_spectrogram(job.out)
+                _save_png(job, spec)
+                return "written", _record(job, meta, out_dir), meta.get("warning") or None
             return "skipped", _record(job, meta, out_dir), meta.get("warning") or None
 
-    peak = 0.0
-
-    def tracked(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        nonlocal peak
-        for b in blocks:
-            if b.size:
-                peak = max(peak, float(np.abs(b).max()))
-            yield b
-
-    blocks = stream_audio(
-        job.track.path, sr=job.config.sample_rate, mono=True, offset=job.offset, duration=job.duration
+    meter = PeakMeter(
+        stream_audio(job.track.path, sr=job.config.sample_rate, mono=True, offset=job.offset, duration=job.duration)
     )
-    spec, n = compute_features_stream(tracked(blocks), job.config)
+    spec, n = compute_features_stream(meter, job.config)
     seconds = n / job.config.sample_rate
     name = display_path(job.track.path)
     if n == 0:
@@ -118,11 +114,7 @@ def _process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]
             f"{name}: only {seconds:.2f} s of audio, shorter than --min-duration {job.min_duration:g} s — "
             "pass --min-duration 0 to keep it"
         )
-    warning = (
-        f"{name}: digital silence (peak below -100 dBFS) — the spectrogram is flat; check the file"
-        if peak < _SILENCE_PEAK
-        else ""
-    )
+    warning = "; ".join(signal_warnings(name, peak=meter.peak, seconds=seconds))
     meta = {
         "format_version": SPEC_FORMAT_VERSION,
         "config": json.dumps(job.config.to_dict(), sort_keys=True),
@@ -135,13 +127,15 @@ def _process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]
         "warning": warning,
     }
     save_npz_atomic(job.out, {"spec": spec, **{k: np.asarray(v) for k, v in meta.items()}})
-    if job.png:
-        from specmusic.plotting import save_spectrogram_png
-
-        save_spectrogram_png(
-            job.out.with_suffix(".png"), spec, job.config, title=os.path.basename(job.track.relpath)
-        )
+    if job.png:  # after the array: a rerun sees the missing picture and draws it from the array
+        _save_png(job, spec)
     return "written", _record(job, {**meta, "shape": spec.shape}, out_dir), warning or None
+
+
+def _save_png(job: _Job, spec: np.ndarray) -> None:
+    from specmusic.plotting import save_spectrogram_png
+
+    save_spectrogram_png(job.out.with_suffix(".png"), spec, job.config, title=os.path.basename(job.track.relpath))
 
 
 def _safe_process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]:
@@ -153,7 +147,9 @@ def _safe_process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | 
     except FileNotFoundError:
         msg = f"{display_path(job.track.path)}: no such file — check the path"
         return "failed", {"source": job.track.path, "error": msg}, None
-    except PermissionError:
+    except PermissionError as exc:
+        if exc.filename is not None and os.path.abspath(exc.filename) != os.path.abspath(job.track.path):
+            raise  # cannot write the output: not this track's fault, the whole run stops with one line
         msg = f"{display_path(job.track.path)}: permission denied — make the file readable"
         return "failed", {"source": job.track.path, "error": msg}, None
     except MemoryError:
@@ -200,8 +196,7 @@ def run_spectro(
     from tqdm import tqdm
 
     config = config or FeatureConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(out_dir, option="-o")
     report = SpectroReport()
     emit = on_error or (lambda line: None)
     for f in failures:
@@ -244,7 +239,6 @@ def run_spectro(
             for job in jobs_list:
                 collect(_safe_process(job, out))
         else:
-            import multiprocessing as mp
 
             def size(job: _Job) -> int:
                 try:
@@ -254,7 +248,7 @@ def run_spectro(
 
             # Longest first, so one long track does not finish alone at the end.
             ordered = sorted(jobs_list, key=size, reverse=True)
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as pool:
+            with worker_pool(jobs) as pool:
                 futures = [pool.submit(_safe_process, job, out) for job in ordered]
                 for fut in as_completed(futures):
                     collect(fut.result())
@@ -265,21 +259,36 @@ def run_spectro(
 
 
 def _write_run_files(out: Path, report: SpectroReport) -> None:
-    """Merge this run's records into the manifest; write (or clear) the errors file."""
+    """Merge this run's records into the manifest and its errors into the errors file.
+
+    Under a lock on the folder, so two runs into one folder keep each other's records: a row of
+    either file is replaced only for a source this run processed.
+    """
     done = report.written + report.skipped
     this_run = {r["path"] for r in done}
-    kept = [
-        r for r in read_spectro_manifest(out) if r.get("path") not in this_run and (out / r["path"]).exists()
-    ]
-    records = sorted(kept + done, key=lambda r: r["path"])
-    manifest = out / MANIFEST_NAME
-    write_jsonl_atomic(manifest, records)
-    report.manifest = manifest
-    errors = out / ERRORS_NAME
+    sources = {os.path.abspath(r["source"]) for r in done + report.failed}
     rows = [{"severity": "error", **r} for r in report.failed] + [
         {"severity": "warning", "source": w["source"], "error": w["warning"]} for w in report.warnings
     ]
-    if rows:
-        write_jsonl_atomic(errors, rows)
-    else:
-        errors.unlink(missing_ok=True)
+    manifest, errors = out / MANIFEST_NAME, out / ERRORS_NAME
+    with folder_lock(out):
+        kept = [
+            r for r in read_spectro_manifest(out) if r.get("path") not in this_run and (out / r["path"]).exists()
+        ]
+        write_jsonl_atomic(manifest, sorted(kept + done, key=lambda r: r["path"]))
+        rows = [r for r in _read_errors(errors) if os.path.abspath(str(r.get("source"))) not in sources] + rows
+        if rows:
+            write_jsonl_atomic(errors, rows)
+        else:
+            errors.unlink(missing_ok=True)
+    report.manifest = manifest
+
+
+def _read_errors(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as f:
+        for line in f:
+            with contextlib.suppress(json.JSONDecodeError):
+                if line.strip():
+                    rows.append(json.loads(line))
+    return rows

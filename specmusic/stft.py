@@ -3,16 +3,23 @@
 Centred frames (``n_fft // 2`` zeros on each side, as ``librosa.stft(center=True,
 pad_mode="constant")``), periodic Hann window, weighted overlap-add inverse divided by the summed
 squared window: ``istft(stft(y), length=len(y)) == y`` to float64 precision, and the inverse is
-linear. Feature extraction (:mod:`specmusic.features`) frames audio the same way but streams it.
+linear. Feature extraction (:mod:`specmusic.features`) frames audio the same way but streams it,
+with the same :func:`hann` window.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["hann", "stft", "istft"]
+from specmusic.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+__all__ = ["check_fft", "hann", "stft", "istft"]
 
 
 def hann(n_fft: int) -> np.ndarray:
@@ -20,24 +27,53 @@ def hann(n_fft: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
 
 
-def stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
-    """Complex STFT of a mono signal.
+def check_fft(n_fft: int, hop_length: int) -> None:
+    """Check that frames of ``n_fft`` samples every ``hop_length`` can be resynthesised.
+
+    Raises
+    ------
+    ConfigError
+        ``n_fft`` below 16, or ``hop_length`` outside ``1 .. n_fft / 2`` (frames must overlap).
+    """
+    if n_fft < 16 or hop_length < 1 or hop_length > n_fft // 2:
+        raise ConfigError(
+            f"n_fft={n_fft}, hop_length={hop_length} — need n_fft >= 16 and 1 <= hop_length <= n_fft/2 "
+            "(overlap is needed to resynthesise)"
+        )
+
+
+def stft(
+    y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512, dtype: DTypeLike = np.complex128
+) -> np.ndarray:
+    """Complex STFT of a mono signal (computed in float64, returned as ``dtype``).
 
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
+    dtype : complex128 (default) or complex64 (half the memory; NMF uses it)
 
     Returns
     -------
-    X : np.ndarray [shape=(1 + n_fft // 2, 1 + n // hop_length)], complex128; frame ``t`` is centred
-        on sample ``t * hop_length``
+    X : np.ndarray [shape=(1 + n_fft // 2, 1 + n // hop_length)], C-contiguous; frame ``t`` is
+        centred on sample ``t * hop_length``
+
+    Raises
+    ------
+    ConfigError
+        See :func:`check_fft`.
+    InputError
+        ``y`` is not one-dimensional.
     """
-    y = np.pad(np.asarray(y, dtype=np.float64), n_fft // 2)
+    check_fft(n_fft, hop_length)
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 1:
+        raise InputError(f"signal has shape {y.shape} — pass mono audio (load_audio(mono=True))")
+    y = np.pad(y, n_fft // 2)
     n_frames = 1 + (len(y) - n_fft) // hop_length
     frames = np.lib.stride_tricks.as_strided(
         y, shape=(n_frames, n_fft), strides=(y.strides[0] * hop_length, y.strides[0]), writeable=False
     )
-    return np.fft.rfft(frames * hann(n_fft), axis=1).T
+    return np.ascontiguousarray(np.fft.rfft(frames * hann(n_fft), axis=1).T, dtype=dtype)
 
 
 def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
@@ -63,23 +99,33 @@ def _window_sum(n_fft: int, hop: int, n_frames: int) -> np.ndarray:
     return out
 
 
-def istft(X: np.ndarray, *, hop_length: int = 512, length: int | None = None) -> np.ndarray:
-    """Inverse of :func:`stft` (``n_fft`` = ``2 * (rows - 1)``).
+def istft(
+    X: np.ndarray, *, hop_length: int = 512, length: int | None = None, dtype: DTypeLike = np.float64
+) -> np.ndarray:
+    """Inverse of :func:`stft` (``n_fft`` = ``2 * (rows - 1)``), computed in float64.
 
     Parameters
     ----------
     X : np.ndarray [shape=(1 + n_fft // 2, n_frames)], complex
     length : samples of the output (default ``hop_length * (n_frames - 1)``)
+    dtype : float64 (default) or float32
 
     Returns
     -------
-    y : np.ndarray [shape=(length,)], float64
+    y : np.ndarray [shape=(length,)], ``dtype``
+
+    Raises
+    ------
+    ConfigError
+        See :func:`check_fft`.
     """
     n_fft = 2 * (X.shape[0] - 1)
+    check_fft(n_fft, hop_length)
     n_frames = X.shape[1]
     frames = np.fft.irfft(np.asarray(X).T, n=n_fft, axis=1) * hann(n_fft)
     y, wsum = _overlap_add(frames, hop_length), _window_sum(n_fft, hop_length, n_frames)
     y /= np.where(wsum > 1e-8, wsum, 1.0)
     y = y[n_fft // 2 :]
     length = hop_length * (n_frames - 1) if length is None else length
-    return y[:length] if len(y) >= length else np.pad(y, (0, length - len(y)))
+    y = y[:length] if len(y) >= length else np.pad(y, (0, length - len(y)))
+    return y.astype(dtype, copy=False)

@@ -87,3 +87,42 @@ def test_missing_input(model: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no such file or folder" in result.stderr
     result = CliRunner().invoke(app, ["classify", "--model", str(model)])
     assert result.exit_code == 1 and "no input" in result.stderr
+
+
+def test_long_labels_are_shown_whole(music: Path, tmp_path: Path) -> None:
+    labels = ["supertux-data-music", "easylistening", "wesnoth-1.16-music", "x"]
+    long_model = _export(tmp_path / "long.onnx", labels)
+    result = CliRunner().invoke(app, ["classify", str(music / "a.wav"), "-m", str(long_model), "-k", "4"])
+    assert result.exit_code == 0, result.stderr
+    row = result.stdout.splitlines()[1].split()
+    assert sorted(row[1::2]) == sorted(labels)  # every name whole, none cut to 12 characters
+
+
+def test_a_spectro_folder_made_like_the_model_is_classified(model: Path, music: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    specs = tmp_path / "specs"
+    made = runner.invoke(app, ["spectro", str(music), "--like", str(model), "-o", str(specs)])
+    assert made.exit_code == 0, made.stderr
+    result = runner.invoke(app, ["classify", str(specs), "-m", str(model), "--json"])
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(Path(r["path"]).name for r in records) == ["a.npz", "b.npz", "c.npz"]
+    assert all(r["label"] in LABELS for r in records)
+
+
+def test_arrays_with_other_features_name_the_fix(model: Path, music: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    specs = tmp_path / "specs"
+    assert runner.invoke(app, ["spectro", str(music / "a.wav"), "-o", str(specs)]).exit_code == 0
+    result = runner.invoke(app, ["classify", str(specs), "-m", str(model)])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "a.npz" in errors[0] and "--like" in errors[0]
+
+
+def test_like_refuses_explicit_feature_options(model: Path, music: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["spectro", str(music / "a.wav"), "--like", str(model), "--n-mels", "64", "-o", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 1
+    assert "--n-mels" in result.stderr and "Traceback" not in result.stderr

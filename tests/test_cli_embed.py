@@ -50,15 +50,32 @@ def test_embed_jsonl_file_is_incremental_too(tmp_path, genre_tree):
     assert "0 embedded, 4 unchanged" in r.stderr
 
 
-def test_embed_map_lists_clusters_and_metrics(tmp_path, genre_tree):
+def test_embed_map_keeps_stdout_for_the_library(tmp_path, genre_tree):
+    """The papercut: `embed DIR --map map.png` saved no vectors and put the cluster listing on stdout."""
     png = tmp_path / "map.png"
     r = _run("embed", str(genre_tree), "--model", "mfcc", "--map", str(png))
     assert r.exit_code == 0, r.stderr
     assert png.read_bytes()[:4] == b"\x89PNG"
-    lines = r.stdout.splitlines()
-    assert sum(line.startswith("cluster ") for line in lines) == 3
-    metrics = dict(kv.split("=") for kv in lines[-1].removeprefix("metrics: ").split())
+    lines = [json.loads(line) for line in r.stdout.splitlines()]  # stdout: the library, nothing else
+    assert lines[0]["model"]["kind"] == "mfcc" and len(lines) == 13
+    err = r.stderr.splitlines()
+    assert sum(line.startswith("cluster ") for line in err) == 3
+    metrics = dict(kv.split("=") for kv in next(x for x in err if x.startswith("metrics: ")).removeprefix("metrics: ").split())
     assert set(metrics) == {"nmi", "ari", "silhouette"} and float(metrics["nmi"]) > 0.8
+    data = json.loads((tmp_path / "map.json").read_text())  # the map's data beside the PNG
+    assert data["k"] == 3 and len(data["points"]) == 12 and data["metrics"]["nmi"] > 0.8
+    assert sum(c["size"] for c in data["clusters"]) == 12
+
+
+def test_embed_jsonl_with_map_pipes_into_recommend(tmp_path, genre_tree):
+    emb = _run("embed", str(genre_tree), "--model", "mfcc", "--format", "jsonl", "--map", str(tmp_path / "m.png"))
+    assert emb.exit_code == 0, emb.stderr
+    r = _run("recommend", "-", "-q", "low/low.00000.wav", "--top", "2", "--json", input=emb.stdout)
+    assert r.exit_code == 0, r.stderr
+    assert [n["label"] for n in json.loads(r.stdout)["neighbors"]] == ["low", "low"]
+    out = tmp_path / "lib.npz"  # with -o, stdout stays empty
+    r = _run("embed", str(genre_tree / "low"), "-m", "mfcc", "-o", str(out), "--map", str(tmp_path / "m2.png"))
+    assert r.exit_code == 0 and r.stdout == "" and len(read_library(out)) == 4
 
 
 def test_embed_with_an_onnx_model(tmp_path, genre_tree):
@@ -83,3 +100,12 @@ def test_embed_bad_inputs(tmp_path, not_audio, chirp_mono):
     assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1 and "Error:" in r.stderr
     r = _run("embed", str(chirp_mono), "--model", "mfcc", "--format", "npz")
     assert r.exit_code == 1 and "stdout" in r.stderr
+
+
+def test_embed_keeps_no_journal_after_a_finished_run(tmp_path, genre_tree):
+    out = tmp_path / "new" / "folder" / "lib.jsonl"  # created on the way
+    r = _run("embed", str(genre_tree / "low"), "--model", "mfcc", "-o", str(out))
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["lib.jsonl"]  # the journal is gone
+    records = [json.loads(line) for line in out.read_text().splitlines()[1:]]
+    assert len(records) == 4 and all(rec["warnings"] == [] for rec in records)

@@ -11,7 +11,6 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from specmusic.cli.app import app
-from specmusic.cli.nmf import _expand_k
 from tests.conftest import tone, write
 
 runner = CliRunner()
@@ -33,13 +32,13 @@ def duet(tmp_path: Path) -> Path:
 
 def test_split_writes_arrays_plots_parts_and_summary(duet: Path, tmp_path: Path) -> None:
     out = tmp_path / "parts"
-    res = run("nmf", duet, "-k", "2", "--loss", "kl", "-o", out, "--iterations", "60")
+    res = run("nmf", duet, "-c", "2", "--loss", "kl", "-o", out, "--iterations", "60")
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)  # stdout: one JSON line, nothing else
     assert row["k"] == 2 and row["loss_name"] == "kl" and row["iterations"] <= 60
     assert "nmf:" in res.stderr  # progress/log lines go to stderr
     names = {p.name for p in out.iterdir()}
-    assert {"nmf.npz", "summary.json", "W.png", "H.png", "loss.png", "reconstruction.wav",
+    assert {"nmf.npz", "summary.json", "W.png", "H.png", "loss.png", "model.wav",
             "component-01.wav", "component-02.wav"} <= names
     with np.load(out / "nmf.npz", allow_pickle=False) as z:
         assert int(z["format_version"]) == 1 and z["W"].shape == (1025, 2)
@@ -55,7 +54,7 @@ def test_split_writes_arrays_plots_parts_and_summary(duet: Path, tmp_path: Path)
 
 
 def test_several_k_report_table_and_png(duet: Path, tmp_path: Path) -> None:
-    res = run("nmf", duet, "-k", "2", "3", "4", "--loss", "euclidean", "--report", "-o", tmp_path / "r",
+    res = run("nmf", duet, "-c", "2,3", "-c", "4", "--loss", "euclidean", "--report", "-o", tmp_path / "r",
               "--iterations", "40", "--no-audio", "--no-plots")
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
@@ -67,30 +66,75 @@ def test_several_k_report_table_and_png(duet: Path, tmp_path: Path) -> None:
 
 
 def test_compare_sklearn_prints_both_side_by_side(duet: Path) -> None:
-    res = run("nmf", duet, "-k", "3", "--loss", "kl", "--compare", "sklearn", "--iterations", "30")
+    res = run("nmf", duet, "-c", "3", "--loss", "kl", "--compare", "sklearn", "--iterations", "30")
     assert res.exit_code == 0, res.output
     ours = next(line for line in res.stdout.splitlines() if line.startswith("specmusic nmf"))
     theirs = next(line for line in res.stdout.splitlines() if line.startswith("sklearn NMF(mu)"))
     assert float(ours.split()[-1]) <= float(theirs.split()[-1]) * (1 + 1e-4)  # over-relaxed KL: as low or lower
     assert "speed-up" in res.stdout
     # textbook steps: the same arithmetic as scikit-learn, the same divergence
-    res = run("nmf", duet, "-k", "3", "--loss", "kl", "--compare", "sklearn", "--iterations", "30", "--relax", "1")
+    res = run("nmf", duet, "-c", "3", "--loss", "kl", "--compare", "sklearn", "--iterations", "30", "--relax", "1")
     ours = next(line for line in res.stdout.splitlines() if line.startswith("specmusic nmf"))
     theirs = next(line for line in res.stdout.splitlines() if line.startswith("sklearn NMF(mu)"))
     assert float(ours.split()[-1]) == pytest.approx(float(theirs.split()[-1]), rel=1e-3)
 
 
-def test_mosaic_resamples_and_writes_audio(tmp_path: Path) -> None:
+def test_mosaic_resamples_and_writes_audio_and_pictures(tmp_path: Path) -> None:
     src = write(tmp_path / "bees.wav", tone(880.0, 1.0, sr=44100, seed=4), sr=44100)
     tgt = write(tmp_path / "song.wav", tone(220.0, 1.0, seed=5))
     out = tmp_path / "mosaic.wav"
-    res = run("nmf", "mosaic", "--source", src, "--target", tgt, "-o", out, "--let-it-bee", "--iterations", "10")
+    res = run("nmf", "mosaic", "-s", src, "-t", tgt, "-o", out, "--let-it-bee", "-i", "10")
     assert res.exit_code == 0, res.output
     assert "resampled to 22050 Hz" in res.stderr
     info = json.loads(res.stdout)
     assert info["mode"] == "frames" and info["repetition"] == 3 and info["polyphony"] == 10
+    assert info["iterations"] == 10
     y, sr = sf.read(out)
     assert sr == 22050 and len(y) == 22050 and np.isfinite(y).all()
+    # papercut: the mosaic draws its spectrogram and its loss curve beside the audio
+    pictures = [tmp_path / "mosaic.png", tmp_path / "mosaic.loss.png"]
+    assert [Path(p).name for p in info["plots"]] == ["mosaic.png", "mosaic.loss.png"]
+    for png in pictures:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mosaic_pictures_are_optional_and_need_a_file(tmp_path: Path) -> None:
+    src = write(tmp_path / "bees.wav", tone(880.0, 0.5, seed=4))
+    tgt = write(tmp_path / "song.wav", tone(220.0, 0.5, seed=5))
+    res = run("nmf", "mosaic", "-s", src, "-t", tgt, "-o", tmp_path / "m.wav", "-i", "3", "--no-plots")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bees.wav", "m.wav", "song.wav"]
+    res = run("nmf", "mosaic", "-s", src, "-t", tgt, "-o", "-", "-i", "3")  # stdout: audio only, no pictures
+    assert res.exit_code == 0 and res.stdout_bytes[:4] == b"RIFF"
+    assert not list(Path.cwd().glob("-*.png"))
+    res = run("nmf", "mosaic", "-s", src, "-t", tgt, "-o", "-", "-i", "3", "--plots")
+    assert res.exit_code == 1 and "--plots needs an output file" in res.stderr
+
+
+def test_summary_and_stderr_say_what_model_wav_is(duet: Path, tmp_path: Path) -> None:
+    """Papercut: model.wav (was reconstruction.wav) differs from the parts' sum; now the run says why."""
+    out = tmp_path / "parts"
+    res = run("nmf", duet, "-c", "2", "-o", out, "-i", "30", "--no-plots")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    mix, _ = sf.read(duet, dtype="float64")
+    model, _ = sf.read(out / "model.wav", dtype="float64")
+    rel = np.sqrt(np.mean((model - mix) ** 2) / np.mean(mix**2))
+    assert summary["model_relative_error"] == pytest.approx(rel, abs=1e-5) and rel > 0.01
+    assert json.loads(res.stdout)["model_relative_error"] == summary["model_relative_error"]
+    assert f"{100 * rel:.1f} % RMS away from the mix" in res.stderr and "add up to the mix" in res.stderr
+    assert set(summary["file_notes"]) >= {"model.wav", "component-NN.wav", "nmf.npz"}
+    assert not (out / "reconstruction.wav").exists()
+
+
+def test_components_take_commas_or_repeats_and_no_argv_rewriting(duet: Path, tmp_path: Path) -> None:
+    res = run("nmf", duet, "-c", "3,2", "-c", "2", "-i", "5", "--no-audio", "--no-plots")
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["k"] for line in res.stdout.splitlines()] == [2, 3]
+    res = run("nmf", duet, "-c", "2", "3", "-i", "5")  # one value per flag: "3" is an extra argument
+    assert res.exit_code == 2
+    res = run("nmf", duet, "-k", "2")  # the old flag is gone
+    assert res.exit_code == 2 and "No such option" in res.output
 
 
 def test_help_explains_both_forms() -> None:
@@ -100,16 +144,11 @@ def test_help_explains_both_forms() -> None:
     assert "--source" in run("nmf", "mosaic", "--help").stdout
 
 
-def test_k_values_after_one_flag() -> None:
-    assert _expand_k(["decompose", "a.wav", "-k", "4", "6", "8", "--report"]) == [
-        "decompose", "a.wav", "-k", "4", "-k", "6", "-k", "8", "--report"]
-
-
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["-k", "5000"], "more than the matrix allows"),
-        (["-k", "zero"], "positive whole number"),
+        (["-c", "5000"], "more than the matrix allows"),
+        (["-c", "zero"], "positive whole number"),
     ],
 )
 def test_bad_options_are_one_line_errors(duet: Path, args: list[str], words: str) -> None:
@@ -120,7 +159,7 @@ def test_bad_options_are_one_line_errors(duet: Path, args: list[str], words: str
 
 
 def test_silence_and_missing_file(silence: Path, tmp_path: Path) -> None:
-    res = run("nmf", silence, "-k", "2")
+    res = run("nmf", silence, "-c", "2")
     assert res.exit_code == 1 and "silent" in res.stderr and "Traceback" not in res.output
-    res = run("nmf", tmp_path / "nope.wav", "-k", "2")
+    res = run("nmf", tmp_path / "nope.wav", "-c", "2")
     assert res.exit_code == 1 and "no such file" in res.stderr

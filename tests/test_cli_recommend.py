@@ -50,7 +50,9 @@ def test_recommend_text_output_and_group_key(library):
     lines = r.stdout.splitlines()
     assert lines[0] == "# low/low.00000.wav" and len(lines) == 5
     assert all("/low/" not in line for line in lines[1:])  # the whole label left out
-    assert all("top dims:" in line for line in lines[1:])
+    # MFCC libraries keep no tags: nothing shared is said in words, never as embedding dimensions
+    assert all(line.endswith("close in sound only") and "dim" not in line for line in lines[1:])
+    assert "keeps no tags" in r.stderr
 
 
 def test_many_queries_from_stdin(library):
@@ -69,7 +71,8 @@ def test_pipe_jsonl_and_embed_a_new_audio_query(tmp_path, genre_tree):
     assert r.exit_code == 0, r.stderr
     result = json.loads(r.stdout)
     assert [n["label"] for n in result["neighbors"]] == ["high"] * 3
-    assert "top_dimensions" in result["neighbors"][0]["explain"]
+    info = result["neighbors"][0]["explain"]
+    assert "top_dimensions" not in info and info["shared"] == []  # the query has no label; its folder differs
 
 
 def test_tabular_csv_explain(tmp_path):
@@ -111,3 +114,68 @@ def test_bad_input_no_query_and_headerless_audio_query(tmp_path, library):
     query = write(tmp_path / "q.wav", tone(300.0, 1.0))
     text = '{"id": "a", "vector": [0.1, 0.2]}\n'
     assert "does not record" in _one_line_error(_run("recommend", "-", "-q", str(query), input=text))
+
+
+def test_top_flag_names(library):
+    outs = [
+        _run("recommend", str(library), "-q", "low/low.00000.wav", flag, "2", "--json").stdout
+        for flag in ("--top", "-k", "--top-k")
+    ]
+    assert len(json.loads(outs[0])["neighbors"]) == 2 and outs[0] == outs[1] == outs[2]
+
+
+def test_explain_names_shared_tags_of_an_onnx_library(tmp_path, genre_tree):
+    model = make_tiny_onnx(tmp_path / "model.onnx")  # labels "a" and "b": every track has both as tags
+    lib = tmp_path / "lib.npz"
+    assert _run("embed", str(genre_tree), "-m", str(model), "-o", str(lib)).exit_code == 0
+    r = _run("recommend", str(lib), "-q", "low/low.00000.wav", "--top", "2", "--json", "--explain")
+    assert r.exit_code == 0, r.stderr
+    first = json.loads(r.stdout)["neighbors"][0]
+    info = first["explain"]
+    assert {t["tag"] for t in info["shared_tags"]} == {"a", "b"} and set(info["query_tags"]) == {"a", "b"}
+    text = _run("recommend", str(lib), "-q", "low/low.00000.wav", "--top", "2", "--explain")
+    assert text.exit_code == 0 and "keeps no tags" not in text.stderr
+    line = text.stdout.splitlines()[1]
+    assert "shared tags: " in line and ("same label: " in line) == (first["label"] == "low")
+
+
+def test_group_key_dir_compares_parent_folder_names(library, tmp_path):
+    """A query file outside the library, in a folder named like a library folder, leaves that folder out."""
+    query = write(tmp_path / "elsewhere" / "low" / "new.wav", tone(115.0, 1.5, seed=7))
+    base = _run("recommend", str(library), "-q", str(query), "--top", "3", "--json")
+    assert all(n["label"] == "low" for n in json.loads(base.stdout)["neighbors"])  # a low tone: low neighbours
+    r = _run("recommend", str(library), "-q", str(query), "--top", "3", "--json", "--group-key", "dir")
+    assert r.exit_code == 0, r.stderr
+    assert all(n["label"] != "low" for n in json.loads(r.stdout)["neighbors"])
+    r = _run("recommend", str(library), "-q", "mid/mid.00001.wav", "--top", "11", "--json", "--group-key", "dir")
+    assert [n["label"] for n in json.loads(r.stdout)["neighbors"]].count("mid") == 0
+
+
+def test_csv_without_columns_skips_id_like_ones_and_explains_in_units(tmp_path):
+    csv = tmp_path / "features.csv"
+    rows = [
+        "track_id,danceability,energy,tempo",
+        "101,0.8,0.9,122", "102,0.2,0.1,70", "103,0.79,0.88,180", "104,0.3,0.2,126", "105,0.5,0.5,100",
+    ]  # fmt: skip
+    csv.write_text("\n".join(rows) + "\n")
+    r = _run("recommend", str(csv), "--query", "0", "--top", "1", "--explain")
+    assert r.exit_code == 0, r.stderr
+    assert "id-like column(s) track_id" in r.stderr and "--id track_id" in r.stderr
+    line = r.stdout.splitlines()[1]
+    assert line.split("\t")[2] == "2"  # same danceability and energy, far tempo
+    assert "close: " in line and "tempo" not in line.split("apart:")[0]  # 122 vs 180 is not "close"
+    assert "apart: tempo 122 vs 180 (differ by 58" in line and "≈" not in line
+    r = _run("recommend", str(csv), "--id", "track_id", "--query", "101", "--top", "1", "--json")
+    assert r.exit_code == 0 and "id-like" not in r.stderr
+
+
+def test_index_help_keeps_the_extra_in_brackets():
+    r = _run("recommend", "--help")
+    assert r.exit_code == 0 and "specmusic[ann]" in r.stdout
+
+
+def test_explain_says_same_folder_when_folders_differ(tmp_path, genre_tree):
+    lib = tmp_path / "lib.npz"
+    assert _run("embed", str(genre_tree), "-m", "mfcc", "--no-labels", "-o", str(lib)).exit_code == 0
+    r = _run("recommend", str(lib), "-q", "low/low.00000.wav", "--top", "1", "--explain")
+    assert r.exit_code == 0 and r.stdout.splitlines()[1].endswith("same folder: low")

@@ -11,7 +11,6 @@ import torch
 from typer.testing import CliRunner
 
 from specmusic.cli.app import app
-from specmusic.cli.train import expand_bare_pretrained
 
 FAST = ["--epochs", "2", "--chunk-seconds", "0.5", "--threads", "1", "--no-progress"]
 
@@ -28,19 +27,29 @@ def _classify(model: Path, audio: Path) -> dict:
     return json.loads(result.stdout.splitlines()[0])
 
 
-def test_bare_pretrained_means_the_default_weights() -> None:
-    assert expand_bare_pretrained(["D", "--arch", "resnet18", "--pretrained", "-o", "r"]) == [
-        "D", "--arch", "resnet18", "--pretrained", "default", "-o", "r"]
-    assert expand_bare_pretrained(["--pretrained"]) == ["--pretrained", "default"]
-    assert expand_bare_pretrained(["--pretrained", "D"]) == ["--pretrained", "default", "D"]  # D is the data
-    for value in ("mtat", "jamendo", "imagenet", "a1_in1k", "augreg_in21k_ft_in1k"):
-        assert expand_bare_pretrained(["--pretrained", value]) == ["--pretrained", value]
+@pytest.mark.parametrize(
+    ("args", "value"),
+    [
+        (["D", "--arch", "resnet18", "--pretrained", "-o", "r"], "default"),  # before another option
+        (["D", "-o", "r", "--pretrained"], "default"),  # at the end
+        (["D", "--pretrained", "mtat", "-o", "r"], "mtat"),
+        (["D", "--pretrained=a1_in1k", "-o", "r"], "a1_in1k"),
+        (["D", "-o", "r"], None),
+    ],
+)
+def test_bare_pretrained_means_the_default_weights(args: list[str], value: str | None) -> None:
+    import typer
+
+    command = typer.main.get_command(app).commands["train"]
+    ctx = command.make_context("train", list(args))
+    assert ctx.params["pretrained"] == value
+    assert str(ctx.params["data"]) == "D" and str(ctx.params["output"]) == "r"
 
 
 @pytest.fixture
 def musicnn_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A random MusiCNN checkpoint registered (sha256) as mtat-musicnn, so no download is tried."""
-    from specmusic import pretrained
+    from specmusic.models import pretrained
     from specmusic.models.taggers import build_tagger
 
     torch.manual_seed(0)
@@ -144,15 +153,16 @@ def test_offline_pretrained_says_to_pass_weights(genre_tree: Path, tmp_path: Pat
 
 
 def test_two_phase_learning_rate_schedule() -> None:
-    from specmusic.training import TrainConfig, _lr_at
+    from specmusic.training import TrainConfig
+    from specmusic.training.loop import lr_at
 
     cfg = TrainConfig(epochs=8, lr=1e-2, freeze_epochs=2, finetune_lr=1e-3)
-    assert _lr_at(0.0, cfg) == pytest.approx(1e-3)  # warm-up from lr / 10
-    assert _lr_at(0.5, cfg) == pytest.approx(1e-2)  # peak of the head-only phase
-    assert _lr_at(2.0, cfg) == pytest.approx(1e-4)  # the finetune restarts its warm-up at finetune_lr / 10
-    assert _lr_at(3.0, cfg) == pytest.approx(1e-3)
-    assert _lr_at(8.0, cfg) == pytest.approx(0.0, abs=1e-12)
-    assert _lr_at(1.0, TrainConfig(epochs=8, lr=1e-2, freeze_epochs=8)) == _lr_at(1.0, TrainConfig(epochs=8, lr=1e-2))
+    assert lr_at(0.0, cfg) == pytest.approx(1e-3)  # warm-up from lr / 10
+    assert lr_at(0.5, cfg) == pytest.approx(1e-2)  # peak of the head-only phase
+    assert lr_at(2.0, cfg) == pytest.approx(1e-4)  # the finetune restarts its warm-up at finetune_lr / 10
+    assert lr_at(3.0, cfg) == pytest.approx(1e-3)
+    assert lr_at(8.0, cfg) == pytest.approx(0.0, abs=1e-12)
+    assert lr_at(1.0, TrainConfig(epochs=8, lr=1e-2, freeze_epochs=8)) == lr_at(1.0, TrainConfig(epochs=8, lr=1e-2))
 
 
 def test_frozen_warmup_run_resumes_to_the_same_result(genre_tree: Path, tmp_path: Path) -> None:

@@ -82,3 +82,48 @@ def test_bash_completion_offers_subcommands_and_choices() -> None:
 def test_python_dash_m_and_version() -> None:
     res = subprocess.run([sys.executable, "-m", "specmusic", "--version"], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.startswith("specmusic ")
+
+
+def test_help_is_plain_text_that_keeps_names_and_brackets() -> None:
+    """Option names are never cut at 80 columns, flags carry no <bool> metavar, [extras] survive."""
+    res = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["recommend", "--help"])
+    assert res.exit_code == 0
+    assert "specmusic[ann]" in res.stdout
+    assert "<bool>" not in res.stdout
+    assert "--save-index / --no-save-index" in res.stdout
+    for path in _commands():
+        text = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}).stdout
+        assert "<bool>" not in text, path
+        assert "╭" not in text, path  # no boxes that cut long option names
+
+
+def test_short_flags_mean_one_thing_across_commands() -> None:
+    """The README's short-flag table: each short flag has one long name in every command."""
+    root = typer.main.get_command(app)
+    seen: dict[str, set[str]] = {}
+
+    def visit(cmd) -> None:
+        for param in getattr(cmd, "params", []):
+            shorts = [o for o in param.opts + param.secondary_opts if len(o) == 2]
+            longs = [o for o in param.opts if o.startswith("--")]
+            for s in shorts:
+                seen.setdefault(s, set()).add(longs[0] if longs else "")
+        if hasattr(cmd, "list_commands"):
+            ctx = cmd.context_class(cmd)
+            for name in cmd.list_commands(ctx):
+                visit(cmd.get_command(ctx, name))
+
+    visit(root)
+    clashes = {s: names for s, names in seen.items() if len(names) > 1}
+    assert not clashes, clashes
+    table = (ROOT / "README.md").read_text(encoding="utf-8")
+    for short, names in seen.items():
+        assert f"`{short}`" in table and f"`{next(iter(names))}`" in table, (short, names)
+
+
+def test_readme_activates_the_venv_before_bare_specmusic_examples() -> None:
+    """After the quick start, `specmusic …` examples work: the README says to activate .venv first."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    activate = next(i for i, line in enumerate(lines) if line.startswith("source .venv/bin/activate"))
+    first_bare = next(i for i, line in enumerate(lines) if line.startswith("specmusic "))
+    assert activate < first_bare

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specmusic.cluster import cluster_embeddings, format_clusters, save_cluster_map
+from specmusic.cluster import cluster_embeddings, cluster_map_figure, cluster_record, format_clusters, save_cluster_map
 from specmusic.data import Track, discover_tracks
 from specmusic.embeddings import (
     EmbeddingLibrary,
@@ -22,6 +22,7 @@ from specmusic.embeddings import (
     mfcc_statistics,
     read_library,
     read_tabular,
+    top_tags,
     same_model,
     save_library,
     search_vectors,
@@ -157,9 +158,9 @@ def test_incremental_embedding_only_embeds_new_and_changed(tmp_path, genre_tree)
     class Counting(MfccEmbedder):
         calls = 0
 
-        def embed_file(self, path):
+        def embed_file_tagged(self, path, *, warnings=None):
             Counting.calls += 1
-            return super().embed_file(path)
+            return super().embed_file_tagged(path, warnings=warnings)
 
     tracks, _ = discover_tracks([genre_tree])
     lib, _ = embed_tracks(tracks[:5], Counting())
@@ -223,7 +224,7 @@ def test_read_tabular_errors(tmp_path):
         read_tabular(p, id_column="id", columns=["energy", "tempo"])
     p.write_text("id,energy,tempo,name\n1,0.5,120,a\n2,0.4,90,b\n")
     table = read_tabular(p, id_column="id")
-    assert table.columns == ["energy", "tempo"] and table.ids == ["1", "2"]
+    assert table.columns == ["energy", "tempo"] and table.ids == ["1", "2"] and table.non_numeric == ["name"]
 
 
 def test_cluster_map_metrics_and_png(tmp_path, genre_tree):
@@ -241,3 +242,163 @@ def test_cluster_map_metrics_and_png(tmp_path, genre_tree):
     assert "nmi" not in unlabelled.metrics and unlabelled.k == 2
     with pytest.raises(InputError):
         cluster_embeddings(lib.vectors[:1])
+
+
+def test_tags_round_trip_in_both_formats(tmp_path):
+    lib = _lib()
+    lib.tags = [{"rock": 0.8, "guitar": 0.5}, None, {"jazz": 0.9}, {"piano": 0.7, "jazz": 0.6, "slow": 0.2}]
+    save_library(lib, tmp_path / "lib.npz")
+    with np.load(tmp_path / "lib.npz", allow_pickle=False) as z:
+        assert z["tags"].shape == (4, 3) and z["tag_scores"].dtype == np.float32
+    assert read_library(tmp_path / "lib.npz").tags == lib.tags
+    buf = io.StringIO()
+    write_library_jsonl(lib, buf)
+    assert json.loads(buf.getvalue().splitlines()[1])["tags"] == {"rock": 0.8, "guitar": 0.5}
+    assert read_library("-", stdin=io.StringIO(buf.getvalue())).tags == lib.tags
+    assert lib.subset([2, 0]).tags == [{"jazz": 0.9}, {"rock": 0.8, "guitar": 0.5}]
+    untagged = _lib()  # MFCC libraries and those written before tags were kept: no arrays, no field
+    save_library(untagged, tmp_path / "plain.npz")
+    with np.load(tmp_path / "plain.npz", allow_pickle=False) as z:
+        assert "tags" not in z.files
+    assert read_library(tmp_path / "plain.npz").tags == [None] * 4
+    with pytest.raises(InputError, match="tags"):
+        read_library("-", stdin=io.StringIO('{"id": "a", "vector": [1, 2], "tags": ["rock"]}\n'))
+
+
+def test_onnx_embedder_keeps_top_tags_from_one_pass(tmp_path):
+    from specmusic import inference
+
+    model = make_tiny_onnx(tmp_path / "model.onnx")
+    a = write(tmp_path / "a.wav", tone(220.0, 1.0))
+    emb = make_embedder(str(model))
+    vec, tags = emb.embed_file_tagged(str(a))
+    loaded = inference.load_model(model)
+    np.testing.assert_allclose(vec, inference.embed_track(loaded, a), rtol=1e-5, atol=1e-6)
+    probs = inference.predict_track(loaded, a)
+    assert tags == top_tags(probs, loaded.labels) and list(tags) == sorted(tags, key=lambda t: -tags[t])
+    lib, _ = embed_tracks([Track(str(a), "a.wav")], emb)
+    assert lib.tags == [tags]
+    assert MfccEmbedder().embed_file_tagged(str(a))[1] is None
+
+
+def test_read_tabular_skips_id_like_columns(tmp_path):
+    p = tmp_path / "f.csv"
+    p.write_text(
+        "row,track_id,trackId,energy,tempo,year\n"
+        "1,907,55,0.5,120,1999\n2,13,12,0.4,90,1999\n3,450,3,0.9,128,2004\n4,21,80,0.2,70,2001\n"
+    )
+    table = read_tabular(p)
+    assert table.columns == ["energy", "tempo", "year"]
+    assert table.skipped == ["row", "track_id", "trackId"] and table.non_numeric == []
+    assert read_tabular(p, columns=["row", "energy"]).columns == ["row", "energy"]  # named: used
+    p.write_text("n,tempo\n1,90\n2,120\n3,128\n")  # counting up by one: row numbers; sorted tempos are not
+    assert read_tabular(p).skipped == ["n"] and read_tabular(p).columns == ["tempo"]
+    p.write_text("id,index\n1,0\n2,1\n")
+    with pytest.raises(InputError, match="id-like: id, index"):
+        read_tabular(p)
+
+
+def test_cluster_map_legends_sit_outside_and_explain_the_shapes(genre_tree):
+    tracks, _ = discover_tracks([genre_tree])
+    lib, _ = embed_tracks(tracks, MfccEmbedder())
+    result = cluster_embeddings(search_vectors(lib), labels=lib.labels, ids=lib.ids, k=4, seed=0)
+    fig = cluster_map_figure(result, labels=lib.labels)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legends = [a for a in ax.get_children() if type(a).__name__ == "Legend"]
+    assert len(legends) == 2
+    box = ax.get_window_extent()
+    for legend in legends:
+        assert legend.get_window_extent().x0 >= box.x1  # right of the points, never over them
+    colours, shapes = sorted(legends, key=lambda lg: -lg.get_window_extent().y1)
+    assert "colour" in colours.get_title().get_text() and {t.get_text() for t in colours.get_texts()} == {"low", "mid", "high"}
+    assert "shape" in shapes.get_title().get_text()
+    assert [t.get_text() for t in shapes.get_texts()] == [f"cluster {c}" for c in range(4)]
+    assert [h.get_marker() for h in shapes.legend_handles] == list("os^D")
+    assert shapes.get_window_extent().y1 <= colours.get_window_extent().y0  # stacked, not overlapping
+    unlabelled = cluster_map_figure(cluster_embeddings(search_vectors(lib), k=2, seed=0))
+    (only,) = [a for a in unlabelled.axes[0].get_children() if type(a).__name__ == "Legend"]
+    assert "cluster" in only.get_title().get_text()
+    record = cluster_record(result, ids=lib.ids, labels=lib.labels)
+    assert record["k"] == 4 and len(record["points"]) == 12 and set(record["points"][0]) == {"id", "label", "cluster", "x", "y"}
+    json.dumps(record)  # plain JSON
+
+
+def test_warnings_round_trip_in_both_formats_and_stay_optional(tmp_path):
+    lib = _lib()
+    lib.warnings = [[], ["/music/1.wav: digital silence"], [], ["/music/3.wav: a", "/music/3.wav: b"]]
+    save_library(lib, tmp_path / "lib.npz")
+    with np.load(tmp_path / "lib.npz", allow_pickle=False) as z:
+        assert z["warning_rows"].tolist() == [1, 3] and int(z["format_version"]) == 1  # only flagged rows stored
+    assert read_library(tmp_path / "lib.npz").warnings == lib.warnings
+    buf = io.StringIO()
+    write_library_jsonl(lib, buf)
+    assert [json.loads(line)["warnings"] for line in buf.getvalue().splitlines()[1:]] == lib.warnings
+    assert read_library("-", stdin=io.StringIO(buf.getvalue())).warnings == lib.warnings
+    assert lib.subset([3, 0]).warnings == [lib.warnings[3], []]
+    save_library(_lib(), tmp_path / "plain.npz")  # nothing flagged (and libraries written before): no arrays
+    with np.load(tmp_path / "plain.npz", allow_pickle=False) as z:
+        assert "warnings" not in z.files
+    assert read_library(tmp_path / "plain.npz").warnings == [[]] * 4
+    with pytest.raises(InputError, match="warnings"):
+        read_library("-", stdin=io.StringIO('{"id": "a", "vector": [1, 2], "warnings": "silent"}\n'))
+
+
+@pytest.mark.parametrize(("vectors", "ids"), [
+    (np.ones((3, 4), np.float32), ["a", "b"]),  # more vectors than ids
+    (np.ones(4, np.float32), ["a"]),  # 1-D
+    (np.ones((2, 2, 2), np.float32), ["a", "b"]),
+])
+def test_a_library_is_one_row_per_id(tmp_path, vectors, ids):
+    with pytest.raises(InputError, match="one row"):
+        EmbeddingLibrary(vectors, ids, [None] * len(ids), [None] * len(ids), {})
+    np.savez(tmp_path / "bad.npz", vectors=vectors, ids=np.array(ids))
+    with pytest.raises(InputError, match="bad.npz"):
+        read_library(tmp_path / "bad.npz")
+
+
+def test_a_library_lists_each_track_once(tmp_path):
+    text = '{"id": "a", "vector": [1, 0]}\n{"id": "b", "vector": [0, 1]}\n{"id": "a", "vector": [1, 1]}\n'
+    with pytest.raises(InputError, match="twice"):
+        read_library("-", stdin=io.StringIO(text))
+
+
+def test_embedders_flag_silent_and_short_audio(tmp_path, silence, short, chirp_mono):
+    model = make_tiny_onnx(tmp_path / "model.onnx")
+    for embedder in (MfccEmbedder(), make_embedder(str(model))):
+        for path, flagged in ((silence, "digital silence"), (chirp_mono, None)):
+            notes: list[str] = []
+            embedder.embed_file_tagged(str(path), warnings=notes)
+            assert [flagged in line for line in notes] == ([True] if flagged else [])
+    notes = []
+    make_embedder(str(model)).embed_file_tagged(str(short), warnings=notes)  # 0.1 s; the tiny model reads 0.19 s
+    assert notes and "shorter than the model's" in notes[0]
+    lines: list[str] = []
+    lib, report = embed_tracks([Track(str(silence), "s"), Track(str(chirp_mono), "c")], MfccEmbedder(), on_error=lines.append)
+    assert report.flagged == [str(silence)] and lib.warnings[0] and lib.warnings[1] == []
+    assert [line.startswith("warning: ") and "silence.wav" in line for line in lines] == [True]
+
+
+def test_journal_keeps_progress_and_resumes(tmp_path, genre_tree):
+    from specmusic.embeddings.journal import EmbedJournal, journal_path
+
+    tracks, _ = discover_tracks([genre_tree])
+    embedder = MfccEmbedder()
+    out = tmp_path / "lib.npz"
+    journal = EmbedJournal.open(out, embedder.description)
+    with pytest.raises(InputError, match="another `specmusic embed` is writing"):
+        EmbedJournal.open(out, embedder.description)  # locked while a run uses it
+    full, _ = embed_tracks(tracks[:3], embedder, on_embedded=journal.add)
+    journal.close()  # interrupted: the journal stays
+    assert journal_path(out).is_file() and journal.kept == 3
+    notes: list[str] = []
+    again = EmbedJournal.open(out, embedder.description, on_note=notes.append)
+    assert again.resumed is not None and again.resumed.ids == full.ids and "resuming" in notes[0]
+    np.testing.assert_allclose(again.resumed.vectors, full.vectors, rtol=0, atol=2e-7)
+    lib, report = embed_tracks(tracks[:5], embedder, resumed=again.resumed, on_embedded=again.add)
+    assert len(report.resumed) == 3 and len(report.embedded) == 2 and len(lib) == 5
+    again.finish()
+    assert not journal_path(out).exists()
+    other = EmbedJournal.open(out, MfccEmbedder(duration=1.0).description)  # another model: starts empty
+    assert other.resumed is None
+    other.close()

@@ -1,8 +1,10 @@
-"""``specmusic generate``: training a tiny flow-matching U-Net, seeded sampling, inversion, bad input."""
+"""``specmusic generate``: training a tiny flow-matching U-Net, its pictures, seeded sampling, inversion, bad input."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +14,9 @@ from typer.testing import CliRunner
 
 from specmusic.cli.app import app
 from specmusic.features import FeatureConfig, compute_features
-from specmusic.generation import (
-    griffin_lim,
-    load_generator,
-    mel_to_audio,
-    sample_spectrograms,
-    spectral_convergence_db,
-    stft,
-)
+from specmusic.generation import load_generator, sample_spectrograms
+from specmusic.inversion import griffin_lim, mel_to_audio, spectral_convergence_db
+from specmusic.stft import stft
 from tests.conftest import chirp
 
 TINY = ["--n-mels", "16", "--patch-frames", "16", "--base", "8", "--batch-size", "4", "--threads", "1",
@@ -51,9 +48,26 @@ def test_train_writes_checkpoint_and_config(tiny_model: Path) -> None:
     assert gen.labels == ["high", "low"] and gen.step > 0
 
 
+def _assert_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_draws_loss_curve_and_samples(tiny_model: Path) -> None:
+    import torch
+
+    _assert_png(tiny_model / "loss.png")
+    _assert_png(tiny_model / "samples.png")
+    ckpt = torch.load(tiny_model / "checkpoint.pt", map_location="cpu", weights_only=True)
+    history = ckpt["loss_history"]
+    assert len(history) == ckpt["step"] and bool(torch.isfinite(history).all())
+    assert not list(tiny_model.glob(".*tmp*"))  # atomic writes leave no temporary files
+
+
 def test_minutes_budget_stops_training(tiny_model: Path, tmp_path: Path) -> None:
     data = tiny_model.parent / "genres"
-    result = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(tmp_path / "g"), "--minutes", "0.002", *TINY])
+    result = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(tmp_path / "g"), "--minutes", "0.002",
+                                      *TINY, "--threads", "0"])  # the last --threads wins: 0 = the idle cores
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["stopped_by"] == "minutes" and summary["seconds"] < 5
@@ -70,6 +84,14 @@ def test_train_resumes_from_its_checkpoint(tiny_model: Path, tmp_path: Path) -> 
     summary = json.loads(result.stdout)
     assert summary["resumed_from"] == first and summary["steps"] > first and "resumed" in result.stderr
     assert load_generator(run).step == summary["steps"]
+    import torch
+
+    def history(folder: Path) -> torch.Tensor:
+        return torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)["loss_history"]
+
+    assert len(history(run)) == summary["steps"]  # the loss curve spans both sessions
+    assert torch.equal(history(run)[:first], history(tiny_model))
+    _assert_png(run / "loss.png")
     # already at its epochs: nothing to do, still a clean exit and valid JSON
     again = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(run), "--epochs", "25", *TINY])
     assert again.exit_code == 0, again.stderr
@@ -96,7 +118,7 @@ def test_sampling_is_seeded(tiny_model: Path) -> None:
 
 def test_sample_cli_writes_clean_audio(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["generate", "sample", str(tiny_model), "-n", "2", "--label", "high",
+    result = CliRunner().invoke(app, ["generate", "sample", str(tiny_model), "--count", "2", "-l", "high",
                                       "--seconds", "1", "--steps", "4", "--gl-iter", "8", "-o", str(out)])
     assert result.exit_code == 0, result.stderr
     wavs = sorted(out.glob("*.wav"))
@@ -105,6 +127,34 @@ def test_sample_cli_writes_clean_audio(tiny_model: Path, tmp_path: Path) -> None
     assert sr == 22050 and abs(len(y) / sr - 1.0) < 0.1
     assert np.max(np.abs(y)) <= 10 ** (-1 / 20) + 1e-3  # peaks ≤ -1 dBFS: no clipping
     assert abs(float(np.mean(y))) < 1e-3  # no DC
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1] and all(r["label"] == "high" for r in rows)
+
+
+def test_invert_and_the_package_import_no_torch(tmp_path: Path) -> None:
+    y = chirp(1.0).astype(np.float32)
+    np.save(tmp_path / "m.npy", compute_features(y, FeatureConfig(top_db=None)))
+    code = (
+        "import sys\n"
+        "import specmusic.generation, specmusic.cli.generate\n"
+        "from specmusic.cli.app import app\n"
+        f"app(['generate', 'invert', {str(tmp_path / 'm.npy')!r}, '-o', {str(tmp_path / 'm.wav')!r},"
+        " '--gl-iter', '2'], standalone_mode=False)\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "TORCH False" in out.stdout and (tmp_path / "m.wav").is_file()
+
+
+def test_package_exports_resolve() -> None:
+    import specmusic.generation as generation
+
+    assert set(generation.__all__) == set(generation._HOMES)
+    for name in generation.__all__:
+        assert getattr(generation, name) is not None
+    with pytest.raises(AttributeError):
+        generation.TrainResult  # noqa: B018 - renamed GeneratorTrainResult; only training has TrainResult
 
 
 def test_unknown_label_is_one_clear_error(tiny_model: Path, tmp_path: Path) -> None:
@@ -155,7 +205,7 @@ def test_fast_griffin_lim_converges_better_than_plain() -> None:
     y = chirp(1.0).astype(np.float64)
     mag = np.abs(stft(y))
     fast, sc_fast = griffin_lim(mag, n_iter=32, momentum=0.99)
-    plain, sc_plain = griffin_lim(mag, n_iter=32, momentum=0.0)
+    _, sc_plain = griffin_lim(mag, n_iter=32, momentum=0.0)
     assert sc_fast == pytest.approx(spectral_convergence_db(fast, mag), abs=0.01)
     assert sc_fast < sc_plain and sc_fast < -10
 

@@ -16,15 +16,16 @@ from specmusic.nmf import (
     decompose,
     fit_nmf,
     initialize_nmf,
-    istft,
     load_nmf,
     mosaic,
     mosaic_files,
+    resynthesize,
     save_decomposition,
     separate_components,
     soft_masks,
-    stft,
 )
+from specmusic.nmf.plots import log_frequency_ticks, templates_figure
+from specmusic.stft import istft, stft
 from tests.conftest import tone, write
 
 BETAS = [2.0, 1.0, 0.0]
@@ -184,10 +185,36 @@ def test_stft_round_trip_and_librosa_agreement() -> None:
     import librosa
 
     y = tone(330.0, 0.7, seed=1)
-    X = stft(y, n_fft=512, hop_length=128)
-    np.testing.assert_allclose(istft(X, hop_length=128, length=len(y)), y, atol=1e-5)
+    X = stft(y, n_fft=512, hop_length=128, dtype=np.complex64)
+    assert X.dtype == np.complex64 and X.flags.c_contiguous
+    back = istft(X, hop_length=128, length=len(y), dtype=np.float32)
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back, y, atol=1e-5)
     ref = librosa.stft(y, n_fft=512, hop_length=128, pad_mode="constant")
     np.testing.assert_allclose(X, ref, atol=1e-4 * np.abs(ref).max())
+    assert stft(y, n_fft=512, hop_length=128).dtype == np.complex128  # the default keeps full precision
+
+
+@pytest.mark.parametrize("n_fft, hop", [(8, 4), (512, 257), (512, 0)])
+def test_stft_refuses_frames_that_cannot_be_resynthesised(n_fft: int, hop: int) -> None:
+    with pytest.raises(ConfigError, match="overlap is needed"):
+        stft(np.ones(4000), n_fft=n_fft, hop_length=hop)
+    with pytest.raises(ConfigError, match="overlap is needed"):
+        istft(np.ones((n_fft // 2 + 1, 10), complex), hop_length=hop)
+
+
+def test_stft_refuses_stereo() -> None:
+    with pytest.raises(InputError, match="mono"):
+        stft(np.ones((2, 4000)), n_fft=512, hop_length=128)
+
+
+def test_features_use_the_one_hann_window() -> None:
+    from specmusic.features import _hann
+    from specmusic.stft import hann
+
+    w = _hann(512)
+    assert w.dtype == np.float32 and not w.flags.writeable and _hann(512) is w  # cached
+    np.testing.assert_array_equal(w, hann(512).astype(np.float32))
 
 
 def _two_instruments(sr: int = 8000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -240,6 +267,48 @@ def test_save_and_load_decomposition(tmp_path: Path) -> None:
     assert {c["component"] for c in summary["components"]} == {1, 2}
 
 
+def test_model_wav_is_the_model_and_the_summary_says_how_far_it_is_from_the_mix(tmp_path: Path) -> None:
+    """Papercut: the parts sum to the mix; model.wav (W·H with the mix's phase) does not, and the
+    summary gives its error and says what each file is."""
+    import soundfile as sf
+
+    mix, _, _ = _two_instruments()
+    dec = decompose(mix, sr=8000, config=NMFConfig(n_components=2, max_iter=30))
+    summary = save_decomposition(tmp_path, dec, source="mix.wav", plots=False)
+    assert "reconstruction.wav" not in summary["files"] and "model.wav" in summary["files"]
+    model, _ = sf.read(tmp_path / "model.wav", dtype="float64")
+    parts = sum(sf.read(tmp_path / f"component-0{c}.wav", dtype="float64")[0] for c in (1, 2))
+    rms = lambda x: float(np.sqrt(np.mean(np.square(x))))  # noqa: E731
+    np.testing.assert_allclose(parts, mix, atol=1e-5)
+    assert summary["model_rms_error"] == pytest.approx(rms(model - mix), rel=1e-4)
+    assert summary["model_relative_error"] == pytest.approx(rms(model - mix) / rms(mix), abs=1e-5)
+    assert 0.01 < summary["model_relative_error"] < 1.0  # a real, stated approximation error
+    notes = summary["file_notes"]
+    assert "model_relative_error" in notes["model.wav"] and "add up to the mix" in notes["component-NN.wav"]
+    res = resynthesize(dec)
+    assert res.model_relative_error == pytest.approx(summary["model_relative_error"], abs=1e-5)
+
+
+def test_w_png_has_a_log_frequency_axis_with_readable_labels() -> None:
+    """Papercut: W.png gave everything below 2 kHz a thin strip of a linear axis."""
+    W = np.random.default_rng(0).random((1025, 3))
+    fig = templates_figure(W, sr=22050, n_fft=2048)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    lo, hi = ax.get_ylim()
+    assert lo == pytest.approx(20.0) and hi == pytest.approx(11025.0)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["20", "50", "100", "200", "500", "1k", "2k", "5k", "10k"]
+    # 100 Hz to 1 kHz now takes a third of the height (it was 8 % on the linear axis)
+    share = (np.log10(1000) - np.log10(100)) / (np.log10(hi) - np.log10(lo))
+    assert share > 0.3
+    assert log_frequency_ticks(30.0, 4000.0) == ([50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0],
+                                                ["50", "100", "200", "500", "1k", "2k"])
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 # -- bad input -------------------------------------------------------------------------------
 def test_k_larger_than_the_matrix_allows() -> None:
     with pytest.raises(ConfigError, match=r"k = 9 .*rank ≤ 6"):
@@ -289,6 +358,17 @@ def test_mosaic_of_a_signal_by_itself_sounds_like_it() -> None:
     corr = np.corrcoef(S_in.ravel(), S_out.ravel())[0, 1]
     assert corr > 0.9
     assert res.fit.H.shape == (res.info["source_frames_used"], S_in.shape[1])
+
+
+def test_let_it_bee_defaults_live_in_the_library() -> None:
+    paper = MosaicConfig.with_constraints(let_it_bee=True)
+    assert (paper.repetition, paper.polyphony, paper.continuity) == (3, 10, 3)
+    mixed = MosaicConfig.with_constraints(let_it_bee=True, repetition=0, polyphony=4)
+    assert (mixed.repetition, mixed.polyphony, mixed.continuity) == (0, 4, 3)  # given values win, 0 included
+    learned = MosaicConfig.with_constraints(let_it_bee=True, templates=8)
+    assert learned.continuity == 0 and learned.repetition == 3  # templates have no frame order
+    plain = MosaicConfig.with_constraints(n_iter=5)
+    assert (plain.repetition, plain.polyphony, plain.continuity, plain.n_iter) == (0, 0, 0, 5)
 
 
 def test_mosaic_rejects_bad_options_and_silence() -> None:

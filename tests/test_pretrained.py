@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from specmusic import pretrained
+from specmusic.models import pretrained
 from specmusic.cli.app import app
 from specmusic.errors import ModelError
 from specmusic.fileio import CACHE_ENV, cache_dir
-from specmusic.pretrained import (
+from specmusic.models.pretrained import (
     DEFAULT_TAGGER,
     TAGGERS,
     WEIGHTS_ENV,
@@ -217,6 +217,53 @@ def test_ensure_model_converts_once_then_reuses(
     assert ensure_model("mtat-musicnn", weights=tmp_path / "gone.pth", progress=False) == path  # cache hit first
 
 
+def test_a_corrupt_cached_tagger_is_rebuilt_from_the_checkpoint(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from specmusic.inference import load_model
+
+    ckpt = tmp_path / "best_model.pth"
+    tagger = _fake_tagger(_random_checkpoint(ckpt))
+    monkeypatch.setitem(TAGGERS, "mtat-musicnn", tagger)
+    path = ensure_model("mtat-musicnn", weights=ckpt, progress=False)
+    sidecar = path.with_name(path.name + ".sha256")
+    assert sidecar.read_text().split()[0] == pretrained.sha256_file(path)  # recorded when converted
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # a cache file cut short (disk full, a killed copy)
+    capsys.readouterr()
+    assert ensure_model("mtat-musicnn", weights=ckpt, progress=False) == path
+    note = capsys.readouterr().err
+    assert "corrupt" in note and "rebuilding" in note and "specmusic train" not in note
+    assert pretrained.sha256_file(path) == sidecar.read_text().split()[0]
+    load_model(path)  # the rebuilt model loads
+
+    path.write_bytes(b"\0" * len(good))  # corrupt again, and this time the checkpoint is gone (offline)
+    with pytest.raises(ModelError) as info:
+        ensure_model("mtat-musicnn", weights=None, progress=False)
+    message = str(info.value)
+    assert "corrupt" in message and "--weights" in message and "\n" not in message
+    assert "specmusic train" not in message
+    assert not path.exists()  # never trusted again
+
+
+def test_a_tagger_cached_without_a_checksum_is_checked_once(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A cache written by an older specmusic has no .sha256: the model is loaded once to check it."""
+    ckpt = tmp_path / "best_model.pth"
+    tagger = _fake_tagger(_random_checkpoint(ckpt))
+    monkeypatch.setitem(TAGGERS, "mtat-musicnn", tagger)
+    path = ensure_model("mtat-musicnn", weights=ckpt, progress=False)
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar.unlink()
+    assert ensure_model("mtat-musicnn", weights=ckpt, progress=False) == path
+    assert sidecar.is_file() and "corrupt" not in capsys.readouterr().err  # intact: recorded, not rebuilt
+    sidecar.unlink()
+    path.write_bytes(b"not an onnx model")
+    assert ensure_model("mtat-musicnn", weights=ckpt, progress=False) == path
+    assert "does not load" in capsys.readouterr().err and sidecar.is_file()
+
+
 # -- classify without --model ---------------------------------------------------------------------
 def test_classify_offline_without_weights_is_one_line_error(clean_env: Path, chirp_mono: Path) -> None:
     result = CliRunner().invoke(app, ["classify", str(chirp_mono), "--no-progress"])
@@ -256,6 +303,20 @@ def test_classify_without_model_prints_top_tags(
     assert set(record["probabilities"]) == set(labels)
     scores = [t["probability"] for t in record["top"]]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_the_registry_lives_under_models_and_imports_no_torch() -> None:
+    """classify without --model imports specmusic.models.pretrained: it must stay torch-free."""
+    code = (
+        "import sys\n"
+        "from specmusic.models.pretrained import DEFAULT_TAGGER, TAGGERS, ensure_default_model\n"
+        "import specmusic.cli.classify, specmusic.embeddings\n"
+        "heavy = [n for n in ('torch', 'onnx') if n in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (Path(pretrained.__file__).parent.parent / "pretrained.py").exists()
 
 
 @needs_shared

@@ -1,4 +1,4 @@
-"""Training: splits and their errors, augmentation, metrics, reproducibility and resuming."""
+"""Training: loading and splitting, augmentation, metrics, reproducibility, resuming and continuing."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from specmusic.models.cnn import CNNConfig
 from specmusic.training import (
     TrackData,
     TrainConfig,
-    _augment,
     classification_metrics,
     load_training_data,
     make_splits,
     resolve_device,
     train,
 )
+from specmusic.training.loop import augment_batch
 
 FAST = TrainConfig(chunk_seconds=0.5, epochs=3, batch_size=8, patience=5, threads=1,
                    augment=("shift", "mask", "gain", "freqshift", "mixup"))
@@ -101,10 +101,10 @@ def test_train_config_rejects_bad_options() -> None:
 
 def test_augment_keeps_shape_and_is_seeded() -> None:
     x = torch.randn(4, 1, 16, 30)
-    a = _augment(x, ("mask", "gain", "freqshift"), torch.Generator().manual_seed(0), 10.0)
-    b = _augment(x, ("mask", "gain", "freqshift"), torch.Generator().manual_seed(0), 10.0)
+    a = augment_batch(x, ("mask", "gain", "freqshift"), torch.Generator().manual_seed(0), 10.0)
+    b = augment_batch(x, ("mask", "gain", "freqshift"), torch.Generator().manual_seed(0), 10.0)
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
-    assert torch.equal(_augment(x, (), torch.Generator(), 10.0), x)
+    assert torch.equal(augment_batch(x, (), torch.Generator(), 10.0), x)
 
 
 def test_classification_metrics() -> None:
@@ -217,3 +217,72 @@ def test_drop_hard_and_whole_tracks(tree: Path, tmp_path: Path) -> None:
     assert any(line.startswith("drop-hard: kept") for line in lines)
     assert result.history[-1]["examples"] < result.history[0]["examples"]
     assert result.metrics["chunk_frames"] == 87  # a whole 2 s track at hop 512
+
+
+def test_load_training_data_skips_bad_files_and_reports_them(tree: Path, tmp_path: Path) -> None:
+    """Several inputs, a corrupt array and an undecodable file: both left out (log line + errors.jsonl), the rest load."""
+    from specmusic.data import discover_tracks
+    from specmusic.spectro import run_spectro
+
+    tracks, _ = discover_tracks([tree])
+    run_spectro(tracks, tmp_path / "specs", config=FC, progress=False)
+    (tmp_path / "specs" / "low" / "low.00000.npz").write_bytes(b"not an array")
+    (tmp_path / "more" / "low").mkdir(parents=True)
+    (tmp_path / "more" / "low" / "broken.wav").write_bytes(b"RIFF....WAVE")
+    write(tmp_path / "more" / "unlabelled.wav", tone(300.0, 1.0))
+    lines: list[str] = []
+    items, config = load_training_data([tmp_path / "specs", tmp_path / "more"], cache_dir=tmp_path / "cache",
+                                       feature_config=FC, log=lines.append)
+    assert config == FC and len(items) == 14 and all(t.spec.dtype == np.float16 for t in items)
+    assert {t.key.split("/")[0] for t in items} == {"specs"}  # several inputs: keys start with the input's name
+    assert any("1 file(s) without a label" in line for line in lines)
+    assert any("2 file(s) could not be read" in line for line in lines)
+    errors = [json.loads(line) for line in (tmp_path / "cache" / "errors.jsonl").read_text().splitlines()]
+    assert sorted(Path(e["source"]).name for e in errors) == ["broken.wav", "low.00000.npz"]
+    clips, _ = load_training_data([tmp_path / "more"], cache_dir=tmp_path / "cache", feature_config=FC,
+                                  unlabelled=True, dtype=np.float32)
+    assert [(t.key, t.label, t.spec.dtype) for t in clips] == [("unlabelled", None, np.float32)]
+    listed = tmp_path / "list.txt"
+    listed.write_text("specs/mid/mid.00001.wav\n")
+    only, _ = load_training_data([tmp_path / "specs", tmp_path / "more"], cache_dir=tmp_path / "cache",
+                                 feature_config=FC, split_list=listed)
+    assert [t.key for t in only] == ["specs/mid/mid.00001"]
+    with pytest.raises(ConfigError, match=r"than the requested ones \(n_mels 32, not 48\)"):
+        load_training_data(tmp_path / "specs", cache_dir=tmp_path / "cache", feature_config=FeatureConfig(n_mels=48))
+
+
+def test_a_finished_run_continues_for_more_epochs(run_a, tree: Path, tmp_path: Path) -> None:
+    """Papercut: a larger --epochs continues the finished run (epochs counted from its start); the same command
+    again trains nothing; other settings are refused in one line; force starts over."""
+    import shutil
+
+    shutil.copytree(run_a.out_dir, tmp_path, dirs_exist_ok=True)
+    lines: list[str] = []
+    longer = train(tree, tmp_path, config=replace(FAST, epochs=5), cnn=SMALL, feature_config=FC, progress=False,
+                   log=lines.append)
+    assert any("after epoch 3" in line for line in lines) and any(line.startswith("epoch 4/5") for line in lines)
+    assert not any(line.startswith(("epoch 1/", "epoch 3/")) for line in lines)
+    assert [h["epoch"] for h in longer.history] == [1, 2, 3, 4, 5]
+    assert longer.history[:3] == run_a.history
+    lines.clear()
+    again = train(tree, tmp_path, config=replace(FAST, epochs=5), cnn=SMALL, feature_config=FC, progress=False,
+                  log=lines.append)
+    assert again.history == longer.history and not any(line.startswith("epoch ") for line in lines)
+    with pytest.raises(ConfigError, match=r"other data or settings \(train.lr 0.003, now 0.001\) — use another -o"):
+        train(tree, tmp_path, config=replace(FAST, epochs=6, lr=1e-3), cnn=SMALL, feature_config=FC, progress=False)
+    fresh = train(tree, tmp_path, config=replace(FAST, epochs=2, lr=1e-3), cnn=SMALL, feature_config=FC,
+                  progress=False, force=True)
+    assert [h["epoch"] for h in fresh.history] == [1, 2]
+
+
+def test_training_curve_has_whole_epoch_ticks() -> None:
+    """Papercut: no half epochs on the x axes of training_curve.png."""
+    from specmusic.training.plots import training_curve_figure
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.2 * e, "valid_loss": 1.1 / e, "valid_acc": 0.2 * e}
+               for e in (1, 2, 3)]
+    fig = training_curve_figure(history)
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

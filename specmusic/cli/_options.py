@@ -36,6 +36,14 @@ def cli_errors() -> Iterator[None]:
             raise
         err(f"Error: {exc}")
         raise typer.Exit(1) from None
+    except OSError as exc:  # an output that cannot be written, a disk that filled up, …
+        if STATE.verbose:
+            raise
+        from specmusic.fileio import display_path
+
+        where = f"{display_path(exc.filename)}: " if exc.filename else ""
+        err(f"Error: {where}{(exc.strerror or str(exc)).lower()} — check the path, its permissions and free space")
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err("Interrupted — completed outputs are kept; rerun the same command to resume")
         raise typer.Exit(130) from None
@@ -59,3 +67,4 @@ PROGRESS = typer.Option(
     None, "--progress/--no-progress", help="Progress bar on stderr (default: only on a terminal)."
 )
 SEED = typer.Option(0, "--seed", help="Random seed.")
+TORCH_THREADS = typer.Option(0, "--threads", min=0, help="Torch threads (0 = the idle cores, by load average).")

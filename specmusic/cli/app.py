@@ -10,7 +10,7 @@ from specmusic import __version__
 from specmusic.cli._options import STATE
 from specmusic.cli.spectro import spectro_cli
 from specmusic.cli.nmf import nmf_app
-from specmusic.cli.train import TrainCommand, train_cli
+from specmusic.cli.train import OptionalValueCommand, train_cli
 from specmusic.cli.classify import classify_cli
 from specmusic.cli.embed import embed_cli
 from specmusic.cli.recommend import recommend_cli
@@ -22,7 +22,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain Click help: option names never cut at 80 columns, no <bool> metavar on flags, and square
+    # brackets (pip install 'specmusic[ann]') printed as written instead of read as rich markup.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 
@@ -45,7 +48,7 @@ def _root(
 
 app.command("spectro")(spectro_cli)
 app.add_typer(nmf_app, name="nmf")
-app.command("train", cls=TrainCommand)(train_cli)
+app.command("train", cls=OptionalValueCommand)(train_cli)
 app.command("classify")(classify_cli)
 app.command("embed")(embed_cli)
 app.command("recommend")(recommend_cli)

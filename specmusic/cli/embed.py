@@ -6,10 +6,14 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from specmusic.cli._options import PROGRESS, SEED, cli_errors, err, expand_stdin
+
+if TYPE_CHECKING:
+    from specmusic.embeddings import EmbeddingLibrary
 
 
 class LibraryFormat(str, Enum):
@@ -58,7 +62,9 @@ def embed_cli(
     ),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Take labels from parent folder names."),
     duration: float = typer.Option(None, "--duration", min=0.0, help="mfcc: read at most this many seconds."),
-    map_png: Path = typer.Option(None, "--map", help="Also save a 2-D cluster map PNG coloured by label."),
+    map_png: Path = typer.Option(
+        None, "--map", help="Also save a 2-D cluster map PNG coloured by label, its data beside it as .json."
+    ),
     clusters: int = typer.Option(None, "--clusters", min=1, help="KMeans clusters (default: number of labels)."),
     projection: Projection = typer.Option(Projection.pca, "--projection", help="2-D projection of the map."),
     prune: bool = typer.Option(False, "--prune", help="Drop library entries that are not among the inputs."),
@@ -68,19 +74,20 @@ def embed_cli(
 ) -> None:
     """Embed tracks into a library of vectors (incremental: unchanged files are not embedded again).
 
+    The library goes to -o, or as JSON Lines to stdout (pipe it into `specmusic recommend -`); with
+    --map, the cluster listing goes to stderr and the map's data (clusters, metrics, points) to a
+    .json file beside the PNG. Progress is kept as it goes (in LIBRARY.partial.jsonl until the
+    library is written): an interrupted run, rerun, embeds only what is missing. Silent, mis-scaled
+    or too-short audio is embedded with a `warning:` line, kept in the library's `warnings`.
+
     Example: specmusic embed ~/music -o library.npz --map map.png
     """
     from specmusic.data import discover_tracks, read_manifest
-    from specmusic.embeddings import (
-        embed_tracks,
-        make_embedder,
-        read_library,
-        save_library,
-        search_vectors,
-        write_library_jsonl,
-        write_library_jsonl_file,
-    )
+    from specmusic.embeddings import embed_tracks, make_embedder, read_library
+    from specmusic.embeddings.journal import EmbedJournal
+    from specmusic.embeddings.library import JsonlLibraryStream
     from specmusic.errors import InputError
+    from specmusic.fileio import display_path, ensure_writable_dir
 
     with cli_errors():
         paths = expand_stdin(inputs)
@@ -93,48 +100,93 @@ def embed_cli(
             err(f"Error: {f.message}")
         if not tracks:
             raise InputError("no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff")
-        to_stdout = output in (None, "-")
-        fmt = output_format.value
-        if fmt == "auto":
-            fmt = "jsonl" if to_stdout or not output.lower().endswith(".npz") else "npz"
-        if to_stdout and fmt == "npz":
-            raise InputError("an .npz library cannot go to stdout — give -o library.npz, or --format jsonl")
-        if to_stdout and map_png is not None and output is None:
-            library_out = False  # `embed DIR --map map.png`: the cluster listing is the data
-        else:
-            library_out = True
+        fmt = _library_format(output, output_format.value)
+        to_file = output not in (None, "-")
         existing = None
-        if not to_stdout and os.path.exists(output) and not force:
+        if to_file and os.path.exists(output) and not force:
             existing = read_library(output)
         embedder = make_embedder(
             model, duration=duration, weights=weights, progress=progress, layer=layer.value if layer else None
         )
-        library, report = embed_tracks(
-            tracks, embedder, existing=existing, keep_others=not prune, progress=progress, on_error=err
-        )
-        if library_out:
-            if to_stdout:
-                write_library_jsonl(library, sys.stdout)
-                sys.stdout.flush()
-            elif fmt == "npz":
-                save_library(library, output)
+        journal, stream = None, None
+        if to_file:
+            ensure_writable_dir(os.path.dirname(os.path.abspath(output)), option="-o")
+            journal = EmbedJournal.open(output, embedder.description, fresh=force, on_note=err)
+        else:
+            stream = JsonlLibraryStream(sys.stdout, embedder.description)
+        try:
+            library, report = embed_tracks(
+                tracks, embedder, existing=existing, resumed=journal.resumed if journal else None,
+                keep_others=not prune, progress=progress, on_error=err,
+                on_embedded=journal.add if journal else stream.add,  # type: ignore[union-attr]
+            )  # fmt: skip
+            if journal is not None:
+                _write_library(library, output, fmt)
+                journal.finish()
             else:
-                write_library_jsonl_file(library, output)
-        where = "stdout" if to_stdout else output
+                assert stream is not None
+                stream.finish(library.model)
+        except KeyboardInterrupt:
+            if journal is not None and journal.kept:
+                err(
+                    f"embed: interrupted — {journal.kept} embedded track(s) are kept in {display_path(journal.path)}; "
+                    "rerun the same command to embed only the rest"
+                )
+            raise
+        finally:
+            if journal is not None:
+                journal.close()
+        resumed = f", {len(report.resumed)} resumed" if report.resumed else ""
+        flagged = f", {len(report.flagged)} flagged (see the warnings)" if report.flagged else ""
         err(
-            f"embed: {len(report.embedded)} embedded, {len(report.reused)} unchanged, {len(report.failed) + len(failures)} "
-            f"failed → {len(library)} tracks × {library.dim} dims" + (f" in {where}" if library_out else "")
+            f"embed: {len(report.embedded)} embedded, {len(report.reused)} unchanged{resumed}, "
+            f"{len(report.failed) + len(failures)} failed{flagged} → {len(library)} tracks × {library.dim} dims in "
+            f"{'stdout' if not to_file else display_path(output)}"
         )
         if map_png is not None:
-            from specmusic.cluster import cluster_embeddings, format_clusters, save_cluster_map
-
-            result = cluster_embeddings(
-                search_vectors(library), labels=library.labels, ids=library.ids, k=clusters, projection=projection.value, seed=seed
-            )
-            save_cluster_map(result, map_png, labels=library.labels)
-            say = err if (library_out and to_stdout) else (lambda line: sys.stdout.write(line + "\n"))
-            for line in format_clusters(result):
-                say(line)
-            err(f"map: {map_png}")
+            _save_map(library, map_png, k=clusters, projection=projection.value, seed=seed)
         if report.failed or failures:
             raise typer.Exit(1)
+
+
+def _library_format(output: str | None, fmt: str) -> str:
+    """``npz`` or ``jsonl``: ``--format``, else from the extension; stdout is always JSON Lines."""
+    from specmusic.errors import InputError
+
+    to_stdout = output in (None, "-")
+    if fmt == "auto":
+        fmt = "jsonl" if to_stdout or not str(output).lower().endswith(".npz") else "npz"
+    if to_stdout and fmt == "npz":
+        raise InputError("an .npz library cannot go to stdout — give -o library.npz, or --format jsonl")
+    return fmt
+
+
+def _write_library(library: EmbeddingLibrary, output: str, fmt: str) -> None:
+    from specmusic.embeddings import save_library, write_library_jsonl_file
+
+    if fmt == "npz":
+        save_library(library, output)
+    else:
+        write_library_jsonl_file(library, output)
+
+
+def map_data_path(map_png: Path) -> Path:
+    """Where ``embed --map`` writes the map's data: ``map.png`` → ``map.json``."""
+    return map_png.with_suffix(".json") if map_png.suffix.lower() != ".json" else map_png.with_name(map_png.name + ".json")
+
+
+def _save_map(library: EmbeddingLibrary, map_png: Path, *, k: int | None, projection: str, seed: int) -> None:
+    """Cluster, save the PNG and its JSON data; the listing goes to stderr (stdout carries the library)."""
+    from specmusic.cluster import cluster_embeddings, cluster_record, format_clusters, save_cluster_map
+    from specmusic.embeddings import search_vectors
+    from specmusic.fileio import write_json_atomic
+
+    result = cluster_embeddings(
+        search_vectors(library), labels=library.labels, ids=library.ids, k=k, projection=projection, seed=seed
+    )
+    save_cluster_map(result, map_png, labels=library.labels)
+    data = map_data_path(map_png)
+    write_json_atomic(data, cluster_record(result, ids=library.ids, labels=library.labels))
+    for line in format_clusters(result):
+        err(line)
+    err(f"map: {map_png} (data: {data})")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from specmusic.cli._options import PROGRESS, SEED, cli_errors, err
+from specmusic.cli._options import PROGRESS, SEED, TORCH_THREADS, cli_errors, err
 
 generate_app = typer.Typer(
     name="generate",
@@ -16,20 +16,21 @@ generate_app = typer.Typer(
     help=(
         "Learn a generative model of log-mel spectrograms and turn its samples into audio.\n\n"
         "specmusic generate train DATA/ -o gen/ --minutes 20  — flow-matching U-Net, class-conditional "
-        "when DATA has one sub-folder per label.\n\n"
-        "specmusic generate sample gen/ -n 8 --label jazz --seconds 6 -o out/  — WAV + PNG per sample.\n\n"
+        "when DATA has one sub-folder per label; draws loss.png and samples.png.\n\n"
+        "specmusic generate sample gen/ -n 8 -l jazz --seconds 6 -o out/  — WAV + PNG per sample.\n\n"
         "specmusic generate invert some_mel.npy -o some.wav  — any mel/STFT array back to audio (fast Griffin-Lim)."
     ),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-THREADS = typer.Option(1, "--threads", min=1, help="Torch threads (1 suits a shared machine).")
 
 
 @generate_app.command("train")
 def train_cli(
     inputs: list[Path] = typer.Argument(..., help="Audio folders/files (label = first sub-folder) or spectro .npz arrays."),
-    output: Path = typer.Option(..., "--output", "-o", help="Model folder: checkpoint.pt, config.json, features.npz."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Model folder: checkpoint.pt, config.json, features.npz, loss.png, samples.png."
+    ),
     minutes: float = typer.Option(None, "--minutes", min=0.0, help="Wall-clock training budget (minutes)."),
     epochs: float = typer.Option(None, "--epochs", min=0.0, help="Passes over the data (one = total frames / patch)."),
     train_list: Path = typer.Option(
@@ -45,14 +46,23 @@ def train_cli(
         False, "--force", help="Start over even when -o holds a checkpoint (default: resume it; --epochs count from its start)."
     ),
     seed: int = SEED,
-    threads: int = THREADS,
+    threads: int = TORCH_THREADS,
     progress: bool = PROGRESS,
 ) -> None:
     """Train a flow-matching U-Net on log-mel patches (class-conditional when the data has labels).
 
+    Writes checkpoint.pt and config.json (resumed by the next run into the same -o), loss.png and samples.png.
+
     Example: specmusic generate train clips/ -o gen/ --minutes 20
     """
-    from specmusic.generation import FEATURES_CACHE, GenConfig, config_with, load_training_data, train_generator
+    from specmusic.generation.config import (
+        CHECKPOINT,
+        FEATURES_CACHE,
+        GenConfig,
+        config_with,
+    )
+    from specmusic.generation.data import load_training_data
+    from specmusic.generation.train import train_generator
 
     with cli_errors():
         from specmusic.errors import ConfigError
@@ -75,7 +85,7 @@ def train_cli(
         result = train_generator(specs, labels, names, out_dir=output, config=config, minutes=minutes, epochs=epochs,
                                  seed=seed, threads=threads, force=force, progress=progress)
         if result.resumed_from:
-            err(f"generate train: resumed {output}/checkpoint.pt at step {result.resumed_from}")
+            err(f"generate train: resumed {output}/{CHECKPOINT} at step {result.resumed_from}")
         losses = (f"loss {result.first_loss:.3f} → {result.final_loss:.3f}" if result.final_loss is not None
                   else "no step left to take")
         err(f"generate train: {result.steps} steps ({result.epochs:g} epochs) in {result.seconds / 60:.1f} min, "
@@ -87,7 +97,7 @@ def train_cli(
 def sample_cli(
     model: Path = typer.Argument(..., help="A folder written by `specmusic generate train`."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the WAV + PNG (+ .npy mel) per sample."),
-    n: int = typer.Option(8, "-n", "--n", min=1, help="Number of samples."),
+    count: int = typer.Option(8, "--count", "-n", min=1, help="Number of samples."),
     label: str = typer.Option(None, "--label", "-l", help="Label to condition on (default: unconditional)."),
     seconds: float = typer.Option(6.0, "--seconds", min=0.1, help="Length of each sample."),
     steps: int = typer.Option(32, "--steps", min=1, help="Euler steps."),
@@ -95,24 +105,26 @@ def sample_cli(
     gl_iter: int = typer.Option(64, "--gl-iter", min=1, help="Griffin-Lim iterations."),
     png: bool = typer.Option(True, "--png/--no-png", help="Write a PNG of each spectrogram."),
     seed: int = SEED,
-    threads: int = THREADS,
+    threads: int = TORCH_THREADS,
     progress: bool = PROGRESS,
 ) -> None:
     """Draw spectrograms from a trained generator and write them as WAV + PNG (one JSON line each on stdout).
 
-    Example: specmusic generate sample gen/ -n 8 --label hedgewars --seconds 6 -o out/
+    Example: specmusic generate sample gen/ -n 8 -l hedgewars --seconds 6 -o out/
     """
     import numpy as np
     from tqdm import tqdm
 
     from specmusic.audio import save_audio
     from specmusic.fileio import atomic_write
-    from specmusic.generation import denormalize_db, load_generator, mel_to_audio, sample_spectrograms
+    from specmusic.generation.config import denormalize_db
+    from specmusic.generation.sample import load_generator, sample_spectrograms
+    from specmusic.inversion import mel_to_audio
 
     with cli_errors():
         gen = load_generator(model, threads=threads)
-        err(f"generate sample: {n} × {seconds:g} s" + (f" of {label!r}" if label else "") + f", {steps} steps, seed {seed}")
-        specs = sample_spectrograms(gen, n=n, label=label, seconds=seconds, steps=steps, guidance=guidance, seed=seed)
+        err(f"generate sample: {count} × {seconds:g} s" + (f" of {label!r}" if label else "") + f", {steps} steps, seed {seed}")
+        specs = sample_spectrograms(gen, n=count, label=label, seconds=seconds, steps=steps, guidance=guidance, seed=seed)
         fc = gen.config.feature_config
         output.mkdir(parents=True, exist_ok=True)
         stem = (label or "sample").replace(os.sep, "_")
@@ -121,7 +133,7 @@ def sample_cli(
             y, sc = mel_to_audio(mel_db, config=fc, n_iter=gl_iter, seed=seed + i)
             base = output / f"{stem}_{seed}_{i:03d}"
             save_audio(base.with_suffix(".wav"), y, fc.sample_rate)
-            atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, mel_db, allow_pickle=False))
+            atomic_write(base.with_suffix(".npy"), lambda f, a=mel_db: np.save(f, a, allow_pickle=False))
             if png:
                 from specmusic.plotting import save_spectrogram_png
 
@@ -149,36 +161,14 @@ def invert_cli(
 
     Example: specmusic generate invert some_mel.npy -o some.wav
     """
-    import numpy as np
-
     from specmusic.audio import save_audio
     from specmusic.fileio import display_path
-    from specmusic.errors import InputError
-    from specmusic.features import FeatureConfig
-    from specmusic.generation import invert_array
+    from specmusic.inversion import invert_array, load_invertible_array
 
     with cli_errors():
         name = display_path(array)
-        if not array.is_file():
-            raise InputError(f"{name}: no such file — check the path")
-        if array.suffix.lower() == ".npz":
-            from specmusic.specfile import load_spectrogram
-
-            data, fc = load_spectrogram(array)
-            scale_used = "db" if fc.top_db is not None or fc.kind in ("mel", "stft") else scale
-        else:
-            try:
-                data = np.load(array, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise InputError(f"{name}: not a .npy array ({exc}) — save it with numpy.save") from None
-            if not isinstance(data, np.ndarray):
-                raise InputError(f"{name}: holds several arrays — pass a .npy with one (rows, frames) array")
-            if kind not in ("mel", "stft"):
-                raise InputError(f"--kind {kind!r} — use mel or stft")
-            rows = data.shape[0] if data.ndim == 2 else 128
-            fc = FeatureConfig(kind=kind, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-                               n_mels=n_mels or (rows if kind == "mel" else 128))
-            scale_used = scale
+        data, fc, scale_used = load_invertible_array(array, kind=kind, scale=scale, sample_rate=sample_rate,
+                                                     n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
         y, sc = invert_array(data, config=fc, scale=scale_used, n_iter=gl_iter, momentum=momentum, seed=seed, name=name)
         save_audio(output, y, fc.sample_rate)
         err(f"generate invert: {name} ({fc.kind} {data.shape[0]}×{data.shape[1]}) → {display_path(output)}, "

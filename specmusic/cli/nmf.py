@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
@@ -13,41 +13,15 @@ from typer.core import TyperGroup
 from specmusic.cli._options import PROGRESS, SEED, cli_errors, err
 
 _DEFAULT = "decompose"
-_K_FLAGS = ("-k", "--components")
 
 
 class _NmfGroup(TyperGroup):
-    """``specmusic nmf SONG …`` runs ``decompose``; ``specmusic nmf mosaic …`` the mosaic.
-
-    Also lets ``-k 4 6 8`` list several values after one flag (Click options take one value each).
-    """
+    """``specmusic nmf SONG …`` runs ``decompose``; ``specmusic nmf mosaic …`` the mosaic."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:  # type: ignore[override]
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = [_DEFAULT, *args]
-        if args and args[0] == _DEFAULT:
-            args = _expand_k(args)
         return super().parse_args(ctx, args)
-
-
-def _expand_k(args: list[str]) -> list[str]:
-    """``-k 4 6 8`` → ``-k 4 -k 6 -k 8`` (a number that names an existing file stays a path)."""
-    out: list[str] = []
-    flag: str | None = None
-    expect_value = False
-    for a in args:
-        if expect_value:
-            out.append(a)
-            expect_value = False
-            continue
-        if flag is not None and a.isdigit() and not os.path.exists(a):
-            out += [flag, a]
-            continue
-        flag = None
-        out.append(a)
-        if a in _K_FLAGS:
-            flag, expect_value = a, True
-    return out
 
 
 nmf_app = typer.Typer(
@@ -56,11 +30,13 @@ nmf_app = typer.Typer(
     no_args_is_help=True,
     help=(
         "Non-negative matrix factorisation of a song's spectrogram, in two forms.\n\n"
-        "specmusic nmf SONG -k 4 --loss kl -o parts/  — split SONG into k parts: W/H arrays, plots, "
-        "one WAV per part (they sum to the mix), the reconstruction and summary.json "
-        "(same as 'specmusic nmf decompose SONG …'; several k: -k 4 6 8 --report; --compare sklearn).\n\n"
-        "specmusic nmf mosaic --source bees.wav --target song.wav -o mosaic.wav  — rebuild the target "
-        "out of the source's sounds (Let it Bee constraints with --let-it-bee)."
+        "specmusic nmf SONG -c 4 --loss kl -o parts/  — split SONG into k parts: W/H arrays, plots, "
+        "one WAV per part (they sum to the mix), model.wav (the model W·H with the mix's phase, which "
+        "differs from the mix by the model's error) and summary.json "
+        "(same as 'specmusic nmf decompose SONG …'; several k: -c 4,6,8 --report; --compare sklearn).\n\n"
+        "specmusic nmf mosaic -s bees.wav -t song.wav -o mosaic.wav  — rebuild the target "
+        "out of the source's sounds (Let it Bee constraints with --let-it-bee); writes mosaic.png and "
+        "mosaic.loss.png beside it."
     ),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -82,23 +58,29 @@ class Compare(str, Enum):
     sklearn = "sklearn"
 
 
+MAX_MEMORY = typer.Option(
+    2.0, "--max-memory", min=0.001,
+    help="Refuse, before decoding, a run whose arrays are estimated to need more than this many GB "
+    "(the error says how long an excerpt fits).",
+)
 THREADS = typer.Option(
     0, "--threads", min=0,
-    help="Solver threads, each on its own rows of the spectrogram with one BLAS thread (0 = every CPU; 1 = one core).",
+    help="Solver threads, each on its own rows of the spectrogram with one BLAS thread (0 = one per CPU; 1 = one core).",
 )
 
 
-def _parse_ks(values: list[str]) -> list[int]:
+def _parse_components(values: list[str]) -> list[int]:
+    """``["4,6", "8"]`` → ``[4, 6, 8]`` (sorted, without repeats)."""
     from specmusic.errors import ConfigError
 
     ks: list[int] = []
-    for v in values:
-        for part in str(v).split(","):
+    for value in values:
+        for part in str(value).split(","):
             part = part.strip()
             if not part:
                 continue
             if not part.isdigit() or int(part) < 1:
-                raise ConfigError(f"-k {part!r} is not a positive whole number — e.g. -k 4 or -k 4 6 8")
+                raise ConfigError(f"--components {part!r} is not a positive whole number — e.g. -c 4 or -c 4,6,8")
             ks.append(int(part))
     return sorted(dict.fromkeys(ks))
 
@@ -107,13 +89,13 @@ def _parse_ks(values: list[str]) -> list[int]:
 def nmf_cli(
     song: Path = typer.Argument(..., help="Audio file to decompose."),
     components: list[str] = typer.Option(
-        ["4"], "--components", "-k", help="Number of parts k; several: -k 4 6 8 (or -k 4,6,8)."
+        ["4"], "--components", "-c", help="Number of parts k; several: -c 4,6,8 (or -c 4 -c 6 -c 8)."
     ),
     loss: Loss = typer.Option(Loss.kl, "--loss", help="Divergence: euclidean (β=2), kl (β=1), is (β=0)."),
     output: Path = typer.Option(
         None, "--output", "-o", help="Output folder (several k: one subfolder k<N> each). Without it nothing but the report PNG is written."
     ),
-    iterations: int = typer.Option(200, "--iterations", "-n", min=1, help="Multiplicative iterations at most."),
+    iterations: int = typer.Option(200, "--iterations", "-i", min=1, help="Multiplicative iterations at most."),
     tol: float = typer.Option(1e-4, "--tol", min=0.0, help="Stop when 10 iterations gain < tol × initial loss (0: never)."),
     init: Init = typer.Option(Init.nndsvda, "--init", help="Initialisation."),
     report: bool = typer.Option(False, "--report", help="Compare the k values: loss-vs-k table on stdout + a PNG."),
@@ -125,8 +107,12 @@ def nmf_cli(
     mask_power: float = typer.Option(2.0, "--mask-power", help="Soft-mask exponent for the part WAVs (2 Wiener-like, 1 ratio)."),
     offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start reading at this time (s)."),
     duration: float = typer.Option(None, "--duration", min=0.0, help="Read at most this many seconds."),
-    audio: bool = typer.Option(True, "--audio/--no-audio", help="Write the part WAVs and the reconstruction."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write W.png, H.png and loss.png."),
+    audio: bool = typer.Option(
+        True, "--audio/--no-audio",
+        help="Write the part WAVs (they sum to the mix) and model.wav (W·H with the mix's phase: the model's "
+        "approximation of the mix; summary.json gives its model_relative_error).",
+    ),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write W.png (log frequency axis), H.png and loss.png."),
     float64: bool = typer.Option(False, "--float64", help="Compute in float64 (default float32: faster)."),
     inner: int = typer.Option(
         0, "--inner", min=0,
@@ -138,50 +124,58 @@ def nmf_cli(
         help="Exponent on each multiplicative step (0 = 1.5 for kl, 1 otherwise; a step that raises the loss is "
         "undone and the exponent falls back to 1); 1 = the textbook update.",
     ),
+    max_memory: float = MAX_MEMORY,
     seed: int = SEED,
     threads: int = THREADS,
     progress: bool = PROGRESS,
 ) -> None:
-    """Split a song into k parts with NMF: W/H arrays, plots, one WAV per part, the reconstruction.
+    """Split a song into k parts with NMF: W/H arrays, plots, one WAV per part, model.wav.
 
-    Example: specmusic nmf song.wav -k 4 --loss kl -o parts/
+    Example: specmusic nmf song.wav -c 4 --loss kl -o parts/
     """
-    from specmusic.fileio import display_path
+    from specmusic.fileio import display_path, ensure_writable_dir
     from specmusic.nmf import LOSSES, NMFConfig, SpectrogramConfig, load_spectrogram_for_nmf
+    from specmusic.nmf.memory import check_nmf_memory
 
     with cli_errors():
-        ks = _parse_ks(components)
+        ks = _parse_components(components)
         spec = SpectrogramConfig(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, power=power, mask_power=mask_power
         )
+        report_png = (output / "report.png") if output else Path(f"{song.stem}.nmf-report.png")
+        if output is not None:  # before any work: an output that cannot be written is known now
+            ensure_writable_dir(output, option="-o")
+        elif report:
+            ensure_writable_dir(report_png.parent, option="-o")
+        check_nmf_memory(song, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, power=power,
+                         n_components=ks[-1], beta=LOSSES[loss.value], itemsize=8 if float64 else 4,
+                         threads=threads, init=init.value, audio=audio and output is not None,
+                         compare=compare is not None, offset=offset, duration=duration, max_gb=max_memory)
         y, X, V = load_spectrogram_for_nmf(song, spec=spec, offset=offset, duration=duration)
-        beta = LOSSES[loss.value]
         name = display_path(song)
         err(f"nmf: {name}: {len(y) / sample_rate:.1f} s → |STFT|{'²' if power == 2 else ''} {V.shape[0]}×{V.shape[1]}, "
             f"loss {loss.value}, k = {' '.join(map(str, ks))}")
+        base = NMFConfig(
+            n_components=ks[0], beta=LOSSES[loss.value], max_iter=iterations, tol=0.0 if compare else tol,
+            init=init.value, seed=seed, dtype="float64" if float64 else "float32", threads=threads, inner=inner,
+            relax=relax,
+        )
         rows = []
         for k in ks:
-            config = NMFConfig(
-                n_components=k, beta=beta, max_iter=iterations, tol=0.0 if compare else tol, init=init.value,
-                seed=seed, dtype="float64" if float64 else "float32", threads=threads, inner=inner, relax=relax,
-            )
-            row = _run_one(y, X, V, spec=spec, config=config, output=output, multi=len(ks) > 1,
-                           source=name, audio=audio, plots=plots, progress=progress, compare=compare)
+            out = None if output is None else output / f"k{k}" if len(ks) > 1 else output
+            row = _decompose_one(y, X, V, spec=spec, config=replace(base, n_components=k), out=out, source=name,
+                                 audio=audio, plots=plots, progress=progress, compare=compare is not None)
             rows.append(row)
             if not report and not compare:
                 print(json.dumps(row, sort_keys=True), flush=True)
         if report:
-            _print_report(rows)
-            png = (output / "report.png") if output else Path(f"{song.stem}.nmf-report.png")
-            from specmusic.nmf import save_report_plot
-
-            save_report_plot(png, rows, title=song.name)
-            err(f"nmf: loss vs k → {display_path(png)}")
+            _report(rows, png=report_png, title=song.name)
 
 
-def _run_one(y, X, V, *, spec, config, output, multi, source, audio, plots, progress, compare) -> dict:
+def _decompose_one(y, X, V, *, spec, config, out, source, audio, plots, progress, compare) -> dict:
+    """Fit one k; write its folder when ``out`` is set; print the scikit-learn comparison with ``compare``."""
     from specmusic.fileio import display_path
-    from specmusic.nmf import Decomposition, fit_nmf, initialize_nmf, save_decomposition
+    from specmusic.nmf import Decomposition, fit_nmf, initialize_nmf, loss_name, save_decomposition
 
     W0 = H0 = None
     if compare:  # the same starting point for both solvers
@@ -189,66 +183,42 @@ def _run_one(y, X, V, *, spec, config, output, multi, source, audio, plots, prog
     result = fit_nmf(V, config=config, W=W0, H=H0, progress=progress)
     row = {
         "k": config.n_components,
-        "loss_name": result.summary()["loss_name"],
+        "loss_name": loss_name(result.beta),
         "loss": result.loss,
         "initial_loss": float(result.losses[0]),
         "iterations": result.n_iter,
         "converged": result.converged,
         "seconds": round(result.seconds, 4),
     }
-    if output is not None:
-        out = output / f"k{config.n_components}" if multi else output
+    if out is not None:
         dec = Decomposition(y=y, X=X, V=V, result=result, spec=spec, sr=spec.sample_rate)
-        save_decomposition(out, dec, source=source, plots=plots, audio=audio)
+        summary = save_decomposition(out, dec, source=source, plots=plots, audio=audio)
         row["output"] = display_path(out)
         err(f"nmf: k={config.n_components} {row['loss_name']} {result.loss:.6g} after {result.n_iter} iterations "
             f"({result.seconds:.2f} s) → {display_path(out)}")
+        if audio:
+            row["model_relative_error"] = summary["model_relative_error"]
+            err(f"nmf: the component WAVs add up to the mix (RMS error {summary['parts_sum_rms_error']:.1e}); "
+                f"model.wav is the model W·H with the mix's phase, {100 * summary['model_relative_error']:.1f} % "
+                "RMS away from the mix (the model's approximation error)")
     if compare:
-        _compare_sklearn(V, W0, H0, config, result)
+        from specmusic.nmf.compare import compare_sklearn, comparison_table
+
+        print("\n".join(comparison_table(config, result, compare_sklearn(V, W0, H0, config))), flush=True)
     return row
 
 
-def _compare_sklearn(V, W0, H0, config, ours) -> None:
-    import time
-    import warnings
+def _report(rows: list[dict], *, png: Path, title: str) -> None:
+    """The loss-vs-k table on stdout, and its PNG."""
+    from specmusic.fileio import display_path
+    from specmusic.nmf import save_report_plot
 
-    from specmusic.errors import ConfigError
-    from specmusic.nmf import beta_divergence
-
-    try:
-        from sklearn.decomposition import NMF
-    except ImportError:
-        raise ConfigError("--compare sklearn needs scikit-learn — pip install scikit-learn") from None
-    Vd = V.astype(config.dtype)
-    model = NMF(n_components=config.n_components, solver="mu", beta_loss=config.beta, init="custom",
-                max_iter=config.max_iter, tol=0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        W = model.fit_transform(Vd, W=W0.astype(config.dtype).copy(), H=H0.astype(config.dtype).copy())
-        seconds = time.perf_counter() - t0
-    theirs = beta_divergence(Vd, W, model.components_, beta=config.beta)
-    n = config.max_iter
-    from threadpoolctl import threadpool_info
-
-    from specmusic.nmf import solver_threads
-
-    blas = max((i.get("num_threads", 1) for i in threadpool_info() if i.get("user_api") == "blas"), default=1)
-    print(f"k={config.n_components}  {ours.summary()['loss_name']}  {n} iterations from the same init, {config.dtype}; "
-          f"specmusic {solver_threads(config.threads)} solver thread(s), {config.inner_steps} step(s) per factor and "
-          f"pass, step exponent {config.relax_exponent:g}; scikit-learn {blas} BLAS thread(s), textbook steps")
-    print(f"{'':22s}{'seconds':>10s}{'ms/iter':>10s}{'final divergence':>20s}")
-    print(f"{'specmusic nmf':22s}{ours.seconds:10.3f}{ours.seconds / max(ours.n_iter, 1) * 1e3:10.2f}{ours.loss:20.6g}")
-    print(f"{'sklearn NMF(mu)':22s}{seconds:10.3f}{seconds / n * 1e3:10.2f}{theirs:20.6g}")
-    print(f"speed-up ×{seconds / max(ours.seconds, 1e-12):.2f}   divergence ratio {ours.loss / theirs:.4f}", flush=True)
-
-
-def _print_report(rows: list[dict]) -> None:
-    first = rows[0]["initial_loss"] if rows else 1.0
     print(f"{'k':>4s}  {'final ' + rows[0]['loss_name']:>16s}  {'vs k=' + str(rows[0]['k']):>8s}  {'iterations':>10s}  {'seconds':>8s}")
-    base = rows[0]["loss"] or first
+    base = rows[0]["loss"] or rows[0]["initial_loss"]
     for r in rows:
         print(f"{r['k']:>4d}  {r['loss']:>16.6g}  {r['loss'] / base:>8.3f}  {r['iterations']:>10d}  {r['seconds']:>8.2f}")
+    save_report_plot(png, rows, title=title)
+    err(f"nmf: loss vs k → {display_path(png)}")
 
 
 @nmf_app.command("mosaic")
@@ -257,7 +227,7 @@ def mosaic_cli(
     target: Path = typer.Option(..., "--target", "-t", help="Audio to imitate (e.g. a song)."),
     output: str = typer.Option(..., "--output", "-o", help="Output audio file (.wav/.flac/.ogg); '-' writes WAV to stdout."),
     sample_rate: int = typer.Option(None, "--sr", help="Sample rate for both (default: the target's own)."),
-    iterations: int = typer.Option(50, "--iterations", "-n", min=1, help="Multiplicative updates of H."),
+    iterations: int = typer.Option(50, "--iterations", "-i", min=1, help="Multiplicative updates of H."),
     templates: int = typer.Option(0, "--templates", min=0, help="0: source frames as W (default); N: N learned source templates (target phase)."),
     let_it_bee: bool = typer.Option(False, "--let-it-bee", help="Driedger et al. 2015 constraints with the paper's r=3, p=10, c=3."),
     repetition: int = typer.Option(None, "--repetition", min=0, help="r: damp activations not maximal within ±r frames (0 off)."),
@@ -267,33 +237,45 @@ def mosaic_cli(
     target_duration: float = typer.Option(None, "--target-duration", min=0.0, help="Use at most this many seconds of the target."),
     n_fft: int = typer.Option(2048, "--n-fft", help="FFT size (samples)."),
     hop_length: int = typer.Option(512, "--hop-length", help="Hop between frames (samples)."),
+    plots: bool | None = typer.Option(
+        None, "--plots/--no-plots",
+        help="Write the output's spectrogram (mosaic.wav → mosaic.png) and loss curve (mosaic.loss.png) beside it "
+        "(default: on for a file, off for -o -).",
+    ),
+    max_memory: float = MAX_MEMORY,
     seed: int = SEED,
     threads: int = THREADS,
     progress: bool = PROGRESS,
 ) -> None:
     """Rebuild a target from a source's sounds: source frames fixed as W, learn H, resynthesise.
 
-    Example: specmusic nmf mosaic --source bees.wav --target song.wav --let-it-bee -o mosaic.wav
+    Example: specmusic nmf mosaic -s bees.wav -t song.wav --let-it-bee -o mosaic.wav
     """
-    from specmusic.audio import save_audio
+    from specmusic.audio import check_audio_output, save_audio
+    from specmusic.errors import ConfigError
     from specmusic.fileio import display_path
-    from specmusic.nmf import MosaicConfig, mosaic_files
+    from specmusic.nmf import MosaicConfig, mosaic_files, mosaic_plot_paths, save_mosaic_plots
 
-    default = 3 if let_it_bee else 0
     with cli_errors():
-        config = MosaicConfig(
-            n_fft=n_fft, hop_length=hop_length, n_iter=iterations, templates=templates,
-            repetition=default if repetition is None else repetition,
-            polyphony=(10 if let_it_bee else 0) if polyphony is None else polyphony,
-            continuity=(default if not templates else 0) if continuity is None else continuity,
-            seed=seed, threads=threads,
+        if plots and output == "-":
+            raise ConfigError("--plots needs an output file to put the pictures beside — give -o FILE.wav or drop --plots")
+        check_audio_output(output, option="-o")  # before any work: a name no format can be written to
+        config = MosaicConfig.with_constraints(
+            let_it_bee=let_it_bee, repetition=repetition, polyphony=polyphony, continuity=continuity,
+            n_fft=n_fft, hop_length=hop_length, n_iter=iterations, templates=templates, seed=seed, threads=threads,
         )
         result = mosaic_files(source, target, sr=sample_rate, config=config, source_duration=source_duration,
-                              target_duration=target_duration, on_note=err, progress=progress)
+                              target_duration=target_duration, on_note=err, progress=progress,
+                              max_memory_gb=max_memory)
         save_audio(output, result.y, result.sr)
         info = result.info | {"output": output if output == "-" else display_path(output),
                               "repetition": config.repetition, "polyphony": config.polyphony,
                               "continuity": config.continuity, "iterations": config.n_iter}
+        if output != "-" and plots is not False:
+            pictures = mosaic_plot_paths(output)
+            save_mosaic_plots(*pictures, result.y, result.fit, sr=result.sr, n_fft=n_fft, hop_length=hop_length,
+                              title=Path(target).name)
+            info["plots"] = [display_path(p) for p in pictures]
         err(f"mosaic: {info['mode']} mode, {info.get('source_frames_used', templates)} templates, "
             f"{info['target_frames']} target frames, KL {info['initial_loss']:.4g} → {info['loss']:.4g} "
             f"in {info['seconds']:.1f} s → {info['output']}")

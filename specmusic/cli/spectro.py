@@ -18,14 +18,23 @@ class Kind(str, Enum):
     mfcc = "mfcc"
 
 
+_FEATURE_OPTIONS = ("kind", "sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db", "n_mfcc")
+
+
 def spectro_cli(
+    ctx: typer.Context,
     inputs: list[str] = typer.Argument(
         None, help="Audio files or folders (recursive); '-' reads paths from stdin, one a line."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (mirrors the input tree)."),
-    kind: Kind = typer.Option(Kind.mel, "--kind", "-k", help="Spectrogram kind."),
+    kind: Kind = typer.Option(Kind.mel, "--kind", help="Spectrogram kind."),
+    like: Path = typer.Option(
+        None, "--like", metavar="MODEL",
+        help="Compute the features this model.onnx expects (from its metadata) instead of the feature options, "
+        "so `classify --model MODEL` reads the arrays.",
+    ),
     manifest: Path = typer.Option(
-        None, "--manifest", "-m", help="CSV or JSONL with path,label[,group] columns (paths relative to it)."
+        None, "--manifest", help="CSV or JSONL with path,label[,group] columns (paths relative to it)."
     ),
     sample_rate: int = typer.Option(22050, "--sr", help="Sample rate to resample to (Hz)."),
     n_fft: int = typer.Option(2048, "--n-fft", help="FFT size (samples)."),
@@ -49,9 +58,11 @@ def spectro_cli(
     """Turn audio into spectrogram arrays (.npz) plus manifest.jsonl, and PNG pictures on request.
 
     Example: specmusic spectro ~/music --kind mel --jobs 2 -o specs/
+
+    Arrays a trained model can classify: specmusic spectro ~/music --like runs/cnn/model.onnx -o specs/
     """
     from specmusic.data import discover_tracks, read_manifest
-    from specmusic.errors import InputError
+    from specmusic.errors import ConfigError, InputError
     from specmusic.features import FeatureConfig
     from specmusic.spectro import run_spectro
 
@@ -66,7 +77,11 @@ def spectro_cli(
             raise InputError(
                 "no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff"
             )
-        config = FeatureConfig(
+        given = [n for n in _FEATURE_OPTIONS if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+        if like is not None and given:
+            flags = ", ".join("--" + n.replace("_", "-").replace("sample-rate", "sr") for n in given)
+            raise ConfigError(f"--like takes every feature setting from {like}; drop {flags}")
+        config = model_features(like) if like is not None else FeatureConfig(
             kind=kind.value,
             sample_rate=sample_rate,
             n_fft=n_fft,
@@ -89,7 +104,7 @@ def spectro_cli(
             jobs=jobs,
             failures=failures,
             progress=progress,
-            on_error=err,
+            on_error=lambda line: err(line if line.startswith("warning:") else f"Error: {line}"),
         )
         summary = (
             f"spectro: {len(report.written)} written, {len(report.skipped)} up to date, "
@@ -100,3 +115,10 @@ def spectro_cli(
         err(summary)
         if not report.ok:
             raise typer.Exit(1)
+
+
+def model_features(path: Path):  # -> FeatureConfig
+    """The feature config stored in a specmusic ``model.onnx`` (onnxruntime only)."""
+    from specmusic.inference import load_model
+
+    return load_model(path).feature_config

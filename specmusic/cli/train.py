@@ -3,36 +3,57 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import typer
 from typer.core import TyperCommand
 
-from specmusic.cli._options import JOBS, PROGRESS, SEED, cli_errors, err
+from specmusic.cli._options import JOBS, PROGRESS, SEED, TORCH_THREADS, cli_errors, err
 
-#: ``--pretrained`` values that are read as its value; anything else after a bare ``--pretrained``
-#: (an option, DATA, nothing) means "the architecture's default weights".
-_PRETRAINED_WORDS = ("mtat", "msd", "jamendo", "imagenet", "default")
-_TIMM_TAG = re.compile(r"^[a-z0-9_]*in(1|12|21|22)k[a-z0-9_]*$")
+try:  # the parser class is not public API: if a future Typer moves it, a bare --pretrained needs a value
+    from typer._click.parser import _OptionParser
+except ImportError:  # typer < 0.26 parses with Click itself
+    try:
+        from click import parser as _click_parser
 
-
-def expand_bare_pretrained(args: list[str]) -> list[str]:
-    """``--pretrained`` without a value (``train DATA --arch resnet18 --pretrained -o RUN``) → ``--pretrained default``."""
-    out: list[str] = []
-    for i, arg in enumerate(args):
-        out.append(arg)
-        if arg == "--pretrained":
-            nxt = args[i + 1] if i + 1 < len(args) else None
-            if nxt is None or not (nxt in _PRETRAINED_WORDS or _TIMM_TAG.match(nxt)):
-                out.append("default")
-    return out
+        _OptionParser = getattr(_click_parser, "_OptionParser", None) or _click_parser.OptionParser
+    except ImportError:
+        _OptionParser = None
 
 
-class TrainCommand(TyperCommand):
-    """The train command, letting ``--pretrained`` stand alone (Typer options cannot have optional values)."""
+class _FlagValueParser(_OptionParser or object):  # type: ignore[misc, valid-type]
+    """Click's rule for an option whose value may be left out: at the end of the line, or before another
+    option, it takes its flag value."""
 
-    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
-        return super().parse_args(ctx, expand_bare_pretrained(list(args)))
+    def __init__(self, ctx: Any, flag_values: dict[str, str]) -> None:
+        super().__init__(ctx)
+        self.flag_values = flag_values
+
+    def _get_value_from_state(self, option_name: str, option: Any, state: Any) -> Any:
+        flag = self.flag_values.get(option.dest)
+        if flag is not None and (not state.rargs or (state.rargs[0].startswith("-") and len(state.rargs[0]) > 1)):
+            return flag
+        return super()._get_value_from_state(option_name, option, state)
+
+
+class OptionalValueCommand(TyperCommand):
+    """A command whose options named in ``flag_values`` may stand alone: ``--pretrained`` = ``--pretrained default``.
+
+    Click does this with ``Option(is_flag=False, flag_value=…)``; Typer ignores ``flag_value``, so the
+    parser is given the rule instead (argv is left as typed).
+    """
+
+    flag_values = {"pretrained": "default"}
+
+    def make_parser(self, ctx: Any) -> Any:
+        if _OptionParser is None:
+            return super().make_parser(ctx)
+        parser = _FlagValueParser(ctx, self.flag_values)
+        for param in self.get_params(ctx):
+            param.add_to_parser(parser, ctx)
+        return parser
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -47,6 +68,42 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     return h, int(m.group(2) or h)
 
 
+# Where and what to train: the transfer-learning options (see docs/train.md).
+DEVICE = typer.Option(
+    "auto", "--device",
+    help="Train on: auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda, cuda:N or mps. "
+    "The model.onnx and classify are the same either way.",
+)
+ARCH = typer.Option(
+    "cnn", "--arch",
+    help="Network: cnn (small, from scratch); musicnn, fcn, crnn (music taggers); resnet18, resnet34, "
+    "efficientnet_lite0, tf_efficientnet_lite0, vit_tiny_patch16_224, deit_tiny_patch16_224, "
+    "vit_small_patch16_224 (ImageNet CNNs/ViTs, timm layout); any timm model if timm is installed.",
+)
+PRETRAINED = typer.Option(
+    None, "--pretrained", metavar="[NAME]",
+    help="Start from pretrained weights: a tagger dataset (mtat, msd, jamendo) for taggers; alone (at the end "
+    "or before another option), 'imagenet' or a timm tag like a1_in1k for ImageNet archs: downloaded as timm "
+    "does, then cached.",
+)
+WEIGHTS = typer.Option(
+    None, "--weights", help="Local weights file instead of a download (.safetensors, or a torch .pth state dict)."
+)
+FREEZE_EPOCHS = typer.Option(0, "--freeze-epochs", min=0, help="Warm-up epochs training only the new head (backbone frozen).")
+FINETUNE_LR = typer.Option(
+    None, "--finetune-lr", min=0.0, help="Peak lr of the full finetune after the frozen epochs (default --lr / 10)."
+)
+LINEAR_PROBE = typer.Option(
+    False, "--linear-probe", help="Keep the backbone frozen for every epoch (train the new head only)."
+)
+FREEZE_FRONT = typer.Option(
+    False, "--freeze-front", help="Keep the first layers (tagger front end, CNN stem) frozen while finetuning."
+)
+IMG_SIZE = typer.Option(
+    None, "--img-size", help="Resize the input to N or HxW inside the model (ViT default: its native 224)."
+)
+
+
 def train_cli(
     data: Path = typer.Argument(
         ..., help="Audio folder (one sub-folder per label) or a `specmusic spectro` output folder."
@@ -56,10 +113,14 @@ def train_cli(
     valid_file: Path = typer.Option(None, "--valid-file", help="List of validation tracks (default: carved by group)."),
     test_file: Path = typer.Option(None, "--test-file", help="List of test tracks (default: carved by group)."),
     manifest: Path = typer.Option(
-        None, "--manifest", "-m", help="CSV/JSONL path,label[,group] for audio input (default: DATA/manifest.csv if any)."
+        None, "--manifest", help="CSV/JSONL path,label[,group] for audio input (default: DATA/manifest.csv if any)."
     ),
     chunk_seconds: float = typer.Option(3.0, "--chunk-seconds", min=0.0, help="Crop length (s); 0 = whole tracks."),
-    epochs: int = typer.Option(20, "--epochs", min=1, help="Epoch budget (early stopping may end sooner)."),
+    epochs: int = typer.Option(
+        20, "--epochs", min=1,
+        help="Epoch budget, counted from the run's first start (early stopping may end sooner); raise it to train "
+        "a finished run further.",
+    ),
     patience: int = typer.Option(10, "--patience", min=1, help="Epochs without validation improvement before stopping."),
     batch_size: int = typer.Option(32, "--batch-size", min=2, help="Chunks per batch."),
     lr: float = typer.Option(3e-3, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up + cosine)."),
@@ -73,48 +134,25 @@ def train_cli(
     pooling: str = typer.Option(
         "mean", "--track-pooling", help="Evaluation per track: mean (chunk probabilities), vote, or center chunk."
     ),
-    n_mels: int = typer.Option(64, "--n-mels", help="Mel bands computed from audio input."),
-    sample_rate: int = typer.Option(22050, "--sr", help="Sample rate for audio input (Hz)."),
+    n_mels: int = typer.Option(None, "--n-mels", min=1, help="Mel bands computed from audio input (default 64)."),
+    sample_rate: int = typer.Option(None, "--sr", min=1, help="Sample rate for audio input (Hz, default 22050)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache for audio input (default RUN/features)."),
-    threads: int = typer.Option(0, "--threads", min=0, help="Torch threads (0 = the idle cores, by load average)."),
-    device: str = typer.Option(
-        "auto", "--device",
-        help="Train on: auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda, cuda:N or mps. "
-        "The model.onnx and classify are the same either way.",
-    ),
-    arch: str = typer.Option(
-        "cnn", "--arch",
-        help="Network: cnn (small, from scratch); musicnn, fcn, crnn (music taggers); resnet18, resnet34, "
-        "efficientnet_lite0, tf_efficientnet_lite0, vit_tiny_patch16_224, deit_tiny_patch16_224, "
-        "vit_small_patch16_224 (ImageNet CNNs/ViTs, timm layout); any timm model if timm is installed.",
-    ),
-    pretrained: str = typer.Option(
-        None, "--pretrained",
-        help="Start from pretrained weights: a tagger dataset (mtat, msd, jamendo) for taggers; alone (or "
-        "'imagenet', or a timm tag like a1_in1k) for ImageNet archs: downloaded as timm does, then cached.",
-    ),
-    weights: Path = typer.Option(
-        None, "--weights", help="Local weights file instead of a download (.safetensors, or a torch .pth state dict)."
-    ),
-    freeze_epochs: int = typer.Option(
-        0, "--freeze-epochs", min=0, help="Warm-up epochs training only the new head (backbone frozen)."
-    ),
-    finetune_lr: float = typer.Option(
-        None, "--finetune-lr", min=0.0, help="Peak lr of the full finetune after the frozen epochs (default --lr / 10)."
-    ),
-    linear_probe: bool = typer.Option(
-        False, "--linear-probe", help="Keep the backbone frozen for every epoch (train the new head only)."
-    ),
-    freeze_front: bool = typer.Option(
-        False, "--freeze-front", help="Keep the first layers (tagger front end, CNN stem) frozen while finetuning."
-    ),
-    img_size: str = typer.Option(
-        None, "--img-size", help="Resize the input to N or HxW inside the model (ViT default: its native 224)."
-    ),
+    threads: int = TORCH_THREADS,
+    device: str = DEVICE,
+    arch: str = ARCH,
+    pretrained: str = PRETRAINED,
+    weights: Path = WEIGHTS,
+    freeze_epochs: int = FREEZE_EPOCHS,
+    finetune_lr: float = FINETUNE_LR,
+    linear_probe: bool = LINEAR_PROBE,
+    freeze_front: bool = FREEZE_FRONT,
+    img_size: str = IMG_SIZE,
     time_budget: float = typer.Option(
         0.0, "--time-budget", min=0.0, help="Stop after the epoch that passes this many seconds of training (0 = none)."
     ),
-    force: bool = typer.Option(False, "--force", help="Start over even if the run folder holds another run."),
+    force: bool = typer.Option(
+        False, "--force", help="Start over even when the run folder holds a run (default: resume or continue it)."
+    ),
     seed: int = SEED,
     jobs: int = JOBS,
     progress: bool = PROGRESS,
@@ -126,14 +164,11 @@ def train_cli(
     Transfer: specmusic train ~/gtzan --arch musicnn --pretrained mtat --freeze-epochs 3 -o runs/tl
     """
     with cli_errors():
-        from specmusic.errors import ConfigError
-        from specmusic.features import FeatureConfig
         from specmusic.models.transfer import ModelSpec
         from specmusic.training import DEFAULT_FEATURES, TrainConfig, train
 
         spec = ModelSpec(arch=arch, pretrained=pretrained, weights=None if weights is None else str(weights),
                          img_size=_parse_size(img_size))
-
         config = TrainConfig(
             chunk_seconds=chunk_seconds,
             epochs=epochs,
@@ -152,20 +187,16 @@ def train_cli(
             freeze_front=freeze_front,
             max_seconds=time_budget,
         )
-        wanted = None
-        if spec.family == "tagger":
-            if n_mels != DEFAULT_FEATURES.n_mels or sample_rate != DEFAULT_FEATURES.sample_rate:
-                raise ConfigError(
-                    f"--arch {arch} takes the tagger's own features (16 kHz, 96 mel bands) — drop --n-mels/--sr"
-                )
-        elif n_mels != DEFAULT_FEATURES.n_mels or sample_rate != DEFAULT_FEATURES.sample_rate:
-            wanted = FeatureConfig(kind="mel", n_mels=n_mels, sample_rate=sample_rate, hop_length=DEFAULT_FEATURES.hop_length)
+        requested = None  # None: the default features for audio, the arrays' own for a spectro folder
+        if n_mels is not None or sample_rate is not None:
+            requested = replace(DEFAULT_FEATURES, n_mels=n_mels or DEFAULT_FEATURES.n_mels,
+                                sample_rate=sample_rate or DEFAULT_FEATURES.sample_rate)
         result = train(
             data,
             output,
             config=config,
             model_spec=spec,
-            feature_config=wanted,
+            feature_config=requested,  # a tagger arch takes its own: training.model_features decides
             manifest=manifest,
             split_files={"train": split_file, "valid": valid_file, "test": test_file},
             cache_dir=cache_dir,

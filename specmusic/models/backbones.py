@@ -33,7 +33,7 @@ Defaults (one block, nanoGPT-style)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -470,8 +470,3 @@ def adapt_state_dict(model: _Classifier, state: dict[str, torch.Tensor]) -> dict
                 else f"shape of {bad[0]} {tuple(state[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}")
         raise ModelError(f"weights do not fit {model.arch} ({what}) — pass a {model.arch} checkpoint (timm layout)")
     return {k: state[k].to(own[k].dtype) for k in own}
-
-
-def with_classes(config: BackboneConfig, n_classes: int) -> BackboneConfig:
-    """``config`` with another class count."""
-    return replace(config, n_classes=n_classes)

@@ -1,7 +1,8 @@
 """A small class-conditional U-Net for flow matching on log-mel patches (``specmusic generate``).
 
 Fully convolutional (GroupNorm, no attention, no fixed width): trained on patches of
-``patch_frames`` frames, it samples any width that is a multiple of ``2 ** len(channel_mult)``.
+``patch_frames`` frames, it samples any width (and height) that is a multiple of
+``patch * 2 ** (len(channel_mult) - 1)`` (:attr:`specmusic.generation.GenConfig.multiple`).
 
 Defaults (one block, nanoGPT-style)::
 
@@ -24,7 +25,7 @@ from torch.nn import functional as F
 
 from specmusic.config import ConfigBase
 
-__all__ = ["UNetConfig", "UNet"]
+__all__ = ["UNet", "UNetConfig"]
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,6 @@ class UNetConfig(ConfigBase):
     emb_dim: int = 128
     n_classes: int = 0
     patch: int = 2
-
-    @property
-    def multiple(self) -> int:
-        """Widths and heights must be multiples of this."""
-        return self.patch * 2 ** (len(self.channel_mult) - 1)
 
 
 def _timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

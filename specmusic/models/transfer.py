@@ -6,7 +6,7 @@ Three families share one contract (``forward(x) -> (logits, embedding)``, plus `
 * ``cnn`` — the small scratch :class:`~specmusic.models.cnn.SpecCNN` (the default);
 * music taggers ``musicnn`` / ``fcn`` / ``crnn`` (:mod:`specmusic.models.taggers`) with
   ``pretrained`` = ``mtat`` | ``msd`` | ``jamendo``: the published checkpoint (see
-  :mod:`specmusic.pretrained`) minus its 50-tag output layer, plus a new linear head on the pooled
+  :mod:`specmusic.models.pretrained`) minus its 50-tag output layer, plus a new linear head on the pooled
   embedding. These take the taggers' own features (:func:`~specmusic.models.taggers.tagger_feature_config`)
   and normalise them with the checkpoint's ``spec_bn``;
 * ImageNet backbones (:mod:`specmusic.models.backbones`, timm names) with ``pretrained`` =
@@ -190,7 +190,7 @@ def build_model(
     family = spec.family
     info: dict[str, Any] = {"arch": spec.arch, "family": family, "init": "random"}
     if family == "tagger":
-        from specmusic import pretrained as pt
+        from specmusic.models import pretrained as pt
         from specmusic.models.taggers import build_tagger
 
         dataset = spec.tagger_dataset

@@ -14,12 +14,19 @@ The first use of a tagger:
 3. converts it once to ``model.onnx`` under the contract of :mod:`specmusic.inference` (this step
    imports torch), stored in the cache.
 
-Every later use finds the cached ONNX file and never imports torch or touches the network.
+Every later use finds the cached ONNX file and never imports torch or touches the network: this
+module imports torch only inside :func:`load_tagger` and :func:`convert_tagger`, so ``specmusic
+classify`` without ``--model`` (which calls :func:`ensure_default_model`) stays on the torch-free path.
+
+A cached ONNX file is checked before it is used: its sha256 must be the one recorded beside it
+when it was converted. A corrupt one is rebuilt from the checkpoint (with a note on stderr); one
+cached by an older specmusic without the record is checked by loading it once.
 
 Cache (``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache/specmusic``)::
 
     weights/<dataset>/<arch>/best_model.pth      downloaded checkpoints (sha256-checked)
     onnx/<dataset>-<arch>-<sha12>-c<N>.onnx      converted models (N: converter version)
+    onnx/<…>.onnx.sha256                         the converted model's sha256, written with it
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from specmusic.errors import ConfigError, ModelError
-from specmusic.fileio import CACHE_ENV, atomic_path, cache_dir, download, sha256_file
+from specmusic.fileio import CACHE_ENV, atomic_path, atomic_write, cache_dir, display_path, download, sha256_file
 
 __all__ = [
     "DEFAULT_TAGGER",
@@ -147,8 +154,6 @@ _HOW_TO_SUPPLY = (
     f"download it by hand ({{url}}) and pass --weights FILE or set {WEIGHTS_ENV}=FILE "
     f"(or {WEIGHTS_ENV}=DIR holding <dataset>/<arch>/best_model.pth, e.g. a clone's models/ folder)"
 )
-
-
 
 
 def get_tagger(name: str) -> PretrainedTagger:
@@ -320,7 +325,49 @@ def convert_tagger(tagger: PretrainedTagger, checkpoint: str | os.PathLike[str],
         entry.value = json.dumps(tagger_metadata(tagger))
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
+        digest = sha256_file(tmp)
+    _record_sha(out_path, digest)
     return out_path
+
+
+def _sha_path(onnx_path: Path) -> Path:
+    """The sidecar holding a converted model's sha256: ``<model>.onnx.sha256``."""
+    return onnx_path.with_name(onnx_path.name + ".sha256")
+
+
+def _record_sha(onnx_path: Path, digest: str) -> None:
+    atomic_write(_sha_path(onnx_path), lambda f: f.write(f"{digest}  {onnx_path.name}\n"), "w")
+
+
+def _cached_model_ok(out: Path, tagger: PretrainedTagger) -> bool:
+    """Whether the cached ONNX file of ``tagger`` is intact: its sha256 is the one recorded when it was
+    converted (a file cached without the record is loaded once to check it, then recorded).
+    A corrupt file and its record are deleted, with a note on stderr."""
+    sidecar = _sha_path(out)
+    try:
+        digest = sha256_file(out)
+        recorded = sidecar.read_text(encoding="utf-8").split()[0] if sidecar.is_file() else None
+    except (OSError, IndexError):
+        digest, recorded = "", "unreadable"
+    why = "its sha256 is not the one recorded when it was converted"
+    if recorded is None:  # converted by a specmusic that kept no record
+        from specmusic.errors import SpecmusicError
+        from specmusic.inference import load_model
+
+        try:
+            load_model(out)
+        except SpecmusicError:
+            why = "it does not load"
+        else:
+            _record_sha(out, digest)
+            return True
+    elif recorded == digest:
+        return True
+    _say(True, f"note: the cached {tagger.name} tagger {display_path(out)} is corrupt ({why}) — "
+               "rebuilding it from the checkpoint")  # fmt: skip
+    out.unlink(missing_ok=True)
+    sidecar.unlink(missing_ok=True)
+    return False
 
 
 def _say(progress: bool | None, line: str) -> None:
@@ -356,11 +403,19 @@ def ensure_model(
     """
     tagger = get_tagger(name)
     out = cache_dir() / "onnx" / tagger.onnx_name
+    rebuilding = out.is_file() and not _cached_model_ok(out, tagger)
     if out.is_file():
         return out
-    checkpoint = find_checkpoint(tagger, weights=weights)
-    if checkpoint is None:
-        checkpoint = download_checkpoint(tagger, cache_dir() / "weights" / tagger.relpath, progress=progress)
+    try:
+        checkpoint = find_checkpoint(tagger, weights=weights)
+        if checkpoint is None:
+            checkpoint = download_checkpoint(tagger, cache_dir() / "weights" / tagger.relpath, progress=progress)
+    except ModelError as exc:
+        if not rebuilding:
+            raise
+        raise ModelError(
+            f"the cached {tagger.name} tagger was corrupt and was deleted; rebuilding it needs the checkpoint: {exc}"
+        ) from exc
     _say(progress, f"converting the {tagger.name} tagger to ONNX (once) → {out}")
     try:
         return convert_tagger(tagger, checkpoint, out)

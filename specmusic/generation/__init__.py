@@ -1,0 +1,59 @@
+"""Generative model of log-mel spectrograms (``specmusic generate``).
+
+The model is a small class-conditional U-Net (:mod:`specmusic.models.generative`) trained with
+flow matching (rectified flow): ``x_t = (1 - t) noise + t data``, the network predicts the
+velocity ``data - noise``; sampling integrates it with Euler steps from noise (t=0) to data (t=1),
+with classifier-free guidance when the data has labels. Spectrograms are log-mel patches in dB
+relative to each clip's maximum, scaled to [-1, 1]. Samples become audio with
+:mod:`specmusic.inversion` (numpy only).
+
+Modules: :mod:`~specmusic.generation.config` (``GenConfig``, the folder layout, dB scaling; numpy),
+:mod:`~specmusic.generation.data` (training clips; numpy), :mod:`~specmusic.generation.train` and
+:mod:`~specmusic.generation.sample` (torch). The names below are imported on first use, so importing
+this package imports no torch.
+"""
+
+from __future__ import annotations
+
+from specmusic.lazy import lazy_exports
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from specmusic.generation.config import (
+        FORMAT_VERSION,
+        GenConfig,
+        config_with,
+        denormalize_db,
+        normalize_db,
+    )
+    from specmusic.generation.data import load_training_data
+    from specmusic.generation.sample import (
+        Generator,
+        load_generator,
+        sample_spectrograms,
+    )
+    from specmusic.generation.train import GeneratorTrainResult, train_generator
+
+_HOMES = {
+    "FORMAT_VERSION": "config",
+    "GenConfig": "config",
+    "config_with": "config",
+    "normalize_db": "config",
+    "denormalize_db": "config",
+    "load_training_data": "data",
+    "Generator": "sample",
+    "load_generator": "sample",
+    "sample_spectrograms": "sample",
+    "GeneratorTrainResult": "train",
+    "train_generator": "train",
+}
+
+__all__ = [  # noqa: RUF022 - in the order of the modules
+    "FORMAT_VERSION", "GenConfig", "config_with", "normalize_db", "denormalize_db",
+    "load_training_data",
+    "Generator", "load_generator", "sample_spectrograms",
+    "GeneratorTrainResult", "train_generator",
+]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, __all__)
