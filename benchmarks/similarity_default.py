@@ -1,4 +1,4 @@
-"""Which embedding should `specmusic embed` make by default? Every candidate, one run, valid and test.
+"""Which embedding should `specmusic embed` make by default? Every candidate, valid and test, one run.
 
     nice -n 10 .venv/bin/python benchmarks/similarity_default.py            # benchmarks/data/soundtracks
     python benchmarks/similarity_default.py --taggers jamendo-fcn mtat-musicnn   # fewer taggers
@@ -10,34 +10,37 @@ vectors (as ``embed --map``). The library a split is searched in is that split's
 statistics a candidate takes from "the library" (column z-scores) come from those clips, without
 labels — what ``recommend`` does with a user's library.
 
-Every clip is analysed once per tagger: the features are computed once (all taggers share them),
-each tagger's per-window ``embedding`` and ``logits`` are cached under --cache; candidates are then
-poolings and concatenations of those windows. Candidates:
+Every clip is analysed once per tagger (every window: a 30 s clip is 2 FCN/CRNN windows of 29 s,
+10 MusiCNN windows of 3 s): the features are computed once (all taggers share them), each
+tagger's per-window ``embedding`` and ``logits`` are cached under --cache, and the candidates are
+poolings and concatenations of those windows:
 
-  mfcc                          mean+std of 20 MFCCs, columns z-scored (``embed --model mfcc``)
-  NAME:POOL                     one tagger's penultimate features pooled over its windows
-                                (mean | meanstd | max), L2-normalised; ``NAME:mean`` is what
-                                ``embed --model NAME`` gave before this benchmark
-  NAME:POOL:z                   the same with the library's column z-scores first
-  NAME:tags                     the tagger's 50 tag probabilities (mean over windows)
-  A+B+…:POOL:z                  concatenation: each tagger's pooled block z-scored with the
-                                library's statistics and scaled by 1/sqrt(block dim) (each block
-                                weighs the same), then L2-normalised
-  …:zfix                        the same, with fixed per-block statistics measured on the train
-                                split instead of the library's
-  …:adapt                       a projection learnt on the library without labels (windows of one
-                                clip are positives: within-clip vs total scatter, generalised
-                                eigenvectors), applied to z-scored window features then pooled
+  mfcc                  mean+std of 20 MFCCs, columns z-scored (``embed --model mfcc``)
+  NAME:POOL             one tagger's penultimate features pooled over its windows (mean | meanstd
+                        | max; ``embed --model NAME --pooling POOL``); ``NAME:mean`` for
+                        jamendo-fcn is the default before this benchmark
+  NAME:mean:z           the same, columns z-scored over the library
+  NAME:tags             the tagger's 50 tag probabilities (``--layer probabilities``)
+  NAME:adapt32          ``--adapt`` as the issue sketches it, a projection learnt on the library
+                        without labels (windows of one clip are positives: between-clip vs
+                        within-clip scatter, 32 generalised eigenvectors), then mean-pooled
+  A+B+…:POOL            ``embed --model A+B --pooling POOL``: each tagger's pooled vector
+                        L2-normalised, concatenated, columns z-scored over the library at search
+                        time (``topR=…``: the R best single taggers by valid P@10)
+  A+B+…:mean:no-z       the same vectors searched without the z-scores
+  A+B+…:mean:zblock     each block z-scored and scaled by 1/sqrt(its dim) (blocks weigh the same)
+  A+B+…:mean:zfix       zblock with fixed statistics from the train split instead of the library's
+  A+B+…:mean+tags       the tag probabilities of each tagger as more blocks
 
-The default is chosen on the validation split (see RULE below) and reported on test. The last
-rows run the library itself (``make_embedder(None)`` → ``embed_tracks`` → ``search_vectors``) so
-"after" is measured through the code users run, beside "before" (jamendo-fcn mean).
+The default is chosen on the validation split by :data:`RULE` and reported on test. The last rows
+run the library itself (``make_embedder`` → ``embed_tracks`` → ``search_vectors``, with
+``embed``'s default windows a track) so that before (``jamendo-fcn``) and after (the new
+default) are measured through the code users run.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -53,9 +56,9 @@ from retrieval import DEFAULT_DATA, DEFAULT_WEIGHTS, embed_cached, precision_at_
 
 from specmusic.cluster import cluster_embeddings  # noqa: E402
 from specmusic.data import Track  # noqa: E402
-from specmusic.embeddings import make_embedder, search_vectors  # noqa: E402
+from specmusic.embeddings import POOLINGS, concat_blocks, make_embedder, pool_windows, search_vectors  # noqa: E402
 from specmusic.features import chunk_features  # noqa: E402
-from specmusic.index import l2_normalize, standardize_columns  # noqa: E402
+from specmusic.index import l2_normalize  # noqa: E402
 
 
 # -- window cache ---------------------------------------------------------------------------
@@ -131,15 +134,11 @@ def _save_windows(stored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], p
 
 
 # -- candidates -----------------------------------------------------------------------------
-def pool(w: np.ndarray, how: str) -> np.ndarray:
-    """Pool window features [n, d] into one vector (the library's :func:`pool_windows` recipe)."""
-    from specmusic.embeddings.embedders import pool_windows
-
-    return pool_windows(w, how)
-
-
 def pooled(win: Windows, rows: list[int], how: str) -> np.ndarray:
-    return np.stack([pool(win.emb[win.clip(i)], how) for i in rows]).astype(np.float64)
+    """Each clip's windows pooled (:func:`pool_windows`, as ``embed --pooling``) [n_clips, d]; ``mean``
+    is L2-normalised like the library's (inference.analyse_track)."""
+    x = np.stack([pool_windows(win.emb[win.clip(i)], how) for i in rows]).astype(np.float64)
+    return l2_normalize(x.astype(np.float32)).astype(np.float64) if how == "mean" else x
 
 
 def tag_probs(win: Windows, rows: list[int]) -> np.ndarray:
@@ -153,18 +152,25 @@ def zscore(x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
     return (x - mean) / np.where(std > 1e-8 * max(float(std.max()), 1e-30), std, 1.0)
 
 
-def concat_blocks(blocks: list[np.ndarray], refs: list[np.ndarray] | None = None) -> np.ndarray:
-    """Each block z-scored (library or ``refs`` statistics) and scaled by 1/sqrt(dim), concatenated."""
-    parts = [zscore(b, None if refs is None else r) / np.sqrt(b.shape[1]) for b, r in
-             zip(blocks, refs or [None] * len(blocks))]  # fmt: skip
+def library_recipe(blocks: list[np.ndarray], *, standardize: bool = True) -> np.ndarray:
+    """What ``embed --model A+B`` stores (:func:`concat_blocks`, then L2) and ``recommend`` searches
+    (``standardize``: columns z-scored over the library, :func:`search_vectors`)."""
+    x = l2_normalize(np.stack([concat_blocks(list(parts)) for parts in zip(*blocks)]))
+    return zscore(x.astype(np.float64)) if standardize else x
+
+
+def zblocks(blocks: list[np.ndarray], refs: list[np.ndarray] | None = None) -> np.ndarray:
+    """Alternative: each block z-scored (library or ``refs`` statistics), scaled by 1/sqrt(dim), concatenated."""
+    parts = [zscore(b, None if refs is None else r) / np.sqrt(b.shape[1])
+             for b, r in zip(blocks, refs or [None] * len(blocks))]  # fmt: skip
     return np.concatenate(parts, axis=1)
 
 
 def adapt_projection(windows: list[np.ndarray], n_components: int, reg: float = 1e-3) -> np.ndarray:
     """Unsupervised projection: directions whose variance is between clips, not within one clip.
 
-    ``windows`` holds each clip's z-scored window features; solves Sb v = λ (Sw + reg·I) v and keeps
-    the ``n_components`` largest. Returns [d, n_components].
+    ``windows`` holds each clip's z-scored window features (windows of one clip are positives);
+    solves Sb v = λ (Sw + reg·I) v and keeps the ``n_components`` largest. Returns [d, n_components].
     """
     from scipy.linalg import eigh
 
@@ -177,17 +183,34 @@ def adapt_projection(windows: list[np.ndarray], n_components: int, reg: float = 
         sw += c.T @ c
         m = (w.mean(axis=0) - mu)[:, None]
         sb += len(w) * (m @ m.T)
-    sw /= len(allw)
-    sb /= len(allw)
-    vals, vecs = eigh(sb, sw + reg * np.trace(sw) / d * np.eye(d))
+    vals, vecs = eigh(sb / len(allw), sw / len(allw) + reg * np.trace(sw) / len(allw) / d * np.eye(d))
     return vecs[:, np.argsort(-vals)[:n_components]]
 
 
+def adapted(win: Windows, rows: list[int], n_components: int) -> np.ndarray:
+    """Windows z-scored with the library's window statistics, projected (:func:`adapt_projection`), mean-pooled."""
+    w = [win.emb[win.clip(i)].astype(np.float64) for i in rows]
+    allw = np.concatenate(w)
+    mean, std = allw.mean(axis=0), allw.std(axis=0)
+    w = [(x - mean) / np.where(std > 1e-8, std, 1.0) for x in w]
+    proj = adapt_projection(w, min(n_components, allw.shape[1]))
+    return np.stack([(x @ proj).mean(axis=0) for x in w])
+
+
 def evaluate(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, k: int, seed: int) -> tuple[float, float, float]:
+    """P@k (other source tracks only), NMI and ARI of KMeans (k = number of labels) on L2-normalised ``x``."""
     x = l2_normalize(np.asarray(x, dtype=np.float32))
     p, _ = precision_at_k(x @ x.T, labels, groups, k)
     m = cluster_embeddings(x, labels=list(labels), seed=seed).metrics
     return p, m.get("nmi", float("nan")), m.get("ari", float("nan"))
+
+
+#: The rule that picks the default (fixed before the library rows are measured; see docs/similarity.md):
+#: the highest validation P@10 among recipes ``embed`` implements (``--model A+B --pooling P``) that
+#: run at most MAX_TAGGERS taggers on every track — each one is another network pass per track.
+MAX_TAGGERS = 2
+RULE = (f"highest valid P@10 among `embed --model A[+B] --pooling P` recipes of at most {MAX_TAGGERS} taggers "
+        "(single taggers: NAME:POOL; concatenations: A+B:POOL)")  # fmt: skip
 
 
 def main() -> None:
@@ -198,25 +221,27 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "data" / "cache" / "similarity")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-library", action="store_true", help="skip the rows measured through the library")
+    ap.add_argument("--no-library", action="store_true", help="skip the before/after rows measured through `embed`")
     args = ap.parse_args()
     from specmusic.models import pretrained
 
     taggers = args.taggers or list(pretrained.TAGGERS)
-    print(f"# loadavg before: {open('/proc/loadavg').read().strip()}", flush=True)
+    with open("/proc/loadavg") as f:
+        print(f"# loadavg before: {f.read().strip()}", flush=True)
     splits = {s: read_dataset(args.data, s) for s in ("train", "valid", "test")}
     every = [t for s in splits.values() for t in s]
     args.cache.mkdir(parents=True, exist_ok=True)
     win = extract_windows(every, taggers, args.weights, args.cache)
     row_of = {t.path: i for i, t in enumerate(every)}
     rows = {s: [row_of[t.path] for t in ts] for s, ts in splits.items()}
-    print(f"# windows per clip: " + ", ".join(
-        f"{n} {np.median(np.diff(w.offsets)):.0f}" for n, w in win.items()), flush=True)  # fmt: skip
+    print("# windows per 30 s clip: " + ", ".join(f"{n} {np.median(np.diff(w.offsets)):.0f}" for n, w in win.items()))
+    print(f"# valid: {len(splits['valid'])} clips, test: {len(splits['test'])} clips; selection rule: {RULE}", flush=True)
 
     results: dict[str, dict[str, tuple[float, float, float]]] = {}
     dims: dict[str, int] = {}
+    recipes: dict[str, int] = {}  # candidates `embed` implements → number of taggers they run
 
-    def add(name: str, make) -> None:  # make(split) -> [n, d] search-space vectors
+    def add(name: str, make, *, recipe: int = 0) -> None:  # make(split) -> [n, d] search-space vectors
         results[name] = {}
         for s in ("valid", "test"):
             x = make(s)
@@ -224,48 +249,77 @@ def main() -> None:
             ts = splits[s]
             results[name][s] = evaluate(x, np.array([t.label for t in ts]), np.array([t.group for t in ts]),
                                         k=args.k, seed=args.seed)  # fmt: skip
+        if recipe:
+            recipes[name] = recipe
 
-    mfcc = {s: embed_cached("mfcc", make_embedder("mfcc"), splits[s], args.cache) for s in ("valid", "test")}
-    add("mfcc", lambda s: search_vectors(mfcc[s]))
+    libs = {}
+    if not args.no_library:  # the code users run: embed_tracks → library → search_vectors
+        for label, model in (("mfcc", "mfcc"), ("before", pretrained.DEFAULT_TAGGER), ("after", None)):
+            emb = make_embedder(model, weights=args.weights)
+            libs[label] = {s: embed_cached(f"lib-{label}-{s}", emb, splits[s], args.cache) for s in ("valid", "test")}
+    else:
+        emb = make_embedder("mfcc")
+        libs["mfcc"] = {s: embed_cached(f"lib-mfcc-{s}", emb, splits[s], args.cache) for s in ("valid", "test")}
+    add("mfcc", lambda s: search_vectors(libs["mfcc"][s]))
     for n in taggers:
-        for how in ("mean", "meanstd", "max"):
-            add(f"{n}:{how}", lambda s, n=n, how=how: pooled(win[n], rows[s], how))
-            add(f"{n}:{how}:z", lambda s, n=n, how=how: zscore(pooled(win[n], rows[s], how)))
+        for how in POOLINGS:
+            add(f"{n}:{how}", lambda s, n=n, how=how: pooled(win[n], rows[s], how), recipe=1)
+        add(f"{n}:mean:z", lambda s, n=n: zscore(pooled(win[n], rows[s], "mean")))
         add(f"{n}:tags", lambda s, n=n: tag_probs(win[n], rows[s]))
+    for n in taggers:
+        if np.median(np.diff(win[n].offsets)) > 2:  # needs several windows per clip to learn from
+            add(f"{n}:adapt32", lambda s, n=n: adapted(win[n], rows[s], 32))
 
-    # concatenations: fixed sets, plus the best k single taggers ranked on *valid*
-    ranked = sorted(taggers, key=lambda n: -results[f"{n}:mean:z"]["valid"][0])
-    sets: dict[str, list[str]] = {}
-    for r in range(2, len(ranked) + 1):
-        sets[f"top{r}"] = ranked[:r]
+    # concatenations: the best r single taggers (ranked by valid P@10 of NAME:mean), and fixed sets
+    ranked = sorted(taggers, key=lambda n: -results[f"{n}:mean"]["valid"][0])
+    sets = {f"top{r}": ranked[:r] for r in range(2, len(ranked) + 1)}
     for arch in ("fcn", "crnn", "musicnn"):
         sets[f"all-{arch}"] = [n for n in taggers if n.endswith(arch)]
-    sets["jamendo-fcn+mtat-musicnn"] = [n for n in ("jamendo-fcn", "mtat-musicnn") if n in taggers]
-    sets["jamendo-fcn+jamendo-musicnn"] = [n for n in ("jamendo-fcn", "jamendo-musicnn") if n in taggers]
-    sets["musicnn+fcn (mtat, jamendo)"] = [n for n in ("jamendo-fcn", "mtat-fcn", "mtat-musicnn", "jamendo-musicnn")
-                                          if n in taggers]  # fmt: skip
-    seen = set()
+    for names in (("jamendo-fcn", "mtat-musicnn"), ("jamendo-fcn", "jamendo-musicnn"), ("jamendo-fcn", "msd-fcn"),
+                  ("jamendo-fcn", "mtat-fcn", "mtat-musicnn", "jamendo-musicnn")):  # fmt: skip
+        sets["+".join(names)] = [n for n in names if n in taggers]
+    seen: set[tuple[str, ...]] = set()
     for label, names in sets.items():
-        key = tuple(sorted(names))
-        if len(names) < 2 or key in seen:
+        if len(names) < 2 or tuple(sorted(names)) in seen:
             continue
-        seen.add(key)
-        tag = f"{label}={'+'.join(names)}" if label.startswith(("top", "all")) else "+".join(names)
-        for how in ("mean", "meanstd", "max"):
-            add(f"{tag}:{how}:z", lambda s, names=names, how=how: concat_blocks([pooled(win[n], rows[s], how)
-                                                                                  for n in names]))  # fmt: skip
-        add(f"{tag}:meanstd:zfix", lambda s, names=names: concat_blocks(
-            [pooled(win[n], rows[s], "meanstd") for n in names],
-            [pooled(win[n], rows["train"], "meanstd") for n in names]))  # fmt: skip
+        seen.add(tuple(sorted(names)))
+        tag = "+".join(names) if "+" in label else f"{label}={'+'.join(names)}"
+        for how in POOLINGS:
+            add(f"{tag}:{how}", lambda s, names=names, how=how: library_recipe([pooled(win[n], rows[s], how)
+                                                                                for n in names]), recipe=len(names))  # fmt: skip
+        add(f"{tag}:mean:no-z", lambda s, names=names: library_recipe([pooled(win[n], rows[s], "mean") for n in names],
+                                                                       standardize=False))  # fmt: skip
+        add(f"{tag}:mean:zblock", lambda s, names=names: zblocks([pooled(win[n], rows[s], "mean") for n in names]))
+        add(f"{tag}:mean:zfix", lambda s, names=names: zblocks([pooled(win[n], rows[s], "mean") for n in names],
+                                                               [pooled(win[n], rows["train"], "mean") for n in names]))
+        add(f"{tag}:mean+tags", lambda s, names=names: library_recipe([pooled(win[n], rows[s], "mean") for n in names]
+                                                                      + [tag_probs(win[n], rows[s]) for n in names]))
+    if libs.get("after"):
+        add("embed (library) before: jamendo-fcn", lambda s: search_vectors(libs["before"][s]))
+        after_name = libs["after"]["test"].model.get("name")
+        add(f"embed (library) after: {after_name}", lambda s: search_vectors(libs["after"][s]))
 
-    print(f"\n{'candidate':<64} {'dim':>5} | {'valid P@10':>10} {'NMI':>6} {'ARI':>6} | "
+    print(f"\n{'candidate':<70} {'dim':>5} | {'valid P@10':>10} {'NMI':>6} {'ARI':>6} | "
           f"{'test P@10':>9} {'NMI':>6} {'ARI':>6} | {'vs mfcc v/t':>12}")
     base = results["mfcc"]
     for name, r in results.items():
         v, t = r["valid"], r["test"]
-        print(f"{name:<64} {dims[name]:>5} | {v[0]:>10.3f} {v[1]:>6.3f} {v[2]:>6.3f} | {t[0]:>9.3f} {t[1]:>6.3f} "
+        print(f"{name:<70} {dims[name]:>5} | {v[0]:>10.3f} {v[1]:>6.3f} {v[2]:>6.3f} | {t[0]:>9.3f} {t[1]:>6.3f} "
               f"{t[2]:>6.3f} | {100 * (v[0] - base['valid'][0]):>+5.1f} {100 * (t[0] - base['test'][0]):>+5.1f}")
-    print(f"# loadavg after: {open('/proc/loadavg').read().strip()}", flush=True)
+    eligible = [n for n, c in recipes.items() if c <= MAX_TAGGERS]
+    best = max(eligible, key=lambda n: (results[n]["valid"][0], -dims[n]))
+    today = f"{pretrained.DEFAULT_TAGGER}:mean"
+    bv, bt = results[best]["valid"][0], results[best]["test"][0]
+    print(f"\n# chosen by the rule: {best} — valid {bv:.3f} ({100 * (bv - base['valid'][0]):+.1f} pt vs mfcc, "
+          f"{100 * (bv - results[today]['valid'][0]):+.1f} vs today's {today}); "
+          f"test {bt:.3f} ({100 * (bt - base['test'][0]):+.1f} pt vs mfcc, {100 * (bt - results[today]['test'][0]):+.1f} "
+          f"vs today's)")
+    gap = 100 * (bt - base["test"][0])
+    ahead = bv > results[today]["valid"][0]
+    print(f"# goal (>= 20 pt above MFCC on test, ahead of today's default on valid): "
+          f"{'met' if gap >= 20 and ahead else 'NOT met'} (test {gap:+.1f} pt; valid ahead: {ahead})")
+    with open("/proc/loadavg") as f:
+        print(f"# loadavg after: {f.read().strip()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ _specmusic() {
             --model|-m) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --weights) COMPREPLY=(); return;;
             --top|-k) COMPREPLY=(); return;;
+            --windows) COMPREPLY=(); return;;
             --jobs|-j) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--model -m --weights --top -k --json --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--model -m --weights --top -k --json --windows --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "embed")
@@ -29,15 +30,17 @@ _specmusic() {
             --format) COMPREPLY=($(compgen -W 'auto npz jsonl' -- "$cur")); return;;
             --model|-m) COMPREPLY=(); return;;
             --layer) COMPREPLY=($(compgen -W 'embedding probabilities' -- "$cur")); return;;
+            --pooling) COMPREPLY=($(compgen -W 'mean meanstd max' -- "$cur")); return;;
             --weights) COMPREPLY=(); return;;
             --manifest) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --duration) COMPREPLY=(); return;;
+            --windows) COMPREPLY=(); return;;
             --map) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --clusters) COMPREPLY=(); return;;
             --projection) COMPREPLY=($(compgen -W 'pca tsne umap' -- "$cur")); return;;
             --seed) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --format --model -m --layer --weights --manifest --labels --no-labels --duration --map --clusters --projection --prune --force --progress --no-progress --seed --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --format --model -m --layer --pooling --weights --manifest --labels --no-labels --duration --windows --map --clusters --projection --prune --force --progress --no-progress --seed --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "generate")
@@ -114,10 +117,11 @@ _specmusic() {
             --duration) COMPREPLY=(); return;;
             --inner) COMPREPLY=(); return;;
             --relax) COMPREPLY=(); return;;
+            --max-memory) COMPREPLY=(); return;;
             --seed) COMPREPLY=(); return;;
             --threads) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--components -c --loss --output -o --iterations -i --tol --init --report --compare --sr --n-fft --hop-length --power --mask-power --offset --duration --audio --no-audio --plots --no-plots --float64 --inner --relax --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--components -c --loss --output -o --iterations -i --tol --init --report --compare --sr --n-fft --hop-length --power --mask-power --offset --duration --audio --no-audio --plots --no-plots --float64 --inner --relax --max-memory --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "nmf_mosaic")
@@ -135,10 +139,11 @@ _specmusic() {
             --target-duration) COMPREPLY=(); return;;
             --n-fft) COMPREPLY=(); return;;
             --hop-length) COMPREPLY=(); return;;
+            --max-memory) COMPREPLY=(); return;;
             --seed) COMPREPLY=(); return;;
             --threads) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--source -s --target -t --output -o --sr --iterations -i --templates --let-it-bee --repetition --polyphony --continuity --source-duration --target-duration --n-fft --hop-length --plots --no-plots --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--source -s --target -t --output -o --sr --iterations -i --templates --let-it-bee --repetition --polyphony --continuity --source-duration --target-duration --n-fft --hop-length --plots --no-plots --max-memory --seed --threads --progress --no-progress --help -h' -- "$cur")); return; fi
         ;;
     "recommend")
         case "$prev" in

@@ -188,11 +188,11 @@ def stream_audio_frames(
 ) -> Iterator[np.ndarray]:
     """:func:`stream_audio` of the native sample frames ``start`` to ``stop``, found by seeking.
 
-    libsndfile seeks to the exact sample in WAV, FLAC, Ogg Vorbis and Opus (MP3 decodes a few
-    frames before the target: start a little early and drop them). When ``start * sr / native`` is
-    a whole number the resampled blocks lie on the same sample grid as a decode of the whole file,
-    so away from the first few milliseconds (the resampler's and decoder's warm-up) they agree with
-    the matching slice of it.
+    libsndfile seeks to the exact sample in WAV, FLAC, Ogg Vorbis and Opus; in an MP3 the first
+    ~70 ms after a seek can differ from a whole decode (the bit reservoir refills), so start a little
+    early and drop them. When ``start * sr / native`` is a whole number the resampled blocks lie on
+    the same sample grid as a decode of the whole file, so away from the first few milliseconds (the
+    resampler's and decoder's warm-up) they agree with the matching slice of it.
 
     Parameters
     ----------

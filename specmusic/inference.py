@@ -16,31 +16,46 @@ Input ``spec`` float32 ``[batch, 1, n_rows, chunk_frames]``; outputs ``logits`` 
 and ``embedding`` ``[batch, dim]``. A track is cut into chunks (a track shorter than a chunk is
 repeated to fill it), chunk probabilities are averaged into track probabilities, chunk embeddings
 averaged and L2-normalised into a track embedding.
+
+A long track is judged from :data:`DEFAULT_WINDOWS` chunks ("windows") spread evenly over it
+(``windows=None``: every chunk), as musicnn and Essentia do; only those windows are decoded, by
+seeking, and resampled straight to the model's rate (:func:`analyse_track`). Windows go through the
+network :data:`DEFAULT_BATCH` at a time, and the pieces of audio are decoded on ``threads`` threads
+while the network runs, so memory does not grow with the track and both cores stay busy
+(docs/collections.md has the measurements).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from specmusic.fileio import display_path
-from specmusic.errors import AudioError, ConfigError, ModelError, SpecmusicError
-from specmusic.features import chunk_features
-from specmusic.features import FeatureConfig
+from specmusic.errors import AudioError, ConfigError, InputError, ModelError, SpecmusicError
+from specmusic.features import FeatureConfig, chunk_features, chunk_starts
 
 __all__ = [
     "MODEL_FORMAT_VERSION",
     "METADATA_KEY",
+    "DEFAULT_WINDOWS",
+    "DEFAULT_BATCH",
     "Model",
     "TrackResult",
+    "TrackAnalysis",
     "load_model",
+    "parse_windows",
+    "select_windows",
+    "analyse_track",
     "track_features",
     "run_chunks",
     "predict_track",
@@ -58,6 +73,18 @@ _TASKS = ("multiclass", "multilabel")
 _MAX_CHUNK_FRAMES = 1 << 16  # ~25 min at hop 512 / 22050 Hz; larger is a corrupt file, not a model
 _FIX_MODEL = "export one with `specmusic train` (it writes RUN/model.onnx)"
 
+# Defaults (measured on 2 cores by benchmarks/collection_speed.py; see docs/collections.md):
+#: Windows (chunks) analysed per track when it has more; ``None`` ("all"): every chunk.
+DEFAULT_WINDOWS: int | None = 6
+#: Windows per onnxruntime call. One window runs as fast per window as a batch of 2, 8 or 32 for
+#: the taggers and `train`'s CNN (a window already fills the cores), and the default tagger's
+#: activations take ~100 MB per window in a batch (musicnn's ~30 MB): one keeps memory lowest.
+DEFAULT_BATCH = 1
+_MARGIN_SECONDS = 0.25  # audio decoded before/after a piece: the resampler's and MP3 decoder's warm-up
+_PIECE_SECONDS = 20.0  # audio decoded as one task (at least one chunk): the unit of parallel work
+_MAX_ALIGN_FRAMES = 64  # piece starts snap to a multiple of this many frames at most (sample-exact seeks)
+_MAX_DECODE_THREADS = 4  # pieces decoded at once at most (memory: a piece of audio and its features each)
+
 
 @dataclass
 class Model:
@@ -72,6 +99,8 @@ class Model:
     chunk_frames, chunk_hop_frames : chunking of a track
     input_norm : ``(mean, std)`` applied to features before the network, or None
     meta : the whole metadata object
+    batch_size : windows per onnxruntime call (memory grows with it)
+    threads : onnxruntime intra-op threads, and threads decoding audio (None: every core)
     """
 
     path: str
@@ -83,7 +112,8 @@ class Model:
     chunk_hop_frames: int
     input_norm: tuple[float, float] | None
     meta: dict[str, Any] = field(repr=False)
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH
+    threads: int | None = None  # onnxruntime intra-op threads and audio decoding threads (None: all cores)
 
     @property
     def n_classes(self) -> int:
@@ -100,6 +130,7 @@ class TrackResult:
     duration: float | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # silence, mis-scaled samples, shorter than a window
+    windows: int | None = None  # windows (chunks) the network saw
 
     @property
     def ok(self) -> bool:
@@ -113,7 +144,8 @@ def load_model(path: str | os.PathLike[str], *, threads: int | None = None) -> M
     Parameters
     ----------
     path : a specmusic ONNX model
-    threads : onnxruntime intra-op threads (None: onnxruntime's default, all cores)
+    threads : onnxruntime intra-op threads, and the threads that decode a track's audio
+        (None: onnxruntime's default, all cores; 1 in ``--jobs`` workers)
 
     Raises
     ------
@@ -128,10 +160,13 @@ def load_model(path: str | os.PathLike[str], *, threads: int | None = None) -> M
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    # Every graph optimisation (constant folding, conv+bn fusion, NCHWc layouts): ~25% faster on the
+    # default tagger than "extended" (docs/collections.md). It is onnxruntime's default; said here.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on shared CPUs
+    opts.inter_op_num_threads = 1
     if threads is not None:
         opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
     try:
         session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/… types
@@ -163,6 +198,7 @@ def load_model(path: str | os.PathLike[str], *, threads: int | None = None) -> M
         chunk_hop_frames=int(meta["chunk_hop_frames"]),
         input_norm=None if norm is None else (float(norm["mean"]), float(norm["std"])),
         meta={**meta, "feature_config": fc.to_dict()},
+        threads=threads,
     )
 
 
@@ -282,6 +318,7 @@ def track_features(
 
 
 def _audio_features(model: Model, path: str | os.PathLike[str], warnings: list[str] | None) -> tuple[np.ndarray, float]:
+    """The features of the whole file (decoded block by block); the path of kinds that need all of it."""
     from specmusic.audio import PeakMeter, signal_warnings, stream_audio
     from specmusic.features import compute_features_stream
 
@@ -292,9 +329,381 @@ def _audio_features(model: Model, path: str | os.PathLike[str], warnings: list[s
         raise AudioError(f"{display_path(path)}: contains no audio samples — check the file")
     seconds = n / fc.sample_rate
     if warnings is not None:
-        window = model.chunk_frames * fc.hop_length / fc.sample_rate
-        warnings += signal_warnings(display_path(path), peak=meter.peak, seconds=seconds, window_seconds=window)
+        warnings += signal_warnings(display_path(path), peak=meter.peak, seconds=seconds, window_seconds=_window_seconds(model))
     return spec, seconds
+
+
+def _window_seconds(model: Model) -> float:
+    fc = model.feature_config
+    return model.chunk_frames * fc.hop_length / fc.sample_rate
+
+
+# -- windows ----------------------------------------------------------------------------------
+def parse_windows(value: str | int | None) -> int | None:
+    """The value of ``--windows``: a positive whole number, or ``all`` (every chunk: ``None``).
+
+    ``None`` (option not given) is :data:`DEFAULT_WINDOWS`.
+
+    Raises
+    ------
+    InputError
+        Anything else (``Error: --windows 0 …``).
+    """
+    if value is None:
+        return DEFAULT_WINDOWS
+    text = str(value).strip().lower()
+    if text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"--windows {value!r} is neither a positive whole number nor 'all' — e.g. --windows 8")
+    return n
+
+
+def select_windows(n_frames: int, chunk_frames: int, hop_frames: int, windows: int | None) -> np.ndarray:
+    """Start frames of the windows analysed in a track of ``n_frames`` frames.
+
+    Every chunk (:func:`specmusic.features.chunk_starts`) when ``windows`` is None or the track has
+    no more chunks than that; otherwise ``windows`` chunks spread evenly, each at the centre of its
+    share of the track (one window: the middle of the track).
+
+    Returns
+    -------
+    starts : np.ndarray [shape=(n_windows,)], int, increasing
+    """
+    starts = chunk_starts(n_frames, chunk_frames, hop_frames)
+    if windows is None or len(starts) <= windows:
+        return starts
+    span = n_frames - chunk_frames
+    return np.floor((np.arange(windows) + 0.5) * span / windows + 0.5).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class TrackAnalysis:
+    """What :func:`analyse_track` found: pooled outputs and how much of the track it took them from.
+
+    Attributes
+    ----------
+    probabilities : np.ndarray [shape=(n_classes,)] in ``model.labels`` order (None unless ``logits`` asked)
+    embedding : np.ndarray [shape=(dim,)], L2-normalised (None unless ``embedding`` asked)
+    duration : seconds of audio in the track (None for a feature matrix)
+    windows : windows (chunks) the network saw
+    total_windows : windows ``windows=None`` would have analysed
+    per_window : each asked output of every analysed window, unpooled: ``{"logits": [n_windows, n_classes],
+        "embedding": [n_windows, dim]}`` (for other poolings: :func:`specmusic.embeddings.pool_windows`)
+    """
+
+    probabilities: np.ndarray | None
+    embedding: np.ndarray | None
+    duration: float | None
+    windows: int
+    total_windows: int
+    per_window: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def analyse_track(
+    model: Model,
+    source: str | os.PathLike[str] | np.ndarray,
+    *,
+    windows: int | None = DEFAULT_WINDOWS,
+    outputs: Sequence[str] = ("logits",),
+    warnings: list[str] | None = None,
+) -> TrackAnalysis:
+    """Pooled network outputs of a track from (at most) ``windows`` evenly spread windows.
+
+    For audio, only the analysed windows are decoded (seeking in the file), resampled straight to
+    the model's rate, cut into pieces decoded on ``model.threads`` threads while the network runs,
+    and fed to the network ``model.batch_size`` windows at a time: memory does not grow with the
+    track. The features of a window are those of the same frames of the whole decoded track (to
+    float32 rounding). Features whose dB floor is relative to the track's loudest frame
+    (``top_db``) are floored at the loudest analysed frame; MFCC, chroma and CQT models decode the
+    whole track.
+
+    Parameters
+    ----------
+    source : audio path, ``.npz`` spectro array, or features [shape=(n_rows, n_frames)]
+    windows : windows analysed at most (None: every chunk of the track)
+    outputs : ``"logits"`` (pooled into ``probabilities``) and/or ``"embedding"``
+    warnings : receives a line for each reason not to trust the result (audio only)
+
+    Raises
+    ------
+    AudioError, InputError, ConfigError
+        As :func:`track_features`.
+    ModelError
+        The network's outputs do not match its labels.
+    """
+    names = list(outputs)
+    if isinstance(source, np.ndarray) or os.fspath(source).lower().endswith(".npz"):
+        spec, seconds = track_features(model, source)
+        outs, total = _run_matrix(model, spec, windows, names)
+    else:
+        outs, total, seconds = _run_audio(model, source, windows, names, warnings)
+    probs = emb = None
+    if "logits" in names:
+        probs = probabilities_from_logits(outs[names.index("logits")], model.task)
+        if probs.shape[-1] != len(model.labels):
+            raise ModelError(f"{display_path(model.path)}: the network gave {probs.shape[-1]} outputs for "
+                             f"{len(model.labels)} labels — {_FIX_MODEL}")
+        probs = probs.mean(axis=0).astype(np.float32)
+    if "embedding" in names:
+        mean = outs[names.index("embedding")].mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        emb = (mean / norm if norm > 0 else mean).astype(np.float32)
+    return TrackAnalysis(probs, emb, seconds, int(outs[0].shape[0]), total, dict(zip(names, outs)))
+
+
+class _Runner:
+    """Windows → the network, ``model.batch_size`` at a time; keeps every window's outputs in order."""
+
+    def __init__(self, model: Model, names: list[str]) -> None:
+        self.model, self.names = model, names
+        self.batch: list[np.ndarray] = []
+        self.outputs: list[list[np.ndarray]] = [[] for _ in names]
+
+    def add(self, window: np.ndarray) -> None:
+        """Queue one window [shape=(n_rows, chunk_frames)] (copied); runs a batch when one is full."""
+        self.batch.append(window)
+        if len(self.batch) >= self.model.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        x = np.stack(self.batch)[:, None].astype(np.float32, copy=False)  # a fresh array: normalised in place
+        self.batch = []
+        if self.model.input_norm is not None:
+            mean, std = self.model.input_norm
+            x -= mean
+            x /= std
+        for j, y in enumerate(self.model.session.run(self.names, {"spec": x})):
+            self.outputs[j].append(np.asarray(y, dtype=np.float32))
+
+    def result(self) -> list[np.ndarray]:
+        """Every window's outputs, each [shape=(n_windows, ...)]."""
+        self.flush()
+        return [np.concatenate(parts, axis=0) for parts in self.outputs]
+
+
+def _run_matrix(model: Model, spec: np.ndarray, windows: int | None, names: list[str]) -> tuple[list[np.ndarray], int]:
+    """Network outputs of the selected windows of a feature matrix, and how many windows it has."""
+    spec = np.asarray(spec, dtype=np.float32)
+    if spec.ndim != 2 or spec.shape[1] == 0:
+        raise InputError(f"expected features of shape (n_rows, n_frames>0), got {spec.shape} — check the input")
+    C = model.chunk_frames
+    if spec.shape[1] < C:
+        spec = chunk_features(spec, C, model.chunk_hop_frames)[0, 0]  # repeated to fill one window
+    total = len(chunk_starts(spec.shape[1], C, model.chunk_hop_frames))
+    runner = _Runner(model, names)
+    for s in select_windows(spec.shape[1], C, model.chunk_hop_frames, windows):
+        runner.add(spec[:, s : s + C])
+    return runner.result(), total
+
+
+# -- audio, by windows ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Piece:
+    """Frames ``lo``..``hi`` of a track, decoded from native sample ``start`` to ``stop`` (None: the end).
+
+    The decoded audio's first frame is the track's frame ``first`` (a margin before ``lo``).
+    """
+
+    lo: int
+    hi: int
+    first: int
+    start: int
+    stop: int | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    starts: np.ndarray  # window start frames, increasing
+    total: int  # windows of windows=None
+    n_samples: int  # samples of the whole track at the model's rate
+    native: int  # the file's sample rate
+    pieces: list[_Piece]
+
+
+class _Replan(Exception):
+    """The file is not as long as its header says: plan again with ``n_samples`` (model-rate samples)."""
+
+    def __init__(self, n_samples: int) -> None:
+        super().__init__(n_samples)
+        self.n_samples = n_samples
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _resampled_length(frames: int, native: int, sr: int) -> int:
+    """Samples that soxr's stream gives for ``frames`` native samples (rounded to nearest, as soxr)."""
+    return frames if native == sr else int(math.floor(frames * sr / native + 0.5))
+
+
+def _align_frames(native: int, sr: int, hop: int) -> int:
+    """Smallest frame step whose start is a whole native sample (so seeking there is sample-exact)."""
+    step = sr // math.gcd(hop * native, sr)
+    return step if step <= _MAX_ALIGN_FRAMES else 1
+
+
+def _plan(model: Model, native: int, frames: int, windows: int | None, n_samples: int | None = None) -> _Plan | None:
+    """Which pieces of the file to decode for the selected windows; None: decode the whole file."""
+    fc = model.feature_config
+    if fc.kind not in ("mel", "stft") or native <= 0 or frames <= 0:
+        return None  # MFCC/chroma (a floor or peak over the track) and CQT (librosa) take the whole track
+    sr, hop = fc.sample_rate, fc.hop_length
+    n_samples = _resampled_length(frames, native, sr) if n_samples is None else n_samples
+    n_frames = fc.n_frames(n_samples)
+    C, H = model.chunk_frames, model.chunk_hop_frames
+    if n_frames <= C:
+        return None  # one window or less: decode it whole
+    starts = select_windows(n_frames, C, H, windows)
+    total = len(chunk_starts(n_frames, C, H))
+    if fc.top_db is not None and len(starts) == total:
+        return None  # every window, floored at the track's loudest frame: the whole track's features
+    if n_samples != _resampled_length(frames, native, sr):  # planning again: the file ends sooner or later
+        frames = math.ceil(n_samples * native / sr)
+    margin = -(-(fc.n_fft // 2 + int(_MARGIN_SECONDS * sr)) // hop)
+    align = _align_frames(native, sr, hop)
+    piece = max(C, int(_PIECE_SECONDS * sr / hop))
+    intervals: list[list[int]] = []
+    for s in starts.tolist():
+        if intervals and s <= intervals[-1][1] + 2 * margin:  # overlapping or nearly touching: read once
+            intervals[-1][1] = s + C
+        else:
+            intervals.append([s, s + C])
+    pieces = []
+    for lo, hi in intervals:
+        size = -(-(hi - lo) // -(-(hi - lo) // piece))  # equal pieces of at most `piece` frames
+        for a in range(lo, hi, size):
+            b = min(a + size, hi)
+            first = max((a - margin) // align * align, 0)
+            start = 0 if first == 0 else int(round(first * hop * native / sr))
+            end = math.ceil(((b - 1 + margin) * hop + fc.n_fft // 2) * native / sr) + 1
+            pieces.append(_Piece(a, b, first, start, None if end >= frames else end))
+    return _Plan(starts, total, n_samples, native, pieces)
+
+
+def _decode_piece(
+    path: str | os.PathLike[str], model: Model, native: int, piece: _Piece
+) -> tuple[np.ndarray, float, int | None]:
+    """Features of frames ``piece.lo``..``hi`` (dB not yet floored), the peak sample, and the track's
+    length in samples at the model's rate when this read reached the end of the file (else None)."""
+    from specmusic.audio import PeakMeter, stream_audio_frames
+    from specmusic.features import compute_features_stream
+
+    fc = model.feature_config
+    meter = PeakMeter(stream_audio_frames(path, start=piece.start, stop=piece.stop, sr=fc.sample_rate, mono=True))
+    spec, n = compute_features_stream(meter, dataclasses.replace(fc, top_db=None))
+    end = None
+    if piece.stop is None or n < _resampled_length(piece.stop - piece.start, native, fc.sample_rate) - 1:
+        end = piece.first * fc.hop_length + n  # the file ended here
+    return spec[:, piece.lo - piece.first : piece.hi - piece.first], meter.peak, end
+
+
+def _ordered(fn: Any, items: Sequence[Any], workers: int) -> Iterator[tuple[Any, Any]]:
+    """``(item, fn(item))`` in order, computed on ``workers`` threads with at most ``workers + 1`` in flight."""
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="specmusic-decode")
+    queue: deque[tuple[Any, Any]] = deque()
+    todo = iter(items)
+    try:
+        for item in todo:
+            queue.append((item, pool.submit(fn, item)))
+            if len(queue) > workers:
+                break
+        while queue:
+            item, future = queue.popleft()
+            result = future.result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                queue.append((nxt, pool.submit(fn, nxt)))
+            yield item, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_plan(model: Model, path: str | os.PathLike[str], plan: _Plan, names: list[str]) -> tuple[list[np.ndarray], float]:
+    """Decode the plan's pieces, cut its windows as their frames arrive, run them; returns outputs and peak."""
+    import contextlib
+
+    C = model.chunk_frames
+    top_db = model.feature_config.top_db
+    runner = _Runner(model, names)
+    held: list[np.ndarray] = []  # windows waiting for the dB floor (top_db), else straight to the network
+    pending = deque(plan.starts.tolist())
+    buf, base, peak = np.zeros((model.feature_config.n_rows, 0), np.float32), 0, 0.0
+    n_frames = model.feature_config.n_frames(plan.n_samples)
+    workers = model.threads or min(_cores(), _MAX_DECODE_THREADS)
+    work = functools.partial(_decode_piece, path, model, plan.native)
+    with contextlib.closing(_ordered(work, plan.pieces, workers)) as results:
+        for piece, (frames, piece_peak, end) in results:
+            if end is not None and model.feature_config.n_frames(end) != n_frames:
+                raise _Replan(end)
+            peak = max(peak, piece_peak)
+            if piece.lo != base + buf.shape[1]:  # the first piece of another stretch of windows
+                buf, base = frames, piece.lo
+            else:
+                buf = np.concatenate([buf, frames], axis=1)
+            while pending and pending[0] + C <= base + buf.shape[1]:
+                s = pending.popleft()
+                window = buf[:, s - base : s - base + C]
+                if top_db is None:
+                    runner.add(window)
+                else:
+                    held.append(window.copy())
+            keep = pending[0] if pending else base + buf.shape[1]
+            if keep > base:
+                buf, base = buf[:, keep - base :], keep
+    if held:  # the dB floor, relative to the loudest analysed frame (as power_to_db's, to the track's)
+        floor = max(float(w.max()) for w in held) - top_db  # type: ignore[operator]
+        for w in held:
+            runner.add(np.maximum(w, floor))
+    return runner.result(), peak
+
+
+def _run_audio(
+    model: Model, path: str | os.PathLike[str], windows: int | None, names: list[str], warnings: list[str] | None
+) -> tuple[list[np.ndarray], int, float]:
+    """Network outputs of the selected windows of an audio file, its window count and its seconds."""
+    from specmusic.audio import check_complete, read_info, signal_warnings
+
+    info = read_info(path)
+    fc = model.feature_config
+    plan = _plan(model, info.sample_rate, info.frames, windows)
+    if plan is None:
+        spec, seconds = _audio_features(model, path, warnings)
+        outs, total = _run_matrix(model, spec, windows, names)
+        return outs, total, seconds
+    check_complete(path, info)
+    try:
+        outs, peak = _run_plan(model, path, plan, names)
+    except _Replan as again:  # a header that over- or under-states the length (some MP3s): plan again
+        plan = _plan(model, info.sample_rate, info.frames, windows, n_samples=again.n_samples)
+        if plan is None:
+            spec, seconds = _audio_features(model, path, warnings)
+            outs, total = _run_matrix(model, spec, windows, names)
+            return outs, total, seconds
+        try:
+            outs, peak = _run_plan(model, path, plan, names)
+        except _Replan:
+            raise AudioError(f"{display_path(path)}: its length differs from read to read — re-encode the file") from None
+    seconds = plan.n_samples / fc.sample_rate
+    if warnings is not None:
+        warnings += signal_warnings(display_path(path), peak=peak, seconds=seconds, window_seconds=_window_seconds(model))
+    return outs, plan.total, seconds
 
 
 def run_chunks(model: Model, chunks: np.ndarray, *, embedding: bool = False) -> np.ndarray:
@@ -312,15 +721,12 @@ def run_chunks(model: Model, chunks: np.ndarray, *, embedding: bool = False) -> 
     return _run_outputs(model, chunks, ["embedding" if embedding else "logits"])[0]
 
 
-def _run_outputs(model: Model, chunks: np.ndarray, names: list[str]) -> list[np.ndarray]:
-    """The outputs ``names`` of one pass of the network over ``chunks``, each [shape=(n, ...)]."""
-    x = chunks.astype(np.float32, copy=True)
-    if model.input_norm is not None:
-        mean, std = model.input_norm
-        x -= mean
-        x /= std
-    parts = [model.session.run(names, {"spec": x[i : i + model.batch_size]}) for i in range(0, len(x), model.batch_size)]
-    return [np.concatenate([p[j] for p in parts], axis=0).astype(np.float32, copy=False) for j in range(len(names))]
+def _run_outputs(model: Model, chunks: Iterable[np.ndarray], names: list[str]) -> list[np.ndarray]:
+    """The outputs ``names`` of the network over ``chunks`` [shape=(n, 1, n_rows, chunk_frames)], batch by batch."""
+    runner = _Runner(model, names)
+    for chunk in chunks:
+        runner.add(chunk[0])
+    return runner.result()
 
 
 def probabilities_from_logits(logits: np.ndarray, task: str) -> np.ndarray:
@@ -332,61 +738,68 @@ def probabilities_from_logits(logits: np.ndarray, task: str) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def predict_track(model: Model, source: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
-    """Track probabilities: the mean of the chunk probabilities.
+def predict_track(
+    model: Model, source: str | os.PathLike[str] | np.ndarray, *, windows: int | None = DEFAULT_WINDOWS
+) -> np.ndarray:
+    """Track probabilities: the mean of the window probabilities.
 
     Parameters
     ----------
     source : audio path, ``.npz`` spectro array, or features [shape=(n_rows, n_frames)]
+    windows : evenly spread windows analysed at most (None: every chunk)
 
     Returns
     -------
     probabilities : np.ndarray [shape=(n_classes,)], float32, in ``model.labels`` order
     """
-    spec, _ = track_features(model, source)
-    return _predict_spec(model, spec)
+    probs = analyse_track(model, source, windows=windows).probabilities
+    assert probs is not None
+    return probs
 
 
 def _predict_spec(model: Model, spec: np.ndarray) -> np.ndarray:
-    chunks = chunk_features(spec, model.chunk_frames, model.chunk_hop_frames)
-    probs = probabilities_from_logits(run_chunks(model, chunks), model.task)
+    """Probabilities from every chunk of a feature matrix [shape=(n_rows, n_frames)]."""
+    outs, _ = _run_matrix(model, spec, None, ["logits"])
+    probs = probabilities_from_logits(outs[0], model.task)
     if probs.shape[-1] != len(model.labels):
         raise ModelError(f"{display_path(model.path)}: the network gave {probs.shape[-1]} outputs for "
                          f"{len(model.labels)} labels — {_FIX_MODEL}")
     return probs.mean(axis=0).astype(np.float32)
 
 
-def embed_track(model: Model, source: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
-    """Track embedding: the mean of the chunk embeddings, L2-normalised.
+def embed_track(
+    model: Model, source: str | os.PathLike[str] | np.ndarray, *, windows: int | None = DEFAULT_WINDOWS
+) -> np.ndarray:
+    """Track embedding: the mean of the window embeddings, L2-normalised.
 
     Returns
     -------
     embedding : np.ndarray [shape=(dim,)], float32
     """
-    spec, _ = track_features(model, source)
-    chunks = chunk_features(spec, model.chunk_frames, model.chunk_hop_frames)
-    emb = run_chunks(model, chunks, embedding=True).mean(axis=0)
-    norm = float(np.linalg.norm(emb))
-    return (emb / norm if norm > 0 else emb).astype(np.float32)
+    emb = analyse_track(model, source, windows=windows, outputs=("embedding",)).embedding
+    assert emb is not None
+    return emb
 
 
 def embed_and_predict_track(
-    model: Model, source: str | os.PathLike[str] | np.ndarray
+    model: Model,
+    source: str | os.PathLike[str] | np.ndarray,
+    *,
+    windows: int | None = DEFAULT_WINDOWS,
+    warnings: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`embed_track` and :func:`predict_track` from one pass of the network.
+
+    ``warnings`` (audio only) receives a line for each reason not to trust the result.
 
     Returns
     -------
     embedding : np.ndarray [shape=(dim,)], float32, L2-normalised
     probabilities : np.ndarray [shape=(n_classes,)], float32, in ``model.labels`` order
     """
-    spec, _ = track_features(model, source)
-    chunks = chunk_features(spec, model.chunk_frames, model.chunk_hop_frames)
-    logits, emb = _run_outputs(model, chunks, ["logits", "embedding"])
-    probs = probabilities_from_logits(logits, model.task).mean(axis=0).astype(np.float32)
-    emb = emb.mean(axis=0)
-    norm = float(np.linalg.norm(emb))
-    return (emb / norm if norm > 0 else emb).astype(np.float32), probs
+    result = analyse_track(model, source, windows=windows, outputs=("logits", "embedding"), warnings=warnings)
+    assert result.embedding is not None and result.probabilities is not None
+    return result.embedding, result.probabilities
 
 
 # -- batches --------------------------------------------------------------------------------
@@ -398,13 +811,13 @@ def _worker_init(model_path: str) -> None:
     _WORKER_MODEL = load_model(model_path, threads=1)
 
 
-def _classify_one(path: str, model: Model | None = None) -> TrackResult:
+def _classify_one(path: str, model: Model | None = None, windows: int | None = DEFAULT_WINDOWS) -> TrackResult:
     model = model or _WORKER_MODEL
     assert model is not None
     try:
         notes: list[str] = []
-        spec, seconds = track_features(model, path, warnings=notes)
-        return TrackResult(path, _predict_spec(model, spec), seconds, warnings=notes)
+        result = analyse_track(model, path, windows=windows, warnings=notes)
+        return TrackResult(path, result.probabilities, result.duration, warnings=notes, windows=result.windows)
     except SpecmusicError as exc:
         return TrackResult(path, error=str(exc))
     except MemoryError:
@@ -427,6 +840,7 @@ def predict_files(
     *,
     jobs: int = 1,
     progress: bool | None = None,
+    windows: int | None = DEFAULT_WINDOWS,
 ) -> Iterator[TrackResult]:
     """Classify many files, in input order; a file that fails yields a result with ``error``.
 
@@ -434,8 +848,9 @@ def predict_files(
     ----------
     model : from :func:`load_model` (workers reload it from ``model.path``)
     paths : audio files or ``.npz`` spectro arrays
-    jobs : worker processes (each runs onnxruntime on one thread)
+    jobs : worker processes (each runs onnxruntime and decodes on one thread)
     progress : progress bar on stderr (None: only on a terminal)
+    windows : evenly spread windows analysed per track at most (None: every chunk)
 
     Yields
     ------
@@ -450,7 +865,7 @@ def predict_files(
         bar = _NoBar()
     try:
         if jobs <= 1 or len(paths) <= 1:
-            results: Iterator[TrackResult] = (_classify_one(p, model) for p in paths)
+            results: Iterator[TrackResult] = (_classify_one(p, model, windows) for p in paths)
             for r in results:
                 bar.update(1)
                 yield r
@@ -458,7 +873,7 @@ def predict_files(
             from specmusic.workers import worker_pool
 
             with worker_pool(min(jobs, len(paths)), initializer=_worker_init, initargs=(model.path,)) as pool:
-                for r in pool.map(_classify_one, paths, chunksize=1):
+                for r in pool.map(functools.partial(_classify_one, windows=windows), paths, chunksize=1):
                     bar.update(1)
                     yield r
     finally:

@@ -231,7 +231,7 @@ def load_invertible_array(
         return data, fc, "db" if fc.top_db is not None or fc.kind in ("mel", "stft") else scale
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"{name}: not a .npy array ({numpy_load_reason(exc, path)}) — save it with numpy.save") from None
     if not isinstance(data, np.ndarray):
         raise InputError(f"{name}: holds several arrays — pass a .npy with one (rows, frames) array")

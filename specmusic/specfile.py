@@ -45,7 +45,7 @@ def npz_meta(path: Path) -> dict[str, Any] | None:
             shape, _, _ = read_header(member)
         meta["shape"] = list(shape)
         return meta
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None
 
 
@@ -69,7 +69,7 @@ def load_spectrogram(path: str | os.PathLike[str]) -> tuple[np.ndarray, FeatureC
             if version > SPEC_FORMAT_VERSION:
                 raise InputError(f"{name}: array format {version} is newer than this specmusic — upgrade")
             return z["spec"].astype(np.float32, copy=False), FeatureConfig.from_dict(json.loads(str(z["config"])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         reason = numpy_load_reason(exc, path)  # never numpy's advice to unpickle
         what = reason if reason == PICKLE_REASON else f"not a specmusic spectrogram ({reason})"
         raise InputError(f"{name}: {what} — recreate it with `specmusic spectro`") from None

@@ -55,6 +55,11 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     """Cancel queued work and end the workers now (their current task is abandoned)."""
     running = getattr(pool, "_processes", None)  # the executor keeps no public list of its workers
     processes = list(running.values()) if isinstance(running, dict) else []
+    if hasattr(signal, "SIGPIPE") and threading.current_thread() is threading.main_thread():
+        # The executor's feeder may still write to a worker we are ending; with SIGPIPE at its default
+        # (the CLI sets it so `| head` ends quietly) that would kill this process instead of letting
+        # the interrupt finish with exit 130. The run is over: a broken pipe is an ordinary error now.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         with contextlib.suppress(Exception):

@@ -148,3 +148,58 @@ def test_atomic_writes_get_umask_permissions(tmp_path):
         assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg"])
+def test_stream_audio_frames_seeks_to_the_sample(tmp_path: Path, ext: str) -> None:
+    """A read from native sample ``start`` (where ``start * sr / native`` is whole) lies on the whole decode's grid."""
+    from specmusic.audio import stream_audio_frames
+
+    y = chirp(8.0, sr=44100)
+    path = tmp_path / f"long.{ext}"
+    with sf.SoundFile(str(path), "w", samplerate=44100, channels=1, format=ext.upper()) as f:
+        for i in range(0, len(y), 8192):
+            f.write(y[i : i + 8192])
+    whole = np.concatenate(list(stream_audio(path, sr=16000)))
+    start = 441 * 300  # 3 s: 160 * 300 samples at 16 kHz
+    part = np.concatenate(list(stream_audio_frames(path, start=start, stop=start + 44100, sr=16000)))
+    assert len(part) == 16000
+    ref = whole[160 * 300 : 160 * 300 + 16000]
+    np.testing.assert_allclose(part[400:-400], ref[400:-400], atol=2e-4)  # the edges: the resampler's warm-up
+    native = np.concatenate(list(stream_audio_frames(path, start=start, stop=start + 1000, sr=None)))
+    np.testing.assert_array_equal(native, sf.read(str(path), dtype="float32")[0][start : start + 1000])
+
+
+def test_stream_audio_frames_reports_a_file_shorter_than_its_header(truncated_mp3: Path) -> None:
+    from specmusic.audio import stream_audio_frames
+
+    frames = read_info(truncated_mp3).frames
+    with pytest.raises(AudioError, match="truncated") as info:
+        list(stream_audio_frames(truncated_mp3, start=frames // 2, stop=frames))
+    assert "\n" not in str(info.value) and "decoding stops at" in str(info.value)
+
+
+def test_mpeg_quiet_restores_stderr_when_threads_overlap() -> None:
+    """Decoding threads enter and leave in any order; fd 2 is the terminal again after the last leaves."""
+    import threading
+
+    from specmusic.audio import mpeg_quiet
+
+    before = os.fstat(2)
+    entered, release = threading.Barrier(3), threading.Event()
+
+    def hold() -> None:
+        with mpeg_quiet("x.mp3"):
+            entered.wait()
+            release.wait()
+
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for t in threads:
+        t.start()
+    entered.wait()
+    assert os.fstat(2).st_ino != before.st_ino  # silenced while any thread decodes MPEG
+    release.set()
+    for t in threads:
+        t.join()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

@@ -126,3 +126,20 @@ def test_like_refuses_explicit_feature_options(model: Path, music: Path, tmp_pat
     )
     assert result.exit_code == 1
     assert "--n-mels" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_windows_option(model: Path, music: Path) -> None:
+    """--windows N|all reaches the analysis and the JSON; anything else is a usage error (exit 2)."""
+    from specmusic.inference import DEFAULT_WINDOWS
+
+    long = write(music / "long.wav", chirp(12.0))  # ~25 windows of the test model
+    base = ["classify", str(long), "--model", str(model), "--json"]
+    default, two, every = (CliRunner().invoke(app, base + extra) for extra in ([], ["--windows", "2"],
+                                                                            ["--windows", "all"]))
+    assert default.exit_code == two.exit_code == every.exit_code == 0, default.stderr + two.stderr + every.stderr
+    windows = [json.loads(r.stdout)["windows"] for r in (default, two, every)]
+    assert windows[0] == DEFAULT_WINDOWS and windows[1] == 2 and windows[2] > DEFAULT_WINDOWS
+    for bad in ("0", "some"):
+        res = CliRunner().invoke(app, base + ["--windows", bad])
+        assert res.exit_code == 2 and "--windows" in res.stderr
+    assert f"(default {DEFAULT_WINDOWS})" in " ".join(CliRunner().invoke(app, ["classify", "--help"]).stdout.split())

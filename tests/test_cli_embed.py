@@ -109,3 +109,38 @@ def test_embed_keeps_no_journal_after_a_finished_run(tmp_path, genre_tree):
     assert sorted(p.name for p in out.parent.iterdir()) == ["lib.jsonl"]  # the journal is gone
     records = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert len(records) == 4 and all(rec["warnings"] == [] for rec in records)
+
+
+def test_embed_windows_reach_the_embedder_and_the_library(tmp_path, genre_tree):
+    from specmusic.inference import DEFAULT_WINDOWS
+
+    model = make_tiny_onnx(tmp_path / "model.onnx")
+    for option, recorded in (([], DEFAULT_WINDOWS), (["--windows", "all"], "all"), (["--windows", "3"], 3)):
+        out = tmp_path / f"lib{recorded}.npz"
+        r = _run("embed", str(genre_tree / "high"), "--model", str(model), "-o", str(out), *option)
+        assert r.exit_code == 0, r.stderr
+        assert read_library(out).model["windows"] == recorded
+    assert _run("embed", str(genre_tree), "--model", str(model), "--windows", "0").exit_code == 2
+
+
+def test_embed_concatenation_and_pooling_options(tmp_path, genre_tree):
+    m1 = make_tiny_onnx(tmp_path / "m1" / "model.onnx", seed=1)
+    m2 = make_tiny_onnx(tmp_path / "m2" / "model.onnx", seed=2, dim=8)
+    out = tmp_path / "lib.npz"
+    r = _run("embed", str(genre_tree), "--model", f"{m1}+{m2}", "-o", str(out))
+    assert r.exit_code == 0, r.stderr
+    lib = read_library(out)
+    assert lib.dim == 24 and lib.model["kind"] == "concat" and lib.model["standardize"] is True
+    assert "12 embedded" in r.stderr and r.stdout == ""
+    r = _run("embed", str(genre_tree), "--model", f"{m1}+{m2}", "-o", str(out))
+    assert r.exit_code == 0 and "0 embedded, 12 unchanged" in r.stderr
+    r = _run("embed", str(genre_tree), "--model", f"{m1}+{m2}", "--pooling", "meanstd", "-o", str(out))
+    assert r.exit_code == 0 and "12 embedded, 0 unchanged" in r.stderr  # another recipe: embedded again
+    lib = read_library(out)
+    assert lib.dim == 48 and lib.model["pooling"] == "meanstd"
+    rec = _run("recommend", str(out), "-q", "low/low.00000.wav", "--top", "3", "--json")
+    assert rec.exit_code == 0, rec.stderr
+    assert [n["label"] for n in json.loads(rec.stdout)["neighbors"]].count("low") >= 2
+    r = _run("embed", str(genre_tree), "--model", "mfcc", "--pooling", "max")
+    assert r.exit_code == 1 and r.stderr.startswith("Error:") and "--pooling" in r.stderr
+    assert _run("embed", str(genre_tree), "--model", str(m1), "--pooling", "median").exit_code == 2

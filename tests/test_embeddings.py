@@ -402,3 +402,120 @@ def test_journal_keeps_progress_and_resumes(tmp_path, genre_tree):
     other = EmbedJournal.open(out, MfccEmbedder(duration=1.0).description)  # another model: starts empty
     assert other.resumed is None
     other.close()
+
+
+# -- pooling over windows and concatenated models ------------------------------------------------
+def test_pool_windows_mean_meanstd_max():
+    from specmusic.embeddings import POOLINGS, pool_windows
+    from specmusic.errors import ConfigError
+
+    w = np.array([[1.0, -2.0, 0.0], [3.0, 2.0, 0.0]])
+    np.testing.assert_allclose(pool_windows(w, "mean"), [2.0, 0.0, 0.0])
+    np.testing.assert_allclose(pool_windows(w, "meanstd"), [2.0, 0.0, 0.0, 1.0, 2.0, 0.0])
+    np.testing.assert_allclose(pool_windows(w, "max"), [3.0, 2.0, 0.0])
+    one = pool_windows(w[:1], "meanstd")  # one window: no spread
+    np.testing.assert_allclose(one, [1.0, -2.0, 0.0, 0.0, 0.0, 0.0])
+    assert all(pool_windows(w, p).dtype == np.float32 for p in POOLINGS)
+    with pytest.raises(ConfigError, match="unknown pooling"):
+        pool_windows(w, "median")
+    with pytest.raises(ConfigError, match="n_windows>0"):
+        pool_windows(np.zeros((0, 3)), "mean")
+
+
+def test_concat_blocks_weighs_each_block_the_same():
+    from specmusic.embeddings import concat_blocks
+
+    big, small, empty = np.array([300.0, 400.0]), np.array([0.0, 0.0, 0.1]), np.zeros(2)
+    out = concat_blocks([big, small, empty])
+    np.testing.assert_allclose(out, [0.6, 0.8, 0.0, 0.0, 1.0, 0.0, 0.0], atol=1e-7)
+    assert out.dtype == np.float32
+
+
+def _two_tiny_models(tmp_path):
+    return make_tiny_onnx(tmp_path / "m1" / "model.onnx", seed=1), make_tiny_onnx(tmp_path / "m2" / "model.onnx", seed=2, dim=8)
+
+
+def test_onnx_pooling_uses_the_windows_the_network_saw(tmp_path):
+    from specmusic.inference import analyse_track
+
+    model, _ = _two_tiny_models(tmp_path)
+    a = write(tmp_path / "a.wav", np.concatenate([tone(220.0, 0.6), tone(880.0, 0.6, seed=1)]))
+    per_window = analyse_track(OnnxEmbedder(model).model, str(a), outputs=("embedding",)).per_window["embedding"]
+    assert per_window.shape[0] > 2  # several windows, which differ (two tones)
+    mean = make_embedder(str(model)).embed_file(str(a))
+    np.testing.assert_allclose(mean, per_window.mean(0) / np.linalg.norm(per_window.mean(0)), rtol=1e-5)
+    np.testing.assert_allclose(make_embedder(str(model), pooling="max").embed_file(str(a)), per_window.max(0), rtol=1e-5)
+    meanstd = make_embedder(str(model), pooling="meanstd")
+    vec = meanstd.embed_file(str(a))
+    assert vec.shape == (32,) and meanstd.description["pooling"] == "meanstd" and meanstd.description["dim"] == 32
+    np.testing.assert_allclose(vec[16:], per_window.std(0), rtol=1e-4, atol=1e-6)
+    with pytest.raises(Exception, match="--pooling applies to ONNX models"):
+        make_embedder("mfcc", pooling="max")
+
+
+def test_concatenated_models_blocks_description_and_queries(tmp_path):
+    from specmusic.embeddings import ConcatEmbedder
+
+    m1, m2 = _two_tiny_models(tmp_path)
+    a = write(tmp_path / "a.wav", tone(220.0, 1.0))
+    emb = make_embedder(f"{m1}+{m2}")
+    assert isinstance(emb, ConcatEmbedder)
+    vec, tags = emb.embed_file_tagged(str(a))
+    assert vec.shape == (24,) and set(tags) == {"a", "b"}  # the first model's labels
+    np.testing.assert_allclose(vec[:16], make_embedder(str(m1)).embed_file(str(a)), rtol=1e-5)
+    b2 = make_embedder(str(m2)).embed_file(str(a))
+    np.testing.assert_allclose(vec[16:], b2 / np.linalg.norm(b2), rtol=1e-5)
+    d = emb.description
+    assert d["kind"] == "concat" and d["standardize"] is True and d["dim"] == 24
+    assert [m["dim"] for m in d["members"]] == [16, 8] and d["pooling"] == "mean"
+    lib, _ = embed_tracks([Track(str(a), "a.wav")], emb)
+    again = embedder_from_description(json.loads(json.dumps(lib.model)))  # as read back from a library file
+    assert isinstance(again, ConcatEmbedder) and same_model(again.description, lib.model)
+    np.testing.assert_allclose(again.embed_file(str(a)), vec, rtol=1e-5)
+    with pytest.raises(ModelError, match="empty part"):
+        make_embedder(f"{m1}+")
+
+
+def test_same_model_tells_recipes_apart(tmp_path):
+    m1, m2 = _two_tiny_models(tmp_path)
+    a = write(tmp_path / "a.wav", tone(220.0, 1.0))
+    d = {}
+    for key, model, pooling in (("1", str(m1), None), ("1max", str(m1), "max"), ("12", f"{m1}+{m2}", None),
+                                ("12max", f"{m1}+{m2}", "max"), ("21", f"{m2}+{m1}", None)):  # fmt: skip
+        emb = make_embedder(model, pooling=pooling)
+        emb.embed_file(str(a))
+        d[key] = json.loads(json.dumps(emb.description))
+    assert same_model(d["12"], json.loads(json.dumps(make_embedder(f"{m1}+{m2}").description)))
+    for x, y in (("1", "1max"), ("1", "12"), ("12", "12max"), ("12", "21")):
+        assert not same_model(d[x], d[y]), (x, y)
+    legacy = {k: v for k, v in d["1"].items() if k != "pooling"}  # a library from before --pooling: mean
+    assert same_model(legacy, d["1"]) and not same_model(legacy, d["1max"])
+
+
+def test_concatenated_library_is_searched_z_scored_and_incremental(tmp_path, genre_tree):
+    m1, m2 = _two_tiny_models(tmp_path)
+    tracks, _ = discover_tracks([genre_tree])
+    emb = make_embedder(f"{m1}+{m2}")
+    lib, report = embed_tracks(tracks, emb)
+    assert len(report.embedded) == 12 and lib.dim == 24
+    x = search_vectors(lib)
+    assert np.abs(x - lib.vectors).max() > 1e-3  # the library's columns were z-scored first
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    _, again = embed_tracks(tracks, make_embedder(f"{m1}+{m2}"), existing=lib)
+    assert len(again.reused) == 12 and not again.embedded
+    _, other = embed_tracks(tracks, make_embedder(f"{m1}+{m2}", pooling="max"), existing=lib)
+    assert len(other.embedded) == 12  # another recipe: nothing reused
+
+
+def test_default_embedding_concatenates_the_chosen_taggers(tmp_path, monkeypatch):
+    from specmusic.embeddings import DEFAULT_EMBEDDING, ConcatEmbedder
+    from specmusic.models import pretrained
+
+    m1, m2 = _two_tiny_models(tmp_path)
+    files = dict(zip(DEFAULT_EMBEDDING, (m1, m2)))
+    assert len(DEFAULT_EMBEDDING) == 2 and set(DEFAULT_EMBEDDING) <= set(pretrained.TAGGERS)
+    monkeypatch.setattr(pretrained, "ensure_model", lambda name, **kw: files[name])
+    emb = make_embedder(None)
+    assert isinstance(emb, ConcatEmbedder) and emb.description["name"] == "+".join(DEFAULT_EMBEDDING)
+    assert [m["name"] for m in emb.description["members"]] == list(DEFAULT_EMBEDDING)
+    assert make_embedder(DEFAULT_EMBEDDING[0]).description["kind"] == "pretrained"  # one tagger alone still works

@@ -212,6 +212,7 @@ def test_mosaic_on_bad_audio(files: dict[str, Path], bad: str, tmp_path: Path) -
 @pytest.mark.parametrize("command", [
     ["nmf", "mosaic", "-s", "{good}", "-t", "{good}", "-i", "3", "-o", "{tmp}/out.xyz"],
     ["generate", "invert", "{array}", "-o", "{tmp}/out.xyz"],
+    ["generate", "invert", "{tmp}/no-such-array.npy", "-o", "{tmp}/out.xyz"],  # the name is checked first
 ])
 def test_unknown_output_extension_is_refused_before_the_work(files, command, tmp_path: Path) -> None:  # noqa: ANN001
     array = tmp_path / "mel.npy"
@@ -219,9 +220,54 @@ def test_unknown_output_extension_is_refused_before_the_work(files, command, tmp
     args = [a.format(good=files["good"], tmp=tmp_path, array=array) for a in command]
     started = time.perf_counter()
     res = run(*args)
-    assert_clean_failure(res, "out.xyz")
+    line = assert_clean_failure(res, "out.xyz")
+    assert ".wav" in line and ".flac" in line  # the formats it takes
     assert time.perf_counter() - started < 5
     assert not (tmp_path / "out.xyz").exists()
+
+
+def test_mosaic_and_invert_write_the_format_the_name_asks_for(files: dict[str, Path], tmp_path: Path) -> None:
+    array = tmp_path / "mel.npy"
+    np.save(array, np.full((32, 40), -30.0, dtype=np.float32))
+    res = run("generate", "invert", array, "--gl-iter", "2", "-o", tmp_path / "inv.flac")
+    assert res.exit_code == 0, res.stderr
+    res = run("nmf", "mosaic", "-s", files["good"], "-t", files["good"], "-i", "2", "--no-plots",
+              "-o", tmp_path / "wesnoth-1.16-music.ogg")
+    assert res.exit_code == 0, res.stderr
+    assert sf.info(str(tmp_path / "inv.flac")).format == "FLAC"
+    assert sf.info(str(tmp_path / "wesnoth-1.16-music.ogg")).format == "OGG"
+
+
+# -- memory: refused up front, with the size and how to cut it ---------------------------------
+def test_nmf_refuses_a_run_above_max_memory_before_decoding(tmp_path: Path) -> None:
+    from specmusic.nmf.memory import nmf_memory
+
+    song, out = write(tmp_path / "long.wav", tone(220.0, 20.0)), tmp_path / "parts"
+    budget = 0.6 * nmf_memory(20 * 22050, sample_rate=22050).bytes / 1e9
+    started = time.perf_counter()
+    line = assert_clean_failure(run("nmf", song, "--max-memory", f"{budget:.4f}", "-o", out), "long.wav")
+    assert time.perf_counter() - started < 5
+    assert "MB of memory" in line and f"--max-memory {budget:.4f}" in line and "--sr" in line
+    assert not out.exists() or not any(out.iterdir())
+    fits = line.split("take at most ")[1].split(" s (--duration")[0]  # the length it says fits, does
+    res = run("nmf", song, "-i", "2", "--max-memory", f"{budget:.4f}", "--duration", fits, "-o", out)
+    assert res.exit_code == 0, res.stderr
+
+
+def test_mosaic_refuses_a_run_above_max_memory(files: dict[str, Path], tmp_path: Path) -> None:
+    from specmusic.nmf.memory import mosaic_memory
+
+    target, out = write(tmp_path / "target.wav", tone(220.0, 20.0)), tmp_path / "m.wav"
+    budget = 0.6 * mosaic_memory(2 * 22050, 20 * 22050, sample_rate=22050, threads=1).bytes / 1e9
+    res = run("nmf", "mosaic", "-s", files["good"], "-t", target, "--threads", "1", "--max-memory", f"{budget:.4f}",
+              "-o", out)
+    line = assert_clean_failure(res, "target.wav")
+    assert "MB of memory" in line and "--target-duration" in line and not out.exists()
+
+
+def test_generate_sample_refuses_an_absurd_length_before_loading(tmp_path: Path) -> None:
+    line = assert_clean_failure(run("generate", "sample", tmp_path / "no-model", "--seconds", "1e9", "-o", tmp_path / "o"))
+    assert "--seconds" in line and "120" in line
 
 
 # -- an output folder that cannot be written: one line, for every command ---------------------
@@ -240,6 +286,7 @@ def _blocked(tmp_path: Path) -> Path:
     ["train", "{tree}", "--epochs", "1", "-o", "{out}"],
     ["generate", "train", "{tree}", "--epochs", "1", "-o", "{out}"],
     ["generate", "invert", "{array}", "-o", "{out}/x.wav"],
+    ["generate", "sample", "{array}", "-o", "{out}"],
 ])
 def test_unwritable_output(files, model, genre_tree, command, tmp_path: Path) -> None:  # noqa: ANN001
     array = tmp_path / "mel.npy"
@@ -357,6 +404,32 @@ def test_generate_train_on_a_missing_path(tmp_path: Path) -> None:
     assert_clean_failure(run("generate", "train", tmp_path / "nope", "--epochs", "1", "-o", tmp_path / "g"), "nope")
 
 
+TINY_GEN = ["--n-mels", "16", "--patch-frames", "16", "--base", "8", "--batch-size", "4", "--threads", "1",
+            "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def dotted_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two labels, one with dots in its name (as ``wesnoth-1.16-music``)."""
+    root = tmp_path_factory.mktemp("dotted") / "music"
+    for li, (label, f) in enumerate((("wesnoth-1.16-music", 220.0), ("low", 110.0))):
+        for i in range(2):
+            write(root / label / f"{label}.{i:02d}.wav", tone(f * (1 + 0.03 * i), 1.5, seed=10 * li + i))
+    return root
+
+
+def test_samples_of_a_label_with_dots_get_a_file_each(dotted_tree: Path, tmp_path: Path) -> None:
+    gen, out = tmp_path / "gen", tmp_path / "out"
+    assert run("generate", "train", dotted_tree, "-o", gen, "--epochs", "1", *TINY_GEN).exit_code == 0
+    res = run("generate", "sample", gen, "--label", "wesnoth-1.16-music", "-n", "4", "--seconds", "0.5",
+              "--steps", "1", "--gl-iter", "1", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    paths = [json.loads(line)["path"] for line in res.stdout.splitlines()]
+    assert len(set(paths)) == 4 and all(Path(p).is_file() for p in paths)
+    assert sorted(p.name for p in out.glob("*.wav")) == [f"wesnoth-1.16-music_0_{i:03d}.wav" for i in range(4)]
+    assert len(list(out.glob("*.png"))) == len(list(out.glob("*.npy"))) == 4
+
+
 # -- symlinks: each real folder once, and what was skipped is said -------------------------------
 def test_a_symlink_loop_is_listed_once_and_reported(tmp_path: Path) -> None:
     root = tmp_path / "music"
@@ -401,7 +474,7 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001
 @pytest.fixture
 def many(tmp_path: Path) -> Path:
     root = tmp_path / "many"
-    for i in range(24):
+    for i in range(40):  # enough work (~5 s with pictures) that a signal lands mid-run
         write(root / f"t{i:02d}.wav", tone(100.0 + 30 * i, 2.0, seed=i))
     return root
 
@@ -409,16 +482,17 @@ def many(tmp_path: Path) -> Path:
 def test_spectro_png_interrupted_then_rerun_completes_every_picture(many: Path, tmp_path: Path) -> None:
     out = tmp_path / "specs"
     proc = _spawn("spectro", many, "--png", "--jobs", "2", "-o", out)
-    _wait_for(lambda: len(list(out.glob("*.npz"))) >= 4)
+    _wait_for(lambda: len(list(out.glob("*.npz"))) >= 3)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (proc.returncode, err)
     settled = {p.name for p in out.glob("*")}
     time.sleep(1.0)
     assert {p.name for p in out.glob("*")} == settled  # workers stopped with the parent
     res = run("spectro", many, "--png", "-o", out)
     assert res.exit_code == 0, res.stderr
-    assert len(list(out.glob("*.npz"))) == len(list(out.glob("*.png"))) == 24
+    assert len(list(out.glob("*.npz"))) == len(list(out.glob("*.png"))) == 40
     assert no_partial_files(out)
 
 
@@ -500,6 +574,27 @@ def test_a_killed_embed_resumes_from_its_journal(model: Path, tmp_path: Path) ->
     (tmp_path / "third.npz.partial.jsonl").write_text("".join(lines[:3]))
     res = run("embed", tracks, "-m", model, "-o", tmp_path / "third.npz", "--force")
     assert res.exit_code == 0 and "4 embedded, 0 unchanged, 0 failed" in res.stderr
+
+
+def test_generate_train_interrupted_saves_a_checkpoint_and_resumes(dotted_tree: Path, tmp_path: Path) -> None:
+    import torch
+
+    gen = tmp_path / "gen"
+    proc = _spawn("generate", "train", dotted_tree, "-o", gen, "--minutes", "10", *TINY_GEN)
+    _wait_for(lambda: (gen / "checkpoint.pt").exists() or proc.poll() is not None, timeout=120)  # training started
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err and b"interrupted at step" in err
+    step = torch.load(gen / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]
+    assert step > 0 and json.loads((gen / "config.json").read_text())["step"] == step
+    assert (gen / "model.onnx").is_file()  # the interrupted run can be sampled without torch
+    assert no_partial_files(gen)
+    res = run("generate", "train", dotted_tree, "-o", gen, "--minutes", "0.005", *TINY_GEN)
+    assert res.exit_code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["resumed_from"] == step and summary["steps"] > step
 
 
 def test_sf_reads_what_the_corpus_wrote(files: dict[str, Path]) -> None:

@@ -45,7 +45,111 @@ def test_train_writes_checkpoint_and_config(tiny_model: Path) -> None:
     assert meta["labels"] == ["high", "low"] and meta["config"]["n_mels"] == 16
     assert (tiny_model / "checkpoint.pt").is_file()
     gen = load_generator(tiny_model)
-    assert gen.labels == ["high", "low"] and gen.step > 0
+    assert gen.labels == ["high", "low"] and gen.step > 0 and gen.backend == "onnx"
+
+
+def test_train_writes_a_self_contained_onnx_of_the_ema_network(tiny_model: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(tiny_model / "model.onnx", load_external_data=False)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert not list(tiny_model.glob("*.data"))
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["specmusic-generator"])
+    config = json.loads((tiny_model / "config.json").read_text())
+    assert {k: meta[k] for k in ("config", "labels", "step", "format_version")} == {
+        k: config[k] for k in ("config", "labels", "step", "format_version")}
+    session = ort.InferenceSession(str(tiny_model / "model.onnx"), providers=["CPUExecutionProvider"])
+    inputs = {i.name: (i.shape, i.type) for i in session.get_inputs()}
+    assert inputs == {"x": (["batch", 1, 16, "frames"], "tensor(float)"), "t": (["batch"], "tensor(float)"),
+                      "label": (["batch"], "tensor(int64)")}
+    for batch, frames in ((1, 8), (5, 48)):  # any batch, any multiple of GenConfig.multiple
+        v = session.run(["v"], {"x": np.zeros((batch, 1, 16, frames), np.float32), "t": np.zeros(batch, np.float32),
+                                "label": np.full(batch, 2)})[0]  # 2 = "no label"
+        assert v.shape == (batch, 1, 16, frames) and np.isfinite(v).all()
+
+
+@pytest.mark.parametrize(("label", "guidance"), [("low", 2.0), ("high", 1.0), (None, 2.0)])
+def test_onnx_sampling_matches_torch_sampling(tiny_model: Path, label: str | None, guidance: float) -> None:
+    """Same seeds, same samples: guided, unguided and "no label", through onnxruntime and through torch."""
+    on_onnx, on_torch = load_generator(tiny_model, backend="onnx"), load_generator(tiny_model, backend="torch")
+    assert (on_onnx.backend, on_torch.backend) == ("onnx", "torch")
+    kwargs = {"n": 3, "label": label, "seconds": 1.0, "steps": 3, "guidance": guidance, "seed": 11, "batch_size": 2}
+    a, b = sample_spectrograms(on_onnx, **kwargs), sample_spectrograms(on_torch, **kwargs)
+    assert a.shape == b.shape == (3, 16, 44) and a.std() > 0.05  # not all clipped or flat
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)  # measured: ~3e-7
+
+
+def test_unconditional_model_exports_without_a_label_input(tmp_path: Path) -> None:
+    from specmusic.generation import GenConfig, export_generator
+    from specmusic.generation.sample import (
+        OnnxNetwork,
+        TorchNetwork,
+        _session,
+        make_unet,
+    )
+
+    config = GenConfig(n_mels=16, patch_frames=16, base=8)
+    unet = make_unet(config, 0)
+    for p in unet.parameters():  # the output layer starts at zero: make the comparison mean something
+        p.data.normal_(0.0, 0.1)
+    export_generator(unet, tmp_path / "model.onnx", config=config, labels=[], step=0)
+    session = _session(tmp_path / "model.onnx", threads=1)
+    assert [i.name for i in session.get_inputs()] == ["x", "t"]
+    x = np.random.default_rng(0).standard_normal((2, 1, 16, 24)).astype(np.float32)
+    t = np.array([0.1, 0.7], np.float32)
+    np.testing.assert_allclose(OnnxNetwork(session)(x, t, None), TorchNetwork(unet.eval())(x, t, None), atol=1e-4)
+
+
+def test_a_folder_without_model_onnx_is_converted_once(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model, old)
+    (old / "model.onnx").unlink()  # as trained by a specmusic that wrote no model.onnx
+    said: list[str] = []
+    gen = load_generator(old, log=said.append)
+    assert gen.backend == "onnx" and (old / "model.onnx").is_file()
+    assert len(said) == 1 and "no model.onnx" in said[0] and "converted checkpoint.pt" in said[0]
+    again: list[str] = []
+    assert load_generator(old, log=again.append).backend == "onnx" and again == []
+    np.testing.assert_array_equal(sample_spectrograms(gen, n=1, seconds=0.5, steps=2, seed=1),
+                                  sample_spectrograms(load_generator(tiny_model), n=1, seconds=0.5, steps=2, seed=1))
+
+
+def test_config_and_model_onnx_alone_are_a_model(tiny_model: Path, tmp_path: Path) -> None:
+    """What a machine without torch needs of a folder: config.json and model.onnx (no checkpoint)."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.onnx"):
+        shutil.copy(tiny_model / name, bare / name)
+    gen = load_generator(bare / "model.onnx")
+    assert gen.backend == "onnx" and gen.labels == ["high", "low"]
+    np.testing.assert_array_equal(sample_spectrograms(gen, n=1, label="low", seconds=0.5, steps=2, seed=2),
+                                  sample_spectrograms(load_generator(tiny_model), n=1, label="low", seconds=0.5,
+                                                      steps=2, seed=2))
+
+
+def test_a_stale_model_onnx_is_not_sampled(tiny_model: Path, tmp_path: Path) -> None:
+    """config.json of a later step than model.onnx (a run resumed since): never sample the old network."""
+    import shutil
+
+    from specmusic.errors import ModelError
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run)
+    meta = json.loads((run / "config.json").read_text())
+    meta["step"] += 1
+    (run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="model.onnx is of step .* but config.json of step"):
+        load_generator(run, backend="onnx")
+    said: list[str] = []
+    assert load_generator(run, log=said.append).backend == "onnx" and "converted" in said[0]  # with torch: re-exported
+    (run / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="model.onnx is unreadable"):
+        load_generator(run, backend="onnx")
 
 
 def _assert_png(path: Path) -> None:
@@ -92,9 +196,13 @@ def test_train_resumes_from_its_checkpoint(tiny_model: Path, tmp_path: Path) -> 
     assert len(history(run)) == summary["steps"]  # the loss curve spans both sessions
     assert torch.equal(history(run)[:first], history(tiny_model))
     _assert_png(run / "loss.png")
-    # already at its epochs: nothing to do, still a clean exit and valid JSON
+    assert load_generator(run, backend="onnx").step == summary["steps"]  # model.onnx of the resumed run's end
+    # already at its epochs: nothing to do, still a clean exit and valid JSON; a folder of an older
+    # specmusic (no model.onnx) gets one
+    (run / "model.onnx").unlink()
     again = CliRunner().invoke(app, ["generate", "train", str(data), "-o", str(run), "--epochs", "25", *TINY])
     assert again.exit_code == 0, again.stderr
+    assert "wrote" in again.stderr and load_generator(run, backend="onnx").step == summary["steps"]
     assert json.loads(again.stdout)["steps"] == summary["steps"] and json.loads(again.stdout)["final_loss"] is None
     assert json.loads((run / "config.json").read_text())["training"]["final_loss"] == summary["final_loss"]  # kept
     # other settings in the same folder: one clear line; --force starts over
@@ -105,6 +213,8 @@ def test_train_resumes_from_its_checkpoint(tiny_model: Path, tmp_path: Path) -> 
                                      *TINY[:4], "--base", "12", *TINY[6:]])
     assert fresh.exit_code == 0, fresh.stderr
     assert json.loads(fresh.stdout)["resumed_from"] == 0
+    fresh_gen = load_generator(run, backend="onnx")  # the old run's model.onnx was replaced, not left behind
+    assert fresh_gen.config.base == 12 and fresh_gen.step == json.loads(fresh.stdout)["steps"]
 
 
 def test_sampling_is_seeded(tiny_model: Path) -> None:
@@ -114,6 +224,37 @@ def test_sampling_is_seeded(tiny_model: Path) -> None:
     c = sample_spectrograms(gen, n=2, label="low", seconds=1.0, steps=4, seed=4)
     assert a.shape[:2] == (2, 16) and np.array_equal(a, b) and not np.array_equal(a, c)
     assert a.min() >= -1.0 and a.max() <= 1.0
+
+
+def test_a_sample_is_the_same_whatever_the_count_and_batches(tiny_model: Path) -> None:
+    gen = load_generator(tiny_model)
+    few = sample_spectrograms(gen, n=3, label="low", seconds=1.0, steps=2, seed=5, batch_size=1)
+    many = sample_spectrograms(gen, n=5, label="low", seconds=1.0, steps=2, seed=5, batch_size=2)
+    np.testing.assert_allclose(few, many[:3], atol=1e-5)
+
+
+def test_samples_are_written_as_they_are_drawn(tiny_model: Path, tmp_path: Path) -> None:
+    from specmusic.generation import write_samples
+
+    gen = load_generator(tiny_model)
+    records = write_samples(gen, tmp_path, n=100_000, label="high", seconds=0.5, steps=1, gl_iter=1, png=False)
+    first = next(records)  # one batch drawn, its first sample written: nothing waits for the other 99 999
+    assert Path(first["path"]).is_file() and first["index"] == 0
+    assert len(list(tmp_path.glob("*.wav"))) == 1 and len(list(tmp_path.glob("*.npy"))) == 1
+    records.close()
+
+
+def test_sample_length_is_bounded_with_the_reason() -> None:
+    from specmusic.errors import InputError
+    from specmusic.generation.config import MAX_SAMPLE_SECONDS, check_sample_seconds
+
+    help_text = CliRunner().invoke(app, ["generate", "sample", "--help"], terminal_width=200).stdout
+    assert f"(at most {MAX_SAMPLE_SECONDS:g} s)" in " ".join(help_text.split())
+
+    check_sample_seconds(MAX_SAMPLE_SECONDS)
+    for bad in (MAX_SAMPLE_SECONDS * 1.01, 1e9, float("inf"), float("nan"), 0.0):
+        with pytest.raises(InputError, match="--seconds"):
+            check_sample_seconds(bad)
 
 
 def test_sample_cli_writes_clean_audio(tiny_model: Path, tmp_path: Path) -> None:
@@ -154,7 +295,7 @@ def test_package_exports_resolve() -> None:
     for name in generation.__all__:
         assert getattr(generation, name) is not None
     with pytest.raises(AttributeError):
-        generation.TrainResult  # noqa: B018 - renamed GeneratorTrainResult; only training has TrainResult
+        generation.TrainResult
 
 
 def test_unknown_label_is_one_clear_error(tiny_model: Path, tmp_path: Path) -> None:

@@ -278,7 +278,7 @@ def test_model_wav_is_the_model_and_the_summary_says_how_far_it_is_from_the_mix(
     assert "reconstruction.wav" not in summary["files"] and "model.wav" in summary["files"]
     model, _ = sf.read(tmp_path / "model.wav", dtype="float64")
     parts = sum(sf.read(tmp_path / f"component-0{c}.wav", dtype="float64")[0] for c in (1, 2))
-    rms = lambda x: float(np.sqrt(np.mean(np.square(x))))  # noqa: E731
+    rms = lambda x: float(np.sqrt(np.mean(np.square(x))))
     np.testing.assert_allclose(parts, mix, atol=1e-5)
     assert summary["model_rms_error"] == pytest.approx(rms(model - mix), rel=1e-4)
     assert summary["model_relative_error"] == pytest.approx(rms(model - mix) / rms(mix), abs=1e-5)
@@ -391,3 +391,74 @@ def test_load_nmf_refuses_other_npz(tmp_path: Path) -> None:
     np.savez(tmp_path / "other.npz", spec=np.zeros(3))
     with pytest.raises(InputError, match="not a specmusic nmf.npz"):
         load_nmf(tmp_path / "other.npz")
+
+
+# -- long signals: blocked STFT pair, bounded memory, estimates that hold --------------------
+@pytest.mark.parametrize(("n_fft", "hop", "n"), [(2048, 512, 50_000), (100, 30, 777), (64, 16, 10)])
+def test_blocked_stft_pair_is_the_one_stft_pair(n_fft: int, hop: int, n: int) -> None:
+    from specmusic.nmf.blocks import istft_blocks, stft_blocks
+
+    y = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    X = stft(y, n_fft=n_fft, hop_length=hop, dtype=np.complex64)
+    np.testing.assert_array_equal(stft_blocks(y, n_fft=n_fft, hop_length=hop, block_frames=7), X)  # bit for bit
+    X64 = X.astype(np.complex128)
+    back = istft_blocks(lambda t0, t1: X64[:, t0:t1], n_fft=n_fft, n_frames=X.shape[1], hop_length=hop, length=n,
+                        block_frames=5)
+    np.testing.assert_allclose(back, istft(X64, hop_length=hop, length=n), atol=1e-12)
+
+
+def _peak_bytes(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_nmf_memory_estimate_bounds_the_measured_peak(tmp_path: Path) -> None:
+    from specmusic.nmf import Decomposition, SpectrogramConfig, load_spectrogram_for_nmf
+    from specmusic.nmf.memory import nmf_memory
+
+    song = write(tmp_path / "song.wav", np.concatenate([tone(220.0, 30.0), tone(330.0, 30.0, seed=1)]))
+    spec = SpectrogramConfig()
+
+    def run() -> None:  # what `specmusic nmf song.wav -c 4 -o out` does
+        y, X, V = load_spectrogram_for_nmf(song, spec=spec)
+        result = fit_nmf(V, config=NMFConfig(n_components=4, max_iter=3, threads=2))
+        save_decomposition(tmp_path / "out", Decomposition(y=y, X=X, V=V, result=result, spec=spec, sr=22050))
+
+    measured = _peak_bytes(run)
+    estimate = nmf_memory(60 * 22050, sample_rate=22050, n_components=4, threads=2).bytes
+    assert measured <= estimate <= 1.6 * measured, (measured, estimate)
+    # the parts are computed a block of frames at a time: no spectrogram-sized float64 or complex128
+    # temporaries (≈ 80 bytes a bin before, which made a 1-hour song need 5.9 GB)
+    bins = 1025 * (1 + 60 * 22050 // 512)
+    assert measured < 40 * bins
+
+
+def test_mosaic_memory_estimate_bounds_the_measured_peak(tmp_path: Path) -> None:
+    from specmusic.nmf.memory import mosaic_memory
+
+    src, tgt = write(tmp_path / "s.wav", tone(440.0, 10.0)), write(tmp_path / "t.wav", tone(330.0, 30.0, seed=1))
+    config = MosaicConfig.with_constraints(let_it_bee=True, n_iter=2, threads=2)
+    measured = _peak_bytes(lambda: mosaic_files(src, tgt, config=config))
+    estimate = mosaic_memory(10 * 22050, 30 * 22050, sample_rate=22050, threads=2, constrained=True).bytes
+    assert measured <= estimate <= 1.6 * measured, (measured, estimate)
+
+
+def test_mosaic_takes_fewer_threads_when_that_fits_the_memory_bound(tmp_path: Path) -> None:
+    from specmusic.nmf.memory import mosaic_memory
+
+    src, tgt = write(tmp_path / "s.wav", tone(440.0, 30.0)), write(tmp_path / "t.wav", tone(330.0, 20.0, seed=1))
+    one, four = (mosaic_memory(30 * 22050, 20 * 22050, sample_rate=22050, threads=t).bytes for t in (1, 4))
+    assert four > one
+    notes: list[str] = []
+    res = mosaic_files(src, tgt, config=MosaicConfig(n_iter=2, threads=4), max_memory_gb=(one + four) / 2e9,
+                       on_note=notes.append)
+    assert np.isfinite(res.y).all()
+    assert any("instead of 4" in n and "--max-memory" in n for n in notes), notes
+    with pytest.raises(ConfigError, match="more than --max-memory"):
+        mosaic_files(src, tgt, config=MosaicConfig(n_iter=2, threads=4), max_memory_gb=one / 2e9)

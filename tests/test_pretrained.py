@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -21,18 +22,24 @@ from specmusic.cli.app import app
 from specmusic.errors import ModelError
 from specmusic.fileio import CACHE_ENV, cache_dir
 from specmusic.models.pretrained import (
+    BUNDLE_DIR,
+    BUNDLED_TAGGERS,
     DEFAULT_TAGGER,
     TAGGERS,
     WEIGHTS_ENV,
     PretrainedTagger,
     download_checkpoint,
     ensure_default_model,
+    bundled_model,
     ensure_model,
     find_checkpoint,
 )
 from tests.conftest import SHARED, chirp, needs_shared, write
+from tests.test_runtime import NO_TORCH
 
 WEIGHTS = SHARED / "weights" / "sota-music-tagging"
+PACKAGE_BUNDLE = BUNDLE_DIR
+NOT_BUNDLED = next(name for name in ("msd-fcn", *TAGGERS) if name not in BUNDLED_TAGGERS)
 CC = SHARED / "data" / "cc-music"
 CLASSICAL = {"classical", "classic", "orchestral", "strings", "violin", "cello", "harpsichord", "choral", "opera"}
 ROCK = {"rock", "hard rock", "classic rock", "alternative rock", "indie rock", "progressive rock", "poprock", "metal"}
@@ -60,8 +67,9 @@ class _Response(io.BytesIO):
     headers: dict[str, str] = {}
 
 
+# A tagger that is not bundled (msd-musicnn has no published checkpoint; these tests make their own).
 def _fake_tagger(payload: bytes, arch: str = "musicnn") -> PretrainedTagger:
-    return PretrainedTagger("mtat", arch, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
+    return PretrainedTagger("msd", arch, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
 
 
 def _random_checkpoint(path: Path, arch: str = "musicnn") -> bytes:
@@ -181,11 +189,12 @@ def test_download_with_wrong_sha256_keeps_nothing(clean_env: Path, monkeypatch: 
 
 
 def test_offline_without_local_copy_says_how_to_supply_it(clean_env: Path) -> None:
+    """A tagger that is not bundled still comes by download (or --weights); offline, one line says how."""
     with pytest.raises(ModelError) as info:
-        ensure_default_model(progress=False)
+        ensure_model(NOT_BUNDLED, progress=False)
     message = str(info.value)
     assert "cannot download" in message and "network is unreachable" in message
-    assert "--weights" in message and WEIGHTS_ENV in message and TAGGERS[DEFAULT_TAGGER].url in message
+    assert "--weights" in message and WEIGHTS_ENV in message and TAGGERS[NOT_BUNDLED].url in message
     assert "\n" not in message
 
 
@@ -197,13 +206,13 @@ def test_ensure_model_converts_once_then_reuses(
 
     ckpt = tmp_path / "best_model.pth"
     tagger = _fake_tagger(_random_checkpoint(ckpt))
-    monkeypatch.setitem(TAGGERS, "mtat-musicnn", tagger)
-    path = ensure_model("mtat-musicnn", weights=ckpt, progress=False)
-    assert path.parent == clean_env / "onnx" and path.name.startswith(f"mtat-musicnn-{tagger.sha256[:12]}")
+    monkeypatch.setitem(TAGGERS, "msd-musicnn", tagger)
+    path = ensure_model("msd-musicnn", weights=ckpt, progress=False)
+    assert path.parent == clean_env / "onnx" and path.name.startswith(f"msd-musicnn-{tagger.sha256[:12]}")
 
     model = load_model(path)
     meta = model.meta
-    assert meta["task"] == "multilabel" and meta["labels"] == list(pretrained.MTAT_TAGS)
+    assert meta["task"] == "multilabel" and meta["labels"] == list(pretrained.MSD_TAGS)
     assert meta["chunk_frames"] == 188 and meta["input_norm"] is None and meta["outputs"] == "logits"
     assert meta["feature_config"]["sample_rate"] == 16000 and meta["feature_config"]["mel_scale"] == "htk"
     assert meta["pretrained"]["license"] == "MIT"
@@ -214,7 +223,7 @@ def test_ensure_model_converts_once_then_reuses(
         raise AssertionError("converted twice")
 
     monkeypatch.setattr(pretrained, "convert_tagger", no_conversion)
-    assert ensure_model("mtat-musicnn", weights=tmp_path / "gone.pth", progress=False) == path  # cache hit first
+    assert ensure_model("msd-musicnn", weights=tmp_path / "gone.pth", progress=False) == path  # cache hit first
 
 
 def test_a_corrupt_cached_tagger_is_rebuilt_from_the_checkpoint(
@@ -224,14 +233,14 @@ def test_a_corrupt_cached_tagger_is_rebuilt_from_the_checkpoint(
 
     ckpt = tmp_path / "best_model.pth"
     tagger = _fake_tagger(_random_checkpoint(ckpt))
-    monkeypatch.setitem(TAGGERS, "mtat-musicnn", tagger)
-    path = ensure_model("mtat-musicnn", weights=ckpt, progress=False)
+    monkeypatch.setitem(TAGGERS, "msd-musicnn", tagger)
+    path = ensure_model("msd-musicnn", weights=ckpt, progress=False)
     sidecar = path.with_name(path.name + ".sha256")
     assert sidecar.read_text().split()[0] == pretrained.sha256_file(path)  # recorded when converted
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])  # a cache file cut short (disk full, a killed copy)
     capsys.readouterr()
-    assert ensure_model("mtat-musicnn", weights=ckpt, progress=False) == path
+    assert ensure_model("msd-musicnn", weights=ckpt, progress=False) == path
     note = capsys.readouterr().err
     assert "corrupt" in note and "rebuilding" in note and "specmusic train" not in note
     assert pretrained.sha256_file(path) == sidecar.read_text().split()[0]
@@ -239,7 +248,7 @@ def test_a_corrupt_cached_tagger_is_rebuilt_from_the_checkpoint(
 
     path.write_bytes(b"\0" * len(good))  # corrupt again, and this time the checkpoint is gone (offline)
     with pytest.raises(ModelError) as info:
-        ensure_model("mtat-musicnn", weights=None, progress=False)
+        ensure_model("msd-musicnn", weights=None, progress=False)
     message = str(info.value)
     assert "corrupt" in message and "--weights" in message and "\n" not in message
     assert "specmusic train" not in message
@@ -252,49 +261,101 @@ def test_a_tagger_cached_without_a_checksum_is_checked_once(
     """A cache written by an older specmusic has no .sha256: the model is loaded once to check it."""
     ckpt = tmp_path / "best_model.pth"
     tagger = _fake_tagger(_random_checkpoint(ckpt))
-    monkeypatch.setitem(TAGGERS, "mtat-musicnn", tagger)
-    path = ensure_model("mtat-musicnn", weights=ckpt, progress=False)
+    monkeypatch.setitem(TAGGERS, "msd-musicnn", tagger)
+    path = ensure_model("msd-musicnn", weights=ckpt, progress=False)
     sidecar = path.with_name(path.name + ".sha256")
     sidecar.unlink()
-    assert ensure_model("mtat-musicnn", weights=ckpt, progress=False) == path
+    assert ensure_model("msd-musicnn", weights=ckpt, progress=False) == path
     assert sidecar.is_file() and "corrupt" not in capsys.readouterr().err  # intact: recorded, not rebuilt
     sidecar.unlink()
     path.write_bytes(b"not an onnx model")
-    assert ensure_model("mtat-musicnn", weights=ckpt, progress=False) == path
+    assert ensure_model("msd-musicnn", weights=ckpt, progress=False) == path
     assert "does not load" in capsys.readouterr().err and sidecar.is_file()
 
 
-# -- classify without --model ---------------------------------------------------------------------
-def test_classify_offline_without_weights_is_one_line_error(clean_env: Path, chirp_mono: Path) -> None:
+# -- the bundled default model -----------------------------------------------------------------
+def test_the_bundled_models_are_in_the_package_with_their_sha256_and_licence() -> None:
+    """Every name in BUNDLED_TAGGERS (the one list) has its ONNX file and SHA256SUMS line, nothing else."""
+    assert DEFAULT_TAGGER in BUNDLED_TAGGERS and set(BUNDLED_TAGGERS) <= set(TAGGERS)
+    sums = dict(line.split()[::-1] for line in (BUNDLE_DIR / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == {f"{name}.onnx" for name in BUNDLED_TAGGERS}
+    assert {p.name for p in BUNDLE_DIR.glob("*.onnx")} == set(sums)
+    for name, digest in sums.items():
+        assert pretrained.sha256_file(BUNDLE_DIR / name) == digest
+    licence = (BUNDLE_DIR / "LICENSE").read_text()
+    assert "MIT License" in licence and "Music Technology Group" in licence and "Minz Won" in licence
+
+
+def test_the_default_tagger_is_bundled_offline_and_caches_nothing(clean_env: Path, tmp_path: Path) -> None:
+    path = ensure_default_model(weights=str(tmp_path / "not-needed"), progress=False)  # --weights is not read
+    assert path == BUNDLE_DIR / f"{DEFAULT_TAGGER}.onnx" and bundled_model(DEFAULT_TAGGER) == path
+    assert not clean_env.exists()  # no cache copy, no download
+    from specmusic.inference import load_model
+
+    meta = load_model(path).meta
+    assert meta["labels"] == list(TAGGERS[DEFAULT_TAGGER].labels) and meta["pretrained"]["license"] == "MIT"
+    assert "Minz Won" in meta["pretrained"]["credit"] and meta["pretrained"]["sha256"] == TAGGERS[DEFAULT_TAGGER].sha256
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the bundled folder that a test may damage, used in place of the package's."""
+    folder = tmp_path / "bundled"
+    shutil.copytree(BUNDLE_DIR, folder)
+    monkeypatch.setattr(pretrained, "BUNDLE_DIR", folder)
+    monkeypatch.setattr(pretrained, "_VERIFIED", {})
+    return folder
+
+
+def test_a_damaged_bundled_model_is_one_line_error(clean_env: Path, bundle_copy: Path, chirp_mono: Path) -> None:
+    model = bundle_copy / f"{DEFAULT_TAGGER}.onnx"
+    data = model.read_bytes()
+    model.write_bytes(data[: len(data) // 2])  # cut short: a broken install
     result = CliRunner().invoke(app, ["classify", str(chirp_mono), "--no-progress"])
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: cannot download") and "--weights" in lines[0]
-    assert result.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("Error: the bundled jamendo-fcn tagger") and "damaged" in lines[0]
+    assert "pip install --force-reinstall specmusic" in lines[0]
+    (bundle_copy / "SHA256SUMS").write_text("")  # no record at all: not trusted either
+    with pytest.raises(ModelError, match="no entry in SHA256SUMS"):
+        bundled_model(DEFAULT_TAGGER)
 
 
-@pytest.fixture(scope="module")
-def default_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache holding the converted default tagger (converted from ../shared once per module)."""
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(cache)
-    try:
-        ensure_default_model(weights=str(WEIGHTS), progress=False)
-    finally:
-        if old is None:
-            del os.environ[CACHE_ENV]
-        else:
-            os.environ[CACHE_ENV] = old
-    return cache
+def test_without_the_bundled_file_the_download_path_is_used(clean_env: Path, bundle_copy: Path) -> None:
+    (bundle_copy / f"{DEFAULT_TAGGER}.onnx").unlink()  # e.g. a source tree without its package data
+    assert bundled_model(DEFAULT_TAGGER) is None
+    with pytest.raises(ModelError, match="cannot download"):
+        ensure_default_model(progress=False)
+
+
+def test_only_listed_taggers_are_bundled(tmp_path: Path) -> None:
+    from specmusic.errors import ConfigError
+
+    assert bundled_model(NOT_BUNDLED) is None
+    with pytest.raises(ConfigError, match="not in BUNDLED_TAGGERS"):
+        pretrained.bundle_tagger(NOT_BUNDLED, weights=tmp_path, folder=tmp_path / "out")
 
 
 @needs_shared
-def test_classify_without_model_prints_top_tags(
-    default_cache: Path, monkeypatch: pytest.MonkeyPatch, chirp_mono: Path
+def test_the_maintainer_command_rebuilds_the_bundled_file_byte_for_byte(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setenv(CACHE_ENV, str(default_cache))
-    monkeypatch.setenv(WEIGHTS_ENV, str(WEIGHTS))
+    """``python -m specmusic.models.pretrained --bundle --weights DIR`` writes exactly the committed file
+    (so it is also what the cache conversion writes: libraries embedded with either match)."""
+    out = tmp_path / "bundled"
+    monkeypatch.setattr(pretrained, "BUNDLE_DIR", out)
+    assert pretrained.main(["--bundle", "--weights", str(WEIGHTS)]) == 0
+    for name in BUNDLED_TAGGERS:
+        assert (out / f"{name}.onnx").read_bytes() == (PACKAGE_BUNDLE / f"{name}.onnx").read_bytes()
+    assert (out / "SHA256SUMS").read_text() == (PACKAGE_BUNDLE / "SHA256SUMS").read_text()
+    assert (out / "LICENSE").read_bytes() == (WEIGHTS / "LICENSE").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == sorted(["LICENSE", "SHA256SUMS", *(f"{n}.onnx" for n in BUNDLED_TAGGERS)])
+    assert str(out) in capsys.readouterr().out
+    assert pretrained.main(["--bundle", NOT_BUNDLED, "--weights", str(WEIGHTS)]) == 1
+
+
+# -- classify without --model ---------------------------------------------------------------------
+def test_classify_offline_without_weights_uses_the_bundled_tagger(clean_env: Path, chirp_mono: Path) -> None:
     result = CliRunner().invoke(app, ["classify", str(chirp_mono), "--top", "5", "--json", "--no-progress"])
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout.strip())
@@ -303,6 +364,15 @@ def test_classify_without_model_prints_top_tags(
     assert set(record["probabilities"]) == set(labels)
     scores = [t["probability"] for t in record["top"]]
     assert scores == sorted(scores, reverse=True)
+    assert not clean_env.exists()
+
+
+def test_a_tagger_that_is_not_bundled_offline_is_one_line_error(clean_env: Path, chirp_mono: Path) -> None:
+    result = CliRunner().invoke(app, ["embed", str(chirp_mono), "--model", NOT_BUNDLED, "--no-progress"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot download") and "--weights" in lines[0]
+    assert result.stdout == ""
 
 
 def test_the_registry_lives_under_models_and_imports_no_torch() -> None:
@@ -311,6 +381,7 @@ def test_the_registry_lives_under_models_and_imports_no_torch() -> None:
         "import sys\n"
         "from specmusic.models.pretrained import DEFAULT_TAGGER, TAGGERS, ensure_default_model\n"
         "import specmusic.cli.classify, specmusic.embeddings\n"
+        "ensure_default_model(progress=False)\n"
         "heavy = [n for n in ('torch', 'onnx') if n in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -320,18 +391,24 @@ def test_the_registry_lives_under_models_and_imports_no_torch() -> None:
 
 
 @needs_shared
-def test_cached_default_model_runs_torch_free(default_cache: Path, tmp_path: Path) -> None:
+def test_a_cached_tagger_that_is_not_bundled_runs_torch_free(tmp_path: Path) -> None:
+    """The download path for the other taggers: converted once (torch), then used without torch."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, CACHE_ENV: str(cache)}
+    env.pop(WEIGHTS_ENV, None)
+    code = f"from specmusic.models.pretrained import ensure_model; ensure_model({NOT_BUNDLED!r}, weights={str(WEIGHTS)!r})"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
     audio = write(tmp_path / "song.wav", chirp(3.0))
-    code = (
+    code = NO_TORCH + (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from specmusic.cli.app import app\n"
-        f"r = CliRunner().invoke(app, ['classify', {str(audio)!r}, '--no-progress'])\n"
+        f"r = CliRunner().invoke(app, ['embed', {str(audio)!r}, '--model', {NOT_BUNDLED!r}, '--no-progress'])\n"
         "assert r.exit_code == 0, r.stderr\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'torch' not in sys.modules\n"
         "print(r.stdout)\n"
     )
-    env = {**os.environ, CACHE_ENV: str(default_cache), WEIGHTS_ENV: str(tmp_path / "not-needed")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "song.wav" in done.stdout
@@ -346,14 +423,23 @@ def test_cached_default_model_runs_torch_free(default_cache: Path, tmp_path: Pat
         ("admiralbob77_-_Choice_-_Drum-bass", ELECTRONIC, CLASSICAL),
     ],
 )
-def test_default_tagger_sanity_on_real_music(default_cache: Path, prefix: str, above: set, below: set) -> None:
+def test_default_tagger_sanity_on_real_music(prefix: str, above: set, below: set) -> None:
     from specmusic.features import compute_features_file
     from specmusic.inference import load_model, predict_track
 
     path = next(CC.glob(f"{prefix}*.ogg"))
-    model = load_model(default_cache / "onnx" / TAGGERS[DEFAULT_TAGGER].onnx_name)
+    model = load_model(ensure_default_model(progress=False))
     spec, _ = compute_features_file(path, model.feature_config, duration=60.0)
     probs = dict(zip((label.lower() for label in model.labels), predict_track(model, spec)))
     best_above = max(p for tag, p in probs.items() if tag in above)
     best_below = max(p for tag, p in probs.items() if tag in below)
     assert best_above > best_below
+
+
+def test_every_default_model_ships_inside_the_package() -> None:
+    """classify's and embed's defaults must run offline on the first run: all of them are bundled."""
+    from specmusic.embeddings.embedders import DEFAULT_EMBEDDING
+    from specmusic.models.pretrained import BUNDLE_DIR, BUNDLED_TAGGERS, DEFAULT_TAGGER
+
+    assert {DEFAULT_TAGGER, *DEFAULT_EMBEDDING} <= set(BUNDLED_TAGGERS)
+    assert all((BUNDLE_DIR / f"{name}.onnx").is_file() for name in BUNDLED_TAGGERS)

@@ -44,9 +44,51 @@ def cli_errors() -> Iterator[None]:
         where = f"{display_path(exc.filename)}: " if exc.filename else ""
         err(f"Error: {where}{(exc.strerror or str(exc)).lower()} — check the path, its permissions and free space")
         raise typer.Exit(1) from None
+    except ModuleNotFoundError as exc:  # torch/onnx: the runtime install (pip install specmusic) has neither
+        if STATE.verbose or (exc.name or "").split(".")[0] not in TRAIN_ONLY_MODULES:
+            raise
+        err(f"Error: {_command_name()} needs PyTorch ({exc.name.split('.')[0]} is not installed) — {TRAIN_EXTRA}")
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err("Interrupted — completed outputs are kept; rerun the same command to resume")
         raise typer.Exit(130) from None
+
+
+#: Packages of the ``train`` extra: ``pip install specmusic`` (the runtime) leaves them out.
+TRAIN_ONLY_MODULES = ("torch", "onnx")
+TRAIN_EXTRA = "pip install 'specmusic[train]'"
+
+
+def _command_name() -> str:
+    """``specmusic generate train``: the running command, for error lines ("this command" outside one)."""
+    try:
+        from typer._click.globals import get_current_context  # typer vendors click
+    except ImportError:  # pragma: no cover - an older typer on plain click
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    words = ctx.command_path.split()[1:] if ctx is not None else []
+    return " ".join(["specmusic", *words]) if words else "this command"
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` is installed, without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a half-imported module
+        return False
+
+
+def require_torch(command: str, *, onnx: bool = False) -> None:
+    """Stop with one line (exit 1) when PyTorch (and, with ``onnx``, the onnx package for the export)
+    is not installed; training commands call this first, before any work is done. The runtime install
+    leaves both out: ``pip install 'specmusic[train]'`` adds them."""
+    missing = [m for m in ("torch", "onnx")[: 2 if onnx else 1] if not _importable(m)]
+    if missing:
+        what = "PyTorch" if "torch" in missing else "the onnx package (for the ONNX export)"
+        err(f"Error: {command} needs {what} — {TRAIN_EXTRA}")
+        raise typer.Exit(1)
 
 
 def expand_stdin(inputs: list[str] | None) -> list[str]:
@@ -62,9 +104,46 @@ def expand_stdin(inputs: list[str] | None) -> list[str]:
     return out
 
 
+def gather_tracks(inputs: list[str] | None, manifest, *, labels: bool = True):  # noqa: ANN001, ANN201
+    """Tracks from paths/folders (``-`` reads paths from stdin) plus a manifest's rows, and what failed to list.
+
+    Returns ``(tracks, failures)`` as :func:`specmusic.data.discover_tracks`.
+
+    Raises
+    ------
+    InputError
+        Neither paths nor a manifest were given.
+    """
+    from specmusic.data import discover_tracks, read_manifest
+    from specmusic.errors import InputError
+
+    paths = expand_stdin(inputs)
+    if not paths and manifest is None:
+        raise InputError("no input — give audio files or folders, '-' for paths on stdin, or --manifest")
+    tracks, failures = discover_tracks(paths, labels_from_folders=labels) if paths else ([], [])
+    if manifest is not None:
+        tracks += read_manifest(manifest)
+    return tracks, failures
+
+
 JOBS = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes.")
 PROGRESS = typer.Option(
     None, "--progress/--no-progress", help="Progress bar on stderr (default: only on a terminal)."
 )
 SEED = typer.Option(0, "--seed", help="Random seed.")
+
+
+def _check_windows(value: str | None) -> str | None:
+    """``--windows``: a positive whole number or ``all`` (a usage error otherwise: exit 2)."""
+    text = None if value is None else value.strip().lower()
+    if text is None or text == "all" or (text.isdigit() and int(text) > 0):
+        return value
+    raise typer.BadParameter(f"{value!r} is neither a positive whole number nor 'all' (e.g. --windows 8)")
+
+
+#: Parsed by :func:`specmusic.inference.parse_windows`; the default is ``inference.DEFAULT_WINDOWS``.
+WINDOWS = typer.Option(
+    None, "--windows", metavar="N|all", callback=_check_windows,
+    help="Windows per track, spread evenly: only they are decoded and analysed (default 6); 'all': every window.",
+)
 TORCH_THREADS = typer.Option(0, "--threads", min=0, help="Torch threads (0 = the idle cores, by load average).")

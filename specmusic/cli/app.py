@@ -1,32 +1,38 @@
-"""The ``specmusic`` Typer app: registers each subcommand module."""
+"""The ``specmusic`` Typer app: registers each subcommand module.
+
+:data:`COMMANDS` lists the subcommands in help order. The console script builds the app with only
+the subcommand it runs (``specmusic classify …`` imports and converts no other command module: part
+of a cold start under a third of a second); anything else — the root ``--help``, a root option,
+an unknown name — gets the whole app, which is also what ``specmusic.cli.app.app`` is (built on first
+access) for tests and the completion scripts.
+"""
 
 from __future__ import annotations
 
+import importlib
 import signal
+import sys
+from typing import Any
 
 import typer
 
 from specmusic import __version__
+from specmusic.cli import _coerce
 from specmusic.cli._options import STATE
-from specmusic.cli.spectro import spectro_cli
-from specmusic.cli.nmf import nmf_app
-from specmusic.cli.train import OptionalValueCommand, train_cli
-from specmusic.cli.classify import classify_cli
-from specmusic.cli.embed import embed_cli
-from specmusic.cli.recommend import recommend_cli
-from specmusic.cli.generate import generate_app
 
-app = typer.Typer(
-    name="specmusic",
-    help="Music machine learning on spectrograms: files in, files out, chainable in shell pipelines.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-    # Plain Click help: option names never cut at 80 columns, no <bool> metavar on flags, and square
-    # brackets (pip install 'specmusic[ann]') printed as written instead of read as rich markup.
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+_coerce.install()  # option values converted without importing pydantic (start-up time); same values and errors
+
+#: Subcommand name → ``module:attribute`` (a command function, or a Typer group), in help order.
+COMMANDS: dict[str, str] = {
+    "spectro": "specmusic.cli.spectro:spectro_cli",
+    "nmf": "specmusic.cli.nmf:nmf_app",
+    "train": "specmusic.cli.train:train_cli",
+    "classify": "specmusic.cli.classify:classify_cli",
+    "embed": "specmusic.cli.embed:embed_cli",
+    "recommend": "specmusic.cli.recommend:recommend_cli",
+    "generate": "specmusic.cli.generate:generate_app",
+}
+_COMMAND_CLASSES = {"train": "specmusic.cli.train:OptionalValueCommand"}  # --pretrained with no value
 
 
 def _version(value: bool) -> None:
@@ -35,7 +41,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
     version: bool = typer.Option(
@@ -46,17 +51,50 @@ def _root(
     STATE.verbose = verbose
 
 
-app.command("spectro")(spectro_cli)
-app.add_typer(nmf_app, name="nmf")
-app.command("train", cls=OptionalValueCommand)(train_cli)
-app.command("classify")(classify_cli)
-app.command("embed")(embed_cli)
-app.command("recommend")(recommend_cli)
-app.add_typer(generate_app, name="generate")
+def _load(target: str) -> Any:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The app with every subcommand, or with ``only`` that one (same options, help and errors)."""
+    cli = typer.Typer(
+        name="specmusic",
+        help="Music machine learning on spectrograms: files in, files out, chainable in shell pipelines.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+        # Plain Click help: option names never cut at 80 columns, no <bool> metavar on flags, and square
+        # brackets (pip install 'specmusic[ann]') printed as written instead of read as rich markup.
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    cli.callback()(_root)
+    for name, target in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        command = _load(target)
+        if isinstance(command, typer.Typer):
+            cli.add_typer(command, name=name)
+        elif name in _COMMAND_CLASSES:
+            cli.command(name, cls=_load(_COMMAND_CLASSES[name]))(command)
+        else:
+            cli.command(name)(command)
+    return cli
+
+
+def __getattr__(name: str) -> Any:
+    """``app``: the whole app, built on first access (PEP 562)."""
+    if name == "app":
+        value = globals()["app"] = build_app()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console-script entry point."""
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `specmusic … | head` ends quietly
-    app()
+    first = sys.argv[1] if len(sys.argv) > 1 else None
+    cli = build_app(only=first) if first in COMMANDS else __getattr__("app")
+    cli()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from specmusic.cli._options import JOBS, PROGRESS, cli_errors, err, expand_stdin
+from specmusic.cli._options import JOBS, PROGRESS, WINDOWS, cli_errors, err, expand_stdin
 
 
 def classify_cli(
@@ -14,21 +14,26 @@ def classify_cli(
         None, help="Audio files, .npz spectro arrays or folders (recursive); '-' reads paths from stdin."
     ),
     model: Path = typer.Option(
-        None, "--model", "-m", help="A specmusic model.onnx (e.g. RUN/model.onnx from train); default: pretrained tagger."
+        None, "--model", "-m",
+        help="A specmusic model.onnx (e.g. RUN/model.onnx from train) or a pretrained tagger name (msd-fcn, "
+        "mtat-musicnn, …); default: the bundled tagger (jamendo-fcn, offline).",
     ),
     weights: str = typer.Option(
         None, "--weights", envvar="SPECMUSIC_WEIGHTS",
-        help="Local copy of the default tagger's best_model.pth (or its models/ tree) instead of downloading it.",
+        help="A tagger that is not bundled: local copy of its best_model.pth (or a models/ tree) instead of "
+        "downloading it.",
     ),
     top: int = typer.Option(3, "--top", "-k", min=1, help="Labels shown per file."),
     json_lines: bool = typer.Option(False, "--json", help="JSON Lines on stdout, one object per file."),
+    windows: str = WINDOWS,
     jobs: int = JOBS,
     progress: bool = PROGRESS,
 ) -> None:
     """Classify audio files with a trained model: a top-k table, or JSON Lines with --json.
 
     Example: specmusic classify song.wav --model runs/cnn/model.onnx
-    (without --model: the default pretrained music tagger; see docs/pretrained.md)
+    (without --model: the default pretrained music tagger; see docs/pretrained.md). A long track is
+    judged from 6 evenly spread windows (--windows; docs/collections.md).
     """
     import sys
 
@@ -36,16 +41,17 @@ def classify_cli(
     from specmusic.data import discover_tracks
     from specmusic.fileio import display_path, json_line
     from specmusic.errors import InputError
-    from specmusic.inference import load_model, predict_files, top_k
+    from specmusic.inference import load_model, parse_windows, predict_files, top_k
 
     with cli_errors():
         paths = expand_stdin(inputs)
         if not paths:
             raise InputError("no input — give audio files or folders, or '-' for paths on stdin")
-        if model is None:  # the default pretrained tagger: downloaded and converted once, then cached
-            from specmusic.models.pretrained import ensure_default_model
+        if model is None or not model.exists():  # a pretrained tagger: bundled, or converted once and cached
+            from specmusic.models.pretrained import DEFAULT_TAGGER, TAGGERS, ensure_model
 
-            model = ensure_default_model(weights=weights, progress=progress)
+            if model is None or str(model) in TAGGERS:
+                model = ensure_model(str(model or DEFAULT_TAGGER), weights=weights, progress=progress)
         loaded = load_model(model, threads=1 if jobs > 1 else None)
         tracks, failures = discover_tracks(paths, labels_from_folders=False, extensions=AUDIO_EXTENSIONS | {".npz"})
         for f in failures:
@@ -62,7 +68,9 @@ def classify_cli(
         if not json_lines and tracks:
             head = "  ".join(f"{'top' + str(i + 1):<{label_width + 5}}" for i in range(min(top, loaded.n_classes)))
             out.write(f"{'file':<{width}}  {head}".rstrip() + "\n")
-        for result in predict_files(loaded, [t.path for t in tracks], jobs=jobs, progress=progress):
+        n_windows = parse_windows(windows)
+        results = predict_files(loaded, [t.path for t in tracks], jobs=jobs, progress=progress, windows=n_windows)
+        for result in results:
             name = display_path(result.path)
             if not result.ok:
                 n_failed += 1
@@ -79,6 +87,7 @@ def classify_cli(
                     "top": [{"label": lab, "probability": round(p, 4)} for lab, p in best],
                     "probabilities": {lab: round(float(p), 4) for lab, p in zip(loaded.labels, result.probabilities)},
                     "duration": None if result.duration is None else round(result.duration, 3),
+                    "windows": result.windows,  # windows the network saw (--windows)
                     "warnings": result.warnings,
                 }
                 out.write(json_line(record))

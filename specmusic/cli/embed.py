@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from specmusic.cli._options import PROGRESS, SEED, cli_errors, err, expand_stdin
+from specmusic.cli._options import PROGRESS, SEED, WINDOWS, cli_errors, err, gather_tracks
 
 if TYPE_CHECKING:
     from specmusic.embeddings import EmbeddingLibrary
@@ -25,6 +25,12 @@ class LibraryFormat(str, Enum):
 class Layer(str, Enum):
     embedding = "embedding"
     probabilities = "probabilities"
+
+
+class Pooling(str, Enum):
+    mean = "mean"
+    meanstd = "meanstd"
+    max = "max"
 
 
 class Projection(str, Enum):
@@ -47,12 +53,18 @@ def embed_cli(
         None,
         "--model",
         "-m",
-        help="model.onnx from `train`, a pretrained tagger name (msd-fcn…), or 'mfcc'; default: the pretrained tagger.",
+        help="model.onnx from `train`, a pretrained tagger name (msd-fcn…), several joined by '+' "
+        "(jamendo-fcn+mtat-musicnn), or 'mfcc'; default: jamendo-fcn+mtat-musicnn (docs/similarity.md).",
     ),
     layer: Layer = typer.Option(
         None,
         "--layer",
         help="ONNX models: 'embedding' (pooled penultimate features) or 'probabilities' (class/tag scores).",
+    ),
+    pooling: Pooling = typer.Option(
+        None,
+        "--pooling",
+        help="ONNX models: how window vectors become one — mean (default), meanstd (mean and spread), or max.",
     ),
     weights: str = typer.Option(
         None, "--weights", help="Pretrained tagger checkpoint (file, or folder of <dataset>/<arch>/best_model.pth)."
@@ -62,6 +74,7 @@ def embed_cli(
     ),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Take labels from parent folder names."),
     duration: float = typer.Option(None, "--duration", min=0.0, help="mfcc: read at most this many seconds."),
+    windows: str = WINDOWS,
     map_png: Path = typer.Option(
         None, "--map", help="Also save a 2-D cluster map PNG coloured by label, its data beside it as .json."
     ),
@@ -82,7 +95,6 @@ def embed_cli(
 
     Example: specmusic embed ~/music -o library.npz --map map.png
     """
-    from specmusic.data import discover_tracks, read_manifest
     from specmusic.embeddings import embed_tracks, make_embedder, read_library
     from specmusic.embeddings.journal import EmbedJournal
     from specmusic.embeddings.library import JsonlLibraryStream
@@ -90,12 +102,7 @@ def embed_cli(
     from specmusic.fileio import display_path, ensure_writable_dir
 
     with cli_errors():
-        paths = expand_stdin(inputs)
-        if not paths and manifest is None:
-            raise InputError("no input — give audio files or folders, '-' for paths on stdin, or --manifest")
-        tracks, failures = discover_tracks(paths, labels_from_folders=labels) if paths else ([], [])
-        if manifest is not None:
-            tracks += read_manifest(manifest)
+        tracks, failures = gather_tracks(inputs, manifest, labels=labels)
         for f in failures:
             err(f"Error: {f.message}")
         if not tracks:
@@ -105,8 +112,11 @@ def embed_cli(
         existing = None
         if to_file and os.path.exists(output) and not force:
             existing = read_library(output)
+        from specmusic.inference import parse_windows
+
         embedder = make_embedder(
-            model, duration=duration, weights=weights, progress=progress, layer=layer.value if layer else None
+            model, duration=duration, weights=weights, progress=progress, layer=layer.value if layer else None,
+            windows=parse_windows(windows), pooling=pooling.value if pooling else None,
         )
         journal, stream = None, None
         if to_file:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import typer
 
-from specmusic.cli._options import PROGRESS, SEED, TORCH_THREADS, cli_errors, err
+from specmusic.cli._options import (
+    PROGRESS,
+    SEED,
+    TORCH_THREADS,
+    cli_errors,
+    err,
+    require_torch,
+)
+from specmusic.generation.config import MAX_SAMPLE_SECONDS
 
 generate_app = typer.Typer(
     name="generate",
@@ -17,7 +25,7 @@ generate_app = typer.Typer(
         "Learn a generative model of log-mel spectrograms and turn its samples into audio.\n\n"
         "specmusic generate train DATA/ -o gen/ --minutes 20  — flow-matching U-Net, class-conditional "
         "when DATA has one sub-folder per label; draws loss.png and samples.png.\n\n"
-        "specmusic generate sample gen/ -n 8 -l jazz --seconds 6 -o out/  — WAV + PNG per sample.\n\n"
+        "specmusic generate sample gen/ -n 8 -l jazz --seconds 6 -o out/  — WAV + PNG per sample (no torch needed).\n\n"
         "specmusic generate invert some_mel.npy -o some.wav  — any mel/STFT array back to audio (fast Griffin-Lim)."
     ),
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -29,7 +37,8 @@ generate_app = typer.Typer(
 def train_cli(
     inputs: list[Path] = typer.Argument(..., help="Audio folders/files (label = first sub-folder) or spectro .npz arrays."),
     output: Path = typer.Option(
-        ..., "--output", "-o", help="Model folder: checkpoint.pt, config.json, features.npz, loss.png, samples.png."
+        ..., "--output", "-o",
+        help="Model folder: checkpoint.pt, config.json, model.onnx, features.npz, loss.png, samples.png.",
     ),
     minutes: float = typer.Option(None, "--minutes", min=0.0, help="Wall-clock training budget (minutes)."),
     epochs: float = typer.Option(None, "--epochs", min=0.0, help="Passes over the data (one = total frames / patch)."),
@@ -51,10 +60,14 @@ def train_cli(
 ) -> None:
     """Train a flow-matching U-Net on log-mel patches (class-conditional when the data has labels).
 
-    Writes checkpoint.pt and config.json (resumed by the next run into the same -o), loss.png and samples.png.
+    Writes checkpoint.pt and config.json (resumed by the next run into the same -o) every 30 s, at the end of
+    each epoch and on Ctrl-C; model.onnx (what `generate sample` runs, without torch) on Ctrl-C and at the end;
+    loss.png and samples.png at the end.
 
     Example: specmusic generate train clips/ -o gen/ --minutes 20
     """
+    require_torch("specmusic generate train", onnx=True)  # the end of a run writes model.onnx
+    from specmusic.fileio import ensure_writable_dir
     from specmusic.generation.config import (
         CHECKPOINT,
         FEATURES_CACHE,
@@ -73,7 +86,7 @@ def train_cli(
         if train_list is None and len(inputs) == 1 and (inputs[0] / "splits" / "train_filtered.txt").is_file():
             train_list = inputs[0] / "splits" / "train_filtered.txt"
             err(f"generate train: training on the clips listed in {train_list}")
-        output.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(output, option="-o")
         specs, labels, names = load_training_data(
             inputs, config=config, train_list=train_list, cache=output / FEATURES_CACHE, progress=progress, log=err
         )
@@ -83,7 +96,7 @@ def train_cli(
         err(f"generate train: {len(specs)} clips, {frames * config.hop_length / config.sample_rate / 60:.1f} min of audio, "
             + (f"{len(names)} labels ({', '.join(names)})" if names else "unconditional"))
         result = train_generator(specs, labels, names, out_dir=output, config=config, minutes=minutes, epochs=epochs,
-                                 seed=seed, threads=threads, force=force, progress=progress)
+                                 seed=seed, threads=threads, force=force, progress=progress, log=err)
         if result.resumed_from:
             err(f"generate train: resumed {output}/{CHECKPOINT} at step {result.resumed_from}")
         losses = (f"loss {result.first_loss:.3f} → {result.final_loss:.3f}" if result.final_loss is not None
@@ -99,48 +112,42 @@ def sample_cli(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the WAV + PNG (+ .npy mel) per sample."),
     count: int = typer.Option(8, "--count", "-n", min=1, help="Number of samples."),
     label: str = typer.Option(None, "--label", "-l", help="Label to condition on (default: unconditional)."),
-    seconds: float = typer.Option(6.0, "--seconds", min=0.1, help="Length of each sample."),
+    seconds: float = typer.Option(
+        6.0, "--seconds", min=0.1, help=f"Length of each sample (at most {MAX_SAMPLE_SECONDS:g} s)."
+    ),
     steps: int = typer.Option(32, "--steps", min=1, help="Euler steps."),
     guidance: float = typer.Option(2.0, "--guidance", min=0.0, help="Classifier-free guidance scale (1: none)."),
     gl_iter: int = typer.Option(64, "--gl-iter", min=1, help="Griffin-Lim iterations."),
     png: bool = typer.Option(True, "--png/--no-png", help="Write a PNG of each spectrogram."),
     seed: int = SEED,
-    threads: int = TORCH_THREADS,
+    threads: int = typer.Option(0, "--threads", min=0, help="Threads of the network (0 = the idle cores, by load average)."),
     progress: bool = PROGRESS,
 ) -> None:
     """Draw spectrograms from a trained generator and write them as WAV + PNG (one JSON line each on stdout).
 
+    Runs the folder's model.onnx with onnxruntime (no torch). Each sample is written as soon as its batch is
+    drawn; memory holds one batch, whatever -n.
+
     Example: specmusic generate sample gen/ -n 8 -l hedgewars --seconds 6 -o out/
     """
-    import numpy as np
     from tqdm import tqdm
 
-    from specmusic.audio import save_audio
-    from specmusic.fileio import atomic_write
-    from specmusic.generation.config import denormalize_db
-    from specmusic.generation.sample import load_generator, sample_spectrograms
-    from specmusic.inversion import mel_to_audio
+    from specmusic.fileio import ensure_writable_dir
+    from specmusic.generation.config import check_sample_seconds
+    from specmusic.generation.sample import load_generator, write_samples
 
     with cli_errors():
-        gen = load_generator(model, threads=threads)
+        check_sample_seconds(seconds)  # before any work: options, then the output folder, then the model
+        ensure_writable_dir(output, option="-o")
+        gen = load_generator(model, threads=threads, log=lambda line: err(f"generate sample: {line}"))
+        gen.label_index(label)
         err(f"generate sample: {count} × {seconds:g} s" + (f" of {label!r}" if label else "") + f", {steps} steps, seed {seed}")
-        specs = sample_spectrograms(gen, n=count, label=label, seconds=seconds, steps=steps, guidance=guidance, seed=seed)
-        fc = gen.config.feature_config
-        output.mkdir(parents=True, exist_ok=True)
-        stem = (label or "sample").replace(os.sep, "_")
-        for i, x in enumerate(tqdm(specs, desc="invert", unit="clip", disable=None if progress is None else not progress)):
-            mel_db = denormalize_db(x, db_range=gen.config.db_range)
-            y, sc = mel_to_audio(mel_db, config=fc, n_iter=gl_iter, seed=seed + i)
-            base = output / f"{stem}_{seed}_{i:03d}"
-            save_audio(base.with_suffix(".wav"), y, fc.sample_rate)
-            atomic_write(base.with_suffix(".npy"), lambda f, a=mel_db: np.save(f, a, allow_pickle=False))
-            if png:
-                from specmusic.plotting import save_spectrogram_png
-
-                save_spectrogram_png(base.with_suffix(".png"), mel_db, fc.with_kind("mel"), title=f"{stem} #{i} (seed {seed})")
-            print(json.dumps({"path": str(base.with_suffix(".wav")), "label": label, "seed": seed, "index": i,
-                              "seconds": round(len(y) / fc.sample_rate, 3), "spectral_convergence_db": round(sc, 2)}),
-                  flush=True)
+        bar = tqdm(total=count, desc="sample", unit="clip", disable=None if progress is None else not progress)
+        with bar:
+            for record in write_samples(gen, output, n=count, label=label, seconds=seconds, steps=steps,
+                                        guidance=guidance, gl_iter=gl_iter, seed=seed, png=png):
+                bar.update(1)
+                print(json.dumps(record), flush=True)
 
 
 @generate_app.command("invert")
@@ -161,11 +168,12 @@ def invert_cli(
 
     Example: specmusic generate invert some_mel.npy -o some.wav
     """
-    from specmusic.audio import save_audio
+    from specmusic.audio import check_audio_output, save_audio
     from specmusic.fileio import display_path
     from specmusic.inversion import invert_array, load_invertible_array
 
     with cli_errors():
+        check_audio_output(output, option="-o")  # before any work: a name no format can be written to
         name = display_path(array)
         data, fc, scale_used = load_invertible_array(array, kind=kind, scale=scale, sample_rate=sample_rate,
                                                      n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)

@@ -134,7 +134,12 @@ def nmf_cli(
     Example: specmusic nmf song.wav -c 4 --loss kl -o parts/
     """
     from specmusic.fileio import display_path, ensure_writable_dir
-    from specmusic.nmf import LOSSES, NMFConfig, SpectrogramConfig, load_spectrogram_for_nmf
+    from specmusic.nmf import (
+        LOSSES,
+        NMFConfig,
+        SpectrogramConfig,
+        load_spectrogram_for_nmf,
+    )
     from specmusic.nmf.memory import check_nmf_memory
 
     with cli_errors():
@@ -175,7 +180,13 @@ def nmf_cli(
 def _decompose_one(y, X, V, *, spec, config, out, source, audio, plots, progress, compare) -> dict:
     """Fit one k; write its folder when ``out`` is set; print the scikit-learn comparison with ``compare``."""
     from specmusic.fileio import display_path
-    from specmusic.nmf import Decomposition, fit_nmf, initialize_nmf, loss_name, save_decomposition
+    from specmusic.nmf import (
+        Decomposition,
+        fit_nmf,
+        initialize_nmf,
+        loss_name,
+        save_decomposition,
+    )
 
     W0 = H0 = None
     if compare:  # the same starting point for both solvers
@@ -254,7 +265,12 @@ def mosaic_cli(
     from specmusic.audio import check_audio_output, save_audio
     from specmusic.errors import ConfigError
     from specmusic.fileio import display_path
-    from specmusic.nmf import MosaicConfig, mosaic_files, mosaic_plot_paths, save_mosaic_plots
+    from specmusic.nmf import (
+        MosaicConfig,
+        mosaic_files,
+        mosaic_plot_paths,
+        save_mosaic_plots,
+    )
 
     with cli_errors():
         if plots and output == "-":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from specmusic.cli._options import JOBS, PROGRESS, cli_errors, err, expand_stdin
+from specmusic.cli._options import JOBS, PROGRESS, cli_errors, err, gather_tracks
 
 
 class Kind(str, Enum):
@@ -61,18 +61,12 @@ def spectro_cli(
 
     Arrays a trained model can classify: specmusic spectro ~/music --like runs/cnn/model.onnx -o specs/
     """
-    from specmusic.data import discover_tracks, read_manifest
     from specmusic.errors import ConfigError, InputError
     from specmusic.features import FeatureConfig
     from specmusic.spectro import run_spectro
 
     with cli_errors():
-        paths = expand_stdin(inputs)
-        if not paths and manifest is None:
-            raise InputError("no input — give audio files or folders, '-' for paths on stdin, or --manifest")
-        tracks, failures = discover_tracks(paths, labels_from_folders=labels) if paths else ([], [])
-        if manifest is not None:
-            tracks += read_manifest(manifest)
+        tracks, failures = gather_tracks(inputs, manifest, labels=labels)
         if not tracks and not failures:
             raise InputError(
                 "no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff"

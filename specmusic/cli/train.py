@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand
 
-from specmusic.cli._options import JOBS, PROGRESS, SEED, TORCH_THREADS, cli_errors, err
+from specmusic.cli._options import JOBS, PROGRESS, SEED, TORCH_THREADS, cli_errors, err, require_torch
 
 try:  # the parser class is not public API: if a future Typer moves it, a bare --pretrained needs a value
     from typer._click.parser import _OptionParser
@@ -163,6 +163,7 @@ def train_cli(
 
     Transfer: specmusic train ~/gtzan --arch musicnn --pretrained mtat --freeze-epochs 3 -o runs/tl
     """
+    require_torch("specmusic train", onnx=True)
     with cli_errors():
         from specmusic.models.transfer import ModelSpec
         from specmusic.training import DEFAULT_FEATURES, TrainConfig, train

@@ -3,7 +3,8 @@
 Modules, one concern each:
 
 * :mod:`~specmusic.embeddings.library`: the library format (``.npz`` / JSON Lines), read and write
-* :mod:`~specmusic.embeddings.embedders`: audio file → vector (MFCC statistics, ONNX models, taggers)
+* :mod:`~specmusic.embeddings.embedders`: audio file → vector (MFCC statistics, ONNX models, taggers,
+  several taggers side by side; pooling over windows)
 * :mod:`~specmusic.embeddings.incremental`: embed a collection, re-embedding only what changed
 * :mod:`~specmusic.embeddings.tabular`: rows of a CSV of features as vectors
 * :mod:`~specmusic.embeddings.recommend`: cosine top-k with exclusion (:class:`Recommender`)
@@ -15,15 +16,21 @@ Everything public is importable from here (``from specmusic.embeddings import re
 from __future__ import annotations
 
 from specmusic.embeddings.embedders import (
+    DEFAULT_EMBEDDING,
     DEFAULT_LAYER,
+    DEFAULT_POOLING,
     LAYERS,
+    POOLINGS,
     TOP_TAGS,
+    ConcatEmbedder,
     Embedder,
     MfccEmbedder,
     OnnxEmbedder,
+    concat_blocks,
     embedder_from_description,
     make_embedder,
     mfcc_statistics,
+    pool_windows,
     same_model,
     top_tags,
 )
@@ -44,20 +51,26 @@ __all__ = [
     "LIBRARY_FORMAT_VERSION",
     "LAYERS",
     "DEFAULT_LAYER",
+    "DEFAULT_EMBEDDING",
+    "POOLINGS",
+    "DEFAULT_POOLING",
     "TOP_TAGS",
     "GROUP_KEYS",
     "EmbeddingLibrary",
     "EmbedReport",
+    "ConcatEmbedder",
     "Embedder",
     "MfccEmbedder",
     "OnnxEmbedder",
     "Recommender",
     "TabularSource",
     "Tags",
+    "concat_blocks",
     "embed_tracks",
     "embedder_from_description",
     "make_embedder",
     "mfcc_statistics",
+    "pool_windows",
     "read_library",
     "read_tabular",
     "same_model",

@@ -6,7 +6,15 @@ Embedding sources (:func:`make_embedder`):
   library records ``"standardize": true`` so that ``recommend`` z-scores its columns first.
 * a ``model.onnx`` path (specmusic model contract): the track's pooled ``embedding`` output, via
   :mod:`specmusic.inference`.
-* ``None``: the default pretrained tagger (:func:`specmusic.models.pretrained.ensure_default_model`).
+* a pretrained tagger name (``mtat-musicnn``…): that tagger's pooled penultimate features.
+* several of those joined by ``+`` (``jamendo-fcn+mtat-musicnn``): :class:`ConcatEmbedder`, one
+  block per model, each block L2-normalised, blocks concatenated; the library records
+  ``"standardize": true`` so that search z-scores the columns with the library's own statistics.
+* ``None``: :data:`DEFAULT_EMBEDDING`, such a concatenation of the taggers that
+  ``benchmarks/similarity_default.py`` chose (docs/similarity.md).
+
+A model's per-window vectors become one track vector by :func:`pool_windows` (``pooling``:
+``mean``, the default, ``meanstd`` or ``max``).
 
 An ONNX model also yields the track's :data:`TOP_TAGS` most probable labels (a tagger's tags, a
 trained model's classes) from the same pass of the network; ``recommend --explain`` names the
@@ -29,17 +37,24 @@ from specmusic.embeddings.library import Tags
 from specmusic.errors import ConfigError, ModelError
 from specmusic.features import FeatureConfig
 from specmusic.fileio import display_path, sha256_file
+from specmusic.inference import DEFAULT_WINDOWS
 
 __all__ = [
     "LAYERS",
     "DEFAULT_LAYER",
+    "DEFAULT_EMBEDDING",
+    "POOLINGS",
+    "DEFAULT_POOLING",
     "TOP_TAGS",
     "Embedder",
     "MfccEmbedder",
     "OnnxEmbedder",
+    "ConcatEmbedder",
     "make_embedder",
     "embedder_from_description",
     "mfcc_statistics",
+    "pool_windows",
+    "concat_blocks",
     "same_model",
     "top_tags",
 ]
@@ -49,6 +64,11 @@ LAYERS = ("embedding", "probabilities")
 DEFAULT_LAYER = {"pretrained": "embedding", "onnx": "embedding"}
 #: Labels kept per track in a library (the most probable first).
 TOP_TAGS = 10
+#: What ``embed`` makes without ``--model``: these pretrained taggers' mean-pooled penultimate
+#: features, one L2-normalised block each, concatenated, columns z-scored over the library at search
+#: time. Chosen on the validation split by benchmarks/similarity_default.py (docs/similarity.md);
+#: the first one also gives the library's tags (it is ``classify``'s default tagger).
+DEFAULT_EMBEDDING: tuple[str, ...] = ("jamendo-fcn", "mtat-musicnn")
 
 
 def mfcc_statistics(features: np.ndarray) -> np.ndarray:
@@ -68,6 +88,7 @@ def mfcc_statistics(features: np.ndarray) -> np.ndarray:
 
 #: How a track's window vectors become one vector (``embed --pooling``).
 POOLINGS = ("mean", "meanstd", "max")
+DEFAULT_POOLING = "mean"
 
 
 def pool_windows(windows: np.ndarray, pooling: str = "mean") -> np.ndarray:
@@ -100,6 +121,25 @@ def pool_windows(windows: np.ndarray, pooling: str = "mean") -> np.ndarray:
     else:
         raise ConfigError(f"unknown pooling {pooling!r} — use one of {', '.join(POOLINGS)}")
     return out.astype(np.float32)
+
+
+def concat_blocks(blocks: list[np.ndarray]) -> np.ndarray:
+    """Each block L2-normalised, then concatenated (so each model's vector weighs the same).
+
+    Parameters
+    ----------
+    blocks : one np.ndarray [shape=(dim_b,)] per model
+
+    Returns
+    -------
+    np.ndarray [shape=(sum of dim_b,)], float32, norm sqrt(number of non-zero blocks)
+    """
+    parts = []
+    for b in blocks:
+        b = np.asarray(b, dtype=np.float64).reshape(-1)
+        norm = float(np.linalg.norm(b))
+        parts.append(b / norm if norm > 0 else b)
+    return np.concatenate(parts).astype(np.float32)
 
 
 def top_tags(probabilities: np.ndarray, labels: list[str], n: int = TOP_TAGS) -> Tags:
@@ -172,7 +212,8 @@ class OnnxEmbedder(Embedder):
 
     ``layer="embedding"``: the pooled penultimate features (the model's ``embedding`` output);
     ``layer="probabilities"``: the track's class/tag probabilities (for a pretrained tagger, its
-    50 tags: a semantic space learnt from other labels than yours).
+    50 tags: a semantic space learnt from other labels than yours). ``pooling``: how the vectors of
+    the analysed windows become one (:func:`pool_windows`); ``mean`` is L2-normalised per model.
     """
 
     def __init__(
@@ -182,12 +223,17 @@ class OnnxEmbedder(Embedder):
         kind: str = "onnx",
         sha256: str | None = None,
         layer: str = "embedding",
+        windows: int | None = DEFAULT_WINDOWS,
+        pooling: str = DEFAULT_POOLING,
     ) -> None:
         from specmusic import inference
 
         if layer not in LAYERS:
             raise ConfigError(f"unknown layer {layer!r} — use one of {', '.join(LAYERS)}")
-        self.layer = layer
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r} — use one of {', '.join(POOLINGS)}")
+        self.layer, self.pooling = layer, pooling
+        self.windows = windows  # evenly spread windows analysed per track (None: all); see inference.analyse_track
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"{display_path(self.path)}: no such model — check --model (a model.onnx from `specmusic train`)")
@@ -202,6 +248,8 @@ class OnnxEmbedder(Embedder):
             "feature_config": meta.get("feature_config"),
             "chunk_frames": meta.get("chunk_frames"),
             "layer": layer,
+            "pooling": pooling,
+            "windows": "all" if windows is None else windows,
             "dim": None,
         }
 
@@ -212,15 +260,65 @@ class OnnxEmbedder(Embedder):
         return vec
 
     def embed_file(self, path: str) -> np.ndarray:
-        run = self._inference.predict_track if self.layer == "probabilities" else self._inference.embed_track
-        return self._keep(run(self.model, path))
+        return self.embed_file_tagged(path)[0]
 
     def embed_file_tagged(self, path: str, *, warnings: list[str] | None = None) -> tuple[np.ndarray, Tags | None]:
         """Vector and top tags from one pass of the network; ``warnings`` as :func:`inference.track_features`."""
-        spec, _ = self._inference.track_features(self.model, path, warnings=warnings)
-        emb, probs = self._inference.embed_and_predict_track(self.model, spec)
-        vec = self._keep(probs if self.layer == "probabilities" else emb)
-        return vec, top_tags(probs, list(self.model.labels))
+        inf = self._inference
+        result = inf.analyse_track(
+            self.model, path, windows=self.windows, outputs=("logits", "embedding"), warnings=warnings
+        )
+        probs = result.probabilities
+        assert probs is not None and result.embedding is not None
+        if self.pooling == "mean":
+            vec = probs if self.layer == "probabilities" else result.embedding
+        elif self.layer == "probabilities":
+            vec = pool_windows(inf.probabilities_from_logits(result.per_window["logits"], self.model.task), self.pooling)
+        else:
+            vec = pool_windows(result.per_window["embedding"], self.pooling)
+        return self._keep(vec), top_tags(probs, list(self.model.labels))
+
+
+class ConcatEmbedder(Embedder):
+    """Several ONNX models side by side: each model's track vector is one block (:func:`concat_blocks`).
+
+    Each block is L2-normalised, so every model weighs the same whatever the scale of its
+    features; the library records ``"standardize": true``, so search z-scores each column with the
+    library's own statistics first (:func:`specmusic.embeddings.search_vectors`: no labels, and
+    nothing fixed in advance, so adding tracks never needs the old ones embedded again). The
+    library's tags are the first model's.
+    """
+
+    def __init__(self, members: list[OnnxEmbedder], *, name: str | None = None) -> None:
+        if len(members) < 2:
+            raise ConfigError("a concatenation needs at least two models — name one model on its own instead")
+        self.members = members
+        first = members[0]
+        self.description = {
+            "kind": "concat",
+            "name": name or "+".join(str(m.description.get("name") or m.path.name) for m in members),
+            "members": [m.description for m in members],
+            "layer": first.layer,
+            "pooling": first.pooling,
+            "windows": first.description.get("windows"),
+            "dim": None,
+            "standardize": True,
+        }
+
+    def embed_file(self, path: str) -> np.ndarray:
+        return self.embed_file_tagged(path)[0]
+
+    def embed_file_tagged(self, path: str, *, warnings: list[str] | None = None) -> tuple[np.ndarray, Tags | None]:
+        """The blocks of every model, concatenated, and the first model's top tags (``warnings``: its lines)."""
+        blocks, tags = [], None
+        for i, member in enumerate(self.members):
+            vec, member_tags = member.embed_file_tagged(path, warnings=warnings if i == 0 else None)
+            blocks.append(vec)
+            tags = member_tags if i == 0 else tags
+        vec = concat_blocks(blocks)
+        if self.description.get("dim") is None:
+            self.description["dim"] = int(vec.shape[0])
+        return vec, tags
 
 
 def _model_metadata(model: Any) -> dict[str, Any]:
@@ -245,43 +343,69 @@ def make_embedder(
     weights: str | None = None,
     progress: bool | None = None,
     layer: str | None = None,
+    windows: int | None = DEFAULT_WINDOWS,
+    pooling: str | None = None,
 ) -> Embedder:
     """The embedder named by ``--model``.
 
     Parameters
     ----------
     model : ``"mfcc"``; a ``.onnx`` path; a pretrained tagger name (``msd-fcn``, ``mtat-musicnn``…,
-        optionally ``pretrained:NAME``); or ``None``: the default pretrained tagger
+        optionally ``pretrained:NAME``); several names or paths joined by ``+``
+        (:class:`ConcatEmbedder`); or ``None``: :data:`DEFAULT_EMBEDDING`
     duration : MFCC only: seconds read per track
     weights : pretrained taggers: a local checkpoint file or folder (see ``specmusic.models.pretrained``)
     layer : ``embedding`` | ``probabilities`` (ONNX models); default :data:`DEFAULT_LAYER` for
         pretrained taggers, ``embedding`` for trained models
+    windows : ONNX models: evenly spread windows analysed per track at most (None: all)
+    pooling : ONNX models: ``mean`` (default) | ``meanstd`` | ``max`` over the windows (:func:`pool_windows`)
 
     Raises
     ------
     ModelError
         The model is missing or unusable.
+    ConfigError
+        An unknown layer or pooling, or a pooling other than ``mean`` for MFCC statistics.
     """
     if model is not None and model.lower() == "mfcc":
+        if pooling not in (None, DEFAULT_POOLING):
+            raise ConfigError("--pooling applies to ONNX models; MFCC statistics are already mean and std over time")
         return MfccEmbedder(duration=duration)
-    name = model[len("pretrained:") :] if model is not None and model.startswith("pretrained:") else model
-    if name is None or (not name.lower().endswith(".onnx") and not os.path.exists(name)):
+    opts = {"weights": weights, "progress": progress, "layer": layer, "windows": windows, "pooling": pooling or DEFAULT_POOLING}
+    if model is None:
+        return ConcatEmbedder([_onnx_embedder(n, **opts) for n in DEFAULT_EMBEDDING])  # type: ignore[arg-type]
+    if "+" in model and not os.path.exists(model):
+        names = [part.strip() for part in model.split("+")]
+        if not all(names):
+            raise ModelError(f"--model {model!r} has an empty part — join model names with '+', e.g. jamendo-fcn+mtat-musicnn")
+        return ConcatEmbedder([_onnx_embedder(n, **opts) for n in names])  # type: ignore[arg-type]
+    return _onnx_embedder(model, **opts)  # type: ignore[arg-type]
+
+
+def _onnx_embedder(
+    model: str, *, weights: str | None, progress: bool | None, layer: str | None, windows: int | None, pooling: str
+) -> OnnxEmbedder:
+    """One ONNX model: a pretrained tagger's name (``pretrained:NAME`` too) or a ``.onnx`` path."""
+    name = model.removeprefix("pretrained:")
+    if not name.lower().endswith(".onnx") and not os.path.exists(name):
         try:
             from specmusic.models import pretrained
         except ImportError:
             raise ModelError(
                 "pretrained taggers are not available in this build — pass --model mfcc or --model model.onnx"
             ) from None
-        if name is not None and name not in pretrained.TAGGERS:
+        if name not in pretrained.TAGGERS:
             raise ModelError(
                 f"{name!r} is neither a model file nor a pretrained tagger — use a model.onnx path, 'mfcc', "
-                f"or one of {', '.join(pretrained.TAGGERS)}"
+                f"or one of {', '.join(pretrained.TAGGERS)} (several joined by '+')"
             )
-        path = pretrained.ensure_model(name or pretrained.DEFAULT_TAGGER, weights=weights, progress=progress)
-        emb = OnnxEmbedder(path, kind="pretrained", layer=layer or DEFAULT_LAYER["pretrained"])
-        emb.description["name"] = name or pretrained.DEFAULT_TAGGER
+        path = pretrained.ensure_model(name, weights=weights, progress=progress)
+        emb = OnnxEmbedder(
+            path, kind="pretrained", layer=layer or DEFAULT_LAYER["pretrained"], windows=windows, pooling=pooling
+        )
+        emb.description["name"] = name
         return emb
-    return OnnxEmbedder(name, layer=layer or DEFAULT_LAYER["onnx"])
+    return OnnxEmbedder(name, layer=layer or DEFAULT_LAYER["onnx"], windows=windows, pooling=pooling)
 
 
 def embedder_from_description(model: dict[str, Any]) -> Embedder:
@@ -296,31 +420,47 @@ def embedder_from_description(model: dict[str, Any]) -> Embedder:
     if kind == "mfcc":
         return MfccEmbedder(FeatureConfig.from_dict(model["feature_config"]), duration=model.get("duration"))
     if kind in ("onnx", "pretrained"):
-        path = model.get("path")
-        if not path or not os.path.isfile(path):
-            raise ModelError(
-                f"the library's model {path!r} is not there any more — pass --model with the same model.onnx"
-            )
-        sha = sha256_file(path)
-        if model.get("sha256") and sha != model["sha256"]:
-            raise ModelError(
-                f"{display_path(path)} changed since the library was embedded (sha256 differs) — re-embed the library"
-            )
-        return OnnxEmbedder(path, kind=kind, sha256=sha, layer=model.get("layer") or "embedding")
+        return _onnx_from_description(model)
+    if kind == "concat" and isinstance(model.get("members"), list):
+        return ConcatEmbedder([_onnx_from_description(m) for m in model["members"]], name=model.get("name"))
     raise ModelError(
         "the library does not record which model made it (e.g. JSON Lines without a header) — "
         "pass --model to embed the query, or query by an id in the library"
     )
 
 
+def _onnx_from_description(model: dict[str, Any]) -> OnnxEmbedder:
+    path = model.get("path")
+    if not path or not os.path.isfile(path):
+        raise ModelError(
+            f"the library's model {path!r} is not there any more — pass --model with the same model.onnx"
+        )
+    sha = sha256_file(path)
+    if model.get("sha256") and sha != model["sha256"]:
+        raise ModelError(
+            f"{display_path(path)} changed since the library was embedded (sha256 differs) — re-embed the library"
+        )
+    windows = model.get("windows", "all")  # libraries from before --windows analysed every window
+    emb = OnnxEmbedder(path, kind=model.get("kind") or "onnx", sha256=sha, layer=model.get("layer") or "embedding",
+                       windows=None if windows == "all" else int(windows),
+                       pooling=model.get("pooling") or DEFAULT_POOLING)  # fmt: skip
+    if model.get("name"):
+        emb.description["name"] = model["name"]
+    return emb
+
+
 def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two library ``model`` descriptions name the same embedding."""
+    """Whether two library ``model`` descriptions name the same embedding (same models, layer, pooling)."""
     if a.get("kind") != b.get("kind"):
         return False
     if a.get("kind") == "mfcc":
         return a.get("feature_config") == b.get("feature_config") and a.get("duration") == b.get("duration")
+    if a.get("kind") == "concat":
+        ma, mb = a.get("members") or [], b.get("members") or []
+        return bool(ma) and len(ma) == len(mb) and all(same_model(x, y) for x, y in zip(ma, mb))
     return (
         bool(a.get("sha256"))
         and a.get("sha256") == b.get("sha256")
         and (a.get("layer") or "embedding") == (b.get("layer") or "embedding")
+        and (a.get("pooling") or DEFAULT_POOLING) == (b.get("pooling") or DEFAULT_POOLING)
     )

@@ -311,7 +311,7 @@ def _library_from_npz(path: str | os.PathLike[str]) -> EmbeddingLibrary:
                 _tags_from_arrays(z["tags"], z["tag_scores"]) if has_tags else None,
                 _warnings_from_arrays(n, z["warning_rows"], z["warnings"]) if has_warnings else None,
             )
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         reason = numpy_load_reason(exc, path)  # never numpy's advice to unpickle
         if reason == PICKLE_REASON:
             raise InputError(f"{name}: {reason} — recreate it with `specmusic embed`") from None

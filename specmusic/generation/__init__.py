@@ -3,20 +3,23 @@
 The model is a small class-conditional U-Net (:mod:`specmusic.models.generative`) trained with
 flow matching (rectified flow): ``x_t = (1 - t) noise + t data``, the network predicts the
 velocity ``data - noise``; sampling integrates it with Euler steps from noise (t=0) to data (t=1),
-with classifier-free guidance when the data has labels. Spectrograms are log-mel patches in dB
-relative to each clip's maximum, scaled to [-1, 1]. Samples become audio with
+with classifier-free guidance when the data has labels; the Euler steps are numpy, the network runs
+on onnxruntime from the folder's ``model.onnx`` (``pip install specmusic`` samples without torch).
+Spectrograms are log-mel patches in dB relative to each clip's maximum, scaled to [-1, 1]. Samples become audio with
 :mod:`specmusic.inversion` (numpy only).
 
 Modules: :mod:`~specmusic.generation.config` (``GenConfig``, the folder layout, dB scaling; numpy),
-:mod:`~specmusic.generation.data` (training clips; numpy), :mod:`~specmusic.generation.train` and
-:mod:`~specmusic.generation.sample` (torch). The names below are imported on first use, so importing
-this package imports no torch.
+:mod:`~specmusic.generation.data` (training clips; numpy), :mod:`~specmusic.generation.sample`
+(numpy + onnxruntime; torch only to convert a folder without ``model.onnx``),
+:mod:`~specmusic.generation.train` and :mod:`~specmusic.generation.export` (torch). The names below are
+imported on first use, so importing this package imports no torch.
 """
 
 from __future__ import annotations
 
-from specmusic.lazy import lazy_exports
 from typing import TYPE_CHECKING
+
+from specmusic.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from specmusic.generation.config import (
@@ -27,10 +30,13 @@ if TYPE_CHECKING:
         normalize_db,
     )
     from specmusic.generation.data import load_training_data
+    from specmusic.generation.export import export_generator
     from specmusic.generation.sample import (
         Generator,
+        iter_spectrograms,
         load_generator,
         sample_spectrograms,
+        write_samples,
     )
     from specmusic.generation.train import GeneratorTrainResult, train_generator
 
@@ -41,9 +47,12 @@ _HOMES = {
     "normalize_db": "config",
     "denormalize_db": "config",
     "load_training_data": "data",
+    "export_generator": "export",
     "Generator": "sample",
     "load_generator": "sample",
     "sample_spectrograms": "sample",
+    "iter_spectrograms": "sample",
+    "write_samples": "sample",
     "GeneratorTrainResult": "train",
     "train_generator": "train",
 }
@@ -51,7 +60,8 @@ _HOMES = {
 __all__ = [  # noqa: RUF022 - in the order of the modules
     "FORMAT_VERSION", "GenConfig", "config_with", "normalize_db", "denormalize_db",
     "load_training_data",
-    "Generator", "load_generator", "sample_spectrograms",
+    "export_generator",
+    "Generator", "load_generator", "sample_spectrograms", "iter_spectrograms", "write_samples",
     "GeneratorTrainResult", "train_generator",
 ]
 

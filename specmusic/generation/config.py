@@ -21,14 +21,18 @@ settings as arguments, not from this config.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, replace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError
-from specmusic.features import FeatureConfig
+
+if TYPE_CHECKING:  # numpy and the features are imported on use: the CLI's help reads MAX_SAMPLE_SECONDS without them
+    import numpy as np
+
+    from specmusic.features import FeatureConfig
 
 __all__ = [
     "CHECKPOINT",
@@ -36,11 +40,17 @@ __all__ = [
     "FEATURES_CACHE",
     "FORMAT_VERSION",
     "LOSS_PNG",
+    "MAX_SAMPLE_SECONDS",
+    "MODEL_ONNX",
+    "ONNX_METADATA_KEY",
     "SAMPLES_PNG",
     "GenConfig",
+    "check_sample_seconds",
     "config_with",
     "denormalize_db",
     "normalize_db",
+    "onnx_metadata",
+    "sample_stem",
 ]
 
 #: Bumped whenever the checkpoint or config layout changes; older/newer folders are refused.
@@ -51,6 +61,18 @@ CONFIG = "config.json"
 FEATURES_CACHE = "features.npz"
 LOSS_PNG = "loss.png"
 SAMPLES_PNG = "samples.png"
+#: The EMA U-Net for onnxruntime: what ``generate sample`` runs (no torch). Inputs ``x`` [shape=(batch, 1,
+#: n_mels, frames)] float32, ``t`` [shape=(batch,)] float32 and, when the model has labels, ``label``
+#: [shape=(batch,)] int64 (``len(labels)`` = no label); output ``v`` shaped as ``x``. ``frames`` is any
+#: multiple of :attr:`GenConfig.multiple`.
+MODEL_ONNX = "model.onnx"
+#: Key of the ONNX ``metadata_props`` entry holding :func:`onnx_metadata` (JSON).
+ONNX_METADATA_KEY = "specmusic-generator"
+
+#: The longest sample ``generate sample`` draws (s). The network learnt ~3 s patches: far longer samples
+#: only repeat its texture, while inverting one holds ~100 bytes per time-frequency bin (≈ 5 MB a second
+#: at the defaults): 2 minutes stay well under 1 GB.
+MAX_SAMPLE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +114,8 @@ class GenConfig(ConfigBase):
     @property
     def feature_config(self) -> FeatureConfig:
         """The project's mel features with these settings (dB, no floor: the floor is applied per clip)."""
+        from specmusic.features import FeatureConfig
+
         return FeatureConfig(
             kind="mel", sample_rate=self.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
             n_mels=self.n_mels, top_db=None,
@@ -110,10 +134,56 @@ def normalize_db(mel_db: np.ndarray, *, db_range: float = 80.0) -> np.ndarray:
     ----------
     mel_db : np.ndarray [shape=(n_mels, n_frames)], dB
     """
+    import numpy as np
+
     rel = np.maximum(mel_db - float(np.max(mel_db)), -db_range)
     return (rel / (db_range / 2) + 1.0).astype(np.float32)
 
 
 def denormalize_db(x: np.ndarray, *, db_range: float = 80.0) -> np.ndarray:
     """Inverse of :func:`normalize_db` (values clipped to [-1, 1]): dB with maximum ≤ 0."""
+    import numpy as np
+
     return ((np.clip(x, -1.0, 1.0) - 1.0) * (db_range / 2)).astype(np.float32)
+
+
+def onnx_metadata(*, config: GenConfig, labels: list[str], step: int) -> dict[str, Any]:
+    """What ``model.onnx`` says of itself; it must equal that of ``config.json`` (else the file is stale).
+
+    The step tells an export apart from the checkpoint of a run that went on (or was interrupted)
+    after it; a fresh run (``--force``) removes the old ``model.onnx`` first.
+    """
+    return {"kind": "specmusic-generator", "format_version": FORMAT_VERSION, "config": config.to_dict(),
+            "labels": list(labels), "step": int(step)}
+
+
+def check_sample_seconds(seconds: float) -> None:
+    """Refuse a sample length outside ``(0, MAX_SAMPLE_SECONDS]`` (before any model is loaded).
+
+    Raises
+    ------
+    InputError
+        Not a positive finite length, or longer than :data:`MAX_SAMPLE_SECONDS`.
+    """
+    from specmusic.errors import InputError
+
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InputError(f"--seconds {seconds:g} is not a positive length — e.g. --seconds 6")
+    if seconds > MAX_SAMPLE_SECONDS:
+        raise InputError(
+            f"--seconds {seconds:g} is more than the {MAX_SAMPLE_SECONDS:g} s a sample may last (the model learnt "
+            f"~3 s patches, and inverting a sample takes ~5 MB of memory per second) — use --seconds "
+            f"{MAX_SAMPLE_SECONDS:g} or less, and draw several samples (-n) to join"
+        )
+
+
+def sample_stem(label: str | None) -> str:
+    """The start of a sample's file names: the label (``sample`` without one), path separators replaced.
+
+    Never treat it as a path with an extension: a label such as ``wesnoth-1.16-music`` has a dot, and
+    ``Path.with_suffix`` would cut it there. Names are built as ``f"{stem}_{seed}_{index:03d}.wav"``.
+    """
+    stem = label or "sample"
+    for sep in {"/", "\\", os.sep, os.altsep} - {None}:
+        stem = stem.replace(sep, "_")
+    return stem

@@ -3,16 +3,21 @@
 Flow matching (rectified flow): ``x_t = (1 - t) noise + t data``, the network predicts the velocity
 ``data - noise`` (mean squared error); labels are dropped into a "no label" class ``label_dropout`` of
 the time, so one network serves conditional, unconditional and classifier-free-guided sampling. The
-EMA of the weights is what :func:`~specmusic.generation.sample.load_generator` loads.
+EMA of the weights is what sampling uses: exported at the end of a run (and on Ctrl-C) as ``model.onnx``
+(:mod:`specmusic.generation.export`), which :func:`~specmusic.generation.sample.load_generator` runs
+without torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +32,17 @@ from specmusic.generation.config import (
     CONFIG,
     FORMAT_VERSION,
     LOSS_PNG,
+    MODEL_ONNX,
+    ONNX_METADATA_KEY,
     SAMPLES_PNG,
     GenConfig,
     denormalize_db,
+    onnx_metadata,
 )
+from specmusic.generation.export import export_generator
 from specmusic.generation.sample import (
     Generator,
+    TorchNetwork,
     make_unet,
     sample_spectrograms,
     set_torch_threads,
@@ -100,17 +110,21 @@ def train_generator(
     max_steps: int | None = None,
     seed: int = 0,
     threads: int | None = 0,
-    checkpoint_minutes: float = 2.0,
+    checkpoint_seconds: float = 30.0,
     force: bool = False,
     progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> GeneratorTrainResult:
     """Train the flow-matching U-Net on random patches; write ``checkpoint.pt``, ``config.json``,
-    ``loss.png`` (loss per step against epochs) and ``samples.png`` (a few samples at the end).
+    ``model.onnx`` (the EMA network, for sampling without torch), ``loss.png`` (loss per step against
+    epochs) and ``samples.png`` (a few samples at the end).
 
     A folder that already holds a checkpoint of the same settings and labels is **resumed**: network,
     EMA and optimiser state, the step count and the loss history come from it. ``epochs`` /
     ``max_steps`` then count from the start of the first run (a finished run is not trained further,
-    and its files are left as they are), ``minutes`` is this session's budget.
+    and its files are left as they are — but a missing or stale ``model.onnx``, from a folder trained by
+    an older specmusic, is written), ``minutes`` is this session's budget. A fresh run (``force``, or no
+    checkpoint) removes an old ``model.onnx`` first.
 
     Parameters
     ----------
@@ -120,14 +134,23 @@ def train_generator(
     epochs : passes over the data, one pass = total frames / patch_frames patches
     max_steps : hard cap on optimiser steps
     threads : torch intra-op threads (0: the idle cores by load average; None: torch's current setting)
-    checkpoint_minutes : save this often (atomically), and at the end
+    checkpoint_seconds : save ``checkpoint.pt`` (atomically) at least this often; also at the end of every
+        epoch (unless the last save took over 1/20 of the time since), on Ctrl-C and at the end. A
+        checkpoint of the default U-Net is ~30 MB and takes ~0.1 s. ``model.onnx`` (~6 MB, ~0.3 s) is
+        written on Ctrl-C and at the end only.
     force : start from scratch even when ``out_dir`` holds a checkpoint
+    log : where to say that an interrupted run was saved (default: nowhere)
 
     Raises
     ------
     ConfigError
         Neither a budget nor a number of epochs/steps, specs with the wrong number of rows, or a
         checkpoint in ``out_dir`` of other settings, labels or format (without ``force``).
+    KeyboardInterrupt
+        Ctrl-C: the step under way is finished and saved to ``checkpoint.pt`` (and ``model.onnx``)
+        first, so the next run resumes from it.
+    ModelError
+        The ONNX export failed (the checkpoint is saved before it).
     """
     config = config or GenConfig()
     _check_inputs(specs, config, no_stop=minutes is None and epochs is None and max_steps is None)
@@ -144,7 +167,7 @@ def train_generator(
     start = time.perf_counter()
     stopped_by, first_loss, final_loss = _optimise(
         run, sampler, rng, out=out, config=config, names=list(names), stop=stop, steps_per_epoch=steps_per_epoch,
-        checkpoint_minutes=checkpoint_minutes, progress=progress,
+        checkpoint_seconds=checkpoint_seconds, progress=progress, log=log or (lambda _line: None),
     )
     took_steps = run.step > run.resumed_from
     result = GeneratorTrainResult(
@@ -155,9 +178,13 @@ def train_generator(
     )
     if took_steps or not run.resumed_from:  # a finished run resumed took no step: keep its files as they are
         _save_checkpoint(out, run, config=config, names=list(names), summary=result.to_dict())
+        _export(out, run, config=config, names=list(names))
         _plot_loss(out / LOSS_PNG, run.losses, steps_per_epoch=steps_per_epoch)
         _plot_samples(out / SAMPLES_PNG, Generator(path=display_path(out), config=config, labels=list(names),
-                                                   model=run.ema, step=run.step), seed=seed)
+                                                   network=TorchNetwork(run.ema), step=run.step), seed=seed)
+    elif not _onnx_is_current(out, config=config, names=list(names), step=run.step):
+        _export(out, run, config=config, names=list(names))  # a finished run of an older specmusic: add model.onnx
+        (log or (lambda _line: None))(f"generate train: wrote {display_path(out)}/{MODEL_ONNX} for the finished run")
     return result
 
 
@@ -185,6 +212,8 @@ def _start_run(out: Path, config: GenConfig, names: list[str], *, seed: int,
         # fresh randomness for the steps still to come (a resumed run is not the uninterrupted one)
         torch.manual_seed(seed * 1_000_003 + run.step)
         rng = np.random.default_rng([seed, run.step])
+    else:  # a fresh run: the network of the run it replaces must not be sampled as this one's
+        (out / MODEL_ONNX).unlink(missing_ok=True)
     return run, rng
 
 
@@ -213,36 +242,76 @@ class _PatchSampler:
 
 
 def _optimise(run: _Run, sampler: _PatchSampler, rng: np.random.Generator, *, out: Path, config: GenConfig,
-              names: list[str], stop: _Stop, steps_per_epoch: int, checkpoint_minutes: float,
-              progress: bool | None) -> tuple[str, float, float]:
-    """Train until ``stop`` says so, checkpointing every ``checkpoint_minutes``.
+              names: list[str], stop: _Stop, steps_per_epoch: int, checkpoint_seconds: float,
+              progress: bool | None, log: Callable[[str], None]) -> tuple[str, float, float]:
+    """Train until ``stop`` says so, checkpointing as :func:`train_generator` says; on Ctrl-C, save and re-raise.
 
     Returns the reason it stopped, the first loss of this session and the smoothed last loss (NaN
     when no step was taken).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After Ctrl-C (SIGINT), once the step under way is finished and ``checkpoint.pt`` holds it.
     """
     from tqdm import tqdm
 
     bar = tqdm(total=stop.limit, initial=run.step, desc="generate train", unit="step",
                disable=None if progress is None else not progress, dynamic_ncols=True)
     start = last_ckpt = time.perf_counter()
+    save_cost = 0.0  # seconds the last checkpoint took
     first_loss = running = float("nan")
-    while (stopped_by := stop.reason(run.step, time.perf_counter() - start)) is None:
-        x1, y = sampler.draw(rng)
-        value = _train_step(run, x1, y, config=config, n_classes=len(names))
-        first_loss = value if run.step == run.resumed_from else first_loss
-        running = value if run.step == run.resumed_from else 0.98 * running + 0.02 * value
-        run.losses.append(value)
-        run.step += 1
-        bar.update(1)
-        post = {"loss": f"{running:.4f}", "epoch": f"{run.step / steps_per_epoch:.1f}"}
-        if stop.budget_s is not None:
-            post["left"] = f"{max(0.0, stop.budget_s - (time.perf_counter() - start)) / 60:.1f}min"
-        bar.set_postfix(post, refresh=False)
-        if time.perf_counter() - last_ckpt >= checkpoint_minutes * 60:
-            _save_checkpoint(out, run, config=config, names=names, summary=None)
-            last_ckpt = time.perf_counter()
-    bar.close()
+    with bar, _sigint_after_the_step() as interrupted:
+        while (stopped_by := stop.reason(run.step, time.perf_counter() - start)) is None:
+            x1, y = sampler.draw(rng)
+            value = _train_step(run, x1, y, config=config, n_classes=len(names))
+            first_loss = value if run.step == run.resumed_from else first_loss
+            running = value if run.step == run.resumed_from else 0.98 * running + 0.02 * value
+            run.losses.append(value)
+            run.step += 1
+            bar.update(1)
+            post = {"loss": f"{running:.4f}", "epoch": f"{run.step / steps_per_epoch:.1f}"}
+            if stop.budget_s is not None:
+                post["left"] = f"{max(0.0, stop.budget_s - (time.perf_counter() - start)) / 60:.1f}min"
+            bar.set_postfix(post, refresh=False)
+            if interrupted():
+                _save_checkpoint(out, run, config=config, names=names, summary=None)
+                _export(out, run, config=config, names=names)
+                log(f"generate train: interrupted at step {run.step} — saved {display_path(out)}/{CHECKPOINT} "
+                    f"and {MODEL_ONNX}; rerun the same command to resume from it")
+                raise KeyboardInterrupt
+            since = time.perf_counter() - last_ckpt
+            # every checkpoint_seconds, and at the end of each epoch unless that costs over 5 % of the time
+            if since >= checkpoint_seconds or (run.step % steps_per_epoch == 0 and since >= 20 * save_cost):
+                t0 = time.perf_counter()
+                _save_checkpoint(out, run, config=config, names=names, summary=None)
+                last_ckpt = time.perf_counter()
+                save_cost = last_ckpt - t0
     return stopped_by, first_loss, running
+
+
+@contextlib.contextmanager
+def _sigint_after_the_step() -> Iterator[Callable[[], bool]]:
+    """Defer Ctrl-C to the end of the step under way: the handler only notes it, the loop asks ``interrupted()``.
+
+    A second Ctrl-C interrupts at once. Outside the main thread (where no handler can be set) nothing
+    is deferred.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    seen: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        if seen:
+            raise KeyboardInterrupt
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _train_step(run: _Run, x1: torch.Tensor, y: torch.Tensor, *, config: GenConfig, n_classes: int) -> float:
@@ -291,12 +360,29 @@ def _save_checkpoint(out: Path, run: _Run, *, config: GenConfig, names: list[str
     write_json_atomic(out / CONFIG, meta)
 
 
+def _export(out: Path, run: _Run, *, config: GenConfig, names: list[str]) -> None:
+    """``model.onnx``: the EMA network of ``run`` at its step, for sampling without torch (atomically)."""
+    export_generator(run.ema, out / MODEL_ONNX, config=config, labels=names, step=run.step)
+
+
+def _onnx_is_current(out: Path, *, config: GenConfig, names: list[str], step: int) -> bool:
+    """Whether ``out/model.onnx`` holds this run at ``step`` (its metadata, read with the onnx package)."""
+    import onnx
+
+    try:
+        proto = onnx.load(out / MODEL_ONNX, load_external_data=False)
+        raw = {p.key: p.value for p in proto.metadata_props}.get(ONNX_METADATA_KEY, "null")
+        return json.loads(raw) == json.loads(json.dumps(onnx_metadata(config=config, labels=names, step=step)))
+    except Exception:  # noqa: BLE001 — missing, truncated, not ONNX: not current
+        return False
+
+
 def _resume(out: Path, config: GenConfig, names: list[str], run: _Run) -> None:
     """Load ``out/checkpoint.pt`` (``weights_only``) into ``run``: modules, step and loss history."""
     name = display_path(out)
     try:
         ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a torn or foreign file
+    except Exception as exc:
         raise ConfigError(
             f"{name}/{CHECKPOINT}: unreadable checkpoint ({type(exc).__name__}) — pass --force to start over"
         ) from None

@@ -5,7 +5,13 @@ SMC 2020 — code and weights under the MIT licence (c) 2020 Music Technology Gr
 Pompeu Fabra. specmusic re-implements the architectures (:mod:`specmusic.models.taggers`) and
 loads the published state dicts.
 
-The first use of a tagger:
+The taggers named in :data:`BUNDLED_TAGGERS` (the default one among them) ship inside the package
+as ONNX files under ``specmusic/models/bundled/`` (sha256 in ``bundled/SHA256SUMS``, the authors'
+MIT licence in ``bundled/LICENSE``): they work on a fresh, offline machine without torch, and each
+load checks the file against its recorded sha256. ``python -m specmusic.models.pretrained --bundle``
+rebuilds them from the checkpoints (maintainers; needs torch and onnx).
+
+The first use of any other tagger:
 
 1. finds its checkpoint — ``weights=`` / ``$SPECMUSIC_WEIGHTS`` (a ``best_model.pth`` file, or a
    folder holding ``<dataset>/<arch>/best_model.pth`` such as a clone of the repository's
@@ -17,6 +23,8 @@ The first use of a tagger:
 Every later use finds the cached ONNX file and never imports torch or touches the network: this
 module imports torch only inside :func:`load_tagger` and :func:`convert_tagger`, so ``specmusic
 classify`` without ``--model`` (which calls :func:`ensure_default_model`) stays on the torch-free path.
+Without torch (the runtime install, ``pip install specmusic``) a tagger that is not bundled stops
+with one line saying to ``pip install 'specmusic[train]'``.
 
 A cached ONNX file is checked before it is used: its sha256 must be the one recorded beside it
 when it was converted. A corrupt one is rebuilt from the checkpoint (with a note on stderr); one
@@ -43,6 +51,7 @@ from specmusic.fileio import CACHE_ENV, atomic_path, atomic_write, cache_dir, di
 
 __all__ = [
     "DEFAULT_TAGGER",
+    "BUNDLED_TAGGERS",
     "TAGGERS",
     "PretrainedTagger",
     "WEIGHTS_ENV",
@@ -52,6 +61,8 @@ __all__ = [
     "convert_tagger",
     "ensure_model",
     "ensure_default_model",
+    "bundled_model",
+    "bundle_tagger",
 ]
 
 WEIGHTS_ENV = "SPECMUSIC_WEIGHTS"
@@ -149,6 +160,13 @@ TAGGERS: dict[str, PretrainedTagger] = {
 }
 #: The tagger ``specmusic classify`` uses without ``--model``; chosen by benchmarks/tagger_choice.py.
 DEFAULT_TAGGER = "jamendo-fcn"
+#: The taggers shipped inside the package as ONNX (``specmusic/models/bundled/<name>.onnx``): the one
+#: list. To ship another, add its name here and run ``python -m specmusic.models.pretrained --bundle
+#: --weights DIR`` (see :func:`bundle_tagger`); the files are package data (pyproject.toml).
+BUNDLED_TAGGERS: tuple[str, ...] = (DEFAULT_TAGGER, "mtat-musicnn")  # embed's default is jamendo-fcn+mtat-musicnn
+BUNDLE_DIR = Path(__file__).resolve().with_name("bundled")
+BUNDLE_SUMS = "SHA256SUMS"
+_TRAIN_EXTRA = "pip install 'specmusic[train]'"
 
 _HOW_TO_SUPPLY = (
     f"download it by hand ({{url}}) and pass --weights FILE or set {WEIGHTS_ENV}=FILE "
@@ -376,15 +394,151 @@ def _say(progress: bool | None, line: str) -> None:
         sys.stderr.flush()
 
 
+# -- bundled models (package data) -------------------------------------------------------------
+_VERIFIED: dict[Path, str] = {}  # bundled files already checked in this process → their sha256
+
+
+def _recorded_sums(folder: Path) -> dict[str, str]:
+    """``SHA256SUMS`` of ``folder`` (``sha256sum`` format: ``<hex>  <file name>``) as {file name: hex}."""
+    try:
+        text = (folder / BUNDLE_SUMS).read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    sums = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sums[parts[1].lstrip("*")] = parts[0]
+    return sums
+
+
+def bundled_model(name: str) -> Path | None:
+    """The ONNX model of tagger ``name`` shipped inside the package, checked against its sha256.
+
+    Returns ``None`` when ``name`` is not in :data:`BUNDLED_TAGGERS` or this install lacks the file
+    (a source tree without its package data): the caller falls back to the cache and the download.
+
+    Raises
+    ------
+    ModelError
+        The file's sha256 is not the one recorded in ``bundled/SHA256SUMS`` (a damaged install).
+    """
+    if name not in BUNDLED_TAGGERS:
+        return None
+    path = BUNDLE_DIR / f"{name}.onnx"
+    if path in _VERIFIED:
+        return path
+    if not path.is_file():
+        return None
+    expected = _recorded_sums(BUNDLE_DIR).get(path.name)
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read the bundled {name} tagger {display_path(path)} ({exc.strerror}) — "
+                         "reinstall specmusic: pip install --force-reinstall specmusic") from exc  # fmt: skip
+    if digest != expected:
+        recorded = f"{expected[:16]}…" if expected else f"no entry in {BUNDLE_SUMS}"
+        raise ModelError(
+            f"the bundled {name} tagger {display_path(path)} is damaged (sha256 {digest[:16]}…, recorded {recorded}) — "
+            "reinstall specmusic: pip install --force-reinstall specmusic"
+        )
+    _VERIFIED[path] = digest
+    return path
+
+
+def _require_conversion_deps(tagger: PretrainedTagger) -> None:
+    """Raise one clear line when torch or onnx (the ``train`` extra) is missing for a conversion.
+
+    Raises
+    ------
+    ModelError
+        torch or onnx cannot be imported.
+    """
+    import importlib.util
+
+    def importable(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a finder that refuses it, or a half-imported module
+            return False
+
+    missing = [m for m in ("torch", "onnx") if not importable(m)]
+    if missing:
+        bundled = ", ".join(BUNDLED_TAGGERS)
+        raise ModelError(
+            f"the {tagger.name} tagger is not bundled with specmusic and converting it to ONNX needs PyTorch "
+            f"({' and '.join(missing)} not installed) — {_TRAIN_EXTRA}, or use a bundled tagger ({bundled})"
+        )
+
+
+def bundle_tagger(
+    name: str,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    folder: Path | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Convert tagger ``name`` into ``folder`` as package data: ``<name>.onnx``, its line in
+    ``SHA256SUMS`` and the authors' ``LICENSE`` (maintainers; imports torch and onnx).
+
+    The file is exactly what :func:`convert_tagger` writes for the cache (the conversion is
+    deterministic), so a library embedded with the cached model matches the bundled one.
+
+    Parameters
+    ----------
+    name : a key of :data:`BUNDLED_TAGGERS`
+    weights : local ``best_model.pth`` or a folder of ``<dataset>/<arch>/best_model.pth`` (else the
+        cache or a download, as :func:`ensure_model`)
+    folder : where to write (default :data:`BUNDLE_DIR`, the package's ``bundled/``)
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not in :data:`BUNDLED_TAGGERS`.
+    ModelError
+        The checkpoint cannot be found, downloaded or converted, or no licence text is at hand.
+    """
+    tagger = get_tagger(name)
+    if name not in BUNDLED_TAGGERS:
+        raise ConfigError(
+            f"{name} is not in BUNDLED_TAGGERS — add it to the tuple in specmusic/models/pretrained.py first "
+            "(the one list of bundled taggers), then rerun --bundle"
+        )
+    _require_conversion_deps(tagger)
+    checkpoint = find_checkpoint(tagger, weights=weights)
+    if checkpoint is None:
+        checkpoint = download_checkpoint(tagger, cache_dir() / "weights" / tagger.relpath, progress=progress)
+    folder = BUNDLE_DIR if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    licence = folder / "LICENSE"
+    if not licence.is_file():
+        found = [p / "LICENSE" for p in Path(checkpoint).resolve().parents if (p / "LICENSE").is_file()]
+        if not found:
+            raise ModelError(
+                f"no LICENSE beside {checkpoint} or in the folders above it — copy the authors' LICENSE "
+                f"({REPO_URL}/blob/master/LICENSE) to {licence}"
+            )
+        atomic_write(licence, lambda f: f.write(found[0].read_bytes()))
+    out = convert_tagger(tagger, checkpoint, folder / f"{name}.onnx")
+    _sha_path(out).unlink(missing_ok=True)  # the cache's per-file record; the bundle keeps one SHA256SUMS
+    sums = _recorded_sums(folder)
+    sums[out.name] = sha256_file(out)
+    atomic_write(folder / BUNDLE_SUMS, lambda f: f.writelines(f"{h}  {n}\n" for n, h in sorted(sums.items())), "w")
+    _VERIFIED.pop(out, None)
+    return out
+
+
 def ensure_model(
     name: str = DEFAULT_TAGGER,
     *,
     weights: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
 ) -> Path:
-    """Path of the cached ONNX model of tagger ``name``, downloading and converting it on first use.
+    """Path of the ONNX model of tagger ``name``: the bundled one, else the cached conversion,
+    downloading and converting it on first use.
 
-    A cached model is returned at once (no torch, no network). Otherwise the checkpoint comes from
+    A bundled (:data:`BUNDLED_TAGGERS`) or cached model is returned at once (no torch, no network;
+    ``weights`` is not needed then and is not read). Otherwise the checkpoint comes from
     ``weights`` / ``$SPECMUSIC_WEIGHTS``, the cache, or a download (in that order), is checked
     against its sha256 and converted once (torch is imported for this step only).
 
@@ -399,13 +553,18 @@ def ensure_model(
     ConfigError
         Unknown name.
     ModelError
-        No local copy and no network, a sha256 mismatch, or a file that does not load.
+        No local copy and no network, a sha256 mismatch, a file that does not load, a damaged bundled
+        model, or no torch/onnx for a conversion.
     """
     tagger = get_tagger(name)
+    bundled = bundled_model(name)
+    if bundled is not None:
+        return bundled
     out = cache_dir() / "onnx" / tagger.onnx_name
     rebuilding = out.is_file() and not _cached_model_ok(out, tagger)
     if out.is_file():
         return out
+    _require_conversion_deps(tagger)
     try:
         checkpoint = find_checkpoint(tagger, weights=weights)
         if checkpoint is None:
@@ -429,3 +588,33 @@ def ensure_model(
 def ensure_default_model(*, weights: str | None = None, progress: bool | None = None) -> Path:
     """:func:`ensure_model` of :data:`DEFAULT_TAGGER`: the model ``specmusic classify`` uses without --model."""
     return ensure_model(DEFAULT_TAGGER, weights=weights, progress=progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m specmusic.models.pretrained --bundle [NAME ...] --weights DIR`` (maintainers)."""
+    import argparse
+
+    from specmusic.errors import SpecmusicError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m specmusic.models.pretrained",
+        description="Rebuild the taggers shipped inside the package (specmusic/models/bundled/) from their "
+        "checkpoints: ONNX file, SHA256SUMS line, LICENSE. Needs torch and onnx (pip install -e '.[train]').",
+    )
+    parser.add_argument("--bundle", nargs="*", metavar="NAME", required=True,
+                        help=f"taggers to rebuild (default: all of BUNDLED_TAGGERS: {', '.join(BUNDLED_TAGGERS)})")
+    parser.add_argument("--weights", help=f"best_model.pth or a folder of <dataset>/<arch>/best_model.pth "
+                        f"(default: ${WEIGHTS_ENV}, the cache, else a download)")  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        for name in args.bundle or BUNDLED_TAGGERS:
+            out = bundle_tagger(name, weights=args.weights, progress=True)
+            print(f"{sha256_file(out)}  {display_path(out)}  ({out.stat().st_size:,} bytes)")
+    except SpecmusicError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from specmusic.errors import InputError
+from specmusic.fileio import display_path, numpy_load_reason, save_npz_atomic, write_json_atomic
 from specmusic.nmf.separate import (
     Decomposition,
     Resynthesis,
@@ -44,7 +45,6 @@ def save_decomposition(
     ``model_rms_error``, ``model_relative_error`` and ``mix_rms``, and ``file_notes`` says what
     each file is.
     """
-    from specmusic.fileio import write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,6 @@ def save_decomposition(
 
 
 def _save_arrays(path: Path, dec: Decomposition) -> None:
-    from specmusic.fileio import save_npz_atomic
 
     r, spec, sr = dec.result, dec.spec, dec.sr
     save_npz_atomic(path, {
@@ -119,8 +118,11 @@ def load_nmf(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npz ({exc}) — pass an nmf.npz written by specmusic nmf") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(
+            f"{display_path(path)}: not a readable .npz ({numpy_load_reason(exc, path)}) — pass an nmf.npz written by "
+            "specmusic nmf"
+        ) from None
     if "W" not in data or "H" not in data or int(data.get("format_version", 0)) != FORMAT_VERSION:
-        raise InputError(f"{path}: not a specmusic nmf.npz (format_version {FORMAT_VERSION}) — rerun specmusic nmf")
+        raise InputError(f"{display_path(path)}: not a specmusic nmf.npz (format_version {FORMAT_VERSION}) — rerun specmusic nmf")
     return data

@@ -146,13 +146,16 @@ def check_memory(
         return
     fixed = estimate.bytes - estimate.per_second * seconds  # what does not grow with the length
     fits = (max_gb * _GB - fixed) / estimate.per_second if estimate.per_second > 0 else 0.0
-    cut = (f"take at most {_round_down(fits):g} s ({fixes or '--duration'})" if fits >= 1
-           else otherwise)
+    cut = f"take at most {_round_down(fits):g} s ({fixes or '--duration'})" if fits >= 1 else otherwise
     raise ConfigError(
-        f"{name}: {seconds:.0f} s{what} at {sample_rate} Hz needs about {estimate.bytes / _GB:.1f} GB of memory, "
+        f"{name}: {seconds:.0f} s{what} at {sample_rate} Hz needs about {_size(estimate.bytes)} of memory, "
         f"more than --max-memory {max_gb:g} GB — {cut}, lower --sr, or raise --max-memory "
-        f"(each second takes about {estimate.per_second / 1e6:.1f} MB)"
+        f"(each second takes about {_size(estimate.per_second)})"
     )
+
+
+def _size(n: float) -> str:
+    return f"{n / _GB:.1f} GB" if n >= 0.95 * _GB else f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e6:.1f} MB"
 
 
 def _round_down(seconds: float) -> float:

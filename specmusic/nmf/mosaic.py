@@ -188,7 +188,7 @@ def _check_signal(name: str, y: np.ndarray, config: MosaicConfig) -> np.ndarray:
     if len(y) < config.n_fft // 2:
         raise InputError(f"the {name} is only {len(y)} samples — give at least {config.n_fft // 2}")
     if not np.any(y):
-        raise InputError(f"the {name} is silent (all zeros) — nothing to {'build from' if name == 'source' else 'imitate'}")
+        raise InputError(f"the {name} is silent (all zeros) — nothing to {'build from' if name.startswith('source') else 'imitate'}")
     return y
 
 
@@ -286,6 +286,8 @@ def mosaic_files(
                                 target_duration=target_duration, max_gb=max_memory_gb, note=note)
     ys, _ = load_audio(source, sr=rate, duration=source_duration)
     yt, _ = load_audio(target, sr=rate, duration=target_duration)
+    for role, path, y in (("source", source, ys), ("target", target, yt)):
+        _check_signal(f"{role} {display_path(path)}", y, config)  # the same checks, naming the file
     result = mosaic(ys, yt, sr=rate, config=config, progress=progress)
     result.info |= {"source_sample_rate": s_info.sample_rate, "target_sample_rate": t_info.sample_rate,
                     "sample_rate": rate}
@@ -300,13 +302,18 @@ def _within_memory(
     from dataclasses import replace
 
     from specmusic.fileio import display_path
-    from specmusic.nmf.memory import check_memory, duration_after, mosaic_memory
+    from specmusic.nmf.memory import (
+        MemoryEstimate,
+        check_memory,
+        duration_after,
+        mosaic_memory,
+    )
     from specmusic.nmf.updates import solver_threads
 
     src_s = duration_after(source, duration=source_duration)
     tgt_s = duration_after(target, duration=target_duration)
 
-    def estimate(threads: int):  # noqa: ANN202 - a MemoryEstimate
+    def estimate(threads: int) -> MemoryEstimate:
         return mosaic_memory(round(src_s * rate), round(tgt_s * rate), sample_rate=rate, n_fft=config.n_fft,
                              hop_length=config.hop_length, templates=config.templates,
                              max_source_frames=config.max_source_frames, threads=threads,

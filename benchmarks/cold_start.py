@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Cold start of ``specmusic classify song.mp3`` with the default tagger: before/after, and where the time goes.
+
+Fresh processes, one 30 s MP3 (44.1 kHz stereo, generated), no ``--model``:
+
+* ``after``  — as shipped: the bundled ONNX tagger (sha256-checked), options converted without pydantic
+  (:mod:`specmusic.cli._coerce`).
+* ``before`` — the path this replaced, rebuilt in the same tree: the tagger found in the per-user cache
+  (the cache-converted file is byte-identical to the bundled one), options converted by typer's pydantic
+  adapters. The first-ever run of ``before`` also downloaded and converted the checkpoint with torch
+  (seconds); that one-time cost is not counted here.
+* ``--version`` — the interpreter and the CLI alone, a floor.
+
+Runs alternate between the variants so that load from other processes hits all of them alike; each
+line gives the median and the fastest of ``--runs`` wall times and the median CPU time (user + sys,
+all threads). The package is byte-compiled first, as ``pip install`` does. Then one more process
+times the phases of the ``after`` path in-process, and ``python -X importtime`` splits the imports by
+top-level package.
+
+Example (``--python``: another environment's interpreter, e.g. a runtime install without torch)::
+
+    .venv/bin/python benchmarks/cold_start.py --runs 9
+    .venv/bin/python benchmarks/cold_start.py --python /tmp/rt/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
+PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
+
+BEFORE = """
+import sys
+import specmusic.cli._coerce as coerce
+coerce.install = lambda: False  # typer's own pydantic conversion, as before
+import specmusic.models.pretrained as pretrained
+pretrained.BUNDLED_TAGGERS = ()  # the tagger comes from the cache, as before
+from specmusic.cli.app import main
+sys.argv = ["specmusic", *sys.argv[1:]]
+main()
+"""
+
+PHASES = """
+import sys, time
+marks = [("", time.perf_counter(), time.process_time())]
+def mark(name):
+    marks.append((name, time.perf_counter(), time.process_time()))
+import specmusic.cli.app
+mark("import the CLI (typer, specmusic)")
+import numpy, onnxruntime, soundfile, soxr
+from specmusic.inference import load_model, predict_track, track_features
+mark("import numpy, onnxruntime, soundfile, soxr")
+from specmusic.models.pretrained import ensure_default_model
+path = ensure_default_model(progress=False)
+mark("find the bundled model, sha256")
+model = load_model(path)
+mark("onnxruntime session")
+spec, _ = track_features(model, sys.argv[1])
+mark("decode, resample, log-mel")
+predict_track(model, spec)
+mark("network (chunks of 29 s)")
+for (_, t0, c0), (name, t1, c1) in zip(marks, marks[1:]):
+    print(f"{name}\\t{1000 * (t1 - t0):.0f}\\t{1000 * (c1 - c0):.0f}")
+"""
+
+
+def make_clip(path: Path, seconds: float = 30.0, sr: int = 44100) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.3 * np.sin(2 * np.pi * 220 * (1 + 0.5 * np.sin(0.2 * t)) * t) + 0.05 * rng.standard_normal(t.size)
+    sf.write(path, np.stack([y, 0.8 * y], axis=1).astype(np.float32), sr, format="MP3")
+    return path
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + sys of the child) of one run, which must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def import_breakdown(argv: list[str], env: dict[str, str], runs: int) -> list[tuple[str, float]]:
+    """Median self time (ms) of the imports of ``argv`` grouped by top-level package."""
+    groups = {"numpy": "numpy", "onnxruntime": "onnxruntime", "typer": "typer", "specmusic": "specmusic",
+              "soundfile": "soundfile, soxr, cffi", "soxr": "soundfile, soxr, cffi", "_cffi_backend": "soundfile, soxr, cffi",
+              "pydantic": "pydantic", "pydantic_core": "pydantic", "annotated_types": "pydantic",
+              "typing_inspection": "pydantic"}  # fmt: skip
+    totals: dict[str, list[float]] = defaultdict(list)
+    for _ in range(runs):
+        done = subprocess.run([PYTHON, "-X", "importtime", *argv], env=env, capture_output=True, text=True)
+        sums: dict[str, float] = defaultdict(float)
+        for line in done.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+) \|\s+\d+ \| +(\S+)", line)
+            if m:
+                sums[groups.get(m[2].split(".")[0], "standard library and others")] += int(m[1]) / 1000
+        for name in set(groups.values()) | {"standard library and others"}:
+            totals[name].append(sums.get(name, 0.0))
+    rows = [(name, statistics.median(v)) for name, v in totals.items()]
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def main() -> None:
+    global PYTHON
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9, help="fresh processes per variant (default 9)")
+    parser.add_argument("--python", default=PYTHON, help="interpreter of the environment to time (default: .venv's)")
+    args = parser.parse_args()
+    PYTHON = args.python
+
+    from specmusic.models import pretrained
+
+    package = subprocess.run([PYTHON, "-c", "import specmusic, os; print(os.path.dirname(specmusic.__file__))"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([PYTHON, "-m", "compileall", "-q", package], check=True, capture_output=True)  # as pip does
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "song.mp3")
+        cache = Path(tmp) / "cache"
+        # the "before" cache: what the first run used to convert, byte for byte the bundled file
+        tagger = pretrained.TAGGERS[pretrained.DEFAULT_TAGGER]
+        cached = cache / "onnx" / tagger.onnx_name
+        cached.parent.mkdir(parents=True)
+        shutil.copyfile(pretrained.bundled_model(tagger.name), cached)
+        cached.with_name(cached.name + ".sha256").write_text(f"{pretrained.sha256_file(cached)}  {cached.name}\n")
+        env = {k: v for k, v in os.environ.items() if k != pretrained.WEIGHTS_ENV}
+        env["SPECMUSIC_CACHE"] = str(cache)
+        variants = {
+            "specmusic --version (floor)": [PYTHON, "-m", "specmusic", "--version"],
+            "before: cached tagger, pydantic options": [PYTHON, "-c", BEFORE, "classify", str(clip)],
+            "after: bundled tagger, light options": [PYTHON, "-m", "specmusic", "classify", str(clip)],
+        }
+        for argv in variants.values():  # warm the page cache
+            timed(argv, env)
+        load_before = os.getloadavg()[0]
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for _ in range(args.runs):
+            for name, argv in variants.items():
+                results[name].append(timed(argv, env))
+        load_after = os.getloadavg()[0]
+
+        print(f"# cold start, one 30 s MP3, {args.runs} fresh processes each, interleaved; "
+              f"{os.cpu_count()} CPUs, load average {load_before:.2f} before, {load_after:.2f} after")  # fmt: skip
+        print("| variant | median wall s | fastest s | median CPU s |\n|---|---:|---:|---:|")
+        for name, rows in results.items():
+            walls, cpus = [w for w, _ in rows], [c for _, c in rows]
+            print(f"| {name} | {statistics.median(walls):.3f} | {min(walls):.3f} | {statistics.median(cpus):.3f} |")
+        before = statistics.median(w for w, _ in results["before: cached tagger, pydantic options"])
+        after = statistics.median(w for w, _ in results["after: bundled tagger, light options"])
+        print(f"\nafter / before: {after / before:.2f} ({before - after:+.3f} s)")
+
+        phases: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for _ in range(max(3, args.runs // 2)):
+            done = subprocess.run([PYTHON, "-c", PHASES, str(clip)], env=env, capture_output=True, text=True, check=True)
+            for line in done.stdout.splitlines():
+                name, wall, cpu = line.split("\t")
+                phases[name].append((float(wall), float(cpu)))
+        print("\n# phases of the 'after' path in one process (after the interpreter starts), median ms")
+        print("| phase | wall ms | CPU ms |\n|---|---:|---:|")
+        for name, rows in phases.items():
+            print(f"| {name} | {statistics.median(w for w, _ in rows):.0f} | {statistics.median(c for _, c in rows):.0f} |")
+
+        print("\n# imports by package, python -X importtime (self times summed), median ms")
+        print("| package | before | after |\n|---|---:|---:|")
+        runs = max(3, args.runs // 3)
+        b = dict(import_breakdown(["-c", BEFORE, "classify", str(clip)], env, runs))
+        a = import_breakdown(["-m", "specmusic", "classify", str(clip)], env, runs)
+        for name, ms in a:
+            print(f"| {name} | {b.get(name, 0.0):.0f} | {ms:.0f} |")
+        print(f"| total | {sum(b.values()):.0f} | {sum(ms for _, ms in a):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
