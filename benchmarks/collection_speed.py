@@ -23,9 +23,9 @@ tree, and its peak RSS: the sum over the tree, sampled every 10 ms):
 * with ``--before-rev REV`` (e.g. the commit before the change), the same commands run from that
   revision's code (``git archive``), for the "before" figures.
 
-``--quality`` adds what the choices change, in-process on the same songs: for 1, 2, 4, 8, 16
+``--quality`` adds what the choices change, in-process on the same songs: for 1, 2, 4, 5, 6, 8, 16 (32, 64)
 windows, the agreement of each track's top-5 tags, top tag and embedding with every-window
-analysis, and the per-window network time; and for int8 quantisations of the default tagger
+analysis, and the time taken; and for int8 quantisations of the default tagger
 (``onnxruntime.quantization``: dynamic, and static QDQ calibrated on other tracks), their speed and
 the same agreement with the float model.
 
@@ -212,11 +212,21 @@ def agreement(ref: list[tuple[np.ndarray, np.ndarray]], got: list[tuple[np.ndarr
             f"cos {cos.mean():.4f} (min {cos.min():.4f})")
 
 
-def quality(model_path: Path, songs: list[Path], calibration: list[Path]) -> None:
+def quality(model_path: Path, songs: list[Path], calibration: list[Path], others: list[Path]) -> None:
     from specmusic import inference
 
+    for path in others:
+        sweep(inference.load_model(path), songs)
     model = inference.load_model(model_path)
-    print("\n== windows per track: agreement with every window (in-process, this model, these songs) ==")
+    sweep(model, songs)
+    int8(model_path, model, songs, calibration)
+
+
+def sweep(model, songs: list[Path]) -> None:
+    from specmusic import inference
+
+    name = model.meta.get("pretrained", {}).get("name") or Path(model.path).name
+    print(f"\n== windows per track: agreement with every window ({name}, in-process, these songs) ==")
     ref, n_all = [], 0
     t0 = time.perf_counter()
     for s in songs:
@@ -226,7 +236,7 @@ def quality(model_path: Path, songs: list[Path], calibration: list[Path]) -> Non
     t_all = time.perf_counter() - t0
     print(f"{'windows':>8} {'analysed':>9} {'seconds':>8}  agreement with all windows")
     print(f"{'all':>8} {n_all:>9} {t_all:>8.2f}  (reference)")
-    for n in (1, 2, 4, 8, 16):
+    for n in (1, 2, 4, 5, 6, 8, 16, 32, 64):
         got, used = [], 0
         t0 = time.perf_counter()
         for s in songs:
@@ -234,6 +244,12 @@ def quality(model_path: Path, songs: list[Path], calibration: list[Path]) -> Non
             got.append((a.embedding, a.probabilities))
             used += a.windows
         print(f"{n:>8} {used:>9} {time.perf_counter() - t0:>8.2f}  {agreement(ref, got)}", flush=True)
+        if used == n_all:
+            break
+
+
+def int8(model_path: Path, model, songs: list[Path], calibration: list[Path]) -> None:
+    from specmusic import inference
 
     print("\n== int8 quantisation of the model (default windows; agreement with the float model) ==")
     tmp = Path(tempfile.mkdtemp(prefix="collection_int8."))
@@ -274,10 +290,16 @@ def window_speed(path: Path, frames: int, rows: int) -> str:
     return f"ms/window (1|2 threads) {out[0]}|{out[1]}"
 
 
-def quantise(model_path: Path, tmp: Path, model, calibration: list[Path]) -> dict[str, Path]:  # noqa: ANN001
+def quantise(model_path: Path, tmp: Path, model, calibration: list[Path]) -> dict[str, Path]:
     """int8 variants: dynamic (weights int8, activations quantised on the fly) and static QDQ."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from specmusic import inference
@@ -310,7 +332,7 @@ def quantise(model_path: Path, tmp: Path, model, calibration: list[Path]) -> dic
         def __init__(self) -> None:
             self.it = iter(windows)
 
-        def get_next(self):  # noqa: ANN202
+        def get_next(self):
             x = next(self.it, None)
             return None if x is None else {"spec": x}
 
@@ -332,6 +354,8 @@ def main() -> None:
     ap.add_argument("--before-rev", default=None, help="also run this git revision's code (the 'before' figures)")
     ap.add_argument("--also-windows", type=int, nargs="*", default=[], help="extra --windows N rows (songs only)")
     ap.add_argument("--tagger-only", action="store_true", help="skip the rows of embed's default model")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each command; the fastest is shown")
+    ap.add_argument("--sweep-models", nargs="*", default=[], help="--quality: other taggers' window sweeps too")
     ap.add_argument("--quality", action="store_true", help="window-count and int8 agreement (in-process)")
     ap.add_argument("--skip-timing", action="store_true", help="only the --quality part")
     args = ap.parse_args()
@@ -365,7 +389,8 @@ def main() -> None:
     if not args.skip_timing:
         run_timing(args, env, links, folder, minutes)
     if args.quality:
-        quality(model_path, links, calibration)
+        others = [ensure_model(name, weights=weights) for name in args.sweep_models]
+        quality(model_path, links, calibration, others)
     print(f"\nload average after: {load()}")
 
 
@@ -376,7 +401,10 @@ def run_timing(args: argparse.Namespace, env: dict[str, str], links: list[Path],
     counter = [0]
 
     def row(name: str, cmd: list[str], n: int, *, e: dict[str, str] = env, cwd: Path | None = None) -> None:
-        result = measure(cmd, env=e, cwd=cwd)
+        runs = [measure(cmd, env=e, cwd=cwd) for _ in range(max(1, args.repeat))]
+        result = min(runs, key=lambda r: r["wall"])  # the run least disturbed by other load
+        result["rss"] = max(r["rss"] for r in runs)
+        result["largest"] = max(r["largest"] for r in runs)
         print(f"{name:<50} {result['wall']:7.2f} {n / result['wall']:8.2f} {result['cpu']:7.1f} {result['rss']:8.0f} "
               f"{result['largest']:8.0f}", flush=True)
 

@@ -20,7 +20,7 @@ from specmusic.fileio import atomic_write
 from specmusic.features import FeatureConfig
 from specmusic.inference import METADATA_KEY, MODEL_FORMAT_VERSION
 
-__all__ = ["OPSET", "model_metadata", "export_onnx"]
+__all__ = ["OPSET", "model_metadata", "export_onnx", "export_module"]
 
 OPSET = 17
 
@@ -70,38 +70,61 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, n_rows: int, metada
     ModelError
         The exporter failed.
     """
+    import torch
+
+    dummy = torch.zeros(2, 1, n_rows, int(metadata["chunk_frames"]), dtype=torch.float32)
+    return export_module(
+        model, (dummy,), path, input_names=["spec"], output_names=["logits", "embedding"],
+        dynamic_axes={"spec": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+        metadata_key=METADATA_KEY, metadata=metadata, what="the model",
+    )
+
+
+def export_module(
+    module: Any,
+    args: tuple[Any, ...],
+    path: str | os.PathLike[str],
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    metadata_key: str,
+    metadata: dict[str, Any],
+    what: str,
+) -> Path:
+    """Trace ``module`` on ``args`` into one self-contained ONNX file (opset :data:`OPSET`), with
+    ``metadata`` as JSON under ``metadata_props[metadata_key]``, written atomically.
+
+    The TorchScript exporter (``dynamo=False``: the default one needs onnxscript, not a dependency);
+    ``module`` is traced in eval mode and left in the mode it was in.
+
+    Raises
+    ------
+    ModelError
+        The exporter failed (``ONNX export of {what} failed (…)``).
+    """
     import onnx
     import torch
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
-    model.eval()
-    dummy = torch.zeros(2, 1, n_rows, int(metadata["chunk_frames"]), dtype=torch.float32)
+    was_training = module.training
+    module.eval()
     buf = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-            torch.onnx.export(
-                model,
-                (dummy,),
-                buf,
-                input_names=["spec"],
-                output_names=["logits", "embedding"],
-                dynamic_axes={"spec": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
+            torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False)
     except Exception as exc:  # the exporter raises many types; report one line
-        raise ModelError(f"ONNX export failed ({type(exc).__name__}: {exc}) — report this with --verbose") from None
+        raise ModelError(f"ONNX export of {what} failed ({type(exc).__name__}: {exc}) — report this with --verbose") from None
     finally:
-        model.train(was_training)
+        module.train(was_training)
     proto = onnx.load_from_string(buf.getvalue())
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
-    entry.key = METADATA_KEY
+    entry.key = metadata_key
     entry.value = json.dumps(metadata, sort_keys=True)
     proto.producer_name = "specmusic"
     proto.producer_version = __version__
+    target = Path(path)
     atomic_write(target, lambda f: f.write(proto.SerializeToString()))
     return target

@@ -17,23 +17,18 @@ and ``embedding`` ``[batch, dim]``. A track is cut into chunks (a track shorter 
 repeated to fill it), chunk probabilities are averaged into track probabilities, chunk embeddings
 averaged and L2-normalised into a track embedding.
 
-A long track is judged from :data:`DEFAULT_WINDOWS` chunks ("windows") spread evenly over it
-(``windows=None``: every chunk), as musicnn and Essentia do; only those windows are decoded, by
-seeking, and resampled straight to the model's rate (:func:`analyse_track`). Windows go through the
-network :data:`DEFAULT_BATCH` at a time, and the pieces of audio are decoded on ``threads`` threads
-while the network runs, so memory does not grow with the track and both cores stay busy
-(docs/collections.md has the measurements).
+A long track is judged from :data:`DEFAULT_WINDOWS` evenly spread chunks ("windows"), decoded alone
+(:mod:`specmusic.windowing`) while the network runs on them :data:`DEFAULT_BATCH` at a time
+(:func:`analyse_track`; measurements in docs/collections.md).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
 import os
 import sys
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +38,16 @@ import numpy as np
 from specmusic.fileio import display_path
 from specmusic.errors import AudioError, ConfigError, InputError, ModelError, SpecmusicError
 from specmusic.features import FeatureConfig, chunk_features, chunk_starts
+from specmusic.windowing import (
+    DEFAULT_WINDOWS,
+    DecodedWindows,
+    Replan,
+    WindowPlan,
+    decode_threads,
+    parse_windows,
+    plan_windows,
+    select_windows,
+)
 
 __all__ = [
     "MODEL_FORMAT_VERSION",
@@ -74,16 +79,10 @@ _MAX_CHUNK_FRAMES = 1 << 16  # ~25 min at hop 512 / 22050 Hz; larger is a corrup
 _FIX_MODEL = "export one with `specmusic train` (it writes RUN/model.onnx)"
 
 # Defaults (measured on 2 cores by benchmarks/collection_speed.py; see docs/collections.md):
-#: Windows (chunks) analysed per track when it has more; ``None`` ("all"): every chunk.
-DEFAULT_WINDOWS: int | None = 6
 #: Windows per onnxruntime call. One window runs as fast per window as a batch of 2, 8 or 32 for
 #: the taggers and `train`'s CNN (a window already fills the cores), and the default tagger's
 #: activations take ~100 MB per window in a batch (musicnn's ~30 MB): one keeps memory lowest.
 DEFAULT_BATCH = 1
-_MARGIN_SECONDS = 0.25  # audio decoded before/after a piece: the resampler's and MP3 decoder's warm-up
-_PIECE_SECONDS = 20.0  # audio decoded as one task (at least one chunk): the unit of parallel work
-_MAX_ALIGN_FRAMES = 64  # piece starts snap to a multiple of this many frames at most (sample-exact seeks)
-_MAX_DECODE_THREADS = 4  # pieces decoded at once at most (memory: a piece of audio and its features each)
 
 
 @dataclass
@@ -339,48 +338,6 @@ def _window_seconds(model: Model) -> float:
 
 
 # -- windows ----------------------------------------------------------------------------------
-def parse_windows(value: str | int | None) -> int | None:
-    """The value of ``--windows``: a positive whole number, or ``all`` (every chunk: ``None``).
-
-    ``None`` (option not given) is :data:`DEFAULT_WINDOWS`.
-
-    Raises
-    ------
-    InputError
-        Anything else (``Error: --windows 0 …``).
-    """
-    if value is None:
-        return DEFAULT_WINDOWS
-    text = str(value).strip().lower()
-    if text == "all":
-        return None
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise InputError(f"--windows {value!r} is neither a positive whole number nor 'all' — e.g. --windows 8")
-    return n
-
-
-def select_windows(n_frames: int, chunk_frames: int, hop_frames: int, windows: int | None) -> np.ndarray:
-    """Start frames of the windows analysed in a track of ``n_frames`` frames.
-
-    Every chunk (:func:`specmusic.features.chunk_starts`) when ``windows`` is None or the track has
-    no more chunks than that; otherwise ``windows`` chunks spread evenly, each at the centre of its
-    share of the track (one window: the middle of the track).
-
-    Returns
-    -------
-    starts : np.ndarray [shape=(n_windows,)], int, increasing
-    """
-    starts = chunk_starts(n_frames, chunk_frames, hop_frames)
-    if windows is None or len(starts) <= windows:
-        return starts
-    span = n_frames - chunk_frames
-    return np.floor((np.arange(windows) + 0.5) * span / windows + 0.5).astype(np.int64)
-
-
 @dataclass(frozen=True)
 class TrackAnalysis:
     """What :func:`analyse_track` found: pooled outputs and how much of the track it took them from.
@@ -414,13 +371,14 @@ def analyse_track(
 ) -> TrackAnalysis:
     """Pooled network outputs of a track from (at most) ``windows`` evenly spread windows.
 
-    For audio, only the analysed windows are decoded (seeking in the file), resampled straight to
-    the model's rate, cut into pieces decoded on ``model.threads`` threads while the network runs,
-    and fed to the network ``model.batch_size`` windows at a time: memory does not grow with the
-    track. The features of a window are those of the same frames of the whole decoded track (to
-    float32 rounding). Features whose dB floor is relative to the track's loudest frame
-    (``top_db``) are floored at the loudest analysed frame; MFCC, chroma and CQT models decode the
-    whole track.
+    For audio, only the analysed windows are decoded (seeking in the file) and resampled straight
+    to the model's rate, in pieces decoded on ``model.threads`` threads (None: one per core) while
+    the network runs on ``model.batch_size`` windows at a time: memory does not grow with the track
+    (:mod:`specmusic.windowing`). A window's features are those of the same frames of the whole
+    decoded track, to within the resampler's ripple (hundredths of a dB at most). Features whose dB
+    floor is relative to the track's loudest frame (``top_db``) are floored at the loudest analysed
+    frame (such a model with every window, and MFCC, chroma and CQT models, compute the whole
+    track's features at once: they grow with it).
 
     Parameters
     ----------
@@ -503,177 +461,6 @@ def _run_matrix(model: Model, spec: np.ndarray, windows: int | None, names: list
     return runner.result(), total
 
 
-# -- audio, by windows ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Piece:
-    """Frames ``lo``..``hi`` of a track, decoded from native sample ``start`` to ``stop`` (None: the end).
-
-    The decoded audio's first frame is the track's frame ``first`` (a margin before ``lo``).
-    """
-
-    lo: int
-    hi: int
-    first: int
-    start: int
-    stop: int | None
-
-
-@dataclass(frozen=True)
-class _Plan:
-    starts: np.ndarray  # window start frames, increasing
-    total: int  # windows of windows=None
-    n_samples: int  # samples of the whole track at the model's rate
-    native: int  # the file's sample rate
-    pieces: list[_Piece]
-
-
-class _Replan(Exception):
-    """The file is not as long as its header says: plan again with ``n_samples`` (model-rate samples)."""
-
-    def __init__(self, n_samples: int) -> None:
-        super().__init__(n_samples)
-        self.n_samples = n_samples
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _resampled_length(frames: int, native: int, sr: int) -> int:
-    """Samples that soxr's stream gives for ``frames`` native samples (rounded to nearest, as soxr)."""
-    return frames if native == sr else int(math.floor(frames * sr / native + 0.5))
-
-
-def _align_frames(native: int, sr: int, hop: int) -> int:
-    """Smallest frame step whose start is a whole native sample (so seeking there is sample-exact)."""
-    step = sr // math.gcd(hop * native, sr)
-    return step if step <= _MAX_ALIGN_FRAMES else 1
-
-
-def _plan(model: Model, native: int, frames: int, windows: int | None, n_samples: int | None = None) -> _Plan | None:
-    """Which pieces of the file to decode for the selected windows; None: decode the whole file."""
-    fc = model.feature_config
-    if fc.kind not in ("mel", "stft") or native <= 0 or frames <= 0:
-        return None  # MFCC/chroma (a floor or peak over the track) and CQT (librosa) take the whole track
-    sr, hop = fc.sample_rate, fc.hop_length
-    n_samples = _resampled_length(frames, native, sr) if n_samples is None else n_samples
-    n_frames = fc.n_frames(n_samples)
-    C, H = model.chunk_frames, model.chunk_hop_frames
-    if n_frames <= C:
-        return None  # one window or less: decode it whole
-    starts = select_windows(n_frames, C, H, windows)
-    total = len(chunk_starts(n_frames, C, H))
-    if fc.top_db is not None and len(starts) == total:
-        return None  # every window, floored at the track's loudest frame: the whole track's features
-    if n_samples != _resampled_length(frames, native, sr):  # planning again: the file ends sooner or later
-        frames = math.ceil(n_samples * native / sr)
-    margin = -(-(fc.n_fft // 2 + int(_MARGIN_SECONDS * sr)) // hop)
-    align = _align_frames(native, sr, hop)
-    piece = max(C, int(_PIECE_SECONDS * sr / hop))
-    intervals: list[list[int]] = []
-    for s in starts.tolist():
-        if intervals and s <= intervals[-1][1] + 2 * margin:  # overlapping or nearly touching: read once
-            intervals[-1][1] = s + C
-        else:
-            intervals.append([s, s + C])
-    pieces = []
-    for lo, hi in intervals:
-        size = -(-(hi - lo) // -(-(hi - lo) // piece))  # equal pieces of at most `piece` frames
-        for a in range(lo, hi, size):
-            b = min(a + size, hi)
-            first = max((a - margin) // align * align, 0)
-            start = 0 if first == 0 else int(round(first * hop * native / sr))
-            end = math.ceil(((b - 1 + margin) * hop + fc.n_fft // 2) * native / sr) + 1
-            pieces.append(_Piece(a, b, first, start, None if end >= frames else end))
-    return _Plan(starts, total, n_samples, native, pieces)
-
-
-def _decode_piece(
-    path: str | os.PathLike[str], model: Model, native: int, piece: _Piece
-) -> tuple[np.ndarray, float, int | None]:
-    """Features of frames ``piece.lo``..``hi`` (dB not yet floored), the peak sample, and the track's
-    length in samples at the model's rate when this read reached the end of the file (else None)."""
-    from specmusic.audio import PeakMeter, stream_audio_frames
-    from specmusic.features import compute_features_stream
-
-    fc = model.feature_config
-    meter = PeakMeter(stream_audio_frames(path, start=piece.start, stop=piece.stop, sr=fc.sample_rate, mono=True))
-    spec, n = compute_features_stream(meter, dataclasses.replace(fc, top_db=None))
-    end = None
-    if piece.stop is None or n < _resampled_length(piece.stop - piece.start, native, fc.sample_rate) - 1:
-        end = piece.first * fc.hop_length + n  # the file ended here
-    return spec[:, piece.lo - piece.first : piece.hi - piece.first], meter.peak, end
-
-
-def _ordered(fn: Any, items: Sequence[Any], workers: int) -> Iterator[tuple[Any, Any]]:
-    """``(item, fn(item))`` in order, computed on ``workers`` threads with at most ``workers + 1`` in flight."""
-    if workers <= 1 or len(items) <= 1:
-        for item in items:
-            yield item, fn(item)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="specmusic-decode")
-    queue: deque[tuple[Any, Any]] = deque()
-    todo = iter(items)
-    try:
-        for item in todo:
-            queue.append((item, pool.submit(fn, item)))
-            if len(queue) > workers:
-                break
-        while queue:
-            item, future = queue.popleft()
-            result = future.result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                queue.append((nxt, pool.submit(fn, nxt)))
-            yield item, result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _run_plan(model: Model, path: str | os.PathLike[str], plan: _Plan, names: list[str]) -> tuple[list[np.ndarray], float]:
-    """Decode the plan's pieces, cut its windows as their frames arrive, run them; returns outputs and peak."""
-    import contextlib
-
-    C = model.chunk_frames
-    top_db = model.feature_config.top_db
-    runner = _Runner(model, names)
-    held: list[np.ndarray] = []  # windows waiting for the dB floor (top_db), else straight to the network
-    pending = deque(plan.starts.tolist())
-    buf, base, peak = np.zeros((model.feature_config.n_rows, 0), np.float32), 0, 0.0
-    n_frames = model.feature_config.n_frames(plan.n_samples)
-    workers = model.threads or min(_cores(), _MAX_DECODE_THREADS)
-    work = functools.partial(_decode_piece, path, model, plan.native)
-    with contextlib.closing(_ordered(work, plan.pieces, workers)) as results:
-        for piece, (frames, piece_peak, end) in results:
-            if end is not None and model.feature_config.n_frames(end) != n_frames:
-                raise _Replan(end)
-            peak = max(peak, piece_peak)
-            if piece.lo != base + buf.shape[1]:  # the first piece of another stretch of windows
-                buf, base = frames, piece.lo
-            else:
-                buf = np.concatenate([buf, frames], axis=1)
-            while pending and pending[0] + C <= base + buf.shape[1]:
-                s = pending.popleft()
-                window = buf[:, s - base : s - base + C]
-                if top_db is None:
-                    runner.add(window)
-                else:
-                    held.append(window.copy())
-            keep = pending[0] if pending else base + buf.shape[1]
-            if keep > base:
-                buf, base = buf[:, keep - base :], keep
-    if held:  # the dB floor, relative to the loudest analysed frame (as power_to_db's, to the track's)
-        floor = max(float(w.max()) for w in held) - top_db  # type: ignore[operator]
-        for w in held:
-            runner.add(np.maximum(w, floor))
-    return runner.result(), peak
-
-
 def _run_audio(
     model: Model, path: str | os.PathLike[str], windows: int | None, names: list[str], warnings: list[str] | None
 ) -> tuple[list[np.ndarray], int, float]:
@@ -682,28 +469,49 @@ def _run_audio(
 
     info = read_info(path)
     fc = model.feature_config
-    plan = _plan(model, info.sample_rate, info.frames, windows)
-    if plan is None:
-        spec, seconds = _audio_features(model, path, warnings)
-        outs, total = _run_matrix(model, spec, windows, names)
-        return outs, total, seconds
-    check_complete(path, info)
-    try:
-        outs, peak = _run_plan(model, path, plan, names)
-    except _Replan as again:  # a header that over- or under-states the length (some MP3s): plan again
-        plan = _plan(model, info.sample_rate, info.frames, windows, n_samples=again.n_samples)
-        if plan is None:
+    plan, planned_again = _plan(model, info.sample_rate, info.frames, windows), False
+    while True:
+        if plan is None:  # the whole file's features (kinds that need them; a track of one window)
             spec, seconds = _audio_features(model, path, warnings)
             outs, total = _run_matrix(model, spec, windows, names)
             return outs, total, seconds
+        if not planned_again:
+            check_complete(path, info)
         try:
             outs, peak = _run_plan(model, path, plan, names)
-        except _Replan:
-            raise AudioError(f"{display_path(path)}: its length differs from read to read — re-encode the file") from None
+            break
+        except Replan as again:  # a header that over- or under-states the length (some MP3s): plan again
+            if planned_again:
+                raise AudioError(f"{display_path(path)}: its length differs from read to read — re-encode the file") from None
+            plan = _plan(model, info.sample_rate, info.frames, windows, n_samples=again.n_samples)
+            planned_again = True
     seconds = plan.n_samples / fc.sample_rate
     if warnings is not None:
         warnings += signal_warnings(display_path(path), peak=peak, seconds=seconds, window_seconds=_window_seconds(model))
     return outs, plan.total, seconds
+
+
+def _plan(model: Model, native: int, frames: int, windows: int | None, n_samples: int | None = None) -> WindowPlan | None:
+    return plan_windows(model.feature_config, model.chunk_frames, model.chunk_hop_frames, native=native, frames=frames,
+                        windows=windows, n_samples=n_samples)
+
+
+def _run_plan(model: Model, path: str | os.PathLike[str], plan: WindowPlan, names: list[str]) -> tuple[list[np.ndarray], float]:
+    """The network on the plan's windows as their pieces are decoded; returns its outputs and the peak sample."""
+    top_db = model.feature_config.top_db
+    runner = _Runner(model, names)
+    held: list[np.ndarray] = []  # windows waiting for the dB floor (top_db), else straight to the network
+    decoded = DecodedWindows(path, model.feature_config, model.chunk_frames, plan, threads=decode_threads(model.threads))
+    for window in decoded:
+        if top_db is None:
+            runner.add(window)
+        else:
+            held.append(window.copy())
+    if held:  # the dB floor, relative to the loudest analysed frame (as power_to_db's, to the track's)
+        floor = max(float(w.max()) for w in held) - top_db
+        for w in held:
+            runner.add(np.maximum(w, floor))
+    return runner.result(), decoded.peak
 
 
 def run_chunks(model: Model, chunks: np.ndarray, *, embedding: bool = False) -> np.ndarray:

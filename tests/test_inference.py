@@ -306,10 +306,10 @@ def test_only_the_windows_are_decoded(nofloor_path: Path, song_44k: Path, monkey
 def test_windows_all_is_every_chunk_as_before(model_path: Path, nofloor_path: Path, song_44k: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """``windows=None`` gives what the whole-track path gave (every chunk), in pieces or not, on 1 or 2 threads."""
-    from specmusic import inference
+    from specmusic import windowing
     from specmusic.inference import _predict_spec, analyse_track, track_features
 
-    monkeypatch.setattr(inference, "_PIECE_SECONDS", 2.0)  # many pieces, decoded on two threads
+    monkeypatch.setattr(windowing, "_PIECE_SECONDS", 2.0)  # many pieces, decoded on two threads
     for path in (model_path, nofloor_path):  # top_db: the whole track's features; none: pieces
         before = _predict_spec(load_model(path), track_features(load_model(path), song_44k)[0])
         for threads in (1, None):
@@ -335,8 +335,9 @@ def test_batches_give_the_outputs_of_one_big_batch(nofloor_path: Path, song_44k:
 def test_memory_is_bounded_by_pieces_and_windows(nofloor_path: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A long file: features are computed piece by piece, never for the whole track; N windows reach the network."""
-    from specmusic import features, inference
-    from specmusic.inference import _PIECE_SECONDS, analyse_track
+    from specmusic import features
+    from specmusic.inference import analyse_track
+    from specmusic.windowing import _PIECE_SECONDS
 
     long = write(tmp_path / "long.wav", _song(180.0, sr=8000)[0], sr=8000)  # 3 minutes, small on disk
     sizes: list[int] = []
@@ -362,7 +363,7 @@ def test_pieces_in_flight_are_bounded_and_ordered() -> None:
     import threading
     import time
 
-    from specmusic.inference import _ordered
+    from specmusic.windowing import ordered
 
     lock, live, most = threading.Lock(), [0], [0]
 
@@ -374,7 +375,7 @@ def test_pieces_in_flight_are_bounded_and_ordered() -> None:
         return i * i
 
     out = []
-    for item, result in _ordered(work, list(range(20)), 2):
+    for item, result in ordered(work, list(range(20)), 2):
         out.append((item, result))
         with lock:
             live[0] -= 1

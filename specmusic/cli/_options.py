@@ -141,7 +141,7 @@ def _check_windows(value: str | None) -> str | None:
     raise typer.BadParameter(f"{value!r} is neither a positive whole number nor 'all' (e.g. --windows 8)")
 
 
-#: Parsed by :func:`specmusic.inference.parse_windows`; the default is ``inference.DEFAULT_WINDOWS``.
+#: Parsed by :func:`specmusic.windowing.parse_windows`; the default is ``windowing.DEFAULT_WINDOWS``.
 WINDOWS = typer.Option(
     None, "--windows", metavar="N|all", callback=_check_windows,
     help="Windows per track, spread evenly: only they are decoded and analysed (default 6); 'all': every window.",

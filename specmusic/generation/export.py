@@ -12,24 +12,18 @@ uses the file only when they agree.
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from specmusic import __version__
-from specmusic.errors import ModelError
-from specmusic.fileio import atomic_write
+from specmusic.export import OPSET, export_module
 from specmusic.generation.config import ONNX_METADATA_KEY, GenConfig, onnx_metadata
 from specmusic.models.generative import UNet
 
 __all__ = ["OPSET", "export_generator"]
 
-OPSET = 17
 
 
 class _Conditional(nn.Module):
@@ -74,9 +68,6 @@ def export_generator(
     ModelError
         The exporter failed.
     """
-    import onnx
-
-    target = Path(path)
     conditional = unet.label_emb is not None
     wrapper = _Conditional(unet) if conditional else _Unconditional(unet)
     # any width works in the graph; trace at a small one (2 samples, so the batch axis is not folded to 1)
@@ -85,26 +76,10 @@ def export_generator(
     args = (x, t, torch.zeros(2, dtype=torch.long)) if conditional else (x, t)
     names = ["x", "t", "label"][: len(args)]
     axes = {"x": {0: "batch", 3: "frames"}, "v": {0: "batch", 3: "frames"}, **{n: {0: "batch"} for n in names[1:]}}
-    was_training = unet.training
-    unet.eval()
-    buf = io.BytesIO()
+    was_training = unet.training  # the wrapper's mode is the U-Net's: trace in eval, restore after
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            # dynamo=False: the TorchScript exporter (the default one needs onnxscript, not a dependency)
-            torch.onnx.export(wrapper, args, buf, input_names=names, output_names=["v"], dynamic_axes=axes,
-                              opset_version=OPSET, dynamo=False)
-    except Exception as exc:  # the exporter raises many types; report one line
-        raise ModelError(f"ONNX export of the generator failed ({type(exc).__name__}: {exc}) — "
-                         "report this with --verbose") from None
+        return export_module(wrapper, args, path, input_names=names, output_names=["v"], dynamic_axes=axes,
+                             metadata_key=ONNX_METADATA_KEY,
+                             metadata=onnx_metadata(config=config, labels=labels, step=step), what="the generator")
     finally:
         unet.train(was_training)
-    proto = onnx.load_from_string(buf.getvalue())
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key = ONNX_METADATA_KEY
-    entry.value = json.dumps(onnx_metadata(config=config, labels=labels, step=step), sort_keys=True)
-    proto.producer_name = "specmusic"
-    proto.producer_version = __version__
-    atomic_write(target, lambda f: f.write(proto.SerializeToString()))
-    return target
