@@ -84,7 +84,7 @@ def require_torch(command: str, *, onnx: bool = False) -> None:
     """Stop with one line (exit 1) when PyTorch (and, with ``onnx``, the onnx package for the export)
     is not installed; training commands call this first, before any work is done. The runtime install
     leaves both out: ``pip install 'specmusic[train]'`` adds them."""
-    missing = [m for m in ("torch", "onnx")[: 2 if onnx else 1] if not _importable(m)]
+    missing = [m for m in TRAIN_ONLY_MODULES[: 2 if onnx else 1] if not _importable(m)]
     if missing:
         what = "PyTorch" if "torch" in missing else "the onnx package (for the ONNX export)"
         err(f"Error: {command} needs {what} — {TRAIN_EXTRA}")
@@ -135,10 +135,16 @@ SEED = typer.Option(0, "--seed", help="Random seed.")
 
 def _check_windows(value: str | None) -> str | None:
     """``--windows``: a positive whole number or ``all`` (a usage error otherwise: exit 2)."""
-    text = None if value is None else value.strip().lower()
-    if text is None or text == "all" or (text.isdigit() and int(text) > 0):
-        return value
-    raise typer.BadParameter(f"{value!r} is neither a positive whole number nor 'all' (e.g. --windows 8)")
+    if value is None:
+        return None
+    from specmusic.errors import InputError
+    from specmusic.windowing import parse_windows  # the one reader of the option's grammar
+
+    try:
+        parse_windows(value)
+    except InputError:
+        raise typer.BadParameter(f"{value!r} is neither a positive whole number nor 'all' (e.g. --windows 8)") from None
+    return value
 
 
 #: Parsed by :func:`specmusic.windowing.parse_windows`; the default is ``windowing.DEFAULT_WINDOWS``.

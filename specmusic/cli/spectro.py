@@ -75,7 +75,7 @@ def spectro_cli(
         if like is not None and given:
             flags = ", ".join("--" + n.replace("_", "-").replace("sample-rate", "sr") for n in given)
             raise ConfigError(f"--like takes every feature setting from {like}; drop {flags}")
-        config = model_features(like) if like is not None else FeatureConfig(
+        config = _features_of_model(like) if like is not None else FeatureConfig(
             kind=kind.value,
             sample_rate=sample_rate,
             n_fft=n_fft,
@@ -111,7 +111,7 @@ def spectro_cli(
             raise typer.Exit(1)
 
 
-def model_features(path: Path):  # -> FeatureConfig
+def _features_of_model(path: Path):  # -> FeatureConfig
     """The feature config stored in a specmusic ``model.onnx`` (onnxruntime only)."""
     from specmusic.inference import load_model
 
