@@ -519,3 +519,13 @@ def test_default_embedding_concatenates_the_chosen_taggers(tmp_path, monkeypatch
     assert isinstance(emb, ConcatEmbedder) and emb.description["name"] == "+".join(DEFAULT_EMBEDDING)
     assert [m["name"] for m in emb.description["members"]] == list(DEFAULT_EMBEDDING)
     assert make_embedder(DEFAULT_EMBEDDING[0]).description["kind"] == "pretrained"  # one tagger alone still works
+
+
+def test_same_model_tells_window_settings_apart() -> None:
+    """Vectors from 6 windows a track are not reused for a run asking for every window (and back)."""
+    from specmusic.embeddings.embedders import same_model
+
+    base = {"kind": "onnx", "sha256": "ab" * 32, "layer": "embedding", "pooling": "mean"}
+    assert same_model({**base, "windows": 6}, {**base, "windows": 6})
+    assert not same_model({**base, "windows": 6}, {**base, "windows": "all"})
+    assert same_model(base, {**base, "windows": "all"})  # an older library analysed every window

@@ -450,7 +450,8 @@ def _onnx_from_description(model: dict[str, Any]) -> OnnxEmbedder:
 
 
 def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two library ``model`` descriptions name the same embedding (same models, layer, pooling)."""
+    """Whether two library ``model`` descriptions name the same embedding (same models, layer, pooling and
+    windows per track — a library from before ``--windows`` analysed every window)."""
     if a.get("kind") != b.get("kind"):
         return False
     if a.get("kind") == "mfcc":
@@ -463,4 +464,5 @@ def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
         and a.get("sha256") == b.get("sha256")
         and (a.get("layer") or "embedding") == (b.get("layer") or "embedding")
         and (a.get("pooling") or DEFAULT_POOLING) == (b.get("pooling") or DEFAULT_POOLING)
+        and a.get("windows", "all") == b.get("windows", "all")
     )
