@@ -2,6 +2,8 @@
 
     nice -n 10 .venv/bin/python benchmarks/similarity_default.py            # benchmarks/data/soundtracks
     python benchmarks/similarity_default.py --taggers jamendo-fcn mtat-musicnn   # fewer taggers
+    nice -n 10 .venv/bin/python benchmarks/similarity_default.py --musicnn-wheel musicnn-0.1.0-py3-none-any.whl \
+        --taggers pons-msd-musicnn pons-mtt-musicnn pons-msd-vgg pons-mtt-vgg jamendo-fcn mtat-musicnn --no-library
 
 Protocol (that of ``benchmarks/retrieval.py``, so the numbers compare with docs/similarity.md):
 for every clip of a split, its 10 nearest clips among the clips of *other* source tracks;
@@ -21,6 +23,11 @@ poolings and concatenations of those windows:
                         jamendo-fcn is the default before this benchmark
   NAME:mean:z           the same, columns z-scored over the library
   NAME:tags             the tagger's 50 tag probabilities (``--layer probabilities``)
+  NAME/OUTPUT:POOL      another per-window output of the model pooled the same way: Pons' MusiCNN
+                        models (``pons-*``, :mod:`specmusic.models.musicnn`, converted from the
+                        ``musicnn`` wheel given by --musicnn-wheel unless bundled) also give
+                        ``mean_pool`` and ``max_pool`` (753 back-end features); not a recipe of
+                        ``embed`` (which stores ``embedding``), so never chosen by the rule
   NAME:adapt32          ``--adapt`` as the issue sketches it, a projection learnt on the library
                         without labels (windows of one clip are positives: between-clip vs
                         within-clip scatter, 32 generalised eigenvectors), then mean-pooled
@@ -31,6 +38,10 @@ poolings and concatenations of those windows:
   A+B+…:mean:zblock     each block z-scored and scaled by 1/sqrt(its dim) (blocks weigh the same)
   A+B+…:mean:zfix       zblock with fixed statistics from the train split instead of the library's
   A+B+…:mean+tags       the tag probabilities of each tagger as more blocks
+
+Taggers with different features (Pons' models: 16 kHz logC mel) get their own feature pass per clip.
+Besides the top-R sets, each Pons model and layer is tried beside today's default blocks
+(``jamendo-fcn+P``, ``mtat-musicnn+P``, ``jamendo-fcn+mtat-musicnn+P``).
 
 The default is chosen on the validation split by :data:`RULE` and reported on test. The last rows
 run the library itself (``make_embedder`` → ``embed_tracks`` → ``search_vectors``, with
@@ -75,50 +86,86 @@ class Windows:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
 
 
-def extract_windows(tracks: list[Track], taggers: list[str], weights: str | None, cache: Path) -> dict[str, Windows]:
-    """Per-window embeddings and logits of every tagger on every clip, cached per tagger (by model sha)."""
-    from specmusic import inference
-    from specmusic.fileio import sha256_file
-    from specmusic.models import pretrained
+#: Extra per-window outputs kept when a model has them (Pons' MusiCNN: the back-end's pooled
+#: front- and mid-end features); each becomes a pseudo-tagger ``NAME/OUTPUT``.
+EXTRA_OUTPUTS = ("mean_pool", "max_pool")
 
-    models, paths = {}, {}
-    for name in taggers:
-        onnx = pretrained.ensure_model(name, weights=weights, progress=True)
-        paths[name] = cache / f"windows-{name}-{sha256_file(onnx)[:12]}.npz"
-        models[name] = inference.load_model(onnx)
-    digests = {m.feature_config.digest() for m in models.values()}
-    assert len(digests) == 1, "taggers with different features: extract them separately"
-    stored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {n: {} for n in taggers}
-    for name, path in paths.items():
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                for j, id_ in enumerate(z["ids"]):
-                    s = slice(int(z["offsets"][j]), int(z["offsets"][j + 1]))
-                    stored[name][str(id_)] = (z["emb"][s], z["logits"][s])
-    todo = [t for t in tracks if any(t.path not in stored[n] for n in taggers)]
-    t0 = time.perf_counter()
-    first = next(iter(models.values()))
-    for k, t in enumerate(todo):
-        spec, _ = inference.track_features(first, t.path)
-        for name, m in models.items():
-            if t.path in stored[name]:
-                continue
-            chunks = chunk_features(spec, m.chunk_frames, m.chunk_hop_frames)
-            logits, emb = inference._run_outputs(m, chunks, ["logits", "embedding"])
-            stored[name][t.path] = (emb, logits)
-        if (k + 1) % 25 == 0 or k + 1 == len(todo):
-            print(f"# windows: {k + 1}/{len(todo)} clips ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-            _save_windows(stored, paths)
-    out = {}
-    for name in taggers:
-        embs = [stored[name][t.path][0] for t in tracks]
-        logits = [stored[name][t.path][1] for t in tracks]
-        offsets = np.concatenate([[0], np.cumsum([len(e) for e in embs])])
-        out[name] = Windows([t.path for t in tracks], offsets, np.concatenate(embs), np.concatenate(logits))
+
+def model_path(name: str, weights: str | None, wheel: Path | None, cache: Path) -> Path:
+    """The ONNX file of tagger ``name``: bundled/cached/converted (:func:`pretrained.ensure_model`), or
+    for a Pons model not bundled, converted once from the musicnn wheel into ``cache/onnx``."""
+    from specmusic.models import musicnn, pretrained
+
+    if name not in musicnn.PONS_MODELS or pretrained.bundled_model(name) is not None:
+        return pretrained.ensure_model(name, weights=weights, progress=True)
+    out = cache / "onnx" / f"{name}-c{musicnn.CONVERTER_VERSION}.onnx"
+    if not out.is_file():
+        if wheel is None:
+            raise SystemExit(f"{name} needs --musicnn-wheel (pip download --no-deps musicnn -d DIR)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        musicnn.convert_pons_model(name, wheel, out)
     return out
 
 
-def _save_windows(stored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], paths: dict[str, Path]) -> None:
+def extract_windows(tracks: list[Track], taggers: list[str], weights: str | None, cache: Path,
+                    wheel: Path | None = None) -> dict[str, Windows]:
+    """Per-window embeddings and logits of every tagger on every clip, cached per tagger (by model sha).
+
+    Taggers that share a feature config share one feature computation per clip; a model's extra
+    outputs (:data:`EXTRA_OUTPUTS`) come back as pseudo-taggers ``NAME/OUTPUT``."""
+    from specmusic import inference
+    from specmusic.fileio import sha256_file
+
+    models, paths, extras = {}, {}, {}
+    for name in taggers:
+        onnx = model_path(name, weights, wheel, cache)
+        paths[name] = cache / f"windows-{name}-{sha256_file(onnx)[:12]}.npz"
+        models[name] = inference.load_model(onnx)
+        have = {o.name for o in models[name].session.get_outputs()}
+        extras[name] = [o for o in EXTRA_OUTPUTS if o in have]
+    groups: dict[str, list[str]] = {}
+    for name, m in models.items():
+        groups.setdefault(m.feature_config.digest(), []).append(name)
+    stored: dict[str, dict[str, list[np.ndarray]]] = {n: {} for n in taggers}
+    for name, path in paths.items():
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                keys = ["emb", "logits", *extras[name]]
+                if all(k in z for k in keys):
+                    arrays = [z[k] for k in keys]  # read once: each z[k] decodes the whole array again
+                    offsets = z["offsets"]
+                    for j, id_ in enumerate(z["ids"]):
+                        s = slice(int(offsets[j]), int(offsets[j + 1]))
+                        stored[name][str(id_)] = [a[s] for a in arrays]
+    todo = [t for t in tracks if any(t.path not in stored[n] for n in taggers)]
+    t0 = time.perf_counter()
+    for k, t in enumerate(todo):
+        for names in groups.values():
+            names = [n for n in names if t.path not in stored[n]]
+            if not names:
+                continue
+            spec, _ = inference.track_features(models[names[0]], t.path)
+            for name in names:
+                m = models[name]
+                chunks = chunk_features(spec, m.chunk_frames, m.chunk_hop_frames)
+                logits, emb, *more = inference._run_outputs(m, chunks, ["logits", "embedding", *extras[name]])
+                stored[name][t.path] = [emb, logits, *more]
+        if (k + 1) % 25 == 0 or k + 1 == len(todo):
+            print(f"# windows: {k + 1}/{len(todo)} clips ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            _save_windows(stored, paths, extras)
+    out = {}
+    for name in taggers:
+        parts = [stored[name][t.path] for t in tracks]
+        offsets = np.concatenate([[0], np.cumsum([len(p[0]) for p in parts])])
+        logits = np.concatenate([p[1] for p in parts])
+        out[name] = Windows([t.path for t in tracks], offsets, np.concatenate([p[0] for p in parts]), logits)
+        for j, extra in enumerate(extras[name]):
+            out[f"{name}/{extra}"] = Windows(out[name].ids, offsets, np.concatenate([p[2 + j] for p in parts]), logits)
+    return out
+
+
+def _save_windows(stored: dict[str, dict[str, list[np.ndarray]]], paths: dict[str, Path],
+                  extras: dict[str, list[str]]) -> None:
     import os
 
     for name, path in paths.items():
@@ -126,10 +173,10 @@ def _save_windows(stored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], p
         if not ids:
             continue
         offsets = np.concatenate([[0], np.cumsum([len(stored[name][i][0]) for i in ids])])
+        arrays = {key: np.concatenate([stored[name][i][j] for i in ids])
+                  for j, key in enumerate(["emb", "logits", *extras[name]])}  # fmt: skip
         tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, ids=np.array(ids, dtype=np.str_), offsets=offsets,
-                 emb=np.concatenate([stored[name][i][0] for i in ids]),
-                 logits=np.concatenate([stored[name][i][1] for i in ids]))  # fmt: skip
+        np.savez(tmp, ids=np.array(ids, dtype=np.str_), offsets=offsets, **arrays)
         os.replace(tmp, path)
 
 
@@ -216,22 +263,27 @@ RULE = (f"highest valid P@10 among `embed --model A[+B] --pooling P` recipes of 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--taggers", nargs="+", default=None, help="default: all 8 pretrained taggers")
+    ap.add_argument("--taggers", nargs="+", default=None,
+                    help="default: all 8 pretrained taggers, and Pons' 4 musicnn-wheel models when available")
+    ap.add_argument("--musicnn-wheel", type=Path, default=None,
+                    help="the musicnn wheel (.whl) or its unzipped folder: converts Pons' MusiCNN/VGG models "
+                         "(pip download --no-deps musicnn -d DIR)")  # fmt: skip
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_dir() else None)
     ap.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "data" / "cache" / "similarity")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-library", action="store_true", help="skip the before/after rows measured through `embed`")
     args = ap.parse_args()
-    from specmusic.models import pretrained
+    from specmusic.models import musicnn, pretrained
 
-    taggers = args.taggers or list(pretrained.TAGGERS)
+    pons = [n for n in musicnn.PONS_MODELS if args.musicnn_wheel or pretrained.bundled_model(n) is not None]
+    taggers = args.taggers or list(pretrained.TAGGERS) + pons
     with open("/proc/loadavg") as f:
         print(f"# loadavg before: {f.read().strip()}", flush=True)
     splits = {s: read_dataset(args.data, s) for s in ("train", "valid", "test")}
     every = [t for s in splits.values() for t in s]
     args.cache.mkdir(parents=True, exist_ok=True)
-    win = extract_windows(every, taggers, args.weights, args.cache)
+    win = extract_windows(every, taggers, args.weights, args.cache, args.musicnn_wheel)
     row_of = {t.path: i for i, t in enumerate(every)}
     rows = {s: [row_of[t.path] for t in ts] for s, ts in splits.items()}
     print("# windows per 30 s clip: " + ", ".join(f"{n} {np.median(np.diff(w.offsets)):.0f}" for n, w in win.items()))
@@ -261,11 +313,12 @@ def main() -> None:
         emb = make_embedder("mfcc")
         libs["mfcc"] = {s: embed_cached(f"lib-mfcc-{s}", emb, splits[s], args.cache) for s in ("valid", "test")}
     add("mfcc", lambda s: search_vectors(libs["mfcc"][s]))
-    for n in taggers:
+    for n in win:  # taggers, then the extra layers NAME/OUTPUT (not what `embed` stores: no recipe)
         for how in POOLINGS:
-            add(f"{n}:{how}", lambda s, n=n, how=how: pooled(win[n], rows[s], how), recipe=1)
+            add(f"{n}:{how}", lambda s, n=n, how=how: pooled(win[n], rows[s], how), recipe=int("/" not in n))
         add(f"{n}:mean:z", lambda s, n=n: zscore(pooled(win[n], rows[s], "mean")))
-        add(f"{n}:tags", lambda s, n=n: tag_probs(win[n], rows[s]))
+        if "/" not in n:
+            add(f"{n}:tags", lambda s, n=n: tag_probs(win[n], rows[s]))
     for n in taggers:
         if np.median(np.diff(win[n].offsets)) > 2:  # needs several windows per clip to learn from
             add(f"{n}:adapt32", lambda s, n=n: adapted(win[n], rows[s], 32))
@@ -274,7 +327,12 @@ def main() -> None:
     ranked = sorted(taggers, key=lambda n: -results[f"{n}:mean"]["valid"][0])
     sets = {f"top{r}": ranked[:r] for r in range(2, len(ranked) + 1)}
     for arch in ("fcn", "crnn", "musicnn"):
-        sets[f"all-{arch}"] = [n for n in taggers if n.endswith(arch)]
+        sets[f"all-{arch}"] = [n for n in taggers if n.endswith(arch) and n in pretrained.TAGGERS]
+    sets["all-pons"] = [n for n in taggers if n in musicnn.PONS_MODELS]
+    for p in [n for n in win if n.split("/")[0] in musicnn.PONS_MODELS]:  # Pons' models and layers with today's blocks
+        for names in (("jamendo-fcn", p), ("mtat-musicnn", p), ("jamendo-fcn", "mtat-musicnn", p)):
+            sets["+".join(names)] = [n for n in names if n in win]
+    sets["pons-msd-musicnn+pons-mtt-musicnn"] = [n for n in ("pons-msd-musicnn", "pons-mtt-musicnn") if n in win]
     for names in (("jamendo-fcn", "mtat-musicnn"), ("jamendo-fcn", "jamendo-musicnn"), ("jamendo-fcn", "msd-fcn"),
                   ("jamendo-fcn", "mtat-fcn", "mtat-musicnn", "jamendo-musicnn")):  # fmt: skip
         sets["+".join(names)] = [n for n in names if n in taggers]
@@ -286,7 +344,8 @@ def main() -> None:
         tag = "+".join(names) if "+" in label else f"{label}={'+'.join(names)}"
         for how in POOLINGS:
             add(f"{tag}:{how}", lambda s, names=names, how=how: library_recipe([pooled(win[n], rows[s], how)
-                                                                                for n in names]), recipe=len(names))  # fmt: skip
+                                                                                for n in names]),
+                recipe=0 if any("/" in n for n in names) else len(names))  # fmt: skip
         add(f"{tag}:mean:no-z", lambda s, names=names: library_recipe([pooled(win[n], rows[s], "mean") for n in names],
                                                                        standardize=False))  # fmt: skip
         add(f"{tag}:mean:zblock", lambda s, names=names: zblocks([pooled(win[n], rows[s], "mean") for n in names]))
@@ -316,6 +375,14 @@ def main() -> None:
           f"vs today's)")
     gap = 100 * (bt - base["test"][0])
     ahead = bv > results[today]["valid"][0]
+    from specmusic.embeddings import DEFAULT_EMBEDDING
+
+    current = "+".join(DEFAULT_EMBEDDING) + ":mean"  # embed's default now (the issue's baseline is `today`)
+    if current in results:
+        cv, ct = results[current]["valid"][0], results[current]["test"][0]
+        print(f"# embed's current default {current}: valid {cv:.3f}, test {ct:.3f} "
+              f"({100 * (ct - base['test'][0]):+.1f} pt vs mfcc); chosen minus current: "
+              f"valid {100 * (bv - cv):+.1f}, test {100 * (bt - ct):+.1f} pt")
     print(f"# goal (>= 20 pt above MFCC on test, ahead of today's default on valid): "
           f"{'met' if gap >= 20 and ahead else 'NOT met'} (test {gap:+.1f} pt; valid ahead: {ahead})")
     with open("/proc/loadavg") as f:

@@ -21,6 +21,12 @@ Defaults (one block, nanoGPT-style)::
     mel_scale   = "slaney" # "slaney" (librosa default) or "htk" (torchaudio default)
     mel_norm    = "slaney" # "slaney" area normalisation, or "none" (torchaudio default)
     pad_mode    = "constant"  # centring pad: "constant" zeros (librosa) or "reflect" (torchaudio)
+    log_scale   = "db"     # mel/stft compression: "db" (power_to_db, floored by top_db) or "logc"
+                           # (log10(1 + 10000·power), MusiCNN's; top_db must be None)
+
+``log_scale`` appears in :meth:`FeatureConfig.to_dict` (and so in :meth:`FeatureConfig.digest`,
+model metadata and libraries) only when it is not ``"db"``: everything written before it existed is
+unchanged, byte for byte.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 
@@ -48,6 +54,7 @@ __all__ = [
     "mel_frequencies",
     "power_spectrogram",
     "power_to_db",
+    "logc",
     "compute_features",
     "compute_features_stream",
     "compute_features_file",
@@ -57,6 +64,9 @@ FeatureKind = Literal["mel", "stft", "cqt", "chroma", "mfcc"]
 FEATURE_KINDS: tuple[str, ...] = ("mel", "stft", "cqt", "chroma", "mfcc")
 _STFT_KINDS = frozenset({"mel", "stft", "chroma", "mfcc"})
 _AMIN = 1e-10
+LOG_SCALES: tuple[str, ...] = ("db", "logc")
+#: C of the "logc" compression log10(1 + C·power) (Pons' MusiCNN, configuration "logC").
+LOGC_FACTOR = 10000.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +89,14 @@ class FeatureConfig(ConfigBase):
     mel_scale: str = "slaney"
     mel_norm: str = "slaney"
     pad_mode: str = "constant"
+    log_scale: str = "db"
 
     def __post_init__(self) -> None:
+        if self.log_scale not in LOG_SCALES:
+            raise ConfigError(f"log_scale {self.log_scale!r} must be db|logc — fix the config")
+        if self.log_scale == "logc" and (self.kind not in ("mel", "stft") or self.top_db is not None):
+            raise ConfigError("log_scale logc applies to mel/stft features without a dB floor (top_db None) — "
+                              "fix the config")
         if self.mel_scale not in ("slaney", "htk") or self.mel_norm not in ("slaney", "none"):
             raise ConfigError("mel_scale must be slaney|htk and mel_norm slaney|none — fix the config")
         if self.pad_mode not in ("constant", "reflect"):
@@ -98,6 +114,14 @@ class FeatureConfig(ConfigBase):
             raise ConfigError(f"n_mfcc={self.n_mfcc} must be in 1..n_mels={self.n_mels} — fix --n-mfcc")
 
     # -- identity -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """All fields, JSON-ready; ``log_scale`` only when it is not the default ``"db"``, so the configs,
+        model metadata and libraries written before the field existed read and compare the same."""
+        out = super().to_dict()
+        if out["log_scale"] == "db":
+            del out["log_scale"]
+        return out
+
     def digest(self) -> str:
         """A short stable hash of the fields that matter for this kind."""
         relevant = {k: v for k, v in self.to_dict().items() if k in _relevant_fields(self.kind)}
@@ -134,7 +158,7 @@ class FeatureConfig(ConfigBase):
         ConfigError
             ``{what} (n_mels 48, not 32) — {fix}`` naming every field that differs.
         """
-        mine, theirs = self.to_dict(), expected.to_dict()
+        mine, theirs = asdict(self), asdict(expected)  # every field (to_dict leaves out a default log_scale)
         fields = (_relevant_fields(self.kind) | _relevant_fields(expected.kind)) - set(ignore)
         diffs = [f"{k} {mine[k]}, not {theirs[k]}" for k in sorted(fields, key=lambda k: (k != "kind", k))
                  if mine[k] != theirs[k]]
@@ -145,8 +169,8 @@ class FeatureConfig(ConfigBase):
 def _relevant_fields(kind: str) -> set[str]:
     base = {"kind", "sample_rate", "hop_length", "top_db"}
     extra = {
-        "mel": {"n_fft", "n_mels", "fmin", "fmax", "mel_scale", "mel_norm", "pad_mode"},
-        "stft": {"n_fft", "pad_mode"},
+        "mel": {"n_fft", "n_mels", "fmin", "fmax", "mel_scale", "mel_norm", "pad_mode", "log_scale"},
+        "stft": {"n_fft", "pad_mode", "log_scale"},
         "mfcc": {"n_fft", "n_mels", "fmin", "fmax", "n_mfcc", "mel_scale", "mel_norm", "pad_mode"},
         "chroma": {"n_fft", "n_chroma", "pad_mode"},
         "cqt": {"n_bins"},
@@ -391,6 +415,11 @@ def power_to_db(
     return log_spec.astype(np.float32, copy=False)
 
 
+def logc(S: np.ndarray, factor: float = LOGC_FACTOR) -> np.ndarray:
+    """``log10(1 + factor · S)``: the compression MusiCNN's checkpoints were trained on (no floor)."""
+    return np.log10(1.0 + factor * np.asarray(S, dtype=np.float32)).astype(np.float32, copy=False)
+
+
 def _project(power_frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Map power frames [n, n_fft//2+1] to the linear (pre-dB) rows of ``config.kind``: [n, rows]."""
     kind = config.kind
@@ -411,6 +440,8 @@ def _finalize(linear: np.ndarray, config: FeatureConfig) -> np.ndarray:
     rows = np.ascontiguousarray(linear.T, dtype=np.float32)
     if config.kind == "chroma":
         return rows
+    if config.log_scale == "logc":
+        return logc(rows)
     db = power_to_db(rows, top_db=config.top_db)
     if config.kind == "mfcc":
         return _dct_matrix(config.n_mfcc, config.n_mels) @ db

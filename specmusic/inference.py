@@ -24,7 +24,6 @@ A long track is judged from :data:`DEFAULT_WINDOWS` evenly spread chunks ("windo
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -611,20 +610,16 @@ def embed_and_predict_track(
 
 
 # -- batches --------------------------------------------------------------------------------
-_WORKER_MODEL: Model | None = None
-
-
-def _worker_init(model_path: str) -> None:
-    global _WORKER_MODEL
-    _WORKER_MODEL = load_model(model_path, threads=1)
-
-
-def _classify_one(path: str, model: Model | None = None, windows: int | None = DEFAULT_WINDOWS) -> TrackResult:
-    model = model or _WORKER_MODEL
-    assert model is not None
+def _classify_one(path: str, model: Model | str, windows: int | None = DEFAULT_WINDOWS) -> TrackResult:
+    """One file's result (a failure in ``error``); ``model`` as a path is loaded once per worker process."""
     try:
+        if isinstance(model, str):
+            from specmusic.batch import require_visible, worker_cached
+
+            require_visible(path)
+            model = worker_cached(("classify", model), lambda: load_model(model, threads=1))  # type: ignore[arg-type]
         notes: list[str] = []
-        result = analyse_track(model, path, windows=windows, warnings=notes)
+        result = analyse_track(model, path, windows=windows, warnings=notes)  # type: ignore[arg-type]
         return TrackResult(path, result.probabilities, result.duration, warnings=notes, windows=result.windows)
     except SpecmusicError as exc:
         return TrackResult(path, error=str(exc))
@@ -634,19 +629,12 @@ def _classify_one(path: str, model: Model | None = None, windows: int | None = D
         return TrackResult(path, error=f"{display_path(path)}: cannot read ({exc.strerror or exc}) — check the file")
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def predict_files(
     model: Model,
     paths: Sequence[str],
     *,
     jobs: int = 1,
+    cluster: str | None = None,
     progress: bool | None = None,
     windows: int | None = DEFAULT_WINDOWS,
 ) -> Iterator[TrackResult]:
@@ -657,6 +645,7 @@ def predict_files(
     model : from :func:`load_model` (workers reload it from ``model.path``)
     paths : audio files or ``.npz`` spectro arrays
     jobs : worker processes (each runs onnxruntime and decodes on one thread)
+    cluster : run on Dask instead (``local[:N]`` | ``tcp://HOST:PORT``; :mod:`specmusic.distributed`)
     progress : progress bar on stderr (None: only on a terminal)
     windows : evenly spread windows analysed per track at most (None: every chunk)
 
@@ -664,28 +653,27 @@ def predict_files(
     ------
     TrackResult
     """
+    from specmusic.batch import open_executor, run_tasks
+
     show = sys.stderr.isatty() if progress is None else progress
-    if show:
+    bar: Any = None
+    if show:  # no bar: skip importing tqdm (cold start matters here)
         from tqdm import tqdm
 
-        bar: Any = tqdm(total=len(paths), desc="classify", unit="track", file=sys.stderr, dynamic_ncols=True)
-    else:  # no bar: skip importing tqdm (cold start matters here)
-        bar = _NoBar()
+        bar = tqdm(total=len(paths), desc="classify", unit="track", file=sys.stderr, dynamic_ncols=True)
     try:
-        if jobs <= 1 or len(paths) <= 1:
-            results: Iterator[TrackResult] = (_classify_one(p, model, windows) for p in paths)
-            for r in results:
-                bar.update(1)
-                yield r
-        else:
-            from specmusic.workers import worker_pool
-
-            with worker_pool(min(jobs, len(paths)), initializer=_worker_init, initargs=(model.path,)) as pool:
-                for r in pool.map(functools.partial(_classify_one, windows=windows), paths, chunksize=1):
+        with open_executor(jobs=jobs, cluster=cluster, n_items=len(paths)) as executor:
+            target: Model | str = model if executor is None else model.path
+            for _, result in run_tasks(
+                executor, _classify_one, paths, args=(target, windows), ordered=True,
+                on_failure=lambda path, error: TrackResult(path, error=error),
+            ):  # fmt: skip
+                if bar is not None:
                     bar.update(1)
-                    yield r
+                yield result
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 def top_k(model: Model, probabilities: np.ndarray, k: int = 3) -> list[tuple[str, float]]:

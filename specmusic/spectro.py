@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from specmusic.data import FailedInput, Track
 from specmusic.errors import AudioError, SpecmusicError
 from specmusic.features import FeatureConfig, compute_features_stream
 from specmusic.fileio import display_path, ensure_writable_dir, folder_lock, save_npz_atomic, write_jsonl_atomic
-from specmusic.workers import worker_pool
+from specmusic.batch import open_executor, require_visible, run_tasks
 from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, SPEC_FORMAT_VERSION, load_spectrogram, npz_meta, read_spectro_manifest
 
 __all__ = ["SpectroReport", "output_path", "run_spectro"]
@@ -141,6 +140,7 @@ def _save_png(job: _Job, spec: np.ndarray) -> None:
 def _safe_process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]:
     """Run :func:`_process`, turning expected failures into an ``("failed", …)`` result."""
     try:
+        require_visible(job.track.path)
         return _process(job, out_dir)
     except SpecmusicError as exc:
         return "failed", {"source": job.track.path, "error": str(exc)}, None
@@ -169,6 +169,7 @@ def run_spectro(
     png: bool = False,
     force: bool = False,
     jobs: int = 1,
+    cluster: str | None = None,
     failures: Sequence[FailedInput] = (),
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
@@ -185,6 +186,8 @@ def run_spectro(
     png : also save a picture beside each array
     force : recompute even when an up-to-date array exists
     jobs : worker processes
+    cluster : run on Dask instead: ``local[:N]`` | ``tcp://HOST:PORT`` (:mod:`specmusic.distributed`);
+        workers write the arrays themselves, so OUT must be on a filesystem they share with this machine
     failures : inputs that already failed while listing; they are reported with the rest
     progress : show a progress bar on stderr (None: only on a terminal)
     on_error : called with each error/warning line as it happens (the CLI prints them)
@@ -235,23 +238,21 @@ def run_spectro(
         bar.update(1)
 
     try:
-        if jobs <= 1 or len(jobs_list) <= 1:
-            for job in jobs_list:
-                collect(_safe_process(job, out))
-        else:
 
-            def size(job: _Job) -> int:
-                try:
-                    return os.stat(job.track.path).st_size
-                except OSError:
-                    return 0
+        def size(job: _Job) -> int:
+            try:
+                return os.stat(job.track.path).st_size
+            except OSError:
+                return 0
 
-            # Longest first, so one long track does not finish alone at the end.
-            ordered = sorted(jobs_list, key=size, reverse=True)
-            with worker_pool(jobs) as pool:
-                futures = [pool.submit(_safe_process, job, out) for job in ordered]
-                for fut in as_completed(futures):
-                    collect(fut.result())
+        with open_executor(jobs=jobs, cluster=cluster, n_items=len(jobs_list)) as executor:
+            # In parallel, longest first, so one long track does not finish alone at the end.
+            ordered = jobs_list if executor is None else sorted(jobs_list, key=size, reverse=True)
+            for _, result in run_tasks(
+                executor, _safe_process, ordered, args=(out,),
+                on_failure=lambda job, error: ("failed", {"source": job.track.path, "error": error}, None),
+            ):  # fmt: skip
+                collect(result)
     finally:
         bar.close()
         _write_run_files(out, report)

@@ -131,6 +131,31 @@ PROGRESS = typer.Option(
     None, "--progress/--no-progress", help="Progress bar on stderr (default: only on a terminal)."
 )
 SEED = typer.Option(0, "--seed", help="Random seed.")
+CLUSTER = typer.Option(
+    None, "--cluster", metavar="local[:N]|tcp://HOST:PORT",
+    help="Run on Dask: a local cluster of N worker processes, or a running scheduler (workers read audio by path: "
+    "a shared filesystem; pip install 'specmusic[cluster]'; docs/scaling.md).",
+)
+
+
+def check_cluster(cluster: str | None, jobs: int = 1) -> str | None:
+    """``--cluster``, checked before any work: its grammar, ``distributed`` installed, not with ``--jobs``.
+
+    Raises
+    ------
+    ConfigError
+        One line saying what to change.
+    """
+    if cluster is None:
+        return None
+    from specmusic.distributed import parse_cluster, require_cluster
+    from specmusic.errors import ConfigError
+
+    spec = parse_cluster(cluster)
+    if jobs > 1:
+        raise ConfigError("--jobs runs local processes and --cluster runs Dask workers — give one of them")
+    require_cluster()
+    return str(spec)
 
 
 def _check_windows(value: str | None) -> str | None:

@@ -25,12 +25,14 @@ _coerce.install()  # option values converted without importing pydantic (start-u
 #: Subcommand name → ``module:attribute`` (a command function, or a Typer group), in help order.
 COMMANDS: dict[str, str] = {
     "spectro": "specmusic.cli.spectro:spectro_cli",
+    "describe": "specmusic.cli.describe:describe_cli",
     "nmf": "specmusic.cli.nmf:nmf_app",
     "train": "specmusic.cli.train:train_cli",
     "classify": "specmusic.cli.classify:classify_cli",
     "embed": "specmusic.cli.embed:embed_cli",
     "recommend": "specmusic.cli.recommend:recommend_cli",
     "generate": "specmusic.cli.generate:generate_app",
+    "report": "specmusic.cli.report:report_cli",
 }
 _COMMAND_CLASSES = {"train": "specmusic.cli.train:OptionalValueCommand"}  # --pretrained with no value
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from specmusic.cli._options import JOBS, PROGRESS, WINDOWS, cli_errors, err, expand_stdin
+from specmusic.cli._options import CLUSTER, JOBS, PROGRESS, WINDOWS, check_cluster, cli_errors, err, expand_stdin
 
 
 def classify_cli(
@@ -27,6 +27,7 @@ def classify_cli(
     json_lines: bool = typer.Option(False, "--json", help="JSON Lines on stdout, one object per file."),
     windows: str = WINDOWS,
     jobs: int = JOBS,
+    cluster: str = CLUSTER,
     progress: bool = PROGRESS,
 ) -> None:
     """Classify audio files with a trained model: a top-k table, or JSON Lines with --json.
@@ -44,15 +45,16 @@ def classify_cli(
     from specmusic.inference import load_model, parse_windows, predict_files, top_k
 
     with cli_errors():
+        cluster = check_cluster(cluster, jobs)
         paths = expand_stdin(inputs)
         if not paths:
             raise InputError("no input — give audio files or folders, or '-' for paths on stdin")
         if model is None or not model.exists():  # a pretrained tagger: bundled, or converted once and cached
-            from specmusic.models.pretrained import DEFAULT_TAGGER, TAGGERS, ensure_model
+            from specmusic.models.pretrained import DEFAULT_TAGGER, PONS_MODELS, TAGGERS, ensure_model
 
-            if model is None or str(model) in TAGGERS:
+            if model is None or str(model) in TAGGERS or str(model) in PONS_MODELS:
                 model = ensure_model(str(model or DEFAULT_TAGGER), weights=weights, progress=progress)
-        loaded = load_model(model, threads=1 if jobs > 1 else None)
+        loaded = load_model(model, threads=1 if jobs > 1 or cluster else None)
         tracks, failures = discover_tracks(paths, labels_from_folders=False, extensions=AUDIO_EXTENSIONS | {".npz"})
         for f in failures:
             err(f"Error: {f.message}")
@@ -69,7 +71,9 @@ def classify_cli(
             head = "  ".join(f"{'top' + str(i + 1):<{label_width + 5}}" for i in range(min(top, loaded.n_classes)))
             out.write(f"{'file':<{width}}  {head}".rstrip() + "\n")
         n_windows = parse_windows(windows)
-        results = predict_files(loaded, [t.path for t in tracks], jobs=jobs, progress=progress, windows=n_windows)
+        results = predict_files(
+            loaded, [t.path for t in tracks], jobs=jobs, cluster=cluster, progress=progress, windows=n_windows
+        )
         for result in results:
             name = display_path(result.path)
             if not result.ok:

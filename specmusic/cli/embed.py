@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from specmusic.cli._options import PROGRESS, SEED, WINDOWS, cli_errors, err, gather_tracks
+from specmusic.cli._options import CLUSTER, JOBS, PROGRESS, SEED, WINDOWS, check_cluster, cli_errors, err, gather_tracks
 
 if TYPE_CHECKING:
     from specmusic.embeddings import EmbeddingLibrary
@@ -44,7 +44,9 @@ def embed_cli(
         None, help="Audio files or folders (recursive); '-' reads paths from stdin, one a line."
     ),
     output: str = typer.Option(
-        None, "--output", "-o", help="Library file (.npz or .jsonl); '-' or none: JSON Lines on stdout."
+        None, "--output", "-o",
+        help="Library file (.npz or .jsonl), or a folder (ending in '/') for a sharded library written part by part; "
+        "'-' or none: JSON Lines on stdout.",
     ),
     output_format: LibraryFormat = typer.Option(
         LibraryFormat.auto, "--format", help="Library format (auto: from the extension; stdout is jsonl)."
@@ -82,6 +84,8 @@ def embed_cli(
     projection: Projection = typer.Option(Projection.pca, "--projection", help="2-D projection of the map."),
     prune: bool = typer.Option(False, "--prune", help="Drop library entries that are not among the inputs."),
     force: bool = typer.Option(False, "--force", help="Embed every track again, even unchanged ones."),
+    jobs: int = JOBS,
+    cluster: str = CLUSTER,
     progress: bool = PROGRESS,
     seed: int = SEED,
 ) -> None:
@@ -94,69 +98,135 @@ def embed_cli(
     or too-short audio is embedded with a `warning:` line, kept in the library's `warnings`.
 
     Example: specmusic embed ~/music -o library.npz --map map.png
+
+    Large collections: specmusic embed /shared/music -o /shared/library/ --cluster tcp://HOST:8786
+    (docs/scaling.md).
     """
-    from specmusic.embeddings import embed_tracks, make_embedder, read_library
-    from specmusic.embeddings.journal import EmbedJournal
-    from specmusic.embeddings.library import JsonlLibraryStream
+    from specmusic.embeddings import make_embedder
     from specmusic.errors import InputError
-    from specmusic.fileio import display_path, ensure_writable_dir
+    from specmusic.inference import parse_windows
 
     with cli_errors():
+        cluster = check_cluster(cluster, jobs)
         tracks, failures = gather_tracks(inputs, manifest, labels=labels)
         for f in failures:
             err(f"Error: {f.message}")
         if not tracks:
             raise InputError("no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff")
-        fmt = _library_format(output, output_format.value)
-        to_file = output not in (None, "-")
-        existing = None
-        if to_file and os.path.exists(output) and not force:
-            existing = read_library(output)
-        from specmusic.inference import parse_windows
-
+        sharded = output not in (None, "-") and _sharded(output)
+        fmt = "npz" if sharded else _library_format(output, output_format.value)
         embedder = make_embedder(
             model, duration=duration, weights=weights, progress=progress, layer=layer.value if layer else None,
             windows=parse_windows(windows), pooling=pooling.value if pooling else None,
         )
-        journal, stream = None, None
-        if to_file:
-            ensure_writable_dir(os.path.dirname(os.path.abspath(output)), option="-o")
-            journal = EmbedJournal.open(output, embedder.description, fresh=force, on_note=err)
+        run = dict(n_failed=len(failures), prune=prune, force=force, progress=progress, jobs=jobs, cluster=cluster)
+        if sharded:
+            ok = _embed_sharded(tracks, embedder, output, **run)  # type: ignore[arg-type]
+            if map_png is not None:
+                from specmusic.embeddings.shards import read_sharded
+
+                library = read_sharded(output)
         else:
-            stream = JsonlLibraryStream(sys.stdout, embedder.description)
-        try:
-            library, report = embed_tracks(
-                tracks, embedder, existing=existing, resumed=journal.resumed if journal else None,
-                keep_others=not prune, progress=progress, on_error=err,
-                on_embedded=journal.add if journal else stream.add,  # type: ignore[union-attr]
-            )  # fmt: skip
-            if journal is not None:
-                _write_library(library, output, fmt)
-                journal.finish()
-            else:
-                assert stream is not None
-                stream.finish(library.model)
-        except KeyboardInterrupt:
-            if journal is not None and journal.kept:
-                err(
-                    f"embed: interrupted — {journal.kept} embedded track(s) are kept in {display_path(journal.path)}; "
-                    "rerun the same command to embed only the rest"
-                )
-            raise
-        finally:
-            if journal is not None:
-                journal.close()
-        resumed = f", {len(report.resumed)} resumed" if report.resumed else ""
-        flagged = f", {len(report.flagged)} flagged (see the warnings)" if report.flagged else ""
-        err(
-            f"embed: {len(report.embedded)} embedded, {len(report.reused)} unchanged{resumed}, "
-            f"{len(report.failed) + len(failures)} failed{flagged} → {len(library)} tracks × {library.dim} dims in "
-            f"{'stdout' if not to_file else display_path(output)}"
-        )
+            library, ok = _embed_single(tracks, embedder, output, fmt, **run)  # type: ignore[arg-type]
         if map_png is not None:
             _save_map(library, map_png, k=clusters, projection=projection.value, seed=seed)
-        if report.failed or failures:
+        if not ok:
             raise typer.Exit(1)
+
+
+def _embed_single(
+    tracks: list, embedder, output: str | None, fmt: str, *, n_failed: int, prune: bool, force: bool,
+    progress: bool | None, jobs: int, cluster: str | None,
+) -> tuple[EmbeddingLibrary, bool]:  # fmt: skip
+    """``embed -o lib.npz|lib.jsonl`` (progress in its journal) or to stdout; prints the summary.
+
+    Returns the library and whether every track went in.
+    """
+    from specmusic.embeddings import embed_tracks, read_library
+    from specmusic.embeddings.journal import EmbedJournal
+    from specmusic.embeddings.library import JsonlLibraryStream
+    from specmusic.fileio import display_path, ensure_writable_dir
+
+    to_file = output not in (None, "-")
+    existing = None
+    if to_file and os.path.exists(output) and not force:  # type: ignore[arg-type]
+        existing = read_library(output)  # type: ignore[arg-type]
+    journal, stream = None, None
+    if to_file:
+        assert output is not None
+        ensure_writable_dir(os.path.dirname(os.path.abspath(output)), option="-o")
+        journal = EmbedJournal.open(output, embedder.description, fresh=force, on_note=err)
+    else:
+        stream = JsonlLibraryStream(sys.stdout, embedder.description)
+    try:
+        library, report = embed_tracks(
+            tracks, embedder, existing=existing, resumed=journal.resumed if journal else None,
+            keep_others=not prune, progress=progress, on_error=err, jobs=jobs, cluster=cluster,
+            on_embedded=journal.add if journal else stream.add,  # type: ignore[union-attr]
+        )  # fmt: skip
+        if journal is not None:
+            _write_library(library, output, fmt)  # type: ignore[arg-type]
+            journal.finish()
+        else:
+            assert stream is not None
+            stream.finish(library.model)
+    except KeyboardInterrupt:
+        if journal is not None and journal.kept:
+            err(
+                f"embed: interrupted — {journal.kept} embedded track(s) are kept in {display_path(journal.path)}; "
+                "rerun the same command to embed only the rest"
+            )
+        raise
+    finally:
+        if journal is not None:
+            journal.close()
+    resumed = f", {len(report.resumed)} resumed" if report.resumed else ""
+    flagged = f", {len(report.flagged)} flagged (see the warnings)" if report.flagged else ""
+    err(
+        f"embed: {len(report.embedded)} embedded, {len(report.reused)} unchanged{resumed}, "
+        f"{len(report.failed) + n_failed} failed{flagged} → {len(library)} tracks × {library.dim} dims in "
+        f"{'stdout' if not to_file else display_path(output)}"  # type: ignore[arg-type]
+    )
+    return library, not (report.failed or n_failed)
+
+
+def _sharded(output: str) -> bool:
+    from specmusic.embeddings.shards import is_sharded
+
+    return is_sharded(output)
+
+
+def _embed_sharded(
+    tracks: list, embedder, output: str, *, n_failed: int, prune: bool, force: bool, progress: bool | None,
+    jobs: int, cluster: str | None,
+) -> bool:  # fmt: skip
+    """``embed -o FOLDER/``: embed what the sharded library lacks, part by part (the library is never
+    held in memory); prints the summary. Returns whether every track went in."""
+    from specmusic.embeddings.incremental import embed_into_shards
+    from specmusic.embeddings.shards import ShardedLibraryWriter
+    from specmusic.fileio import display_path
+
+    writer = ShardedLibraryWriter.open(output, embedder.description, fresh=force, on_note=err)
+    try:
+        report = embed_into_shards(
+            tracks, embedder, writer, prune=prune, progress=progress, on_error=err, jobs=jobs, cluster=cluster
+        )
+        writer.finish()
+    except KeyboardInterrupt:
+        writer.close()
+        err(
+            f"embed: interrupted — {writer.kept} track(s) are kept in {display_path(output)}; "
+            "rerun the same command to embed only the rest"
+        )
+        raise
+    finally:
+        writer.close()
+    flagged = f", {len(report.flagged)} flagged (see the warnings)" if report.flagged else ""
+    err(
+        f"embed: {len(report.embedded)} embedded, {len(report.reused)} unchanged, "
+        f"{len(report.failed) + n_failed} failed{flagged} → {writer.kept} tracks in {display_path(output)}"
+    )
+    return not (report.failed or n_failed)
 
 
 def _library_format(output: str | None, fmt: str) -> str:

@@ -12,6 +12,7 @@ from specmusic.cli._options import cli_errors, err
 
 if TYPE_CHECKING:
     from specmusic.embeddings import Recommender
+    from specmusic.embeddings.sharded_recommend import ShardedRecommender
     from specmusic.index import IndexConfig
 
 
@@ -27,6 +28,8 @@ class Backend(str, Enum):
     exact = "exact"
     hnsw = "hnsw"
     faiss = "faiss"
+    ivf = "ivf"
+    ivfpq = "ivfpq"
 
 
 def _format_text(result: dict, explain: bool) -> list[str]:
@@ -47,7 +50,9 @@ def _format_text(result: dict, explain: bool) -> list[str]:
 
 def recommend_cli(
     source: str = typer.Argument(
-        ..., help="Library (.npz or .jsonl from `embed`), a CSV of features, or '-' for JSON Lines on stdin."
+        ...,
+        help="Library (.npz or .jsonl from `embed`, or a sharded library/ folder), a CSV of features, or '-' for "
+        "JSON Lines on stdin.",
     ),
     query: list[str] = typer.Option(
         None, "--query", "-q", help="A library id (path; a unique tail is enough) or an audio file. Repeatable."
@@ -78,11 +83,20 @@ def recommend_cli(
         None, "--standardize/--no-standardize", help="Z-score each dimension first (default: CSV and MFCC yes)."
     ),
     backend: Backend = typer.Option(
-        Backend.auto, "--index", help="Search: exact numpy, hnsw/faiss (pip install 'specmusic[ann]'), auto by size."
+        Backend.auto,
+        "--index",
+        help="Search: exact numpy, hnsw/faiss (pip install 'specmusic[ann]'), auto by size. A sharded library/: "
+        "exact streams its parts; ivf|ivfpq use (building it first) its FAISS index, IVF-PQ for libraries "
+        "larger than memory; auto uses that index when current.",
     ),
     ann_threshold: int = typer.Option(1_000_000, "--ann-threshold", help="auto: ANN above this many vectors."),
+    nprobe: int = typer.Option(
+        32, "--nprobe", min=1, help="faiss/ivf/ivfpq: inverted lists scanned per query (more: higher recall, slower)."
+    ),
     save_index: bool = typer.Option(
-        True, "--save-index/--no-save-index", help="Keep a built ANN index beside the library file for next time."
+        True,
+        "--save-index/--no-save-index",
+        help="Keep a built ANN index beside the library file (in a sharded library/) for next time.",
     ),
 ) -> None:
     """Recommend the tracks most similar to a query (cosine top-k), with scores.
@@ -90,6 +104,9 @@ def recommend_cli(
     Each query is answered on its own: an unknown or unreadable one is reported (`Error:` on
     stderr, exit code 1) while the others are answered. A silent audio query is refused; other
     flagged audio (mis-scaled, shorter than the model's window) is answered with a `warning:`.
+
+    A sharded library (a folder from `embed -o library/`) is searched part by part, exactly,
+    unless --index ivf|ivfpq builds (once) and uses its FAISS index.
 
     Example: specmusic recommend library.npz --query rock/song.mp3 --top 10 --json
     """
@@ -102,14 +119,22 @@ def recommend_cli(
         wanted = _gather_queries(query, queries, source)
         if not wanted:
             raise InputError("no query — give --query ID_OR_AUDIO (repeatable) or --queries FILE ('-': stdin)")
-        config = IndexConfig(backend=backend.value, ann_threshold=ann_threshold)
         fmt = _source_format(source, source_format.value)
+        if backend.value == "ivfpq" and fmt != "sharded":
+            raise InputError("--index ivfpq is for a sharded library (`embed -o library/`) — use --index faiss here")
+        config = IndexConfig(
+            backend="faiss" if backend.value == "ivf" else backend.value, ann_threshold=ann_threshold, faiss_nprobe=nprobe
+        )
+        rec: Recommender | ShardedRecommender
         if fmt == "csv":
             rec = _table_recommender(source, id_column, columns, config)
         else:
             if id_column or columns:
                 raise InputError("--id and --columns are for CSV sources — drop them or give a .csv")
-            rec = _library_recommender(source, standardize, config, save_index)
+            if fmt == "sharded":
+                rec = _sharded_recommender(source, standardize, backend.value, save_index, nprobe)
+            else:
+                rec = _library_recommender(source, standardize, config, save_index)
             if explain and not rec.has_tags:
                 err(
                     "note: this library keeps no tags (MFCC, or embedded before tags were kept) — --explain names "
@@ -179,6 +204,10 @@ def _source_format(source: str, fmt: str) -> str:
     lower = source.lower()
     if source == "-":
         return "jsonl"
+    from specmusic.embeddings.shards import is_sharded
+
+    if is_sharded(source):
+        return "sharded"
     return "csv" if lower.endswith((".csv", ".tsv")) else "npz" if lower.endswith(".npz") else "jsonl"
 
 
@@ -196,6 +225,22 @@ def _table_recommender(source: str, id_column: str | None, columns: str | None, 
     if table.non_numeric:
         err(f"note: left out column(s) holding text: {', '.join(table.non_numeric)}")
     return Recommender.from_tabular(table, index_config=config, on_note=err)
+
+
+def _sharded_recommender(
+    source: str, standardize: bool | None, backend: str, save_index: bool, nprobe: int
+) -> ShardedRecommender:
+    """A sharded library: exact streaming, or its FAISS index (``ivf``/``ivfpq``; ``faiss`` means ``ivf``)."""
+    from specmusic.embeddings.sharded_recommend import ShardedRecommender
+
+    ann = {"auto": "auto", "exact": "exact", "faiss": "ivf", "ivf": "ivf", "ivfpq": "ivfpq"}.get(backend)
+    if ann is None:
+        err(
+            f"note: --index {backend} needs the whole library in memory — a sharded library uses --index ivf|ivfpq; "
+            "searching exactly"
+        )
+        ann = "exact"
+    return ShardedRecommender(source, standardize=standardize, ann=ann, build=save_index, nprobe=nprobe, on_note=err)
 
 
 def _library_recommender(source: str, standardize: bool | None, config: IndexConfig, save_index: bool) -> Recommender:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from specmusic.cli._options import JOBS, PROGRESS, cli_errors, err, gather_tracks
+from specmusic.cli._options import CLUSTER, JOBS, PROGRESS, check_cluster, cli_errors, err, gather_tracks
 
 
 class Kind(str, Enum):
@@ -53,11 +53,14 @@ def spectro_cli(
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Take labels from parent folder names."),
     force: bool = typer.Option(False, "--force", help="Recompute arrays that are already up to date."),
     jobs: int = JOBS,
+    cluster: str = CLUSTER,
     progress: bool = PROGRESS,
 ) -> None:
     """Turn audio into spectrogram arrays (.npz) plus manifest.jsonl, and PNG pictures on request.
 
     Example: specmusic spectro ~/music --kind mel --jobs 2 -o specs/
+
+    On a Dask cluster (workers write the arrays: OUT on a shared filesystem): --cluster tcp://HOST:8786
 
     Arrays a trained model can classify: specmusic spectro ~/music --like runs/cnn/model.onnx -o specs/
     """
@@ -66,6 +69,7 @@ def spectro_cli(
     from specmusic.spectro import run_spectro
 
     with cli_errors():
+        cluster = check_cluster(cluster, jobs)
         tracks, failures = gather_tracks(inputs, manifest, labels=labels)
         if not tracks and not failures:
             raise InputError(
@@ -96,6 +100,7 @@ def spectro_cli(
             png=png,
             force=force,
             jobs=jobs,
+            cluster=cluster,
             failures=failures,
             progress=progress,
             on_error=lambda line: err(line if line.startswith("warning:") else f"Error: {line}"),

@@ -225,6 +225,7 @@ class OnnxEmbedder(Embedder):
         layer: str = "embedding",
         windows: int | None = DEFAULT_WINDOWS,
         pooling: str = DEFAULT_POOLING,
+        threads: int | None = None,
     ) -> None:
         from specmusic import inference
 
@@ -237,7 +238,7 @@ class OnnxEmbedder(Embedder):
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"{display_path(self.path)}: no such model — check --model (a model.onnx from `specmusic train`)")
-        self.model = inference.load_model(self.path)
+        self.model = inference.load_model(self.path, threads=threads)  # None: all cores; 1 in worker processes
         self._inference = inference
         meta = _model_metadata(self.model)
         self.description = {
@@ -394,7 +395,7 @@ def _onnx_embedder(
             raise ModelError(
                 "pretrained taggers are not available in this build — pass --model mfcc or --model model.onnx"
             ) from None
-        if name not in pretrained.TAGGERS:
+        if name not in pretrained.TAGGERS and name not in pretrained.PONS_MODELS:
             raise ModelError(
                 f"{name!r} is neither a model file nor a pretrained tagger — use a model.onnx path, 'mfcc', "
                 f"or one of {', '.join(pretrained.TAGGERS)} (several joined by '+')"
@@ -408,8 +409,10 @@ def _onnx_embedder(
     return OnnxEmbedder(name, layer=layer or DEFAULT_LAYER["onnx"], windows=windows, pooling=pooling)
 
 
-def embedder_from_description(model: dict[str, Any]) -> Embedder:
+def embedder_from_description(model: dict[str, Any], *, threads: int | None = None) -> Embedder:
     """Rebuild the embedder that made a library, to embed a new query the same way.
+
+    ``threads``: onnxruntime threads per model (None: all cores; 1 in worker processes).
 
     Raises
     ------
@@ -420,16 +423,17 @@ def embedder_from_description(model: dict[str, Any]) -> Embedder:
     if kind == "mfcc":
         return MfccEmbedder(FeatureConfig.from_dict(model["feature_config"]), duration=model.get("duration"))
     if kind in ("onnx", "pretrained"):
-        return _onnx_from_description(model)
+        return _onnx_from_description(model, threads)
     if kind == "concat" and isinstance(model.get("members"), list):
-        return ConcatEmbedder([_onnx_from_description(m) for m in model["members"]], name=model.get("name"))
+        members = [_onnx_from_description(m, threads) for m in model["members"]]
+        return ConcatEmbedder(members, name=model.get("name"))
     raise ModelError(
         "the library does not record which model made it (e.g. JSON Lines without a header) — "
         "pass --model to embed the query, or query by an id in the library"
     )
 
 
-def _onnx_from_description(model: dict[str, Any]) -> OnnxEmbedder:
+def _onnx_from_description(model: dict[str, Any], threads: int | None = None) -> OnnxEmbedder:
     path = model.get("path")
     if not path or not os.path.isfile(path):
         raise ModelError(
@@ -443,7 +447,7 @@ def _onnx_from_description(model: dict[str, Any]) -> OnnxEmbedder:
     windows = model.get("windows", "all")  # libraries from before --windows analysed every window
     emb = OnnxEmbedder(path, kind=model.get("kind") or "onnx", sha256=sha, layer=model.get("layer") or "embedding",
                        windows=None if windows == "all" else int(windows),
-                       pooling=model.get("pooling") or DEFAULT_POOLING)  # fmt: skip
+                       pooling=model.get("pooling") or DEFAULT_POOLING, threads=threads)  # fmt: skip
     if model.get("name"):
         emb.description["name"] = model["name"]
     return emb

@@ -2,15 +2,24 @@
 
 Each newly embedded track is handed to ``on_embedded`` as soon as it is done (``embed`` appends it
 to the run's journal, :mod:`specmusic.embeddings.journal`, or streams it to stdout), so an
-interrupted run loses at most the track in progress; the records of an interrupted run
+interrupted run loses at most the tracks in progress; the records of an interrupted run
 (``resumed``) are reused like those of the library being updated.
+
+Which tracks need embedding is decided here, in the client (path, size and modification time
+against the library); only those are handed to :mod:`specmusic.batch`: in this process, on
+``jobs`` local processes or on a Dask cluster (``cluster``). A worker rebuilds the embedder from
+its JSON description once per process (:func:`_embed_task`; ONNX sessions cannot be pickled) and
+runs it on one thread. Tracks finish in any order; the library's rows are put back in input order
+at the end, so every mode gives the same library. :func:`embed_into_shards` does the same into a
+sharded library folder (:mod:`specmusic.embeddings.shards`) without holding the vectors in memory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +28,11 @@ import numpy as np
 from specmusic.data import Track
 from specmusic.embeddings.embedders import Embedder, same_model
 from specmusic.embeddings.library import EmbeddingLibrary, Tags, track_record
-from specmusic.errors import InputError, ModelError, SpecmusicError
+from specmusic.errors import InputError, ModelError
 from specmusic.fileio import display_path
 from specmusic.index import l2_normalize
 
-__all__ = ["EmbedReport", "embed_tracks"]
+__all__ = ["EmbedReport", "embed_into_shards", "embed_tracks"]
 
 
 @dataclass
@@ -54,11 +63,13 @@ class _Rows:
     mtimes: list[float] = field(default_factory=list)
     tags: list[Tags | None] = field(default_factory=list)
     warnings: list[list[str]] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)  # where each row goes in the library (input order)
 
     def add(
         self, vec: np.ndarray, id_: str, label: str | None, group: str | None, size: int, mtime: float,
-        tags: Tags | None, warnings: list[str],
+        tags: Tags | None, warnings: list[str], order: int = -1,
     ) -> None:  # fmt: skip
+        self.order.append(order if order >= 0 else len(self.order) + (1 << 40))
         self.vectors.append(vec)
         self.ids.append(id_)
         self.labels.append(label)
@@ -68,7 +79,7 @@ class _Rows:
         self.tags.append(tags)
         self.warnings.append(warnings)
 
-    def add_from(self, library: EmbeddingLibrary, j: int, track: Track | None = None) -> None:
+    def add_from(self, library: EmbeddingLibrary, j: int, track: Track | None = None, order: int = -1) -> None:
         """Row ``j`` of ``library``; with ``track``, under its id, label and group."""
         assert library.tags is not None and library.warnings is not None
         id_, label, group = (track.path, track.label, track.group) if track else (
@@ -76,7 +87,7 @@ class _Rows:
         )
         self.add(
             library.vectors[j], id_, label, group, int(library.source_size[j]), float(library.source_mtime[j]),
-            library.tags[j], library.warnings[j],
+            library.tags[j], library.warnings[j], order,
         )  # fmt: skip
 
     def record(self, i: int) -> dict[str, Any]:
@@ -86,6 +97,11 @@ class _Rows:
         )
 
     def library(self, description: dict) -> EmbeddingLibrary:
+        if self.order != sorted(self.order):  # tracks finished out of order: back to input order
+            perm = sorted(range(len(self.order)), key=self.order.__getitem__)
+            for name in ("vectors", "ids", "labels", "groups", "sizes", "mtimes", "tags", "warnings"):
+                values = getattr(self, name)
+                setattr(self, name, [values[i] for i in perm])
         model = dict(description)
         if self.vectors:
             model["dim"] = int(self.vectors[0].shape[0])
@@ -110,12 +126,103 @@ def _embed_one(embedder: Embedder, path: str, warnings: list[str]) -> tuple[np.n
     return vec, tags
 
 
+def _worker_embedder(description: str) -> Embedder:
+    """The embedder a description names, built in a worker process, its ONNX sessions on one thread."""
+    from specmusic.embeddings.embedders import embedder_from_description
+
+    return embedder_from_description(json.loads(description), threads=1)  # the workers are the parallelism
+
+
+@dataclass(frozen=True)
+class _Todo:
+    """A track to embed: where it goes in the library, and the size and mtime it was embedded from."""
+
+    order: int
+    track: Track
+    size: int
+    mtime: float
+
+
+def _embed_task(todo: _Todo, embedder: Embedder | str) -> tuple[np.ndarray, Tags | None, list[str]]:
+    """One track's vector, tags and warnings; ``embedder`` as a JSON description is built once per worker."""
+    from specmusic.batch import require_visible, worker_cached
+
+    if isinstance(embedder, str):
+        require_visible(todo.track.path)
+        embedder = worker_cached(("embed", embedder), lambda: _worker_embedder(embedder))  # type: ignore[arg-type]
+    warnings: list[str] = []
+    vec, tags = _embed_one(embedder, todo.track.path, warnings)  # type: ignore[arg-type]
+    return vec, tags, warnings
+
+
+def _embed_todo(
+    todo: list[_Todo], embedder: Embedder, report: EmbedReport, *, jobs: int, cluster: str | None,
+    on_error: Callable[[str], None] | None, bar: Any,
+) -> Iterator[tuple[_Todo, np.ndarray, Tags | None, list[str]]]:  # fmt: skip
+    """Embed ``todo`` where ``jobs``/``cluster`` say; yields each success (L2-normalised) as it finishes,
+    records failures and warnings in ``report``."""
+    from specmusic.batch import TaskFailure, open_executor, run_tasks
+
+    if not todo:  # nothing changed: no cluster to start
+        return
+    dim: tuple[int, ...] | None = None
+    with open_executor(jobs=jobs, cluster=cluster, n_items=len(todo)) as executor:
+        target: Embedder | str = embedder if executor is None else json.dumps(embedder.description, sort_keys=True)
+        for item, result in run_tasks(executor, _embed_task, todo, args=(target,)):
+            bar.update(1)
+            path = item.track.path
+            if isinstance(result, TaskFailure):
+                report.failed.append({"path": path, "error": result.error})
+                if on_error:
+                    on_error(f"Error: {result.error}")
+                continue
+            vec, tags, warnings = result
+            if dim is not None and vec.shape != dim:
+                raise ModelError(f"{display_path(path)}: embedding size changed mid-run — check the model")
+            dim = vec.shape
+            report.embedded.append(path)
+            if warnings:
+                report.flagged.append(path)
+                for line in warnings:
+                    if on_error:
+                        on_error(f"warning: {line}")
+            yield item, l2_normalize(vec[None, :])[0], tags, warnings
+    if dim is not None and embedder.description.get("dim") is None:
+        embedder.description["dim"] = int(dim[0])  # workers built their own embedder: record the size here
+
+
 def _unchanged(library: EmbeddingLibrary | None, rows: dict[str, int], path: str, size: int, mtime: float) -> int | None:
     """Row of ``path`` in ``library`` when it was embedded from a file of this size and mtime."""
     j = rows.get(path)
     if j is None or library is None:
         return None
     return j if library.source_size[j] == size and library.source_mtime[j] == mtime else None
+
+
+def _stat_tracks(
+    tracks: Sequence[Track], report: EmbedReport, on_error: Callable[[str], None] | None
+) -> Iterator[tuple[int, Track, int, float]]:
+    """Each distinct track with its input position, size and mtime; unreadable ones go to ``report``."""
+    seen: set[str] = set()
+    for order, track in enumerate(tracks):
+        if track.path in seen:
+            continue
+        seen.add(track.path)
+        try:
+            size, mtime = _stat(track.path)
+        except OSError as exc:
+            report.failed.append({"path": track.path, "error": f"{display_path(track.path)}: {exc.strerror}"})
+            if on_error:
+                on_error(f"Error: {display_path(track.path)}: cannot read ({exc.strerror}) — check the path")
+            continue
+        yield order, track, size, mtime
+
+
+def _bar(total: int, progress: bool | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="embed", unit="track", file=sys.stderr, dynamic_ncols=True,
+                disable=(not progress) if progress is not None else None)  # fmt: skip
 
 
 def embed_tracks(
@@ -128,6 +235,8 @@ def embed_tracks(
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
     on_embedded: Callable[[dict[str, Any], np.ndarray], None] | None = None,
+    jobs: int = 1,
+    cluster: str | None = None,
 ) -> tuple[EmbeddingLibrary, EmbedReport]:
     """Embed tracks into a library, reusing vectors of unchanged files from ``existing``.
 
@@ -145,14 +254,14 @@ def embed_tracks(
     keep_others : keep ``existing``/``resumed`` entries that are not among ``tracks`` (appending to a library)
     on_error : where ``Error: …``, ``warning: …`` and note lines go (stderr in the CLI)
     on_embedded : called with each newly embedded track's record (:meth:`EmbeddingLibrary.record`)
-        and its L2-normalised vector [shape=(dim,)], as soon as it is done
+        and its L2-normalised vector [shape=(dim,)], as soon as it is done (in completion order)
+    jobs : local worker processes (1: in this process)
+    cluster : run on Dask instead: ``local[:N]`` | ``tcp://HOST:PORT`` (:mod:`specmusic.distributed`)
 
     Returns
     -------
     library, report
     """
-    from tqdm import tqdm
-
     report = EmbedReport()
     old: dict[str, int] = {}
     if existing is not None and len(existing) and same_model(existing.model, embedder.description):
@@ -164,48 +273,33 @@ def embed_tracks(
     journal = {id_: i for i, id_ in enumerate(resumed.ids)} if resumed is not None else {}
     rows = _Rows()
     seen: set[str] = set()
-    bar = tqdm(tracks, desc="embed", unit="track", file=sys.stderr, disable=(not progress) if progress is not None else None)
-    for track in bar:
-        if track.path in seen:
-            continue
-        seen.add(track.path)
-        try:
-            size, mtime = _stat(track.path)
-        except OSError as exc:
-            report.failed.append({"path": track.path, "error": f"{display_path(track.path)}: {exc.strerror}"})
-            if on_error:
-                on_error(f"Error: {display_path(track.path)}: cannot read ({exc.strerror}) — check the path")
-            continue
-        j = _unchanged(resumed, journal, track.path, size, mtime)
-        if j is not None and resumed is not None:
-            rows.add_from(resumed, j, track)
-            report.resumed.append(track.path)
-            continue
-        j = _unchanged(existing, old, track.path, size, mtime)
-        if j is not None and existing is not None:
-            rows.add_from(existing, j, track)
-            report.reused.append(track.path)
-            continue
-        warnings: list[str] = []
-        try:
-            vec, tags = _embed_one(embedder, track.path, warnings)
-        except SpecmusicError as exc:
-            report.failed.append({"path": track.path, "error": str(exc)})
-            if on_error:
-                on_error(f"Error: {exc}")
-            continue
-        if rows.vectors and vec.shape != rows.vectors[0].shape:
-            raise ModelError(f"{display_path(track.path)}: embedding size changed mid-run — check the model")
-        vec = l2_normalize(vec[None, :])[0]
-        rows.add(vec, track.path, track.label, track.group, size, mtime, tags, warnings)
-        report.embedded.append(track.path)
-        if warnings:
-            report.flagged.append(track.path)
-            for line in warnings:
-                if on_error:
-                    on_error(f"warning: {line}")
-        if on_embedded is not None:
-            on_embedded(rows.record(-1), vec)
+    todo: list[_Todo] = []
+    bar = _bar(len(tracks), progress)
+    try:
+        for order, track, size, mtime in _stat_tracks(tracks, report, on_error):
+            seen.add(track.path)
+            j = _unchanged(resumed, journal, track.path, size, mtime)
+            if j is not None and resumed is not None:
+                rows.add_from(resumed, j, track, order)
+                report.resumed.append(track.path)
+                bar.update(1)
+                continue
+            j = _unchanged(existing, old, track.path, size, mtime)
+            if j is not None and existing is not None:
+                rows.add_from(existing, j, track, order)
+                report.reused.append(track.path)
+                bar.update(1)
+                continue
+            todo.append(_Todo(order, track, size, mtime))
+        for item, vec, tags, warnings in _embed_todo(
+            todo, embedder, report, jobs=jobs, cluster=cluster, on_error=on_error, bar=bar
+        ):
+            t = item.track
+            rows.add(vec, t.path, t.label, t.group, item.size, item.mtime, tags, warnings, item.order)
+            if on_embedded is not None:
+                on_embedded(rows.record(-1), vec)
+    finally:
+        bar.close()
     if keep_others:
         if resumed is not None:
             for id_, j in journal.items():
@@ -216,3 +310,60 @@ def embed_tracks(
                 if id_ not in seen and id_ not in journal:
                     rows.add_from(existing, j)
     return rows.library(embedder.description), report
+
+
+def embed_into_shards(
+    tracks: Sequence[Track],
+    embedder: Embedder,
+    writer: Any,
+    *,
+    prune: bool = False,
+    progress: bool | None = None,
+    on_error: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    cluster: str | None = None,
+) -> EmbedReport:
+    """Embed what a sharded library folder lacks, straight into it: memory does not grow with its size.
+
+    The reuse check reads ``writer.catalog`` (ids, sizes and mtimes of what the folder holds from
+    the same model; no vectors); each new track goes to ``writer.add`` as it finishes, so Ctrl-C
+    (then ``writer.close()``) keeps every finished track for the rerun.
+
+    Parameters
+    ----------
+    writer : an open :class:`specmusic.embeddings.shards.ShardedLibraryWriter`; the caller finishes it
+    prune : remove the folder's tracks that are not among ``tracks``
+    progress, on_error, jobs, cluster : as :func:`embed_tracks`
+
+    Returns
+    -------
+    EmbedReport
+        ``reused``: tracks the folder already held unchanged.
+    """
+    report = EmbedReport()
+    catalog = writer.catalog
+    rows: dict[str, int] = catalog.rows
+    seen: set[str] = set()
+    todo: list[_Todo] = []
+    bar = _bar(len(tracks), progress)
+    try:
+        for order, track, size, mtime in _stat_tracks(tracks, report, on_error):
+            seen.add(track.path)
+            j = rows.get(track.path)
+            if j is not None and catalog.source_size[j] == size and catalog.source_mtime[j] == mtime:
+                report.reused.append(track.path)
+                bar.update(1)
+                continue
+            todo.append(_Todo(order, track, size, mtime))
+        for item, vec, tags, warnings in _embed_todo(
+            todo, embedder, report, jobs=jobs, cluster=cluster, on_error=on_error, bar=bar
+        ):
+            t = item.track
+            writer.add(track_record(t.path, t.label, t.group, item.size, item.mtime, tags, warnings), vec)
+    finally:
+        bar.close()
+    if prune:
+        gone = [id_ for id_ in catalog.ids if id_ not in seen]
+        if gone:
+            writer.remove(gone)
+    return report

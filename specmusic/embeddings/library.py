@@ -44,6 +44,7 @@ from specmusic.fileio import PICKLE_REASON, atomic_write, display_path, json_lin
 __all__ = [
     "LIBRARY_FORMAT_VERSION",
     "EmbeddingLibrary",
+    "concat_libraries",
     "JsonlLibraryStream",
     "Tags",
     "header_line",
@@ -277,8 +278,9 @@ def _check_unique(ids: Sequence[str], name: str) -> None:
         seen.add(id_)
 
 
-def _library_from_npz(path: str | os.PathLike[str]) -> EmbeddingLibrary:
-    name = display_path(path)
+def _library_from_npz(path: str | os.PathLike[str] | IO[bytes], *, name: str | None = None) -> EmbeddingLibrary:
+    """Read an ``.npz`` library from a path or an open binary file (then ``name`` names it in errors)."""
+    name = name if name is not None else display_path(path)  # type: ignore[arg-type]
     try:
         with np.load(path, allow_pickle=False) as z:
             if "vectors" not in z.files or "ids" not in z.files:
@@ -312,7 +314,7 @@ def _library_from_npz(path: str | os.PathLike[str]) -> EmbeddingLibrary:
                 _warnings_from_arrays(n, z["warning_rows"], z["warnings"]) if has_warnings else None,
             )
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        reason = numpy_load_reason(exc, path)  # never numpy's advice to unpickle
+        reason = numpy_load_reason(exc, path if isinstance(path, (str, os.PathLike)) else None)  # never unpickle
         if reason == PICKLE_REASON:
             raise InputError(f"{name}: {reason} — recreate it with `specmusic embed`") from None
         raise InputError(f"{name}: cannot read the library ({reason}) — recreate it with `specmusic embed`") from None
@@ -405,8 +407,24 @@ def _library_from_jsonl(lines: Iterable[str], name: str, *, unique: bool = True)
     return columns.library(name)
 
 
+def concat_libraries(parts: Sequence[EmbeddingLibrary], model: dict[str, Any]) -> EmbeddingLibrary:
+    """Libraries one after the other (the rows of each, in order) under ``model``."""
+    if not parts:
+        return EmbeddingLibrary(np.zeros((0, int(model.get("dim") or 0)), np.float32), [], [], [], dict(model))
+
+    def cat(attr: str) -> list[Any]:
+        return [x for lib in parts for x in getattr(lib, attr)]
+
+    return EmbeddingLibrary(
+        np.concatenate([lib.vectors for lib in parts]), cat("ids"), cat("labels"), cat("groups"), dict(model),
+        np.concatenate([lib.source_size for lib in parts]), np.concatenate([lib.source_mtime for lib in parts]),
+        cat("tags"), cat("warnings"),
+    )  # fmt: skip
+
+
 def read_library(path: str | os.PathLike[str], *, stdin: IO[str] | None = None) -> EmbeddingLibrary:
-    """Read a library: ``.npz``, JSON Lines (``.jsonl``/``.json``), or ``-`` (JSON Lines on stdin).
+    """Read a library: ``.npz``, JSON Lines (``.jsonl``/``.json``), ``-`` (JSON Lines on stdin), or a
+    sharded library folder (:mod:`specmusic.embeddings.shards`: ``library/``).
 
     Raises
     ------
@@ -416,6 +434,10 @@ def read_library(path: str | os.PathLike[str], *, stdin: IO[str] | None = None) 
     p = os.fspath(path)
     if p == "-":
         return _library_from_jsonl(stdin if stdin is not None else sys.stdin, "<stdin>")
+    from specmusic.embeddings.shards import is_sharded, read_sharded  # shards imports this module
+
+    if is_sharded(p):
+        return read_sharded(p)
     if not os.path.exists(p):
         raise InputError(f"{display_path(p)}: no such library — check the path or create it with `specmusic embed`")
     if p.lower().endswith(".npz"):

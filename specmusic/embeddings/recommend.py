@@ -40,7 +40,7 @@ from specmusic.errors import InputError
 from specmusic.fileio import display_path
 from specmusic.index import _check_finite, build_index, l2_normalize, standardize_columns
 
-__all__ = ["GROUP_KEYS", "Recommender", "search_vectors"]
+__all__ = ["GROUP_KEYS", "IdLookup", "Recommender", "explain_match", "query_space", "search_vectors"]
 
 GROUP_KEYS = ("group", "label", "dir")
 #: What :func:`specmusic.audio.signal_warnings` says of digital silence: such a query is refused.
@@ -123,8 +123,7 @@ class Recommender:
         self.index = build_index(
             l2_normalize(self.z), config=index_config, ids=ids, on_note=on_note, cache=index_cache, cache_key=key
         )
-        self._by_id = {id_: i for i, id_ in enumerate(ids)}
-        self._abs: dict[str, int] | None = None
+        self._lookup = IdLookup(ids, paths=columns is None)
         self._embedder: Embedder | None = None
         self._folders: bool | None = None
 
@@ -191,45 +190,10 @@ class Recommender:
         InputError
             The suffix matches several ids.
         """
-        plain = _as_os_text(query)
-        for form in dict.fromkeys((query, plain)):
-            hit = self._find_id(form)
-            if hit is not None:
-                return hit
-        return None
-
-    def _find_id(self, query: str) -> int | None:
-        if query in self._by_id:
-            return self._by_id[query]
-        if self.columns is not None:
-            return None
-        if self._abs is None:
-            self._abs = {os.path.abspath(os.path.expanduser(i)): n for n, i in enumerate(self.ids)}
-        hit = self._abs.get(os.path.abspath(os.path.expanduser(query)))
-        if hit is not None:
-            return hit
-        tail = "/" + query.lstrip("./")
-        matches = [n for n, i in enumerate(self.ids) if i.endswith(tail)]
-        if len(matches) > 1:
-            raise InputError(
-                f"query {display_path(query)!r} matches {len(matches)} library ids ({display_path(self.ids[matches[0]])}, "
-                "…) — give more of the path"
-            )
-        return matches[0] if matches else None
+        return self._lookup.find(query)
 
     def _query_vector(self, vec: np.ndarray) -> np.ndarray:
-        v = np.asarray(vec, dtype=np.float64).reshape(-1)
-        if v.shape[0] != self.index.dim:
-            raise InputError(
-                f"the query's model gives {v.shape[0]}-d vectors but the library holds {self.index.dim}-d ones — "
-                "embed the query with the library's model"
-            )
-        if not np.isfinite(v).all():
-            raise InputError("the query vector holds NaN — the query audio may be silent or corrupt")
-        v = l2_normalize(v.astype(np.float32)).astype(np.float64)
-        if self.mean is not None:
-            v = (v - self.mean) / self.scale
-        return v.astype(np.float32)
+        return query_space(vec, self.index.dim, self.mean, self.scale)
 
     def _resolve(self, query: str, embedder: Embedder | None) -> _Query:
         row = self.find_id(query)
@@ -318,16 +282,13 @@ class Recommender:
                 explain_columns(query.vector, self.z[j], columns=self.columns, raw_query=self.raw[query.row], raw_match=self.raw[j])
             )
             return info
-        shared = []
-        if query.row is not None:
-            for name, vals in (("label", self.labels), ("group", self.groups)):
-                if vals[query.row] is not None and vals[query.row] == vals[j]:
-                    shared.append(f"{name}={vals[query.row]}")
-        folder = folder_of(self.ids[query.row] if query.row is not None else query.text)
-        if folder is not None and folder == folder_of(self.ids[j]) and f"label={folder}" not in shared:
-            if self._several_folders():  # a folder every track shares says nothing
-                shared.append(f"folder={folder}")
-        return {"shared": shared, **explain_tags(query.tags, self.tags[j])}
+        q_label = self.labels[query.row] if query.row is not None else None
+        q_group = self.groups[query.row] if query.row is not None else None
+        return explain_match(
+            query.text if query.row is None else self.ids[query.row], q_label, q_group, query.tags,
+            self.ids[j], self.labels[j], self.groups[j], self.tags[j], in_library=query.row is not None,
+            several_folders=self._several_folders,
+        )  # fmt: skip
 
     # -- search -----------------------------------------------------------------------------
     def recommend(
@@ -388,6 +349,89 @@ class Recommender:
                 neighbours.append(rec)
             out.append({"query": query.text, "warnings": query.warnings or [], "neighbors": neighbours})
         return out
+
+
+class IdLookup:
+    """Find a query among ids: exact id, same absolute path, or a unique path suffix (``paths``)."""
+
+    def __init__(self, ids: Sequence[str], *, paths: bool = True) -> None:
+        self.ids, self.paths = ids, paths
+        self._by_id = {id_: i for i, id_ in enumerate(ids)}
+        self._abs: dict[str, int] | None = None
+
+    def find(self, query: str) -> int | None:
+        """Row of ``query``, else None (``\\xNN`` escapes of non-UTF-8 bytes accepted).
+
+        Raises
+        ------
+        InputError
+            The suffix matches several ids.
+        """
+        for form in dict.fromkeys((query, _as_os_text(query))):
+            hit = self._find(form)
+            if hit is not None:
+                return hit
+        return None
+
+    def _find(self, query: str) -> int | None:
+        if query in self._by_id:
+            return self._by_id[query]
+        if not self.paths:
+            return None
+        if self._abs is None:
+            self._abs = {os.path.abspath(os.path.expanduser(i)): n for n, i in enumerate(self.ids)}
+        hit = self._abs.get(os.path.abspath(os.path.expanduser(query)))
+        if hit is not None:
+            return hit
+        tail = "/" + query.lstrip("./")
+        matches = [n for n, i in enumerate(self.ids) if i.endswith(tail)]
+        if len(matches) > 1:
+            raise InputError(
+                f"query {display_path(query)!r} matches {len(matches)} library ids ({display_path(self.ids[matches[0]])}, "
+                "…) — give more of the path"
+            )
+        return matches[0] if matches else None
+
+
+def query_space(vec: np.ndarray, dim: int, mean: np.ndarray | None, scale: np.ndarray | None) -> np.ndarray:
+    """A new (audio) query's vector in the library's search space: L2-normalised, then z-scored
+    with the library's column ``mean``/``scale`` when it is standardised.
+
+    Raises
+    ------
+    InputError
+        Another dimension than the library's, or NaN.
+    """
+    v = np.asarray(vec, dtype=np.float64).reshape(-1)
+    if v.shape[0] != dim:
+        raise InputError(
+            f"the query's model gives {v.shape[0]}-d vectors but the library holds {dim}-d ones — "
+            "embed the query with the library's model"
+        )
+    if not np.isfinite(v).all():
+        raise InputError("the query vector holds NaN — the query audio may be silent or corrupt")
+    v = l2_normalize(v.astype(np.float32)).astype(np.float64)
+    if mean is not None and scale is not None:
+        v = (v - mean) / scale
+    return v.astype(np.float32)
+
+
+def explain_match(
+    query_id: str, query_label: str | None, query_group: str | None, query_tags: Tags | None,
+    match_id: str, match_label: str | None, match_group: str | None, match_tags: Tags | None,
+    *, in_library: bool, several_folders: Callable[[], bool],
+) -> dict[str, Any]:  # fmt: skip
+    """What a match shares with its query: label, group (library queries), folder, tags."""
+    shared = []
+    if in_library:
+        for name, q, m in (("label", query_label, match_label), ("group", query_group, match_group)):
+            if q is not None and q == m:
+                shared.append(f"{name}={q}")
+    folder = folder_of(query_id)
+    if folder is not None and folder == folder_of(match_id) and f"label={folder}" not in shared:
+        if several_folders():  # a folder every track shares says nothing
+            shared.append(f"folder={folder}")
+    return {"shared": shared, **explain_tags(query_tags, match_tags)}
 
 
 def _checked(query: _Query) -> _Query:

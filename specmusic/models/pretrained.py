@@ -30,6 +30,12 @@ A cached ONNX file is checked before it is used: its sha256 must be the one reco
 when it was converted. A corrupt one is rebuilt from the checkpoint (with a note on stderr); one
 cached by an older specmusic without the record is checked by loading it once.
 
+Pons' MusiCNN and VGG models (``pons-msd-musicnn``, ``pons-mtt-musicnn``, ``pons-msd-vgg``,
+``pons-mtt-vgg``; :mod:`specmusic.models.musicnn`, ISC licence) are resolved by the same
+:func:`ensure_model`: bundled when named in :data:`BUNDLED_PONS`, else converted once from the PyPI
+``musicnn`` wheel (``weights=`` / ``$SPECMUSIC_MUSICNN_WHEEL``: the ``.whl`` or its unzipped folder;
+nothing is downloaded) into ``onnx/<name>-c<N>.onnx`` of the cache.
+
 Cache (``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache/specmusic``)::
 
     weights/<dataset>/<arch>/best_model.pth      downloaded checkpoints (sha256-checked)
@@ -48,10 +54,13 @@ from typing import Any
 
 from specmusic.errors import ConfigError, ModelError
 from specmusic.fileio import CACHE_ENV, atomic_path, atomic_write, cache_dir, display_path, download, sha256_file
+from specmusic.models.musicnn import PONS_MODELS, PonsModel
 
 __all__ = [
     "DEFAULT_TAGGER",
     "BUNDLED_TAGGERS",
+    "BUNDLED_PONS",
+    "MUSICNN_WHEEL_ENV",
     "TAGGERS",
     "PretrainedTagger",
     "WEIGHTS_ENV",
@@ -164,6 +173,10 @@ DEFAULT_TAGGER = "jamendo-fcn"
 #: list. To ship another, add its name here and run ``python -m specmusic.models.pretrained --bundle
 #: --weights DIR`` (see :func:`bundle_tagger`); the files are package data (pyproject.toml).
 BUNDLED_TAGGERS: tuple[str, ...] = (DEFAULT_TAGGER, "mtat-musicnn")  # embed's default is jamendo-fcn+mtat-musicnn
+#: Pons' models (:data:`specmusic.models.musicnn.PONS_MODELS`) shipped as ONNX beside them; rebuilt with
+#: ``python -m specmusic.models.pretrained --bundle NAME --musicnn-wheel musicnn-0.1.0-py3-none-any.whl``.
+BUNDLED_PONS: tuple[str, ...] = ()
+MUSICNN_WHEEL_ENV = "SPECMUSIC_MUSICNN_WHEEL"
 BUNDLE_DIR = Path(__file__).resolve().with_name("bundled")
 BUNDLE_SUMS = "SHA256SUMS"
 _TRAIN_EXTRA = "pip install 'specmusic[train]'"
@@ -357,7 +370,7 @@ def _record_sha(onnx_path: Path, digest: str) -> None:
     atomic_write(_sha_path(onnx_path), lambda f: f.write(f"{digest}  {onnx_path.name}\n"), "w")
 
 
-def _cached_model_ok(out: Path, tagger: PretrainedTagger) -> bool:
+def _cached_model_ok(out: Path, tagger: PretrainedTagger | PonsModel) -> bool:
     """Whether the cached ONNX file of ``tagger`` is intact: its sha256 is the one recorded when it was
     converted (a file cached without the record is loaded once to check it, then recorded).
     A corrupt file and its record are deleted, with a note on stderr."""
@@ -423,7 +436,7 @@ def bundled_model(name: str) -> Path | None:
     ModelError
         The file's sha256 is not the one recorded in ``bundled/SHA256SUMS`` (a damaged install).
     """
-    if name not in BUNDLED_TAGGERS:
+    if name not in BUNDLED_TAGGERS and name not in BUNDLED_PONS:
         return None
     path = BUNDLE_DIR / f"{name}.onnx"
     if path in _VERIFIED:
@@ -446,7 +459,7 @@ def bundled_model(name: str) -> Path | None:
     return path
 
 
-def _require_conversion_deps(tagger: PretrainedTagger) -> None:
+def _require_conversion_deps(tagger: PretrainedTagger | PonsModel) -> None:
     """Raise one clear line when torch or onnx (the ``train`` extra) is missing for a conversion.
 
     Raises
@@ -464,7 +477,7 @@ def _require_conversion_deps(tagger: PretrainedTagger) -> None:
 
     missing = [m for m in ("torch", "onnx") if not importable(m)]
     if missing:
-        bundled = ", ".join(BUNDLED_TAGGERS)
+        bundled = ", ".join(BUNDLED_TAGGERS + BUNDLED_PONS)
         raise ModelError(
             f"the {tagger.name} tagger is not bundled with specmusic and converting it to ONNX needs PyTorch "
             f"({' and '.join(missing)} not installed) — {_TRAIN_EXTRA}, or use a bundled tagger ({bundled})"
@@ -556,6 +569,8 @@ def ensure_model(
         No local copy and no network, a sha256 mismatch, a file that does not load, a damaged bundled
         model, or no torch/onnx for a conversion.
     """
+    if name in PONS_MODELS:
+        return _ensure_pons(name, wheel=weights, progress=progress)
     tagger = get_tagger(name)
     bundled = bundled_model(name)
     if bundled is not None:
@@ -585,6 +600,37 @@ def ensure_model(
         ) from exc
 
 
+# -- Pons' musicnn-wheel models ------------------------------------------------------------------
+_HOW_TO_WHEEL = (f"pip download --no-deps musicnn -d DIR and pass --weights DIR/musicnn-0.1.0-py3-none-any.whl "
+                 f"(or set {MUSICNN_WHEEL_ENV})")  # fmt: skip
+
+
+def _ensure_pons(name: str, *, wheel: str | os.PathLike[str] | None, progress: bool | None) -> Path:
+    """:func:`ensure_model` for a Pons model: bundled, else cached, else converted from the wheel."""
+    from specmusic.models.musicnn import CONVERTER_VERSION, convert_pons_model
+
+    model = PONS_MODELS[name]
+    bundled = bundled_model(name)
+    if bundled is not None:
+        return bundled
+    out = cache_dir() / "onnx" / f"{name}-c{CONVERTER_VERSION}.onnx"
+    if out.is_file() and _cached_model_ok(out, model):
+        return out
+    source = wheel if wheel is not None else os.environ.get(MUSICNN_WHEEL_ENV) or None
+    if source is None:
+        raise ModelError(f"the {name} model is not bundled and converting it needs the musicnn wheel — "
+                         f"{_HOW_TO_WHEEL}")
+    _require_conversion_deps(model)
+    _say(progress, f"converting the {name} model to ONNX (once) → {out}")
+    try:
+        convert_pons_model(name, source, out)
+    except PermissionError as exc:
+        raise ModelError(f"cannot write the converted model to {out.parent} ({exc.strerror}) — "
+                         f"set {CACHE_ENV} to a writable folder") from exc  # fmt: skip
+    _record_sha(out, sha256_file(out))
+    return out
+
+
 def ensure_default_model(*, weights: str | None = None, progress: bool | None = None) -> Path:
     """:func:`ensure_model` of :data:`DEFAULT_TAGGER`: the model ``specmusic classify`` uses without --model."""
     return ensure_model(DEFAULT_TAGGER, weights=weights, progress=progress)
@@ -603,12 +649,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bundle", nargs="*", metavar="NAME", required=True,
                         help=f"taggers to rebuild (default: all of BUNDLED_TAGGERS: {', '.join(BUNDLED_TAGGERS)})")
+    parser.add_argument("--musicnn-wheel", help="the musicnn wheel or its unzipped folder, for "
+                        f"{', '.join(PONS_MODELS)} "
+                        f"(default: ${MUSICNN_WHEEL_ENV})")  # fmt: skip
     parser.add_argument("--weights", help=f"best_model.pth or a folder of <dataset>/<arch>/best_model.pth "
                         f"(default: ${WEIGHTS_ENV}, the cache, else a download)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        for name in args.bundle or BUNDLED_TAGGERS:
-            out = bundle_tagger(name, weights=args.weights, progress=True)
+        for name in args.bundle or BUNDLED_TAGGERS + BUNDLED_PONS:
+            if name in PONS_MODELS:
+                wheel = args.musicnn_wheel or os.environ.get(MUSICNN_WHEEL_ENV)
+                if not wheel:
+                    how = _HOW_TO_WHEEL.replace("--weights", "--musicnn-wheel")
+                    raise ModelError(f"rebuilding {name} needs the musicnn wheel — {how}")
+                from specmusic.models.musicnn import bundle_pons_model
+
+                out = bundle_pons_model(name, wheel=wheel)
+            else:
+                out = bundle_tagger(name, weights=args.weights, progress=True)
             print(f"{sha256_file(out)}  {display_path(out)}  ({out.stat().st_size:,} bytes)")
     except SpecmusicError as exc:
         print(f"Error: {exc}", file=sys.stderr)

@@ -1,0 +1,306 @@
+"""Running a batch on a Dask cluster: ``--cluster local[:N]`` or ``--cluster tcp://HOST:PORT``.
+
+``spectro``, ``embed`` and ``classify`` hand their per-file work to :mod:`specmusic.batch`, which
+runs the same task functions in a local process pool (``--jobs N``) or, through this module, on
+Dask ``distributed`` (the optional extra ``pip install 'specmusic[cluster]'``):
+
+- ``local`` / ``local:N``: a :class:`distributed.LocalCluster` on this machine, bound to
+  127.0.0.1 (nothing listens beyond it), N worker *processes* (default: the cores) of one thread
+  each, no dashboard, quiet logs; it is closed when the run ends, Ctrl-C included.
+- ``tcp://HOST:PORT``: a scheduler the user started (``dask scheduler`` and ``dask worker`` over
+  SSH, Kubernetes, Slurm/PBS with dask-jobqueue…); an unreachable address fails in a few seconds
+  with one line. Every worker needs specmusic with the same models, and reads audio **by path**:
+  the collection must be on a shared filesystem mounted at the same path on every worker.
+
+:func:`map_bounded` keeps at most ``in_flight`` tasks submitted at a time and yields results as
+they complete, so the client's memory does not grow with the number of tracks (the scheduler
+holds a few futures, never a million). A worker that dies is Dask's business: the scheduler runs
+its tasks on another worker. Ctrl-C cancels the submitted tasks before it propagates.
+
+Defaults (one block)::
+
+    CONNECT_TIMEOUT = 10     # seconds to reach a tcp:// scheduler
+    IN_FLIGHT_PER_WORKER = 4 # tasks submitted per worker thread at most (bounded client memory);
+                             # the worker count is looked up again every 5 s (workers that join count)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from specmusic.errors import ConfigError
+
+__all__ = [
+    "CLUSTER_EXTRA",
+    "ClusterSpec",
+    "cluster_client",
+    "map_bounded",
+    "parse_cluster",
+    "require_cluster",
+    "worker_address",
+]
+
+CONNECT_TIMEOUT = 10
+IN_FLIGHT_PER_WORKER = 4
+CLUSTER_EXTRA = "pip install 'specmusic[cluster]'"
+_GRAMMAR = "local, local:N (N worker processes on this machine) or tcp://HOST:PORT (a running Dask scheduler)"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """A parsed ``--cluster``: a local cluster of ``workers`` processes, or the scheduler at ``address``."""
+
+    address: str | None = None  # tcp://HOST:PORT; None: a LocalCluster
+    workers: int | None = None  # local only; None: one per core
+
+    @property
+    def local(self) -> bool:
+        return self.address is None
+
+    def __str__(self) -> str:
+        if self.address:
+            return self.address
+        return "local" if self.workers is None else f"local:{self.workers}"
+
+
+def parse_cluster(value: str) -> ClusterSpec:
+    """``local``, ``local:N`` or ``tcp://HOST:PORT`` → :class:`ClusterSpec`.
+
+    Raises
+    ------
+    ConfigError
+        Anything else (one line that gives the grammar).
+    """
+    text = value.strip()
+    if text == "local":
+        return ClusterSpec()
+    m = re.fullmatch(r"local:(\d+)", text)
+    if m and int(m.group(1)) >= 1:
+        return ClusterSpec(workers=int(m.group(1)))
+    m = re.fullmatch(r"tcp://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", text)
+    if m and 0 < int(m.group(2)) < 65536:
+        return ClusterSpec(address=text)
+    raise ConfigError(f"--cluster {value!r} is not understood — use {_GRAMMAR}")
+
+
+def require_cluster() -> None:
+    """Stop with one line when Dask ``distributed`` is not installed.
+
+    Raises
+    ------
+    ConfigError
+        ``distributed`` is missing: the message names ``pip install 'specmusic[cluster]'``.
+    """
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"--cluster needs Dask distributed, which is not installed — {CLUSTER_EXTRA} (on every worker too)"
+        ) from None
+
+
+@contextlib.contextmanager
+def cluster_client(spec: ClusterSpec | str) -> Iterator[Any]:
+    """A :class:`distributed.Client` for ``spec``; a local cluster is closed on the way out.
+
+    Raises
+    ------
+    ConfigError
+        ``distributed`` is missing, or the scheduler cannot be reached within ``CONNECT_TIMEOUT``.
+    """
+    if isinstance(spec, str):
+        spec = parse_cluster(spec)
+    require_cluster()
+    import distributed
+
+    for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if spec.local:
+        import dask
+
+        # The workers' statistical profiler samples the running task's stack every 10 ms, for a
+        # dashboard we do not start; and Dask's MALLOC_TRIM_THRESHOLD_=65536 hands every freed
+        # buffer back to the OS, so each decoded window faults its pages in again (~0.1 s of system
+        # CPU a song). Each nanny hands this config to its worker (restarts too).
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        quiet = {"distributed.worker.profile.enabled": False, "distributed.nanny.pre-spawn-environ": environ}
+        with dask.config.set(quiet):
+            cluster = distributed.LocalCluster(
+                n_workers=spec.workers or (os.cpu_count() or 1), threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                # no dashboard; the scheduler's small HTTP server (health, metrics) on a free loopback port
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            )  # fmt: skip
+        try:
+            client = distributed.Client(cluster, set_as_default=False)
+            try:
+                yield client
+            finally:
+                with contextlib.suppress(Exception):
+                    client.close(timeout=5)
+        finally:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=5)
+        return
+    _probe(spec.address)
+    try:
+        client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 — whatever answered there, it is not a usable scheduler
+        raise ConfigError(
+            f"{spec.address} did not answer as a Dask scheduler ({type(exc).__name__}) — check --cluster "
+            "(the scheduler's address, e.g. tcp://HOST:8786)"
+        ) from None
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close(timeout=5)
+
+
+def _probe(address: str) -> None:
+    """Fail fast, with one line, when nothing listens at ``tcp://HOST:PORT``."""
+    import socket
+
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address} ({why}) — start it (`dask scheduler`, then "
+            "`dask worker ADDRESS` on each machine) or check --cluster"
+        ) from None
+
+
+def worker_address() -> str | None:
+    """The address of the Dask worker running the current task (None outside one)."""
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return None
+    try:
+        return str(get_worker().address)
+    except ValueError:
+        return None
+
+
+def _threads(client: Any) -> int:
+    """Worker threads the scheduler has now (at least 1: workers may still be joining)."""
+    try:
+        return max(1, sum(int(n) for n in client.nthreads().values()))
+    except Exception:  # noqa: BLE001 — only a sizing hint
+        return 1
+
+
+class _InFlight:
+    """How many tasks to keep submitted: fixed, or ``IN_FLIGHT_PER_WORKER`` per worker thread,
+    looked up again every ``refresh`` seconds (workers join and leave: dask-jobqueue, autoscaling)."""
+
+    def __init__(self, executor: Any, dask: bool, fixed: int | None, refresh: float = 5.0) -> None:
+        self.executor, self.dask, self.fixed, self.refresh = executor, dask, fixed, refresh
+        self.value, self.checked = 0, -refresh
+
+    def __call__(self) -> int:
+        if self.fixed:
+            return self.fixed
+        import time
+
+        now = time.monotonic()
+        if now - self.checked >= self.refresh:
+            workers = _threads(self.executor) if self.dask else int(getattr(self.executor, "_max_workers", 1) or 1)
+            self.value, self.checked = IN_FLIGHT_PER_WORKER * workers, now
+        return self.value
+
+
+def map_bounded(
+    executor: Any,
+    fn: Callable[..., Any],
+    items: Iterable[Any],
+    *,
+    args: tuple[Any, ...] = (),
+    in_flight: int | None = None,
+    ordered: bool = False,
+    on_killed: Callable[[Any, BaseException], Any] | None = None,
+) -> Iterator[tuple[Any, Any]]:
+    """``(item, fn(item, *args))`` for every item, at most ``in_flight`` tasks submitted at once.
+
+    ``executor`` is a :class:`distributed.Client` (:func:`cluster_client`) or a
+    :class:`concurrent.futures.Executor` (:func:`specmusic.workers.worker_pool`). On a cluster ``fn``
+    must be importable by the workers (a module-level function of an installed package). Results
+    come as tasks complete or, with ``ordered``, in input order (then a slow task holds back the
+    ones after it, and completed results count against ``in_flight``: memory stays bounded either
+    way). An exception a task raises is re-raised here (the callers' task functions return
+    per-file failures instead); a worker that dies has its tasks run elsewhere by the scheduler.
+    On any exception, Ctrl-C included, the submitted tasks are cancelled.
+
+    Parameters
+    ----------
+    in_flight : tasks submitted at a time (default: ``IN_FLIGHT_PER_WORKER`` per worker thread, as
+        many as the cluster has at the time: looked up again every few seconds)
+    ordered : yield in input order instead of completion order
+    on_killed : the result for an item whose task killed every worker that ran it (Dask gives up
+        after 3, ``KilledWorker``; the file may crash the decoder); default: raise
+    """
+    dask = hasattr(executor, "scheduler_info")
+    limit = _InFlight(executor, dask, in_flight)
+    done: queue.Queue[Any] = queue.Queue()
+    pending: dict[Any, Any] = {}  # future → item, in submission order
+    todo = iter(items)
+    exhausted = False
+
+    def fill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(pending) < limit():
+            item = next(todo, _END)
+            if item is _END:
+                exhausted = True
+                return
+            fut = executor.submit(fn, item, *args, pure=False) if dask else executor.submit(fn, item, *args)
+            pending[fut] = item
+            fut.add_done_callback(done.put)
+
+    finished: set[Any] = set()
+    try:
+        fill()
+        while pending:
+            try:
+                finished.add(done.get(timeout=0.5))  # a timeout, so Ctrl-C is seen promptly
+            except queue.Empty:
+                continue
+            while pending:
+                fut = next(iter(pending)) if ordered else next((f for f in finished if f in pending), None)
+                if fut is None or fut not in finished:
+                    break
+                finished.discard(fut)
+                item = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as exc:
+                    if on_killed is None or type(exc).__name__ != "KilledWorker":
+                        raise
+                    result = on_killed(item, exc)
+                if dask:
+                    fut.release()
+                fill()
+                yield item, result
+    except BaseException:
+        futures = list(pending)
+        pending.clear()
+        with contextlib.suppress(Exception):
+            if dask:
+                executor.cancel(futures, force=True)
+            else:
+                for fut in futures:
+                    fut.cancel()
+        raise
+
+
+_END = object()

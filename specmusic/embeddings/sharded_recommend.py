@@ -1,0 +1,336 @@
+"""Recommending from a sharded library (``library/``) without holding its vectors.
+
+:class:`ShardedRecommender` answers like :class:`~specmusic.embeddings.recommend.Recommender` (same
+queries, exclusions, group keys, explanations and output records) over a folder of parts:
+
+* exact (the default): the parts are streamed one at a time (memory: one part, the ids, and the
+  running top-k); each part is put in the search space with the library-wide column statistics
+  (:func:`~specmusic.embeddings.shards.shard_statistics`, streamed and cached), so the neighbours
+  and scores are those of the same library in one ``.npz``;
+* with the folder's FAISS index (:mod:`~specmusic.embeddings.shard_index`, IVF or IVF-PQ), when it
+  is current: candidates come from the index; their parts are read for exclusion by group, for the
+  output records and (IVF-PQ) for exact re-scoring.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from specmusic.embeddings.embedders import Embedder, embedder_from_description
+from specmusic.embeddings.explain import folder_of
+from specmusic.embeddings.library import EmbeddingLibrary, Tags
+from specmusic.embeddings.recommend import GROUP_KEYS, IdLookup, _as_os_text, _checked, _Query, explain_match, query_space
+from specmusic.embeddings.shard_index import ShardIndex, build_shard_index
+from specmusic.embeddings.shards import load_part, read_catalog, read_index, shard_statistics
+from specmusic.errors import InputError
+from specmusic.fileio import display_path
+from specmusic.index import l2_normalize
+
+__all__ = ["ShardedRecommender"]
+
+
+
+@dataclass
+class _Row:
+    """What a search needs of one library row: its record fields and its (z-scored) vector."""
+
+    id: str
+    label: str | None
+    group: str | None
+    tags: Tags | None
+    warnings: list[str]
+    z: np.ndarray
+
+    @classmethod
+    def of(cls, lib: EmbeddingLibrary, r: int, z: np.ndarray) -> _Row:
+        assert lib.tags is not None and lib.warnings is not None
+        return cls(lib.ids[r], lib.labels[r], lib.groups[r], lib.tags[r], list(lib.warnings[r]), z)
+
+    def value(self, key: str) -> str | None:
+        """The row's value for a group key."""
+        if key in ("group", "label"):
+            return self.group if key == "group" else self.label
+        if key == "dir":
+            return folder_of(self.id)
+        raise InputError(f"--group-key {key!r} is unknown — use one of {', '.join(GROUP_KEYS)}")
+
+
+class ShardedRecommender:
+    """Cosine top-k over a sharded library (see the module docstring); call :meth:`recommend`.
+
+    Parameters
+    ----------
+    folder : the library folder
+    standardize : z-score the columns first; default: what the library's model asks
+    ann : ``auto`` (the folder's FAISS index when current, else exact) | ``exact`` | ``ivf`` | ``ivfpq``
+        (that index, built first when missing or stale and ``build``)
+    build : build a missing or stale ``ivf``/``ivfpq`` index (saved in the folder)
+    nprobe, rerank : FAISS lists scanned per query; IVF-PQ candidates re-scored exactly (× k, 0: none)
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        standardize: bool | None = None,
+        ann: str = "auto",
+        build: bool = True,
+        nprobe: int = 32,
+        rerank: int = 16,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.index, self.cat = read_catalog(self.folder)
+        if not len(self.cat):
+            raise InputError(f"{display_path(self.folder)}: the library is empty — embed some tracks first")
+        self.model: dict[str, Any] = dict(self.index["model"])
+        self.dim = int(self.index.get("dim") or 0)
+        self.standardize = bool(self.model.get("standardize")) if standardize is None else standardize
+        stats = shard_statistics(self.folder, on_note=on_note)[1:] if self.standardize else (None, None)
+        self.mean, self.scale = stats
+        self.rerank = rerank
+        self._lookup = IdLookup(self.cat.ids)
+        self._info: dict[tuple[int, int], _Row] = {}
+        self._embedder: Embedder | None = None
+        self._folders: bool | None = None
+        self.ann = self._open_ann(ann, build, nprobe, on_note)
+
+    def _open_ann(self, ann: str, build: bool, nprobe: int, on_note: Any) -> ShardIndex | None:
+        if ann == "exact":
+            return None
+        kind = None if ann == "auto" else ann
+        found = ShardIndex.load(self.folder, self.index, kind=kind, standardize=self.standardize, nprobe=nprobe, on_note=on_note)
+        if found is not None or kind is None:
+            return found
+        if not build:
+            if on_note is not None:
+                on_note(f"note: {display_path(self.folder)} has no current {kind} index — searching exactly")
+            return None
+        build_shard_index(self.folder, kind=kind, standardize=self.standardize, on_note=on_note)
+        self.index = read_index(self.folder)
+        return ShardIndex.load(self.folder, self.index, kind=kind, standardize=self.standardize, nprobe=nprobe, on_note=on_note)
+
+    @property
+    def has_tags(self) -> bool:
+        """Whether the parts keep tags (libraries embedded with an ONNX model)."""
+        for entry in self.index["parts"]:
+            try:
+                with zipfile.ZipFile(self.folder / entry["name"]) as z:
+                    if "tags.npy" in z.namelist():
+                        return True
+            except (OSError, zipfile.BadZipFile):
+                continue
+        return False
+
+    # -- parts and rows ---------------------------------------------------------------------
+    def _space(self, vectors: np.ndarray) -> np.ndarray:
+        """Z-scored (when standardised) but not normalised, as ``Recommender.z``."""
+        if self.mean is None or self.scale is None:
+            return np.asarray(vectors, np.float32)
+        x = np.array(vectors, np.float64)  # in place: one float64 copy of the part
+        x -= self.mean
+        x /= self.scale
+        return x.astype(np.float32)
+
+    def _where(self, i: int) -> tuple[int, int]:
+        return int(self.cat.part[i]), int(self.cat.row[i])
+
+    def _rows(self, wanted: set[tuple[int, int]], info: dict[tuple[int, int], _Row]) -> None:
+        """Fill ``info`` for the ``(part, row)`` pairs it lacks, reading each part once."""
+        by_part: dict[int, list[int]] = {}
+        for p, r in wanted - info.keys():
+            by_part.setdefault(p, []).append(r)
+        for p in sorted(by_part):
+            lib = load_part(self.folder, self.index["parts"][p])
+            for r in by_part[p]:
+                info[(p, r)] = _Row.of(lib, r, self._space(lib.vectors[r : r + 1])[0])
+
+    def _values(self, lib: EmbeddingLibrary, rows: np.ndarray, key: str) -> list[str | None]:
+        if key == "group":
+            return [lib.groups[r] for r in rows]
+        if key == "label":
+            return [lib.labels[r] for r in rows]
+        if key == "dir":
+            return [folder_of(lib.ids[r]) for r in rows]
+        raise InputError(f"--group-key {key!r} is unknown — use one of {', '.join(GROUP_KEYS)}")
+
+    def _several_folders(self) -> bool:
+        if self._folders is None:
+            self._folders = len({folder_of(i) for i in self.cat.ids}) > 1
+        return self._folders
+
+    # -- queries ----------------------------------------------------------------------------
+    def _resolve(self, queries: Sequence[str], embedder: Embedder | None, on_error: Any) -> list[_Query]:
+        """Each query's search-space vector; library rows read part by part, each part once."""
+        found: list[tuple[str, int | None]] = []
+        for q in queries:
+            try:
+                found.append((q, self._lookup.find(q)))
+            except InputError as exc:
+                if on_error is None:
+                    raise
+                on_error(str(exc))
+        self._rows({self._where(i) for _, i in found if i is not None}, self._info)
+        resolved = []
+        for q, i in found:
+            try:
+                resolved.append(self._resolve_one(q, i, embedder))
+            except InputError as exc:  # this query only
+                if on_error is None:
+                    raise
+                on_error(str(exc))
+        return resolved
+
+    def _resolve_one(self, query: str, i: int | None, embedder: Embedder | None) -> _Query:
+        if i is not None:
+            row = self._info[self._where(i)]
+            return _checked(_Query(query, row.z, i, row.tags, list(row.warnings)))
+        from specmusic.audio import AUDIO_EXTENSIONS
+
+        path = next((p for p in dict.fromkeys((query, _as_os_text(query))) if os.path.isfile(p)), None)
+        if path is not None and Path(path).suffix.lower() in AUDIO_EXTENSIONS:
+            if embedder is None:
+                if self._embedder is None:
+                    self._embedder = embedder_from_description(self.model)
+                embedder = self._embedder
+            warnings: list[str] = []
+            vec, tags = embedder.embed_file_tagged(path, warnings=warnings)
+            return _checked(_Query(query, query_space(vec, self.dim, self.mean, self.scale), None, tags, warnings))
+        raise InputError(f"unknown query {display_path(query)!r} — give a path in the library or an audio file")
+
+    def _query_value(self, q: _Query, key: str) -> str | None:
+        if q.row is not None:
+            return self._info[self._where(q.row)].value(key)
+        return folder_of(q.text) if key == "dir" else None
+
+    # -- search -----------------------------------------------------------------------------
+    def _exact(self, qn: np.ndarray, k: int, keys: list[tuple[int, int] | None], key: str | None,
+               qvals: list[str | None]) -> list[list[tuple[float, int, int]]]:  # fmt: skip
+        """Per query, the best ``(score, part, row)``, streaming over the parts (each read once)."""
+        nq = len(qn)
+        best_s = np.full((nq, 0), -np.inf, np.float32)
+        best_p = np.zeros((nq, 0), np.int64)
+        best_r = np.zeros((nq, 0), np.int64)
+        qrows = np.arange(nq)[:, None]
+        for p, entry in enumerate(self.index["parts"]):
+            rows = self.cat.live_rows(p)
+            if not len(rows):
+                continue
+            lib = load_part(self.folder, entry)
+            z = self._space(lib.vectors[rows])
+            s = qn @ l2_normalize(z).T
+            for qi, where in enumerate(keys):
+                if where is not None and where[0] == p:
+                    s[qi, np.searchsorted(rows, where[1])] = -np.inf
+            if key is not None and any(v is not None for v in qvals):
+                values = np.asarray([v if v is not None else "\0none" for v in self._values(lib, rows, key)], dtype=object)
+                for qi, v in enumerate(qvals):
+                    if v is not None:
+                        s[qi, values == v] = -np.inf
+            m = min(k, s.shape[1])  # this part's best, then merged with the best so far (small arrays)
+            top = np.argpartition(-s, m - 1, axis=1)[:, :m] if m < s.shape[1] else np.tile(np.arange(m), (nq, 1))
+            cand_s = np.concatenate([best_s, s[qrows, top]], axis=1)
+            cand_p = np.concatenate([best_p, np.full(top.shape, p, np.int64)], axis=1)
+            cand_r = np.concatenate([best_r, rows[top]], axis=1)
+            del s
+            m = min(k, cand_s.shape[1])
+            top = np.argpartition(-cand_s, m - 1, axis=1)[:, :m] if m < cand_s.shape[1] else np.tile(np.arange(m), (nq, 1))
+            best_s, best_p, best_r = cand_s[qrows, top], cand_p[qrows, top], cand_r[qrows, top]
+            local = {int(r): j for j, r in enumerate(rows)}
+            for r in {int(r) for r in best_r[best_p == p]}:  # the records of this part's winners, kept now
+                self._info.setdefault((p, r), _Row.of(lib, r, z[local[r]].copy()))  # a copy: not the whole part
+            if len(self._info) > 4 * best_s.size + len(keys):  # forget rows no longer among the best
+                keep = set(zip(best_p.ravel().tolist(), best_r.ravel().tolist())) | {w for w in keys if w is not None}
+                self._info = {w: row for w, row in self._info.items() if w in keep}
+        out = []
+        for qi in range(nq):
+            order = np.argsort(-best_s[qi], kind="stable")
+            out.append([(float(best_s[qi, j]), int(best_p[qi, j]), int(best_r[qi, j])) for j in order if np.isfinite(best_s[qi, j])])
+        return out
+
+    def _approximate(self, qn: np.ndarray, k: int, keys: list[tuple[int, int] | None], key: str | None,
+                     qvals: list[str | None]) -> list[list[tuple[float, int, int]]]:  # fmt: skip
+        """Per query, the best ``(score, part, row)`` from the FAISS index (IVF-PQ: re-scored exactly)."""
+        assert self.ann is not None
+        total = int(self.ann.ann.ntotal)
+        rerank = self.rerank if self.ann.kind == "ivfpq" else 0
+        out: list[list[tuple[float, int, int]]] = [[] for _ in range(len(qn))]
+        pending = list(range(len(qn)))
+        fetch = max(k * max(rerank, 1), k) + 1 + (16 if key is not None else 0)
+        while pending:
+            parts, rows, scores = self.ann.search(qn[pending], fetch)
+            if key is not None or rerank:  # read the candidates' parts, each once
+                self._rows({(int(p), int(r)) for p, r in zip(parts.ravel(), rows.ravel()) if p >= 0}, self._info)
+            still = []
+            for n, qi in enumerate(pending):
+                found = []
+                for p, r, s in zip(parts[n].tolist(), rows[n].tolist(), scores[n].tolist()):
+                    if p < 0 or keys[qi] == (p, r):
+                        continue
+                    if key is not None and qvals[qi] is not None and self._info[(p, r)].value(key) == qvals[qi]:
+                        continue
+                    if rerank:
+                        s = float(l2_normalize(self._info[(p, r)].z) @ qn[qi])
+                    found.append((s, p, r))
+                if len(found) < k and fetch < total:
+                    still.append(qi)
+                    continue
+                out[qi] = sorted(found, key=lambda t: -t[0])[:k]
+            pending = still
+            fetch = min(total, fetch * 4)
+        return out
+
+    def recommend(
+        self,
+        queries: Sequence[str],
+        *,
+        k: int = 10,
+        group_key: str | None = None,
+        explain: bool = False,
+        embedder: Embedder | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The ``k`` nearest tracks to each query, as :meth:`Recommender.recommend` returns them.
+
+        Raises
+        ------
+        InputError
+            Unknown or silent query (without ``on_error``), mismatched dimensions, damaged part.
+        """
+        self._info = {}
+        resolved = self._resolve(queries, embedder, on_error)
+        if not resolved:
+            return []
+        qn = l2_normalize(np.stack([q.vector for q in resolved]))
+        keys = [self._where(q.row) if q.row is not None else None for q in resolved]
+        qvals = [self._query_value(q, group_key) for q in resolved] if group_key else [None] * len(resolved)
+        search = self._approximate if self.ann is not None else self._exact
+        hits = search(qn, k, keys, group_key, qvals)
+        self._rows({(p, r) for found in hits for _, p, r in found}, self._info)
+        out = [self._result(q, found, explain) for q, found in zip(resolved, hits)]
+        self._info = {}
+        return out
+
+    def _result(self, query: _Query, found: list[tuple[float, int, int]], explain: bool) -> dict[str, Any]:
+        q = self._info[self._where(query.row)] if query.row is not None else None
+        neighbours = []
+        for rank, (s, p, r) in enumerate(found, 1):
+            row = self._info[(p, r)]
+            rec: dict[str, Any] = {"rank": rank, "id": row.id, "score": round(float(s), 6), "label": row.label, "group": row.group}
+            if row.warnings:
+                rec["warnings"] = list(row.warnings)
+            if explain:
+                rec["explain"] = explain_match(
+                    q.id if q is not None else query.text, q.label if q is not None else None,
+                    q.group if q is not None else None, query.tags, row.id, row.label, row.group, row.tags,
+                    in_library=q is not None, several_folders=self._several_folders,
+                )  # fmt: skip
+            neighbours.append(rec)
+        return {"query": query.text, "warnings": query.warnings or [], "neighbors": neighbours}
