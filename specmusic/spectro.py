@@ -255,7 +255,8 @@ def run_spectro(
                 collect(result)
     finally:
         bar.close()
-        _write_run_files(out, report)
+        if report.written or report.skipped or report.failed or (out / MANIFEST_NAME).exists():
+            _write_run_files(out, report)  # also on Ctrl-C: what finished is recorded
     return report
 
 

@@ -271,16 +271,16 @@ def test_cluster_and_jobs_together_is_refused(chirp_mono):
     assert r.exit_code == 1 and "give one of them" in r.stderr
 
 
-def test_an_unreachable_scheduler_fails_fast(chirp_mono):
+def test_an_unreachable_scheduler_fails_fast(chirp_mono, tmp_path):
     start = time.monotonic()
-    r = _run("spectro", str(chirp_mono), "-o", "unused", "--cluster", "tcp://127.0.0.1:9")
+    r = _run("spectro", str(chirp_mono), "-o", str(tmp_path / "specs"), "--cluster", "tcp://127.0.0.1:9")
     assert r.exit_code == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
     assert time.monotonic() - start < 15
 
 
-def test_without_the_extra_one_line_says_how_to_install_it(monkeypatch, chirp_mono):
+def test_without_the_extra_one_line_says_how_to_install_it(monkeypatch, chirp_mono, tmp_path):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed → ImportError
-    for cmd in (["embed", "-m", "mfcc"], ["classify"], ["spectro", "-o", "unused"]):
+    for cmd in (["embed", "-m", "mfcc"], ["classify"], ["spectro", "-o", str(tmp_path / "specs")]):
         r = _run(cmd[0], str(chirp_mono), *cmd[1:], "--cluster", "local")
         assert r.exit_code == 1
         assert r.stderr.count("\n") == 1 and "pip install 'specmusic[cluster]'" in r.stderr
