@@ -28,6 +28,7 @@ __all__ = [
     "read_manifest",
     "read_path_list",
     "read_split_list",
+    "read_split_lists",
     "apply_split_lists",
     "split_by_group",
     "track_key",
@@ -228,15 +229,13 @@ def read_split_list(path: str | os.PathLike[str]) -> set[str]:
         return {track_key(line.strip()) for line in f if line.strip() and not line.startswith("#")}
 
 
-def apply_split_lists(
-    tracks: Sequence[Track], lists: dict[str, str | os.PathLike[str]]
-) -> dict[str, list[Track]]:
-    """Assign tracks to named splits from list files; tracks in no list are dropped.
+def read_split_lists(lists: dict[str, str | os.PathLike[str]]) -> dict[str, set[str]]:
+    """Each named list's track keys (:func:`read_split_list`), checked to share no track.
 
     Raises
     ------
     InputError
-        A track listed in two splits, or a list that matches no track.
+        A list that cannot be read, or a track named by two lists.
     """
     keys = {name: read_split_list(p) for name, p in lists.items()}
     names = list(keys)
@@ -247,6 +246,21 @@ def apply_split_lists(
                 raise InputError(
                     f"{len(both)} tracks are in both {a} and {b} lists (e.g. {sorted(both)[0]}) — fix the lists"
                 )
+    return keys
+
+
+def apply_split_lists(
+    tracks: Sequence[Track], lists: dict[str, str | os.PathLike[str]]
+) -> dict[str, list[Track]]:
+    """Assign tracks to named splits from list files; tracks in no list are dropped.
+
+    Raises
+    ------
+    InputError
+        A track listed in two splits, or a list that matches no track.
+    """
+    keys = read_split_lists(lists)
+    names = list(keys)
     out: dict[str, list[Track]] = {name: [] for name in names}
     for t in tracks:
         k = track_key(t.relpath)

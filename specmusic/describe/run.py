@@ -19,7 +19,7 @@ from itertools import combinations
 
 import numpy as np
 
-from specmusic.data import FailedInput, Track, read_split_list, track_key
+from specmusic.data import FailedInput, Track, read_split_lists, track_key
 from specmusic.describe.analyze import (
     SPEC_COLUMNS,
     SPEC_MELS,
@@ -28,7 +28,6 @@ from specmusic.describe.analyze import (
     safe_analyse_file,
 )
 from specmusic.describe.fingerprint import find_near_duplicates
-from specmusic.errors import InputError
 from specmusic.fileio import display_path
 from specmusic.workers import worker_pool
 
@@ -96,15 +95,8 @@ def assign_splits(tracks: Sequence[Track], lists: Mapping[str, str | os.PathLike
         A list that does not exist, or a track named by two lists.
     """
     given = {name: p for name, p in lists.items() if p is not None}
-    keys = {name: read_split_list(p) for name, p in given.items()}
+    keys = read_split_lists(given)
     names = list(keys)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            both = keys[a] & keys[b]
-            if both:
-                raise InputError(
-                    f"{len(both)} tracks are in both {a} and {b} lists (e.g. {sorted(both)[0]}) — fix the lists"
-                )
     out: list[str | None] = []
     used = defaultdict(int)
     for t in tracks:

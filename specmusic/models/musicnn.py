@@ -47,6 +47,7 @@ import numpy as np
 
 from specmusic.errors import ModelError
 from specmusic.features import FeatureConfig
+from specmusic.models.tags import MSD_TAGS, MTAT_TAGS
 
 __all__ = [
     "MUSICNN_FEATURES",
@@ -71,21 +72,7 @@ CHUNK_FRAMES = 187  # 3 s at 16 kHz / 256
 MUSICNN_FEATURES = FeatureConfig(kind="mel", sample_rate=16000, n_fft=512, hop_length=256, n_mels=96,
                                  top_db=None, log_scale="logc")  # fmt: skip
 
-MTT_LABELS: tuple[str, ...] = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
-    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
-    "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop",
-    "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice",
-    "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
-)  # fmt: skip
-MSD_LABELS: tuple[str, ...] = (
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul",
-    "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies",
-    "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist", "guitar", "Hip-Hop",
-    "70s", "party", "country", "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal",
-    "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
-)  # fmt: skip
+MTT_LABELS, MSD_LABELS = MTAT_TAGS, MSD_TAGS  # Pons trained on the same top-50 lists (models/tags.py)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from typing import Any
 from specmusic.errors import ConfigError, ModelError
 from specmusic.fileio import CACHE_ENV, atomic_path, atomic_write, cache_dir, display_path, download, sha256_file
 from specmusic.models.musicnn import PONS_MODELS, PonsModel
+from specmusic.models.tags import MSD_TAGS, MTAT_TAGS
 
 __all__ = [
     "DEFAULT_TAGGER",
@@ -83,24 +84,7 @@ CREDIT = (
 #: Bumped whenever the conversion changes, so stale cached ONNX files are not reused.
 CONVERTER_VERSION = 1
 
-# -- tag vocabularies (output order of each checkpoint) --------------------------------------
-#: MagnaTagATune top 50, in the order of ``split/mtat/tags.npy``.
-MTAT_TAGS: tuple[str, ...] = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
-    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
-    "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop",
-    "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice",
-    "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
-)  # fmt: skip
-#: Million Song Dataset (last.fm) top 50, in the order of ``split/msd/50tagList.txt``.
-MSD_TAGS: tuple[str, ...] = (
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul",
-    "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies",
-    "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist", "guitar", "Hip-Hop",
-    "70s", "party", "country", "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal",
-    "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
-)  # fmt: skip
+# -- tag vocabularies (output order of each checkpoint; MTAT_TAGS, MSD_TAGS in models/tags.py) ----
 #: MTG-Jamendo top 50. The authors binarised labels with scikit-learn's LabelBinarizer, whose
 #: columns are the *sorted* tag names ("genre---…" < "instrument---…" < "mood/theme---…"); the
 #: category prefixes are dropped here (the names stay unique).
