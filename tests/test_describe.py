@@ -169,6 +169,34 @@ def test_fingerprint_finds_every_copy_and_no_different_music(dupes: Path) -> Non
     assert max(unrelated) < 0.68
 
 
+def chords(bpm: float, harmonics: list[float], seconds: float = 20.0) -> np.ndarray:
+    """A C–G–Am–F progression of sustained, decaying block chords (4 beats each) at ``bpm``."""
+    progression = [[261.6, 329.6, 392.0], [392.0, 493.9, 587.3], [220.0, 261.6, 329.6], [349.2, 440.0, 523.3]]
+    bar = int(4 * 60 / bpm * SR)
+    t = np.arange(bar) / SR
+    out = []
+    while sum(map(len, out)) < seconds * SR:
+        for chord in progression:
+            out.append(sum(w * np.sin(2 * np.pi * f * (k + 1) * t) for f in chord for k, w in enumerate(harmonics))
+                       * np.exp(-3 * t) / 3)
+    return (0.3 * np.concatenate(out)[: int(seconds * SR)]).astype(np.float32)
+
+
+def test_the_same_progression_at_another_tempo_or_the_same_samples_at_another_rate_are_not_duplicates(
+    tmp_path: Path,
+) -> None:
+    # Sustained chords match almost as well at every offset: the best offset must stand out (min_contrast).
+    write(tmp_path / "a" / "piano_100.wav", chords(100, [1, 0.5, 0.3, 0.2, 0.1]))
+    write(tmp_path / "b" / "organ_100.wav", chords(100, [1, 0, 0.6, 0, 0.4]))
+    write(tmp_path / "b" / "piano_120.wav", chords(120, [1, 0.5, 0.3, 0.2, 0.1]))
+    # The same samples read at twice the rate: an octave up, half as long — not the same audio.
+    y = melody(6.0, seed=11)
+    write(tmp_path / "a" / "native.wav", y)
+    write(tmp_path / "b" / "octave_up.wav", y, sr=2 * SR)
+    desc = describe_tracks(discover_tracks([tmp_path])[0])
+    assert desc.duplicates == []
+
+
 def test_leakage_pair_across_split_lists_is_reported_with_both_paths(dupes: Path, tmp_path: Path) -> None:
     train, test = tmp_path / "train.txt", tmp_path / "test.txt"
     train.write_text("a/orig.wav\nb/other2.wav\n")

@@ -245,6 +245,10 @@ def test_pages_of_limit_items_link_to_each_other_and_stale_pages_go(outputs: dic
     again = build_report(outputs["spectro"], tmp_path / "r.html")
     assert [p.name for p in again.pages] == ["r.html"]
     assert not (tmp_path / "r-2.html").exists() and set((tmp_path / "r_files").iterdir()) == thumbs
+    own = tmp_path / "r-2026.html"  # named like a page, but the user's: never deleted
+    own.write_text("<p>mine</p>")
+    build_report(outputs["spectro"], tmp_path / "r.html")
+    assert own.read_text() == "<p>mine</p>"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
@@ -290,6 +294,27 @@ def test_describe_page_reads_a_json_missing_optional_fields(tmp_path: Path) -> N
     assert [s[:22] for s in media.audio if not s.endswith(".wav")] == ["data:audio/ogg;base64,"]  # .au: embedded
     html = page.read_text(encoding="utf-8")
     assert "cannot decode &lt;x&gt;" in html and "a &amp; b.wav" in html and "leakage" in html
+
+
+def test_describe_page_finds_audio_from_where_describe_ran_and_shows_only_png_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    write(data / "x" / "a.wav", tone(220.0, 0.5))
+    write(data / "y" / "b.wav", tone(330.0, 0.5))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not a picture")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["describe", "data", "-o", "reports/d.json"])  # paths relative to tmp_path
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "reports" / "d.json").read_text())
+    record["plots"] = {"evil": str(secret)}
+    (tmp_path / "reports" / "d.json").write_text(json.dumps(record))
+    monkeypatch.chdir(data)  # report run from elsewhere: the JSON's "base" finds the audio
+    page = build_report(tmp_path / "reports" / "d.json", tmp_path / "out" / "d.html").pages[0]
+    media = parse(page)
+    assert len(media.audio) == 2 and media.images == []
+    assert "secret" not in page.read_text(encoding="utf-8")
 
 
 def test_nmf_without_pictures_draws_w_and_h_from_the_arrays(outputs: dict[str, Path], tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def describe_cli(
             plot_paths = {k: os.path.relpath(p.resolve(), base) for k, p in save_plots(desc, plots).items()}
         record = description_record(desc, inputs=[*(inputs or []), *([str(manifest)] if manifest else [])],
                                     plots=plot_paths)
+        record["base"] = os.getcwd()  # the folder relative paths in "files" and "duplicates" start from
         if json_file is not None:
             write_json_atomic(json_file, record)
         if to_stdout:

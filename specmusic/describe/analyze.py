@@ -131,6 +131,7 @@ def analyse_file(path: str, config: DescribeConfig = DescribeConfig()) -> FileAn
     meter = LoudnessMeter(info.sample_rate, info.channels, clip_level=config.clip_level,
                           clip_run=config.clip_run, silence_db=config.silence_db)
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{info.sample_rate}/{info.channels}:".encode())  # the same samples at another rate are other audio
     resampler = soxr.ResampleStream(info.sample_rate, SPEC_RATE, 1, dtype="float32", quality="HQ")
     mono_parts = []
     for block in stream_audio(path, sr=None, mono=False):

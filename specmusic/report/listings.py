@@ -154,12 +154,23 @@ def _text(value: Any) -> Any:
     return display_path(value) if isinstance(value, str) else value
 
 
+def _is_png(path: Path) -> bool:
+    """A readable file that starts with the PNG signature."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
+
+
 def build_describe(path: Path, media: Media, limit: int) -> Report:
     """``describe --json``: per-label table, formats, duplicates, warnings, plots, and every file playable."""
     data = read_json(path)
     if not isinstance(data, dict) or data.get("kind") != "specmusic-describe":
         raise InputError(f"{display_path(path)}: not describe --json output — write it with `specmusic describe --json`")
     bases = [path.parent]
+    if isinstance(data.get("base"), str):  # where describe ran: its relative paths start there
+        bases.insert(0, Path(data["base"]))
     items = []
     for f in data.get("files", []):
         audio = resolve_audio(str(f.get("path", "")), bases)
@@ -174,7 +185,7 @@ def build_describe(path: Path, media: Media, limit: int) -> Report:
     plots = []
     for name, rel in (data.get("plots") or {}).items():
         png = Path(rel) if os.path.isabs(str(rel)) else path.parent / str(rel)
-        if png.is_file():
+        if _is_png(png):  # only pictures: a JSON naming another file must not pull it into the page
             plots.append({"name": display_path(str(name)).replace("_", " "), "src": media.picture(png)})
     head = {
         "inputs": [display_path(str(i)) for i in data.get("inputs", [])], "clips": data.get("clips"),

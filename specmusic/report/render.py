@@ -155,12 +155,21 @@ def build_report(
     return ReportResult(kind, paths, len(report.items), files_dir)
 
 
+def _made_by_report(page: Path) -> bool:
+    """A page this command wrote (its generator tag in the first 1 KB), never a user's own file."""
+    try:
+        with open(page, "rb") as f:
+            return b'<meta name="generator" content="specmusic' in f.read(1024)
+    except OSError:
+        return False
+
+
 def _remove_stale(out: Path, n_pages: int, media: Media) -> None:
     """Pages beyond ``n_pages`` and thumbnails no page links any more, left by an earlier report."""
     pattern = re.compile(rf"^{re.escape(out.stem)}-(\d+){re.escape(out.suffix)}$")
     for entry in out.parent.iterdir():
         m = pattern.match(entry.name)
-        if m and int(m.group(1)) > n_pages and entry.is_file():
+        if m and int(m.group(1)) > n_pages and entry.is_file() and _made_by_report(entry):
             entry.unlink()
     if media.files_dir.is_dir():
         keep = {p.name for p in media.written}
