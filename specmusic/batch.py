@@ -83,6 +83,16 @@ def _guarded(item: Any, task: Callable[..., Any], *args: Any) -> Any:
         return TaskFailure(str(exc))
 
 
+def _guarded_at(item: Any, cwd: str, task: Callable[..., Any], *args: Any) -> Any:
+    """:func:`_guarded` on a Dask worker, in the client's working folder: relative paths (inputs, ``-o``)
+    mean there what they mean to the user. Skipped where that folder does not exist on the worker
+    (then a relative input is "not found on worker …", and spectro checks its outputs). Every task of
+    a run carries the same folder, so workers with several threads agree on it."""
+    if cwd != os.getcwd() and os.path.isdir(cwd):
+        os.chdir(cwd)
+    return _guarded(item, task, *args)
+
+
 def _killed(item: Any, exc: BaseException) -> TaskFailure:
     """The failure of a file whose task killed every worker that tried it."""
     from specmusic.fileio import display_path
@@ -149,7 +159,9 @@ def run_tasks(
     else:
         from specmusic.distributed import map_bounded
 
-        results = map_bounded(executor, _guarded, items, args=(task, *args), ordered=ordered, on_killed=_killed)
+        results = map_bounded(
+            executor, _guarded_at, items, args=(os.getcwd(), task, *args), ordered=ordered, on_killed=_killed
+        )
     for item, result in results:
         if isinstance(result, TaskFailure) and on_failure is not None:
             result = on_failure(item, result.error)

@@ -20,6 +20,7 @@ its tasks on another worker. Ctrl-C cancels the submitted tasks before it propag
 Defaults (one block)::
 
     CONNECT_TIMEOUT = 10     # seconds to reach a tcp:// scheduler
+    HANDSHAKE_TIMEOUT = 3    # seconds for what answers there to speak Dask's protocol first
     IN_FLIGHT_PER_WORKER = 4 # tasks submitted per worker thread at most (bounded client memory);
                              # the worker count is looked up again every 5 s (workers that join count)
 """
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 CONNECT_TIMEOUT = 10
+HANDSHAKE_TIMEOUT = 3.0
 IN_FLIGHT_PER_WORKER = 4
 CLUSTER_EXTRA = "pip install 'specmusic[cluster]'"
 _GRAMMAR = "local, local:N (N worker processes on this machine) or tcp://HOST:PORT (a running Dask scheduler)"
@@ -122,6 +124,8 @@ def cluster_client(spec: ClusterSpec | str) -> Iterator[Any]:
 
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # The client logs each failed reconnection with a traceback; map_bounded says it in one line.
+    logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
     if spec.local:
         import dask
 
@@ -171,13 +175,27 @@ def _probe(address: str) -> None:
 
     host, _, port = address.removeprefix("tcp://").rpartition(":")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT)
     except OSError as exc:
         why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
         raise ConfigError(
             f"cannot reach the Dask scheduler at {address} ({why}) — start it (`dask scheduler`, then "
             "`dask worker ADDRESS` on each machine) or check --cluster"
         ) from None
+    # A Dask server sends its handshake as soon as a connection opens; an HTTP server (the dashboard's
+    # port, 8787, given by mistake) waits for a request, and Client() would then wait for minutes.
+    try:
+        sock.settimeout(HANDSHAKE_TIMEOUT)
+        spoke = bool(sock.recv(1))
+    except OSError:
+        spoke = False
+    finally:
+        sock.close()
+    if not spoke:
+        raise ConfigError(
+            f"{address} answers but not as a Dask scheduler (no handshake in {HANDSHAKE_TIMEOUT:g} s) — check "
+            "--cluster: the scheduler's port (8786 by default), not the dashboard's (8787)"
+        )
 
 
 def worker_address() -> str | None:
@@ -284,6 +302,11 @@ def map_bounded(
                 try:
                     result = fut.result()
                 except Exception as exc:
+                    if dask and _lost_scheduler(exc):
+                        raise ConfigError(
+                            f"lost the Dask scheduler ({type(exc).__name__}) — what finished is kept; check the "
+                            "cluster and rerun the same command to do only the rest"
+                        ) from None
                     if on_killed is None or type(exc).__name__ != "KilledWorker":
                         raise
                     result = on_killed(item, exc)
@@ -304,3 +327,10 @@ def map_bounded(
 
 
 _END = object()
+
+
+def _lost_scheduler(exc: BaseException) -> bool:
+    """A future that failed because the connection to the scheduler went, not because its task raised."""
+    if type(exc).__name__ in ("FutureCancelledError", "CancelledError", "CommClosedError"):
+        return True
+    return "scheduler-connection-lost" in str(exc) or "connection" in type(exc).__name__.lower()

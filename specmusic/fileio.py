@@ -109,6 +109,7 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iter
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
+    _LIVE_TEMPS.add(tmp)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
@@ -116,6 +117,22 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iter
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _LIVE_TEMPS.discard(tmp)
+
+
+#: Temporary files of the atomic writes in progress in this process (see :func:`remove_live_temps`).
+_LIVE_TEMPS: set[Path] = set()
+
+
+def remove_live_temps() -> None:
+    """Delete the temporary files of the atomic writes in progress: a worker process ended mid-write
+    (SIGTERM when its run is interrupted, or its parent gone) leaves no ``.NAME.*.tmp`` behind."""
+    for tmp in list(_LIVE_TEMPS):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def atomic_write(target: str | os.PathLike[str], write: Callable[[Any], None], mode: str = "wb") -> None:

@@ -227,6 +227,10 @@ def run_spectro(
 
     def collect(result: tuple[str, dict[str, Any], str | None]) -> None:
         status, record, warning = result
+        if cluster and status != "failed" and not (out / record["path"]).is_file():  # written where we cannot see it
+            status, record = "failed", {"source": record["source"], "error": (
+                f"{display_path(record['source'])}: its array was written on a worker but is not in "
+                f"{display_path(out)} here — -o must be on a filesystem every worker shares, at the same path")}
         if status == "failed":
             report.failed.append(record)
             emit(record["error"])

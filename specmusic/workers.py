@@ -37,13 +37,22 @@ def _die_with_parent(parent_pid: int) -> None:
         while True:
             time.sleep(0.5)
             if os.getppid() != parent_pid:
-                os._exit(1)
+                _exit_now(1)
 
     threading.Thread(target=watch, name="specmusic-parent-watchdog", daemon=True).start()
 
 
+def _exit_now(code: int) -> None:
+    """End this worker at once, removing the temporary file of a write in progress first."""
+    from specmusic.fileio import remove_live_temps
+
+    remove_live_temps()
+    os._exit(code)
+
+
 def _init(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, lambda *_: _exit_now(143))  # stopped mid-task: no half-written file left
     _die_with_parent(parent_pid)
     if parent_pid != os.getppid():  # the parent died while we were starting
         os._exit(1)

@@ -245,6 +245,25 @@ def test_a_worker_killed_mid_run_loses_no_track(tmp_path, cluster, songs, slow):
 
 
 # -- one-line errors ---------------------------------------------------------------------------
+def test_relative_paths_mean_the_clients_folder_on_workers_started_elsewhere(tmp_path, cluster, songs, monkeypatch):
+    address, client = cluster
+    elsewhere = tmp_path / "worker-home"
+    elsewhere.mkdir()
+    before = client.run(os.getcwd)
+    client.run(os.chdir, str(elsewhere))  # as `dask worker` started in another folder
+    try:
+        monkeypatch.chdir(songs.parent)
+        r = _run("embed", songs.name, "-m", "mfcc", "--duration", "1", "-o", "lib/", "--cluster", address)
+        assert r.exit_code == 0 and "20 embedded" in r.stderr, r.stderr
+        assert sorted(read_sharded(songs.parent / "lib").ids)[0] == f"{songs.name}/high/high.10.wav"  # ids as given
+        r = _run("spectro", f"{songs.name}/low", "-o", "specs", "--cluster", address)
+        assert r.exit_code == 0, r.stderr
+        assert len(list((songs.parent / "specs").rglob("*.npz"))) == 10 and not list(elsewhere.rglob("*.npz"))
+    finally:
+        for worker, cwd in before.items():
+            client.run(os.chdir, cwd, workers=[worker])
+
+
 def test_a_file_the_workers_cannot_see_is_a_per_file_failure(tmp_path, cluster, songs):
     address, _ = cluster
     model = load_model(make_tiny_onnx(tmp_path / "model.onnx"))
@@ -276,6 +295,21 @@ def test_an_unreachable_scheduler_fails_fast(chirp_mono, tmp_path):
     r = _run("spectro", str(chirp_mono), "-o", str(tmp_path / "specs"), "--cluster", "tcp://127.0.0.1:9")
     assert r.exit_code == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
     assert time.monotonic() - start < 15
+
+
+def test_an_address_that_is_not_a_scheduler_fails_in_seconds(chirp_mono, tmp_path):
+    import http.server
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # as the dashboard's port
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        start = time.monotonic()
+        r = _run("embed", str(chirp_mono), "-m", "mfcc", "-o", str(tmp_path / "lib") + "/",
+                 "--cluster", f"tcp://127.0.0.1:{server.server_port}")
+        assert r.exit_code == 1 and "answers but not as a Dask scheduler" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1 and time.monotonic() - start < 10
+    finally:
+        server.shutdown()
 
 
 def test_without_the_extra_one_line_says_how_to_install_it(monkeypatch, chirp_mono, tmp_path):

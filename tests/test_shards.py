@@ -115,15 +115,18 @@ def test_newest_row_wins_remove_and_reembed(tmp_path):
     assert read_sharded(lib).ids == again.ids and not (lib / "part-00000.npz").exists()
 
 
-def test_one_writer_at_a_time_and_another_model_starts_fresh(tmp_path):
+def test_one_writer_at_a_time_and_another_model_is_refused_unless_fresh(tmp_path):
     lib = tmp_path / "library"
     w = _write(lib, _vectors(8), finish=False)
     with pytest.raises(InputError, match="another `specmusic` process is writing .*library"):
         ShardedLibraryWriter.open(lib, MODEL)
     w.finish()
-    notes: list[str] = []
-    w = ShardedLibraryWriter.open(lib, OTHER, on_note=notes.append)
-    assert w.kept == 0 and any("another model" in n for n in notes) and not list(lib.glob("part-*"))
+    parts = sorted(lib.glob("part-*"))
+    with pytest.raises(InputError, match="made by another model .* give --force"):  # a typo must not wipe it
+        ShardedLibraryWriter.open(lib, OTHER)
+    assert sorted(lib.glob("part-*")) == parts and len(read_sharded(lib)) == 8
+    w = ShardedLibraryWriter.open(lib, OTHER, fresh=True)
+    assert w.kept == 0 and not list(lib.glob("part-*"))
     w.finish()
     assert read_sharded(lib).model["feature_config"] == {"n_mfcc": 13}
 
@@ -183,6 +186,9 @@ def test_recommend_on_a_folder_equals_recommend_on_the_npz(twin, one_faiss_threa
         assert c.exit_code == 0 and "built the ivf index of 300 tracks" in c.stderr, c.stderr
         rc = [json.loads(line) for line in c.stdout.splitlines()]
         assert [[n["id"] for n in x["neighbors"]] for x in rc] == [[n["id"] for n in x["neighbors"]] for x in rb]
+        d = _run("recommend", str(lib), "-q", "t0004.wav", "-k", "5", "--index", "ivfpq")  # through the CLI
+        assert d.exit_code == 0 and "built the ivfpq index of 300 tracks" in d.stderr, d.stderr
+        assert d.stdout.startswith("# t0004.wav\n1\t")
     pq = _run("recommend", str(npz), "-q", "t0004.wav", "--index", "ivfpq")
     assert pq.exit_code == 1 and "--index ivfpq is for a sharded library" in pq.stderr
 
@@ -241,7 +247,7 @@ def test_damaged_part_is_named_in_one_line(twin):
     r = _run("recommend", str(lib), "-q", "t0001.wav")
     assert r.exit_code == 1 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "part-00003.npz: damaged" in lines[0] and " — " in lines[0], r.stderr
+    assert len(lines) == 1 and "part-00003.npz: " in lines[0] and "damaged" in lines[0] and " — " in lines[0], r.stderr
     shutil.rmtree(lib)
     r = _run("recommend", f"{lib}/", "-q", "t0001.wav")
     assert r.exit_code == 1 and "no sharded library here" in r.stderr
@@ -257,3 +263,29 @@ def test_embed_into_a_folder_then_recommend_and_map_as_from_the_npz(tmp_path, ge
     assert a.exit_code == 0 and b.exit_code == 0, b.stderr
     na, nb = json.loads(a.stdout)["neighbors"], json.loads(b.stdout)["neighbors"]
     assert [n["id"] for n in na] == [n["id"] for n in nb] and np.allclose([n["score"] for n in na], [n["score"] for n in nb], atol=2e-6)
+
+
+def test_an_unchanged_file_with_a_new_label_is_relabelled_not_reembedded(tmp_path, genre_tree):
+    lib = f"{tmp_path / 'lib'}/"
+    first = _run("embed", str(genre_tree), "--model", "mfcc", "-o", lib, "--no-labels")
+    assert first.exit_code == 0, first.stderr
+    before = read_sharded(tmp_path / "lib")
+    assert set(before.labels) == {None}
+    again = _run("embed", str(genre_tree), "--model", "mfcc", "-o", lib)  # labels from the folder names now
+    assert again.exit_code == 0 and f"0 embedded, {len(before)} unchanged" in again.stderr, again.stderr
+    after = read_sharded(tmp_path / "lib")
+    assert sorted(after.ids) == sorted(before.ids) and None not in after.labels
+    assert all(Path(i).parent.name == lab for i, lab in zip(after.ids, after.labels))
+    old = {i: v for i, v in zip(before.ids, before.vectors)}
+    assert all(np.array_equal(old[i], v) for i, v in zip(after.ids, after.vectors))  # the same vectors, moved
+
+
+def test_an_index_build_while_embed_writes_the_folder_searches_exactly(twin, one_faiss_thread):
+    _, lib = twin
+    writer = ShardedLibraryWriter.open(lib, read_sharded(lib).model)  # an embed holding the folder
+    try:
+        r = _run("recommend", str(lib), "-q", "t0004.wav", "-k", "3", "--index", "ivf")
+    finally:
+        writer.close()
+    assert r.exit_code == 0 and "is being written — searching exactly" in r.stderr, r.stderr
+    assert r.stdout.startswith("# t0004.wav\n1\t") and not (lib / "index.faiss").exists()

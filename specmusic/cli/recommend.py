@@ -123,7 +123,8 @@ def recommend_cli(
         if backend.value == "ivfpq" and fmt != "sharded":
             raise InputError("--index ivfpq is for a sharded library (`embed -o library/`) — use --index faiss here")
         config = IndexConfig(
-            backend="faiss" if backend.value == "ivf" else backend.value, ann_threshold=ann_threshold, faiss_nprobe=nprobe
+            backend="faiss" if backend.value in ("ivf", "ivfpq") else backend.value, ann_threshold=ann_threshold,
+            faiss_nprobe=nprobe,  # a sharded library takes backend.value itself (ivf | ivfpq)
         )
         rec: Recommender | ShardedRecommender
         if fmt == "csv":

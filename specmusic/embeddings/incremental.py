@@ -345,6 +345,7 @@ def embed_into_shards(
     rows: dict[str, int] = catalog.rows
     seen: set[str] = set()
     todo: list[_Todo] = []
+    relabel: list[tuple[int, Track]] = []
     bar = _bar(len(tracks), progress)
     try:
         for order, track, size, mtime in _stat_tracks(tracks, report, on_error):
@@ -352,6 +353,8 @@ def embed_into_shards(
             j = rows.get(track.path)
             if j is not None and catalog.source_size[j] == size and catalog.source_mtime[j] == mtime:
                 report.reused.append(track.path)
+                if (catalog.labels[j], catalog.groups[j]) != (track.label, track.group):
+                    relabel.append((j, track))  # same audio, new label or group (as a single file takes them)
                 bar.update(1)
                 continue
             todo.append(_Todo(order, track, size, mtime))
@@ -360,6 +363,7 @@ def embed_into_shards(
         ):
             t = item.track
             writer.add(track_record(t.path, t.label, t.group, item.size, item.mtime, tags, warnings), vec)
+        _relabel(writer, relabel)
     finally:
         bar.close()
     if prune:
@@ -367,3 +371,21 @@ def embed_into_shards(
         if gone:
             writer.remove(gone)
     return report
+
+
+def _relabel(writer: Any, relabel: list[tuple[int, Track]]) -> None:
+    """Rewrite unchanged tracks whose label or group changed: their vectors read from their parts, one
+    part at a time, appended with the new label and group (the newest row of an id wins)."""
+    from specmusic.embeddings.shards import load_part, read_index
+
+    if not relabel:
+        return
+    catalog, parts = writer.catalog, read_index(writer.folder)["parts"]
+    by_part: dict[int, list[tuple[int, Track]]] = {}
+    for j, track in relabel:
+        by_part.setdefault(int(catalog.part[j]), []).append((j, track))
+    for p, items in sorted(by_part.items()):
+        part = load_part(writer.folder, parts[p])
+        for j, track in items:
+            record = {**part.record(int(catalog.row[j])), "label": track.label, "group": track.group}
+            writer.add(record, part.vectors[int(catalog.row[j])])

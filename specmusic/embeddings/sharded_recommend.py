@@ -113,7 +113,14 @@ class ShardedRecommender:
             if on_note is not None:
                 on_note(f"note: {display_path(self.folder)} has no current {kind} index — searching exactly")
             return None
-        build_shard_index(self.folder, kind=kind, standardize=self.standardize, on_note=on_note)
+        try:
+            build_shard_index(self.folder, kind=kind, standardize=self.standardize, on_note=on_note)
+        except InputError as exc:
+            if "another `specmusic` process" not in str(exc):
+                raise
+            if on_note is not None:  # an embed is writing the folder: the index waits, the query does not
+                on_note(f"note: {display_path(self.folder)} is being written — searching exactly, without the {kind} index")
+            return None
         self.index = read_index(self.folder)
         return ShardIndex.load(self.folder, self.index, kind=kind, standardize=self.standardize, nprobe=nprobe, on_note=on_note)
 

@@ -139,22 +139,27 @@ def _write_index(folder: Path, index: dict[str, Any]) -> None:
 
 
 # -- reading --------------------------------------------------------------------------------
-def _part_columns(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """A part's ids, source sizes and mtimes, without reading its vectors."""
+def _part_columns(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str | None], list[str | None]]:
+    """A part's ids, source sizes and mtimes, labels and groups, without reading its vectors."""
+
+    def text(z: Any, key: str, n: int) -> list[str | None]:
+        return [str(v) or None for v in z[key]] if key in z.files else [None] * n
+
     try:
         with np.load(path, allow_pickle=False) as z:
             ids = [str(s) for s in z["ids"]]
             size = z["source_size"].astype(np.int64) if "source_size" in z.files else np.full(len(ids), -1, np.int64)
             mtime = z["source_mtime"].astype(np.float64) if "source_mtime" in z.files else np.full(len(ids), np.nan)
+            labels, groups = text(z, "labels", len(ids)), text(z, "groups", len(ids))
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         reason = numpy_load_reason(exc, path)
         raise InputError(
             f"{display_path(path)}: cannot read this part ({reason}) — the part is damaged; restore it, or re-embed "
             "into a new folder"
         ) from None
-    if len(size) != len(ids) or len(mtime) != len(ids):
+    if len({len(ids), len(size), len(mtime), len(labels), len(groups)}) != 1:
         raise InputError(f"{display_path(path)}: fields of different lengths — the part is damaged; re-embed")
-    return ids, size, mtime
+    return ids, size, mtime, labels, groups
 
 
 @dataclass
@@ -170,6 +175,8 @@ class ShardCatalog:
     rows: dict[str, int] = field(default_factory=dict)
     part: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    labels: list[str | None] = field(default_factory=list)
+    groups: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -189,11 +196,13 @@ def _catalog(folder: Path, index: dict[str, Any]) -> ShardCatalog:
     """Scan the parts' ids (newest row of an id wins; tombstones drop older rows)."""
     removed: dict[str, int] = index.get("removed", {})
     where: dict[str, tuple[int, int]] = {}
-    sizes, mtimes = [], []
+    sizes, mtimes, labels, groups = [], [], [], []
     for p, entry in enumerate(index["parts"]):
-        ids, size, mtime = _part_columns(folder / entry["name"])
+        ids, size, mtime, label, group = _part_columns(folder / entry["name"])
         sizes.append(size)
         mtimes.append(mtime)
+        labels.append(label)
+        groups.append(group)
         for r, id_ in enumerate(ids):
             if removed.get(id_, -1) <= p:
                 where.pop(id_, None)  # re-inserted: library order follows the newest row
@@ -204,6 +213,8 @@ def _catalog(folder: Path, index: dict[str, Any]) -> ShardCatalog:
                        part=loc[:, 0].astype(np.int32), row=loc[:, 1].astype(np.int32))  # fmt: skip
     cat.source_size = np.asarray([sizes[p][r] for p, r in zip(cat.part, cat.row)], np.int64)
     cat.source_mtime = np.asarray([mtimes[p][r] for p, r in zip(cat.part, cat.row)], np.float64)
+    cat.labels = [labels[p][r] for p, r in zip(cat.part, cat.row)]
+    cat.groups = [groups[p][r] for p, r in zip(cat.part, cat.row)]
     return cat
 
 
@@ -438,7 +449,7 @@ class ShardedLibraryWriter:
 
         Parameters
         ----------
-        model : the embedder's description; a library made by another model is discarded (a note)
+        model : the embedder's description; a library made by another model is refused (``fresh`` replaces it)
         fresh : discard what the folder holds (``embed --force``)
         shard_size, flush_seconds : write a part every ``shard_size`` tracks or ``flush_seconds``
 
@@ -446,7 +457,7 @@ class ShardedLibraryWriter:
         ------
         InputError
             Another process holds the folder; the folder holds something that is not a sharded
-            library; a listed part is unreadable.
+            library; it was made by another model (without ``fresh``); a listed part is unreadable.
         """
         path = Path(folder)
         try:
@@ -465,10 +476,12 @@ class ShardedLibraryWriter:
                 index = _empty_index(model)
             _adopt(path, index, on_note)
             if index["model"] and not same_model(index["model"], model):
-                if on_note is not None:
-                    on_note(f"note: {display_path(path)} was made by another model — embedding everything again")
-                _discard(path)
-                index = _empty_index(model)
+                # Refused rather than discarded: a mistyped --model must not wipe a library of millions.
+                made_by = index["model"].get("name") or index["model"].get("kind") or "another model"
+                raise InputError(
+                    f"{display_path(path)} was made by another model ({made_by}, or other settings) — give --force "
+                    "to replace it, or another -o"
+                )
             if not index["model"]:
                 index["model"] = dict(model)
             _write_index(path, index)
