@@ -55,36 +55,10 @@ SONGS = DATA / "collection" / "songs"
 TINY = DATA / "tiny"
 BIN = ROOT / ".venv" / "bin"
 SPECMUSIC = str(BIN / "specmusic") if (BIN / "specmusic").exists() else "specmusic"
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    todo += [int(c) for c in fh.read().split()]
-        except OSError:
-            pass
-    return out
-
-
-def _rss(pids: list[int]) -> int:
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+# The process-tree helpers are collection_speed.py's (the same /proc walk and RSS sum).
+from collection_speed import _rss, _tree, load  # noqa: E402
 
 
 def measure(cmd: list[str], *, stdin: bytes | None = None, progress_marks: tuple[int, ...] = ()) -> dict:
