@@ -36,7 +36,6 @@ front- and mid-end features (the wheel's ``mean_pool`` / ``max_pool``).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -352,28 +351,19 @@ def convert_pons_model(name: str, source: str | os.PathLike[str], out_path: Path
     ModelError
         The checkpoint cannot be read or does not fit.
     """
-    import warnings
-
-    import onnx
     import torch
 
-    from specmusic.fileio import atomic_path
+    from specmusic.export import export_module
+    from specmusic.inference import METADATA_KEY
 
     net = load_pons_model(name, source)
     outputs = ["logits", "embedding"] + (["mean_pool", "max_pool"] if _pons(name).arch == "musicnn" else [])
-    example = torch.zeros(1, 1, MUSICNN_FEATURES.n_mels, CHUNK_FRAMES)
-    with atomic_path(out_path, suffix=".onnx") as tmp:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (example,), str(tmp), input_names=["spec"], output_names=outputs,
-                              dynamic_axes={n: {0: "batch"} for n in ["spec", *outputs]}, opset_version=17,
-                              dynamo=False)  # fmt: skip
-        proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key = "specmusic"
-        entry.value = json.dumps(pons_metadata(name))
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
+    example = torch.zeros(2, 1, MUSICNN_FEATURES.n_mels, CHUNK_FRAMES)  # 2: the batch axis is not folded to 1
+    export_module(
+        net, (example,), out_path, input_names=["spec"], output_names=outputs,
+        dynamic_axes={n: {0: "batch"} for n in ["spec", *outputs]}, metadata_key=METADATA_KEY,
+        metadata=pons_metadata(name), what=name,
+    )  # fmt: skip
     return out_path
 
 
