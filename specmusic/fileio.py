@@ -174,17 +174,39 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     Serialises the read-merge-write of a folder's shared files (manifest, errors) between runs,
     without leaving a lock file behind.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock
+    if not HAS_FLOCK:  # Windows
         yield
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        lock_fd(fd)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+try:
+    import fcntl as _fcntl
+except ImportError:  # Windows: no flock
+    _fcntl = None  # type: ignore[assignment]
+
+#: Whether this OS has POSIX ``flock`` (the locks below are no-ops without it).
+HAS_FLOCK = _fcntl is not None
+
+
+def lock_fd(fd: int, *, wait: bool = True) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` (released when it is closed).
+
+    Returns False when ``wait`` is False and another process holds it; True once locked, and
+    always where there is no ``flock``.
+    """
+    if _fcntl is None:
+        return True
+    try:
+        _fcntl.flock(fd, _fcntl.LOCK_EX | (0 if wait else _fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -342,7 +342,6 @@ def embed_into_shards(
     """
     report = EmbedReport()
     catalog = writer.catalog
-    rows: dict[str, int] = catalog.rows
     seen: set[str] = set()
     todo: list[_Todo] = []
     relabel: list[tuple[int, Track]] = []
@@ -350,8 +349,8 @@ def embed_into_shards(
     try:
         for order, track, size, mtime in _stat_tracks(tracks, report, on_error):
             seen.add(track.path)
-            j = rows.get(track.path)
-            if j is not None and catalog.source_size[j] == size and catalog.source_mtime[j] == mtime:
+            if catalog.unchanged(track.path, size, mtime):
+                j = catalog.rows[track.path]
                 report.reused.append(track.path)
                 if (catalog.labels[j], catalog.groups[j]) != (track.label, track.group):
                     relabel.append((j, track))  # same audio, new label or group (as a single file takes them)

@@ -30,7 +30,7 @@ import numpy as np
 from specmusic.embeddings.embedders import same_model
 from specmusic.embeddings.library import EmbeddingLibrary, _library_from_jsonl, header_line, record_line
 from specmusic.errors import InputError, SpecmusicError
-from specmusic.fileio import display_path
+from specmusic.fileio import display_path, lock_fd
 
 __all__ = ["JOURNAL_SUFFIX", "EmbedJournal", "journal_path"]
 
@@ -44,17 +44,11 @@ def journal_path(library: str | os.PathLike[str]) -> Path:
 
 
 def _lock(f: IO[bytes], library: str) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock
-        return
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock_fd(f.fileno(), wait=False):
         f.close()
         raise InputError(
             f"another `specmusic embed` is writing {library} — wait for it to finish, or give another -o"
-        ) from None
+        )
 
 
 class EmbedJournal:

@@ -60,7 +60,7 @@ import numpy as np
 from specmusic.embeddings.embedders import same_model
 from specmusic.embeddings.library import EmbeddingLibrary, Tags, _library_from_npz, concat_libraries, save_library
 from specmusic.errors import InputError
-from specmusic.fileio import display_path, numpy_load_reason, save_npz_atomic, write_json_atomic
+from specmusic.fileio import HAS_FLOCK, display_path, lock_fd, numpy_load_reason, save_npz_atomic, write_json_atomic
 
 __all__ = [
     "INDEX_NAME",
@@ -345,18 +345,14 @@ def shard_statistics(
 # -- writing --------------------------------------------------------------------------------
 def _lock_folder(folder: Path) -> int:
     """Lock ``folder`` (``flock`` on its descriptor, held until :func:`_unlock`); -1 where there is no flock."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock
+    if not HAS_FLOCK:  # Windows
         return -1
     fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock_fd(fd, wait=False):
         os.close(fd)
         raise InputError(
             f"another `specmusic` process is writing {display_path(folder)} — wait for it to finish, or give another -o"
-        ) from None
+        )
     return fd
 
 
