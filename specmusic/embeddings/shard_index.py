@@ -126,7 +126,7 @@ def build_shard_index(
         if n == 0:
             raise InputError(f"{display_path(path)}: the library is empty — embed some tracks first")
         std = bool(index["model"].get("standardize")) if standardize is None else standardize
-        stats = shard_statistics(path, on_note=on_note)[1:] if std else (None, None)
+        stats = shard_statistics(path, on_note=on_note, catalog=(index, cat))[1:] if std else (None, None)
         nlist = nlist or max(1, min(n // 39, int(math.sqrt(n))))
         pq_m = pq_m or _default_pq_m(dim)
         if kind == "ivfpq" and dim % pq_m:

@@ -93,8 +93,10 @@ class ShardedRecommender:
         self.model: dict[str, Any] = dict(self.index["model"])
         self.dim = int(self.index.get("dim") or 0)
         self.standardize = bool(self.model.get("standardize")) if standardize is None else standardize
-        stats = shard_statistics(self.folder, on_note=on_note)[1:] if self.standardize else (None, None)
-        self.mean, self.scale = stats
+        self.mean, self.scale = (
+            shard_statistics(self.folder, on_note=on_note, catalog=(self.index, self.cat))[1:]
+            if self.standardize else (None, None)
+        )  # fmt: skip
         self.rerank = rerank
         self._lookup = IdLookup(self.cat.ids)
         self._info: dict[tuple[int, int], _Row] = {}

@@ -296,16 +296,19 @@ def read_sharded(folder: str | os.PathLike[str]) -> EmbeddingLibrary:
 
 
 def shard_statistics(
-    folder: str | os.PathLike[str], *, on_note: _NOTE | None = None
+    folder: str | os.PathLike[str], *, on_note: _NOTE | None = None,
+    catalog: tuple[dict[str, Any], ShardCatalog] | None = None,
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """Column mean and scale of the live vectors, streamed part by part (Chan's parallel update in
     float64, as :func:`specmusic.index.standardize_columns` computes them on the whole matrix).
 
     Cached in ``folder/stats.npz`` under the library's fingerprint (not written when the folder is
-    read-only). Returns ``(n, mean, scale)``; constant columns get scale 1.
+    read-only). Returns ``(n, mean, scale)``; constant columns get scale 1. ``catalog``: the
+    ``(index, catalog)`` the caller already read (:func:`read_catalog`); else the index is read, and
+    the parts' columns only when the cache is stale.
     """
     folder = Path(folder)
-    index, cat = read_catalog(folder)
+    index = catalog[0] if catalog is not None else read_index(folder)
     key = index.get("fingerprint") or _fingerprint(index["parts"], index["removed"])
     cache = folder / STATS_NAME
     try:
@@ -314,6 +317,7 @@ def shard_statistics(
                 return int(z["n"]), z["mean"].astype(np.float64), z["scale"].astype(np.float64)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         pass
+    cat = catalog[1] if catalog is not None else _catalog(folder, index)
     n, mean, m2 = 0, None, None
     for _, _, lib in _iter_live(folder, index, cat):
         x = lib.vectors.astype(np.float64)
