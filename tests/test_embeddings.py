@@ -507,18 +507,37 @@ def test_concatenated_library_is_searched_z_scored_and_incremental(tmp_path, gen
     assert len(other.embedded) == 12  # another recipe: nothing reused
 
 
-def test_default_embedding_concatenates_the_chosen_taggers(tmp_path, monkeypatch):
-    from specmusic.embeddings import DEFAULT_EMBEDDING, ConcatEmbedder
+def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, monkeypatch):
+    """Without --model: DEFAULT_EMBEDDING's tagger, rows packed for adapt (mean + within-track contrasts)."""
+    from specmusic.embeddings import DEFAULT_EMBEDDING
+    from specmusic.embeddings.adapt import GROUPS, unpack
+    from specmusic.errors import ConfigError
+    from specmusic.inference import analyse_track
     from specmusic.models import pretrained
 
     m1, m2 = _two_tiny_models(tmp_path)
-    files = dict(zip(DEFAULT_EMBEDDING, (m1, m2)))
-    assert len(DEFAULT_EMBEDDING) == 2 and set(DEFAULT_EMBEDDING) <= set(pretrained.TAGGERS)
-    monkeypatch.setattr(pretrained, "ensure_model", lambda name, **kw: files[name])
+    assert len(DEFAULT_EMBEDDING) == 1 and DEFAULT_EMBEDDING[0] in pretrained.PONS_MODELS
+    monkeypatch.setattr(pretrained, "ensure_model", lambda name, **kw: m1)
     emb = make_embedder(None)
-    assert isinstance(emb, ConcatEmbedder) and emb.description["name"] == "+".join(DEFAULT_EMBEDDING)
-    assert [m["name"] for m in emb.description["members"]] == list(DEFAULT_EMBEDDING)
-    assert make_embedder(DEFAULT_EMBEDDING[0]).description["kind"] == "pretrained"  # one tagger alone still works
+    assert isinstance(emb, OnnxEmbedder) and emb.description["name"] == DEFAULT_EMBEDDING[0]
+    assert emb.description["adapt"] == {"groups": GROUPS} and emb.description["standardize"] is True
+    a = write(tmp_path / "a.wav", np.concatenate([tone(220.0, 0.6), tone(880.0, 0.6, seed=1)]))
+    vec = emb.embed_file(str(a))
+    per_window = analyse_track(emb.model, str(a), outputs=("embedding",), windows=emb.windows).per_window["embedding"]
+    assert vec.shape == (GROUPS * 16,) and emb.description["dim"] == GROUPS * 16
+    means, contrasts = unpack(vec, GROUPS)
+    np.testing.assert_allclose(means[0], per_window.mean(0) / np.linalg.norm(per_window.mean(0)), rtol=1e-5)
+    assert np.abs(contrasts).max() > 1e-4  # two tones: the windows differ within the track
+    plain = make_embedder(DEFAULT_EMBEDDING[0])  # the tagger named: its plain mean, no packing
+    assert "adapt" not in plain.description and plain.embed_file(str(a)).shape == (16,)
+    assert "adapt" not in make_embedder(None, pooling="max").description  # another pooling: not packed
+    assert make_embedder(str(m2), adapt=True).description["adapt"] == {"groups": GROUPS}
+    with pytest.raises(ConfigError, match="one model, not a concatenation"):
+        make_embedder(f"{m1}+{m2}", adapt=True)
+    with pytest.raises(ConfigError, match="MFCC statistics have no windows"):
+        make_embedder("mfcc", adapt=True)
+    with pytest.raises(ConfigError, match="--no-adapt"):
+        make_embedder(str(m1), adapt=True, pooling="max")
 
 
 def test_same_model_tells_window_settings_apart() -> None:

@@ -203,7 +203,7 @@ def test_bundled_pons_models_load_and_classify_a_clip(tmp_path: Path) -> None:
     from specmusic import inference
     from specmusic.models import pretrained
 
-    names = [n for n in pretrained.BUNDLED_TAGGERS if n in musicnn.PONS_MODELS]
+    names = [n for n in pretrained.BUNDLED_PONS if n in musicnn.PONS_MODELS]
     if not names:
         pytest.skip("no Pons model is bundled")
     from tests.conftest import write
@@ -216,6 +216,16 @@ def test_bundled_pons_models_load_and_classify_a_clip(tmp_path: Path) -> None:
         assert probs.shape == (50,) and np.all((probs >= 0) & (probs <= 1))
         emb = inference.embed_track(model, clip)
         assert emb.ndim == 1 and np.all(np.isfinite(emb))
+
+
+@needs_wheel
+def test_the_bundled_pons_model_is_rebuilt_byte_for_byte_from_the_wheel(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from specmusic.models import pretrained
+
+    for name in pretrained.BUNDLED_PONS:
+        out = musicnn.bundle_pons_model(name, wheel=WHEEL, folder=tmp_path)
+        assert out.read_bytes() == (pretrained.BUNDLE_DIR / f"{name}.onnx").read_bytes()
 
 
 def test_unbundled_pons_model_without_the_wheel_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:

@@ -56,7 +56,12 @@ def embed_cli(
         "--model",
         "-m",
         help="model.onnx from `train`, a pretrained tagger name (msd-fcn…), several joined by '+' "
-        "(jamendo-fcn+mtat-musicnn), or 'mfcc'; default: jamendo-fcn+mtat-musicnn (docs/similarity.md).",
+        "(jamendo-fcn+mtat-musicnn), or 'mfcc'; default: pons-msd-musicnn with --adapt (docs/similarity.md).",
+    ),
+    adapt: bool = typer.Option(
+        None, "--adapt/--no-adapt",
+        help="Keep each track's within-track variation so that search learns a similarity space from the "
+        "library itself, without labels (one model; on by default for the default model).",
     ),
     layer: Layer = typer.Option(
         None,
@@ -117,7 +122,7 @@ def embed_cli(
         fmt = "npz" if sharded else _library_format(output, output_format.value)
         embedder = make_embedder(
             model, duration=duration, weights=weights, progress=progress, layer=layer.value if layer else None,
-            windows=parse_windows(windows), pooling=pooling.value if pooling else None,
+            windows=parse_windows(windows), pooling=pooling.value if pooling else None, adapt=adapt,
         )
         run = dict(n_failed=len(failures), prune=prune, force=force, progress=progress, jobs=jobs, cluster=cluster)
         if sharded:

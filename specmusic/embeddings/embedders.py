@@ -10,8 +10,10 @@ Embedding sources (:func:`make_embedder`):
 * several of those joined by ``+`` (``jamendo-fcn+mtat-musicnn``): :class:`ConcatEmbedder`, one
   block per model, each block L2-normalised, blocks concatenated; the library records
   ``"standardize": true`` so that search z-scores the columns with the library's own statistics.
-* ``None``: :data:`DEFAULT_EMBEDDING`, such a concatenation of the taggers that
-  ``benchmarks/similarity_default.py`` chose (docs/similarity.md).
+* ``None``: :data:`DEFAULT_EMBEDDING` (Pons' MSD MusiCNN) with ``adapt``: each row keeps the
+  track's mean window feature and a few within-track contrasts, and search learns a space from the
+  library itself without labels (:mod:`specmusic.embeddings.adapt`); chosen by
+  ``benchmarks/similarity_default.py`` (docs/similarity.md).
 
 A model's per-window vectors become one track vector by :func:`pool_windows` (``pooling``:
 ``mean``, the default, ``meanstd`` or ``max``).
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from specmusic.embeddings.adapt import adapt_groups
 from specmusic.embeddings.library import Tags
 from specmusic.errors import ConfigError, ModelError
 from specmusic.features import FeatureConfig
@@ -64,11 +67,10 @@ LAYERS = ("embedding", "probabilities")
 DEFAULT_LAYER = {"pretrained": "embedding", "onnx": "embedding"}
 #: Labels kept per track in a library (the most probable first).
 TOP_TAGS = 10
-#: What ``embed`` makes without ``--model``: these pretrained taggers' mean-pooled penultimate
-#: features, one L2-normalised block each, concatenated, columns z-scored over the library at search
-#: time. Chosen on the validation split by benchmarks/similarity_default.py (docs/similarity.md);
-#: the first one also gives the library's tags (it is ``classify``'s default tagger).
-DEFAULT_EMBEDDING: tuple[str, ...] = ("jamendo-fcn", "mtat-musicnn")
+#: What ``embed`` makes without ``--model``: this pretrained tagger's penultimate features, packed
+#: for a space learnt from the library (``adapt``, :mod:`specmusic.embeddings.adapt`); it also gives
+#: the library's tags. Chosen by benchmarks/similarity_default.py (docs/similarity.md).
+DEFAULT_EMBEDDING: tuple[str, ...] = ("pons-msd-musicnn",)
 
 
 def mfcc_statistics(features: np.ndarray) -> np.ndarray:
@@ -226,6 +228,7 @@ class OnnxEmbedder(Embedder):
         windows: int | None = DEFAULT_WINDOWS,
         pooling: str = DEFAULT_POOLING,
         threads: int | None = None,
+        adapt: int = 0,
     ) -> None:
         from specmusic import inference
 
@@ -233,7 +236,10 @@ class OnnxEmbedder(Embedder):
             raise ConfigError(f"unknown layer {layer!r} — use one of {', '.join(LAYERS)}")
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r} — use one of {', '.join(POOLINGS)}")
-        self.layer, self.pooling = layer, pooling
+        if adapt and (layer != "embedding" or pooling != "mean"):
+            raise ConfigError("--adapt learns its space from the mean of the windows' features — "
+                              "leave --layer and --pooling at their defaults, or pass --no-adapt")  # fmt: skip
+        self.layer, self.pooling, self.adapt = layer, pooling, adapt
         self.windows = windows  # evenly spread windows analysed per track (None: all); see inference.analyse_track
         self.path = Path(model_path)
         if not self.path.is_file():
@@ -253,6 +259,9 @@ class OnnxEmbedder(Embedder):
             "windows": "all" if windows is None else windows,
             "dim": None,
         }
+        if adapt:  # packed rows; search learns its space from the library ("standardize")
+            self.description["adapt"] = {"groups": int(adapt)}
+            self.description["standardize"] = True
 
     def _keep(self, vec: np.ndarray) -> np.ndarray:
         vec = np.asarray(vec, dtype=np.float32).reshape(-1)
@@ -271,7 +280,11 @@ class OnnxEmbedder(Embedder):
         )
         probs = result.probabilities
         assert probs is not None and result.embedding is not None
-        if self.pooling == "mean":
+        if self.adapt:
+            from specmusic.embeddings.adapt import pack_windows
+
+            vec = pack_windows(result.per_window["embedding"], self.adapt)
+        elif self.pooling == "mean":
             vec = probs if self.layer == "probabilities" else result.embedding
         elif self.layer == "probabilities":
             vec = pool_windows(inf.probabilities_from_logits(result.per_window["logits"], self.model.task), self.pooling)
@@ -346,6 +359,7 @@ def make_embedder(
     layer: str | None = None,
     windows: int | None = DEFAULT_WINDOWS,
     pooling: str | None = None,
+    adapt: bool | None = None,
 ) -> Embedder:
     """The embedder named by ``--model``.
 
@@ -360,6 +374,8 @@ def make_embedder(
         pretrained taggers, ``embedding`` for trained models
     windows : ONNX models: evenly spread windows analysed per track at most (None: all)
     pooling : ONNX models: ``mean`` (default) | ``meanstd`` | ``max`` over the windows (:func:`pool_windows`)
+    adapt : one ONNX model: store packed rows so that search learns a space from the library
+        (:mod:`specmusic.embeddings.adapt`); default (None): on for the default model only
 
     Raises
     ------
@@ -371,9 +387,21 @@ def make_embedder(
     if model is not None and model.lower() == "mfcc":
         if pooling not in (None, DEFAULT_POOLING):
             raise ConfigError("--pooling applies to ONNX models; MFCC statistics are already mean and std over time")
+        if adapt:
+            raise ConfigError("--adapt applies to ONNX models; MFCC statistics have no windows")
         return MfccEmbedder(duration=duration)
     opts = {"weights": weights, "progress": progress, "layer": layer, "windows": windows, "pooling": pooling or DEFAULT_POOLING}
+    if model is None and adapt is None:
+        adapt = layer in (None, "embedding") and pooling in (None, DEFAULT_POOLING)
+    if adapt:
+        from specmusic.embeddings.adapt import GROUPS
+
+        if model is not None and "+" in model and not os.path.exists(model):
+            raise ConfigError("--adapt takes one model, not a concatenation — name one model, or pass --no-adapt")
+        return _onnx_embedder(model or DEFAULT_EMBEDDING[0], **opts, adapt=GROUPS)  # type: ignore[arg-type]
     if model is None:
+        if len(DEFAULT_EMBEDDING) == 1:
+            return _onnx_embedder(DEFAULT_EMBEDDING[0], **opts)  # type: ignore[arg-type]
         return ConcatEmbedder([_onnx_embedder(n, **opts) for n in DEFAULT_EMBEDDING])  # type: ignore[arg-type]
     if "+" in model and not os.path.exists(model):
         names = [part.strip() for part in model.split("+")]
@@ -384,7 +412,8 @@ def make_embedder(
 
 
 def _onnx_embedder(
-    model: str, *, weights: str | None, progress: bool | None, layer: str | None, windows: int | None, pooling: str
+    model: str, *, weights: str | None, progress: bool | None, layer: str | None, windows: int | None, pooling: str,
+    adapt: int = 0,
 ) -> OnnxEmbedder:
     """One ONNX model: a pretrained tagger's name (``pretrained:NAME`` too) or a ``.onnx`` path."""
     name = model.removeprefix("pretrained:")
@@ -402,11 +431,12 @@ def _onnx_embedder(
             )
         path = pretrained.ensure_model(name, weights=weights, progress=progress)
         emb = OnnxEmbedder(
-            path, kind="pretrained", layer=layer or DEFAULT_LAYER["pretrained"], windows=windows, pooling=pooling
-        )
+            path, kind="pretrained", layer=layer or DEFAULT_LAYER["pretrained"], windows=windows, pooling=pooling,
+            adapt=adapt,
+        )  # fmt: skip
         emb.description["name"] = name
         return emb
-    return OnnxEmbedder(name, layer=layer or DEFAULT_LAYER["onnx"], windows=windows, pooling=pooling)
+    return OnnxEmbedder(name, layer=layer or DEFAULT_LAYER["onnx"], windows=windows, pooling=pooling, adapt=adapt)
 
 
 def embedder_from_description(model: dict[str, Any], *, threads: int | None = None) -> Embedder:
@@ -447,7 +477,8 @@ def _onnx_from_description(model: dict[str, Any], threads: int | None = None) ->
     windows = model.get("windows", "all")  # libraries from before --windows analysed every window
     emb = OnnxEmbedder(path, kind=model.get("kind") or "onnx", sha256=sha, layer=model.get("layer") or "embedding",
                        windows=None if windows == "all" else int(windows),
-                       pooling=model.get("pooling") or DEFAULT_POOLING, threads=threads)  # fmt: skip
+                       pooling=model.get("pooling") or DEFAULT_POOLING, threads=threads,
+                       adapt=adapt_groups(model))  # fmt: skip
     if model.get("name"):
         emb.description["name"] = model["name"]
     return emb
@@ -469,4 +500,6 @@ def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
         and (a.get("layer") or "embedding") == (b.get("layer") or "embedding")
         and (a.get("pooling") or DEFAULT_POOLING) == (b.get("pooling") or DEFAULT_POOLING)
         and a.get("windows", "all") == b.get("windows", "all")
+        and adapt_groups(a) == adapt_groups(b)
     )
+

@@ -37,6 +37,7 @@ from specmusic.embeddings.explain import explain_columns, explain_tags, folder_o
 from specmusic.embeddings.library import EmbeddingLibrary, Tags
 from specmusic.embeddings.tabular import TabularSource
 from specmusic.errors import InputError
+from specmusic.embeddings.adapt import Space, adapt_groups, library_space
 from specmusic.fileio import display_path
 from specmusic.index import _check_finite, build_index, l2_normalize, standardize_columns
 
@@ -63,6 +64,9 @@ def search_vectors(library: EmbeddingLibrary, *, standardize: bool | None = None
     np.ndarray [shape=(n, d)], float32
     """
     std = bool(library.model.get("standardize")) if standardize is None else standardize
+    groups = adapt_groups(library.model)
+    if groups and len(library):
+        return l2_normalize(library_space(library.vectors, groups, learn=std).apply(library.vectors))
     if not std or len(library) < 2:
         return library.vectors
     return l2_normalize(standardize_columns(library.vectors)[0])
@@ -112,7 +116,11 @@ class Recommender:
         if base.ndim != 2 or base.shape[0] == 0:
             raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
         _check_finite(base, "the library", ids)
-        if standardize:
+        groups = adapt_groups(model)
+        self.space: Space | None = library_space(base, groups, learn=standardize) if groups else None
+        if self.space is not None:
+            self.z, self.mean, self.scale = self.space.apply(base), None, None
+        elif standardize:
             self.z, self.mean, self.scale = standardize_columns(base)
         else:
             self.z, self.mean, self.scale = base, None, None
@@ -123,6 +131,7 @@ class Recommender:
         self.index = build_index(
             l2_normalize(self.z), config=index_config, ids=ids, on_note=on_note, cache=index_cache, cache_key=key
         )
+        self._stored_dim = int(base.shape[1])
         self._lookup = IdLookup(ids, paths=columns is None)
         self._embedder: Embedder | None = None
         self._folders: bool | None = None
@@ -193,7 +202,7 @@ class Recommender:
         return self._lookup.find(query)
 
     def _query_vector(self, vec: np.ndarray) -> np.ndarray:
-        return query_space(vec, self.index.dim, self.mean, self.scale)
+        return query_space(vec, self._stored_dim, self.mean, self.scale, self.space)
 
     def _resolve(self, query: str, embedder: Embedder | None) -> _Query:
         row = self.find_id(query)
@@ -393,9 +402,12 @@ class IdLookup:
         return matches[0] if matches else None
 
 
-def query_space(vec: np.ndarray, dim: int, mean: np.ndarray | None, scale: np.ndarray | None) -> np.ndarray:
+def query_space(
+    vec: np.ndarray, dim: int, mean: np.ndarray | None, scale: np.ndarray | None, space: Space | None = None
+) -> np.ndarray:
     """A new (audio) query's vector in the library's search space: L2-normalised, then z-scored
-    with the library's column ``mean``/``scale`` when it is standardised.
+    with the library's column ``mean``/``scale`` when it is standardised, or mapped by the library's
+    learnt ``space`` (``dim``: the stored rows' size).
 
     Raises
     ------
@@ -410,6 +422,8 @@ def query_space(vec: np.ndarray, dim: int, mean: np.ndarray | None, scale: np.nd
         )
     if not np.isfinite(v).all():
         raise InputError("the query vector holds NaN — the query audio may be silent or corrupt")
+    if space is not None:
+        return space.apply(v)[0]
     v = l2_normalize(v.astype(np.float32)).astype(np.float64)
     if mean is not None and scale is not None:
         v = (v - mean) / scale

@@ -40,7 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.embeddings.shards import _iter_live, _lock_folder, _unlock, _write_index, read_catalog, shard_statistics
+from specmusic.embeddings.adapt import adapt_groups
+from specmusic.embeddings.shards import (
+    _iter_live,
+    _lock_folder,
+    _unlock,
+    _write_index,
+    read_catalog,
+    shard_space,
+    shard_statistics,
+)
 from specmusic.errors import ConfigError, InputError
 from specmusic.fileio import atomic_path, display_path
 from specmusic.index import l2_normalize
@@ -52,9 +61,12 @@ INDEX_FILE = "index.faiss"
 _NOTE = Callable[[str], None]
 
 
-def search_space(vectors: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None) -> np.ndarray:
+def search_space(vectors: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None, space: Any = None) -> np.ndarray:
     """Library vectors as searched: z-scored with the library's column statistics (when given), as
-    :func:`specmusic.index.standardize_columns` does, then L2-normalised. [shape=(n, d)] float32."""
+    :func:`specmusic.index.standardize_columns` does, or mapped by the library's learnt ``space``
+    (packed rows, :mod:`specmusic.embeddings.adapt`), then L2-normalised. [shape=(n, d)] float32."""
+    if space is not None:
+        return l2_normalize(space.apply(vectors))
     if mean is None or scale is None:
         return l2_normalize(vectors)
     return l2_normalize(((np.asarray(vectors, np.float64) - mean) / scale).astype(np.float32))
@@ -126,7 +138,13 @@ def build_shard_index(
         if n == 0:
             raise InputError(f"{display_path(path)}: the library is empty — embed some tracks first")
         std = bool(index["model"].get("standardize")) if standardize is None else standardize
-        stats = shard_statistics(path, on_note=on_note, catalog=(index, cat))[1:] if std else (None, None)
+        groups = adapt_groups(index["model"])
+        space = shard_space(path, groups, learn=std, catalog=(index, cat)) if groups else None
+        if space is not None:
+            stats: tuple[Any, Any, Any] = (None, None, space)
+            dim = space.dim
+        else:
+            stats = (*shard_statistics(path, on_note=on_note, catalog=(index, cat))[1:], None) if std else (None, None, None)
         nlist = nlist or max(1, min(n // 39, int(math.sqrt(n))))
         pq_m = pq_m or _default_pq_m(dim)
         if kind == "ivfpq" and dim % pq_m:
@@ -149,6 +167,7 @@ def build_shard_index(
         record = {
             "kind": kind, "file": INDEX_FILE, "fingerprint": index["fingerprint"], "standardize": std, "n": n,
             "dim": dim, "nlist": nlist, "pq_m": pq_m if kind == "ivfpq" else None, "bytes": target.stat().st_size,
+            "space": space.key() if space is not None else None,
         }  # fmt: skip
         index["ann"] = record
         _write_index(path, index)
@@ -177,6 +196,7 @@ class ShardIndex:
         standardize: bool,
         nprobe: int = 32,
         on_note: _NOTE | None = None,
+        space: Any = None,
     ) -> ShardIndex | None:
         """The folder's index when it exists, is of ``kind`` (None: any) and matches the library as
         it is now; else None, with a note when it is stale or of another kind."""
@@ -189,6 +209,8 @@ class ShardIndex:
             why = "the library changed since it was built"
         elif bool(record.get("standardize")) != standardize:
             why = "it was built with another --standardize"
+        elif record.get("space") != (space.key() if space is not None else None):
+            why = "it was built in another search space"
         elif kind is not None and record.get("kind") != kind:
             why = f"it is an {record.get('kind')} index, not {kind}"
         if why:

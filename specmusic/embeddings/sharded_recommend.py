@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from specmusic.embeddings.adapt import adapt_groups
 from specmusic.embeddings.embedders import Embedder, embedder_from_description
 from specmusic.embeddings.explain import folder_of
 from specmusic.embeddings.library import EmbeddingLibrary, Tags
 from specmusic.embeddings.recommend import GROUP_KEYS, IdLookup, _as_os_text, _checked, _Query, explain_match, query_space
 from specmusic.embeddings.shard_index import ShardIndex, build_shard_index
-from specmusic.embeddings.shards import load_part, read_catalog, read_index, shard_statistics
+from specmusic.embeddings.shards import load_part, read_catalog, read_index, shard_space, shard_statistics
 from specmusic.errors import InputError
 from specmusic.fileio import display_path
 from specmusic.index import l2_normalize
@@ -93,9 +94,13 @@ class ShardedRecommender:
         self.model: dict[str, Any] = dict(self.index["model"])
         self.dim = int(self.index.get("dim") or 0)
         self.standardize = bool(self.model.get("standardize")) if standardize is None else standardize
+        groups = adapt_groups(self.model)
+        self.space = (
+            shard_space(self.folder, groups, learn=self.standardize, catalog=(self.index, self.cat)) if groups else None
+        )  # fmt: skip
         self.mean, self.scale = (
             shard_statistics(self.folder, on_note=on_note, catalog=(self.index, self.cat))[1:]
-            if self.standardize else (None, None)
+            if self.standardize and not groups else (None, None)
         )  # fmt: skip
         self.rerank = rerank
         self._lookup = IdLookup(self.cat.ids)
@@ -108,7 +113,8 @@ class ShardedRecommender:
         if ann == "exact":
             return None
         kind = None if ann == "auto" else ann
-        found = ShardIndex.load(self.folder, self.index, kind=kind, standardize=self.standardize, nprobe=nprobe, on_note=on_note)
+        found = ShardIndex.load(self.folder, self.index, kind=kind, standardize=self.standardize, nprobe=nprobe, on_note=on_note,
+                                  space=self.space)
         if found is not None or kind is None:
             return found
         if not build:
@@ -124,7 +130,8 @@ class ShardedRecommender:
                 on_note(f"note: {display_path(self.folder)} is being written — searching exactly, without the {kind} index")
             return None
         self.index = read_index(self.folder)
-        return ShardIndex.load(self.folder, self.index, kind=kind, standardize=self.standardize, nprobe=nprobe, on_note=on_note)
+        return ShardIndex.load(self.folder, self.index, kind=kind, standardize=self.standardize, nprobe=nprobe, on_note=on_note,
+                                  space=self.space)
 
     @property
     def has_tags(self) -> bool:
@@ -140,7 +147,9 @@ class ShardedRecommender:
 
     # -- parts and rows ---------------------------------------------------------------------
     def _space(self, vectors: np.ndarray) -> np.ndarray:
-        """Z-scored (when standardised) but not normalised, as ``Recommender.z``."""
+        """Z-scored (when standardised) or in the learnt space, but not normalised, as ``Recommender.z``."""
+        if self.space is not None:
+            return self.space.apply(vectors)
         if self.mean is None or self.scale is None:
             return np.asarray(vectors, np.float32)
         x = np.array(vectors, np.float64)  # in place: one float64 copy of the part
@@ -211,7 +220,7 @@ class ShardedRecommender:
                 embedder = self._embedder
             warnings: list[str] = []
             vec, tags = embedder.embed_file_tagged(path, warnings=warnings)
-            return _checked(_Query(query, query_space(vec, self.dim, self.mean, self.scale), None, tags, warnings))
+            return _checked(_Query(query, query_space(vec, self.dim, self.mean, self.scale, self.space), None, tags, warnings))
         raise InputError(f"unknown query {display_path(query)!r} — give a path in the library or an audio file")
 
     def _query_value(self, q: _Query, key: str) -> str | None:

@@ -74,6 +74,7 @@ __all__ = [
     "is_sharded",
     "iter_shards",
     "read_sharded",
+    "shard_space",
     "shard_statistics",
 ]
 
@@ -293,6 +294,23 @@ def read_sharded(folder: str | os.PathLike[str]) -> EmbeddingLibrary:
         return EmbeddingLibrary(vectors[:0], [], [], [], model)
     return EmbeddingLibrary(vectors[:at], rest.ids, rest.labels, rest.groups, model, rest.source_size,
                             rest.source_mtime, rest.tags, rest.warnings)  # fmt: skip
+
+
+def shard_space(
+    folder: str | os.PathLike[str], groups: int, *, learn: bool = True,
+    catalog: tuple[dict[str, Any], ShardCatalog] | None = None,
+) -> Any:
+    """The search space of a library of packed rows (:func:`specmusic.embeddings.adapt.library_space`),
+    its statistics streamed over the live rows, one part at a time."""
+    from specmusic.embeddings.adapt import SpaceStats, library_space
+
+    folder = Path(folder)
+    index = catalog[0] if catalog is not None else read_index(folder)
+    cat = catalog[1] if catalog is not None else _catalog(folder, index)
+    stats = SpaceStats(groups)
+    for _, _, lib in _iter_live(folder, index, cat):
+        stats.add(lib.vectors)
+    return library_space(stats, groups, learn=learn)
 
 
 def shard_statistics(

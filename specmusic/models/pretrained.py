@@ -156,10 +156,10 @@ DEFAULT_TAGGER = "jamendo-fcn"
 #: The taggers shipped inside the package as ONNX (``specmusic/models/bundled/<name>.onnx``): the one
 #: list. To ship another, add its name here and run ``python -m specmusic.models.pretrained --bundle
 #: --weights DIR`` (see :func:`bundle_tagger`); the files are package data (pyproject.toml).
-BUNDLED_TAGGERS: tuple[str, ...] = (DEFAULT_TAGGER, "mtat-musicnn")  # embed's default is jamendo-fcn+mtat-musicnn
+BUNDLED_TAGGERS: tuple[str, ...] = (DEFAULT_TAGGER, "mtat-musicnn")  # mtat-musicnn: with jamendo-fcn, embed's earlier default
 #: Pons' models (:data:`specmusic.models.musicnn.PONS_MODELS`) shipped as ONNX beside them; rebuilt with
 #: ``python -m specmusic.models.pretrained --bundle NAME --musicnn-wheel musicnn-0.1.0-py3-none-any.whl``.
-BUNDLED_PONS: tuple[str, ...] = ()
+BUNDLED_PONS: tuple[str, ...] = ("pons-msd-musicnn",)  # embed's default (specmusic.embeddings.DEFAULT_EMBEDDING)
 MUSICNN_WHEEL_ENV = "SPECMUSIC_MUSICNN_WHEEL"
 BUNDLE_DIR = Path(__file__).resolve().with_name("bundled")
 BUNDLE_SUMS = "SHA256SUMS"

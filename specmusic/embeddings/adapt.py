@@ -1,0 +1,233 @@
+"""A similarity space learnt from the library itself, without labels (``embed``'s default).
+
+The windows of one track are positives. Directions along which a track's windows vary a lot (an
+intro against a chorus, a drum fill) say little about which track it is; directions along which
+tracks differ from one another while each track stays put carry what similarity search wants.
+:func:`fit_space` keeps the :data:`COMPONENTS` directions with the largest ratio of between-track
+to within-track variance: the leading generalised eigenvectors ``v`` of
+
+    S_between v = lambda (S_within + REG * tr(S_within) / d * I) v
+
+``S_between`` is the covariance of the tracks' mean features (every track weighs the same) and
+``S_within`` the covariance of a track's windows around its mean, pooled over tracks. It is linear
+discriminant analysis with one class per track: no label is needed, and it is learnt on the
+user's own library when ``recommend`` (or ``embed --map``) searches it, like column z-scores.
+
+What a library stores per track (:func:`pack_windows`, ``"adapt": {"groups": G}`` in its model):
+the L2-normalised mean of the track's window features (``d`` values), then ``G - 1`` orthonormal
+(Helmert) contrasts of the means of ``G`` consecutive groups of its windows, each scaled by
+``sqrt(group size)`` and by the same factor as the mean. Under windows drawn independently around
+the track's mean, each contrast is distributed like one window's deviation from the mean, so
+``S_within`` is their covariance; a track with one window has zero contrasts and adds nothing.
+Every row is thus self-contained: libraries can be appended to, pruned, sharded and streamed, and
+the space follows the library as it is. Rows are ``G * d`` values (``G`` = 3: 600 for MusiCNN).
+
+Libraries of fewer than :data:`MIN_TRACKS` tracks are too small to learn the space from (measured on
+the soundtrack benchmark, docs/similarity.md): their search space is the track means with columns
+z-scored, and :attr:`Space.adapted` says which one was used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from specmusic.errors import ConfigError, InputError
+
+__all__ = ["COMPONENTS", "GROUPS", "MIN_TRACKS", "REG", "Space", "SpaceStats", "adapt_groups", "library_space",
+           "fit_space", "pack_windows", "unpack"]  # fmt: skip
+
+#: Window groups per track: G - 1 contrasts are stored beside the mean.
+GROUPS = 3
+#: Dimensions of the learnt space.
+COMPONENTS = 16
+#: Ridge on the within-track covariance, relative to its mean eigenvalue.
+REG = 0.1
+#: Libraries smaller than this are searched on z-scored track means instead.
+MIN_TRACKS = 250
+
+
+def adapt_groups(model: dict[str, Any] | None) -> int:
+    """``G`` when the library's ``model`` stores packed rows (:func:`pack_windows`), else 0."""
+    adapt = (model or {}).get("adapt")
+    return int(adapt.get("groups", 0)) if isinstance(adapt, dict) else 0
+
+
+def _helmert(n: int) -> np.ndarray:
+    """Orthonormal contrasts [n - 1, n]: rows orthogonal to the ones vector and to each other."""
+    h = np.zeros((n - 1, n))
+    for i in range(1, n):
+        h[i - 1, :i] = 1.0
+        h[i - 1, i] = -float(i)
+        h[i - 1] /= np.sqrt(i * (i + 1.0))
+    return h
+
+
+def pack_windows(windows: np.ndarray, groups: int = GROUPS) -> np.ndarray:
+    """One track's packed row: its mean window feature and ``groups - 1`` within-track contrasts.
+
+    Parameters
+    ----------
+    windows : np.ndarray [shape=(n_windows, d)], in time order
+    groups : window groups (2 or more)
+
+    Returns
+    -------
+    np.ndarray [shape=(groups * d,)], float32: the mean, L2-normalised, then the contrasts scaled by
+    the same factor (zeros when the track has fewer windows than needed for a contrast)
+    """
+    w = np.asarray(windows, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] == 0:
+        raise ConfigError(f"expected window features of shape (n_windows>0, dim), got {w.shape}")
+    if groups < 2:
+        raise ConfigError(f"adapt needs at least 2 window groups, got {groups}")
+    mean = w.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    factor = 1.0 / norm if norm > 0 else 1.0
+    contrasts = np.zeros((groups - 1, w.shape[1]))
+    g = min(groups, len(w))
+    if g >= 2:
+        parts = np.array_split(w, g)
+        scaled = np.stack([p.mean(axis=0) * np.sqrt(len(p)) for p in parts])
+        contrasts[: g - 1] = _helmert(g) @ scaled
+    return (np.concatenate([mean, contrasts.ravel()]) * factor).astype(np.float32)
+
+
+def unpack(vectors: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Packed rows [n, G*d] → (means [n, d] L2-normalised, contrasts [n, G-1, d] on the same scale), float64.
+
+    A stored row may have been L2-normalised as a whole; the mean's norm gives the scale back.
+    """
+    x = np.asarray(vectors, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if groups < 2 or x.shape[1] % groups:
+        raise InputError(f"a library row of {x.shape[1]} values is not {groups} packed blocks — re-embed the library")
+    d = x.shape[1] // groups
+    means = x[:, :d]
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return means / norms, x[:, d:].reshape(len(x), groups - 1, d) / norms[:, :, None]
+
+
+class SpaceStats:
+    """Streams packed rows into what :func:`fit_space` needs: two [d, d] sums and counts.
+
+    Memory is O(d²) whatever the number of tracks (Chan's update for the means' covariance).
+    """
+
+    def __init__(self, groups: int) -> None:
+        self.groups = groups
+        self.n = 0
+        self.mean: np.ndarray | None = None
+        self.between: np.ndarray | None = None  # sum of outer products of centred means
+        self.within: np.ndarray | None = None  # sum of outer products of contrasts
+        self.n_contrasts = 0
+
+    def add(self, vectors: np.ndarray) -> SpaceStats:
+        """A batch of packed rows [shape=(n, G*d)]."""
+        means, contrasts = unpack(vectors, self.groups)
+        if not len(means):
+            return self
+        c = contrasts.reshape(-1, contrasts.shape[-1])
+        c = c[np.any(c != 0, axis=1)]
+        mb = means.mean(axis=0)
+        centred = means - mb
+        bb = centred.T @ centred
+        wb = c.T @ c
+        if self.mean is None:
+            self.n, self.mean, self.between, self.within = len(means), mb, bb, wb
+        else:
+            assert self.between is not None and self.within is not None
+            total = self.n + len(means)
+            delta = mb - self.mean
+            self.between = self.between + bb + np.outer(delta, delta) * (self.n * len(means) / total)
+            self.mean = self.mean + delta * (len(means) / total)
+            self.within = self.within + wb
+            self.n = total
+        self.n_contrasts += len(c)
+        return self
+
+
+@dataclass
+class Space:
+    """How packed library rows become search vectors: ``(mean_feature - center) @ matrix``.
+
+    ``adapted``: the learnt space (:func:`fit_space`); otherwise ``matrix`` is the diagonal of
+    the column z-scores of the means (a library too small to learn from).
+    """
+
+    groups: int
+    center: np.ndarray
+    matrix: np.ndarray
+    adapted: bool
+    n_tracks: int
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        """Packed rows [shape=(n, G*d) or (G*d,)] → search vectors [shape=(n, k)], float32, not normalised."""
+        means, _ = unpack(vectors, self.groups)
+        return ((means - self.center) @ self.matrix).astype(np.float32)
+
+    def key(self) -> str:
+        """Which space this is (an index built in it is current while the library's fingerprint is)."""
+        kind = "learnt" if self.adapted else ("zscored-means" if np.any(self.center) else "means")
+        return f"adapt-{self.groups}-{kind}-{self.dim}"
+
+
+def fit_space(stats: SpaceStats | Iterable[np.ndarray], groups: int | None = None, *,
+              components: int = COMPONENTS, reg: float = REG, min_tracks: int = MIN_TRACKS) -> Space:  # fmt: skip
+    """The search space of a library: learnt (module docstring) from at least ``min_tracks`` tracks,
+    else z-scored means.
+
+    Parameters
+    ----------
+    stats : a filled :class:`SpaceStats`, or batches of packed rows (then ``groups`` is needed)
+
+    Raises
+    ------
+    InputError
+        An empty library.
+    """
+    from scipy.linalg import eigh
+
+    if not isinstance(stats, SpaceStats):
+        if groups is None:
+            raise ConfigError("fit_space needs groups= when given rows")
+        acc = SpaceStats(groups)
+        for batch in stats:
+            acc.add(batch)
+        stats = acc
+    if stats.mean is None or stats.between is None or stats.within is None or stats.n == 0:
+        raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
+    d = len(stats.mean)
+    cov = stats.between / stats.n
+    k = min(components, d, stats.n - 1)
+    if stats.n >= min_tracks and stats.n_contrasts > d and k >= 1:
+        within = stats.within / stats.n_contrasts
+        ridge = reg * max(float(np.trace(within)) / d, 1e-12)
+        values, vectors = eigh(cov, within + ridge * np.eye(d))
+        order = np.argsort(-values)[:k]
+        return Space(stats.groups, stats.mean.copy(), vectors[:, order], True, stats.n)
+    scale = np.sqrt(np.clip(np.diag(cov), 0, None))
+    scale[~(scale > 1e-12)] = 1.0
+    return Space(stats.groups, stats.mean.copy(), np.diag(1.0 / scale), False, stats.n)
+
+
+def library_space(vectors: np.ndarray | SpaceStats, groups: int, *, learn: bool = True) -> Space:
+    """The search space of a library of packed rows (in memory, or streamed into ``SpaceStats``):
+    :func:`fit_space`, or with ``learn=False`` (``recommend --no-standardize``) the plain
+    L2-normalised track means."""
+    stats = vectors if isinstance(vectors, SpaceStats) else SpaceStats(groups).add(vectors)
+    if learn:
+        return fit_space(stats)
+    if stats.mean is None:
+        raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
+    d = len(stats.mean)
+    return Space(groups, np.zeros(d), np.eye(d), False, stats.n)
