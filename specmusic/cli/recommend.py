@@ -141,7 +141,12 @@ def recommend_cli(
                     "note: this library keeps no tags (MFCC, or embedded before tags were kept) — --explain names "
                     "shared tags for libraries embedded with a tagger (the default) or a model.onnx"
                 )
-        embedder = make_embedder(model) if model else None
+        embedder = None
+        if model:  # a library of packed rows (adapt) needs its queries packed the same way
+            from specmusic.embeddings.adapt import adapt_groups
+
+            packed = bool(adapt_groups(rec.model)) and model.lower() != "mfcc"
+            embedder = make_embedder(model, adapt=True if packed else None)
         failed: list[str] = []
 
         def report(line: str) -> None:

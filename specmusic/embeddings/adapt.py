@@ -14,11 +14,12 @@ discriminant analysis with one class per track: no label is needed, and it is le
 user's own library when ``recommend`` (or ``embed --map``) searches it, like column z-scores.
 
 What a library stores per track (:func:`pack_windows`, ``"adapt": {"groups": G}`` in its model):
-the L2-normalised mean of the track's window features (``d`` values), then ``G - 1`` orthonormal
-(Helmert) contrasts of the means of ``G`` consecutive groups of its windows, each scaled by
-``sqrt(group size)`` and by the same factor as the mean. Under windows drawn independently around
-the track's mean, each contrast is distributed like one window's deviation from the mean, so
-``S_within`` is their covariance; a track with one window has zero contrasts and adds nothing.
+the L2-normalised mean of the track's window features (``d`` values), then ``G - 1`` Helmert
+contrasts of ``G`` consecutive groups of its windows (the first ``k`` groups pooled against group
+``k + 1``, scaled by ``sqrt(n_k n_{k+1} / (n_k + n_{k+1}))`` for their window counts), on the same
+scale as the mean. Under windows drawn independently around the track's mean, each contrast has
+mean zero and the covariance of one window's deviation, whatever the group sizes, so ``S_within``
+is their covariance; a track with one window has zero contrasts and adds nothing.
 Every row is thus self-contained: libraries can be appended to, pruned, sharded and streamed, and
 the space follows the library as it is. Rows are ``G * d`` values (``G`` = 3: 600 for MusiCNN).
 
@@ -48,22 +49,14 @@ COMPONENTS = 16
 REG = 0.1
 #: Libraries smaller than this are searched on z-scored track means instead.
 MIN_TRACKS = 250
+#: Bumped when the packing or the fit changes (caches of spaces and indexes record it).
+VERSION = 1
 
 
 def adapt_groups(model: dict[str, Any] | None) -> int:
     """``G`` when the library's ``model`` stores packed rows (:func:`pack_windows`), else 0."""
     adapt = (model or {}).get("adapt")
     return int(adapt.get("groups", 0)) if isinstance(adapt, dict) else 0
-
-
-def _helmert(n: int) -> np.ndarray:
-    """Orthonormal contrasts [n - 1, n]: rows orthogonal to the ones vector and to each other."""
-    h = np.zeros((n - 1, n))
-    for i in range(1, n):
-        h[i - 1, :i] = 1.0
-        h[i - 1, i] = -float(i)
-        h[i - 1] /= np.sqrt(i * (i + 1.0))
-    return h
 
 
 def pack_windows(windows: np.ndarray, groups: int = GROUPS) -> np.ndarray:
@@ -89,10 +82,14 @@ def pack_windows(windows: np.ndarray, groups: int = GROUPS) -> np.ndarray:
     factor = 1.0 / norm if norm > 0 else 1.0
     contrasts = np.zeros((groups - 1, w.shape[1]))
     g = min(groups, len(w))
-    if g >= 2:
+    if g >= 2:  # the first k groups pooled against group k + 1 (Helmert, weighted by group sizes)
         parts = np.array_split(w, g)
-        scaled = np.stack([p.mean(axis=0) * np.sqrt(len(p)) for p in parts])
-        contrasts[: g - 1] = _helmert(g) @ scaled
+        sizes = np.array([len(p) for p in parts], dtype=np.float64)
+        means = np.stack([p.mean(axis=0) for p in parts])
+        for k in range(1, g):
+            n_k = sizes[:k].sum()
+            pooled = (sizes[:k, None] * means[:k]).sum(axis=0) / n_k
+            contrasts[k - 1] = np.sqrt(n_k * sizes[k] / (n_k + sizes[k])) * (pooled - means[k])
     return (np.concatenate([mean, contrasts.ravel()]) * factor).astype(np.float32)
 
 
@@ -129,11 +126,16 @@ class SpaceStats:
 
     def add(self, vectors: np.ndarray) -> SpaceStats:
         """A batch of packed rows [shape=(n, G*d)]."""
-        means, contrasts = unpack(vectors, self.groups)
+        x = np.asarray(vectors)
+        bad = ~np.isfinite(x.reshape(-1, x.shape[-1])).all(axis=1)
+        if bad.any():
+            raise InputError(f"the library has {int(bad.sum())} vector(s) with NaN or infinite values — "
+                             "re-embed those tracks or drop them")  # fmt: skip
+        means, contrasts = unpack(x, self.groups)
         if not len(means):
             return self
         c = contrasts.reshape(-1, contrasts.shape[-1])
-        c = c[np.any(c != 0, axis=1)]
+        c = c[np.abs(c).max(axis=1) > 1e-9]  # tracks with too few windows (or none varying) add no contrast
         mb = means.mean(axis=0)
         centred = means - mb
         bb = centred.T @ centred
@@ -178,7 +180,7 @@ class Space:
     def key(self) -> str:
         """Which space this is (an index built in it is current while the library's fingerprint is)."""
         kind = "learnt" if self.adapted else ("zscored-means" if np.any(self.center) else "means")
-        return f"adapt-{self.groups}-{kind}-{self.dim}"
+        return f"adapt-v{VERSION}-{self.groups}-{kind}-{self.dim}-c{COMPONENTS}-r{REG}-m{MIN_TRACKS}"
 
 
 def fit_space(stats: SpaceStats | Iterable[np.ndarray], groups: int | None = None, *,

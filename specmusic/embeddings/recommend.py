@@ -66,6 +66,7 @@ def search_vectors(library: EmbeddingLibrary, *, standardize: bool | None = None
     std = bool(library.model.get("standardize")) if standardize is None else standardize
     groups = adapt_groups(library.model)
     if groups and len(library):
+        _check_finite(library.vectors, "the library", library.ids)
         return l2_normalize(library_space(library.vectors, groups, learn=std).apply(library.vectors))
     if not std or len(library) < 2:
         return library.vectors
@@ -128,6 +129,8 @@ class Recommender:
         if index_cache is not None:
             st = os.stat(index_cache)
             key = f"{st.st_size}:{st.st_mtime_ns}:standardize={standardize}"
+            if self.space is not None:
+                key += f":{self.space.key()}"
         self.index = build_index(
             l2_normalize(self.z), config=index_config, ids=ids, on_note=on_note, cache=index_cache, cache_key=key
         )

@@ -139,7 +139,7 @@ def build_shard_index(
             raise InputError(f"{display_path(path)}: the library is empty — embed some tracks first")
         std = bool(index["model"].get("standardize")) if standardize is None else standardize
         groups = adapt_groups(index["model"])
-        space = shard_space(path, groups, learn=std, catalog=(index, cat)) if groups else None
+        space = shard_space(path, groups, learn=std, catalog=(index, cat), on_note=on_note) if groups else None
         if space is not None:
             stats: tuple[Any, Any, Any] = (None, None, space)
             dim = space.dim

@@ -96,7 +96,8 @@ class ShardedRecommender:
         self.standardize = bool(self.model.get("standardize")) if standardize is None else standardize
         groups = adapt_groups(self.model)
         self.space = (
-            shard_space(self.folder, groups, learn=self.standardize, catalog=(self.index, self.cat)) if groups else None
+            shard_space(self.folder, groups, learn=self.standardize, catalog=(self.index, self.cat), on_note=on_note)
+            if groups else None
         )  # fmt: skip
         self.mean, self.scale = (
             shard_statistics(self.folder, on_note=on_note, catalog=(self.index, self.cat))[1:]

@@ -16,6 +16,7 @@ Layout::
                              "ann": {...}}                     # the FAISS index built from it, if any
     library/part-00000.npz  …                               # regular libraries, listed in order
     library/stats.npz       column mean/scale of the live rows (cache, keyed by the fingerprint)
+    library/space.npz       the learnt search space of packed rows (``adapt``; cache, keyed likewise)
     library/index.faiss     see :mod:`specmusic.embeddings.shard_index`
 
 Which rows are live (the library's content): parts are read in order and **the newest row of an
@@ -82,6 +83,7 @@ INDEX_NAME = "index.json"
 SHARD_FORMAT = "specmusic-sharded-library"
 SHARD_FORMAT_VERSION = 1
 STATS_NAME = "stats.npz"
+SPACE_NAME = "space.npz"  # the learnt search space of a library of packed rows (adapt)
 _PART = re.compile(r"^part-(\d{5,})\.npz$")
 _NOTE = Callable[[str], None]
 
@@ -298,19 +300,45 @@ def read_sharded(folder: str | os.PathLike[str]) -> EmbeddingLibrary:
 
 def shard_space(
     folder: str | os.PathLike[str], groups: int, *, learn: bool = True,
-    catalog: tuple[dict[str, Any], ShardCatalog] | None = None,
+    catalog: tuple[dict[str, Any], ShardCatalog] | None = None, on_note: _NOTE | None = None,
 ) -> Any:
     """The search space of a library of packed rows (:func:`specmusic.embeddings.adapt.library_space`),
-    its statistics streamed over the live rows, one part at a time."""
-    from specmusic.embeddings.adapt import SpaceStats, library_space
+    its statistics streamed over the live rows, one part at a time.
+
+    Cached in ``folder/space.npz`` under the library's fingerprint and the space's settings (not
+    written when the folder is read-only), so a search with a current FAISS index reads no part.
+    ``learn=False`` (``--no-standardize``): the plain means, nothing read.
+    """
+    from specmusic.embeddings.adapt import COMPONENTS, MIN_TRACKS, REG, VERSION, Space, SpaceStats, library_space
 
     folder = Path(folder)
     index = catalog[0] if catalog is not None else read_index(folder)
     cat = catalog[1] if catalog is not None else _catalog(folder, index)
+    if not len(cat):
+        raise InputError(f"{display_path(folder)}: the library is empty — embed some tracks first")
+    if not learn:
+        d = int(index.get("dim") or 0) // groups
+        return Space(groups, np.zeros(d), np.eye(d), False, len(cat))
+    fingerprint = index.get("fingerprint") or _fingerprint(index["parts"], index["removed"])
+    key = f"{fingerprint}:v{VERSION}:g{groups}:c{COMPONENTS}:r{REG}:m{MIN_TRACKS}"
+    cache = folder / SPACE_NAME
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                return Space(groups, z["center"], z["matrix"], bool(z["adapted"]), int(z["n"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass
     stats = SpaceStats(groups)
     for _, _, lib in _iter_live(folder, index, cat):
         stats.add(lib.vectors)
-    return library_space(stats, groups, learn=learn)
+    space = library_space(stats, groups)
+    try:
+        save_npz_atomic(cache, {"key": np.array(key), "center": space.center, "matrix": space.matrix,
+                                "adapted": np.array(space.adapted), "n": np.array(space.n_tracks)})  # fmt: skip
+    except OSError as exc:
+        if on_note is not None:
+            on_note(f"note: could not cache the search space in {display_path(cache)} ({exc.strerror})")
+    return space
 
 
 def shard_statistics(
@@ -391,7 +419,7 @@ def _part_entry(path: Path, tracks: int) -> dict[str, Any]:
 def _discard(folder: Path) -> None:
     """Delete a library's parts and derived files (``--force`` or another model)."""
     for f in folder.iterdir():
-        if _PART.match(f.name) or f.name in (STATS_NAME, "index.faiss"):
+        if _PART.match(f.name) or f.name in (STATS_NAME, SPACE_NAME, "index.faiss"):
             f.unlink(missing_ok=True)
 
 
