@@ -61,7 +61,7 @@ _specmusic() {
             --cluster) COMPREPLY=(); return;;
             --seed) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --format --model -m --layer --pooling --weights --manifest --labels --no-labels --duration --windows --map --clusters --projection --prune --force --jobs -j --cluster --progress --no-progress --seed --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --format --model -m --adapt --no-adapt --layer --pooling --weights --manifest --labels --no-labels --duration --windows --map --clusters --projection --prune --force --jobs -j --cluster --progress --no-progress --seed --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "generate")

@@ -199,6 +199,9 @@ def test_embed_default_then_recommend_an_audio_query(tmp_path: Path, genre_tree:
     assert len(found) == 3 and found[0]["id"] == str(source) and found[0]["score"] > 0.999  # the same audio
     again = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-progress"])
     assert again.exit_code == 0 and "0 embedded" in again.stderr, again.stderr  # incremental: same recipe
+    plain = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-adapt", "--no-progress"])
+    assert plain.exit_code == 0 and "12 embedded" in plain.stderr, plain.stderr  # another recipe: all again
+    assert "adapt" not in read_library(lib).model and read_library(lib).vectors.shape[1] == 200
 
 
 def test_a_folder_caches_its_space_and_bad_rows_are_one_line(tmp_path: Path, monkeypatch) -> None:
