@@ -92,6 +92,14 @@ def read_dataset(root: Path, split: str | None, split_file: Path | None = None) 
     return tracks
 
 
+def print_goal(gap: float, ahead: bool, extra: str = "") -> None:
+    """The issue's similarity goal line and the load average after the run (similarity_default/_adapt)."""
+    print(f"# goal (>= 20 pt above MFCC on test, ahead of today's default on valid): "
+          f"{'met' if gap >= 20 and ahead else 'NOT met'} (test {gap:+.1f} pt; valid ahead: {ahead})")  # fmt: skip
+    with open("/proc/loadavg") as f:
+        print(f"# loadavg after: {f.read().strip()}{extra}", flush=True)
+
+
 def precision_at_k(sim: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 10) -> tuple[float, float]:
     """Mean precision@k of same-label neighbours among other groups' clips, and its chance level."""
     s = sim.astype(np.float64, copy=True)

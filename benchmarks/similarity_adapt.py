@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from retrieval import DEFAULT_DATA, DEFAULT_WEIGHTS, embed_cached, precision_at_k, read_dataset  # noqa: E402
+from retrieval import DEFAULT_DATA, DEFAULT_WEIGHTS, embed_cached, precision_at_k, print_goal, read_dataset  # noqa: E402
 
 from specmusic.cluster import cluster_embeddings  # noqa: E402
 from specmusic.embeddings import make_embedder, search_vectors  # noqa: E402
@@ -123,10 +123,7 @@ def main() -> None:
         print(f"# held-out: {best} {held[best]['all'][0]:.3f} vs mfcc {held['mfcc']['all'][0]:.3f} "
               f"({100 * (held[best]['all'][0] - held['mfcc']['all'][0]):+.1f} pt), vs today's "
               f"{held[today]['all'][0]:.3f}")  # fmt: skip
-    print(f"# goal (>= 20 pt above MFCC on test, ahead of today's default on valid): "
-          f"{'met' if gap >= 20 and ahead else 'NOT met'} (test {gap:+.1f} pt; valid ahead: {ahead})")
-    with open("/proc/loadavg") as f:
-        print(f"# loadavg after: {f.read().strip()}; {time.perf_counter() - t0:.0f} s", flush=True)
+    print_goal(gap, ahead, f"; {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from retrieval import DEFAULT_DATA, DEFAULT_WEIGHTS, embed_cached, precision_at_k, read_dataset  # noqa: E402
+from retrieval import DEFAULT_DATA, DEFAULT_WEIGHTS, embed_cached, precision_at_k, print_goal, read_dataset  # noqa: E402
 
 from specmusic.cluster import cluster_embeddings  # noqa: E402
 from specmusic.data import Track  # noqa: E402
@@ -383,10 +383,7 @@ def main() -> None:
               f"valid {100 * (bv - cv):+.1f}, test {100 * (bt - ct):+.1f} pt")  # fmt: skip
     print("# embed's default now (pons-msd-musicnn + --adapt, a space learnt from the library) is measured by "
           "benchmarks/similarity_adapt.py")  # fmt: skip
-    print(f"# goal (>= 20 pt above MFCC on test, ahead of today's default on valid): "
-          f"{'met' if gap >= 20 and ahead else 'NOT met'} (test {gap:+.1f} pt; valid ahead: {ahead})")
-    with open("/proc/loadavg") as f:
-        print(f"# loadavg after: {f.read().strip()}", flush=True)
+    print_goal(gap, ahead)
 
 
 if __name__ == "__main__":
