@@ -38,7 +38,7 @@ import numpy as np
 
 from specmusic.errors import ConfigError, InputError
 
-__all__ = ["COMPONENTS", "GROUPS", "MIN_TRACKS", "REG", "Space", "SpaceStats", "adapt_groups", "library_space",
+__all__ = ["COMPONENTS", "GROUPS", "MIN_TRACKS", "REG", "Space", "SpaceStats", "adapt_groups", "library_space", "space_note",
            "fit_space", "pack_windows", "unpack"]  # fmt: skip
 
 #: Window groups per track: G - 1 contrasts are stored beside the mean.
@@ -220,6 +220,17 @@ def fit_space(stats: SpaceStats | Iterable[np.ndarray], groups: int | None = Non
     scale = np.sqrt(np.clip(np.diag(cov), 0, None))
     scale[~(scale > 1e-12)] = 1.0
     return Space(stats.groups, stats.mean.copy(), np.diag(1.0 / scale), False, stats.n)
+
+
+def space_note(space: Space, learn: bool) -> str | None:
+    """A note for stderr when a library of packed rows could not learn its space (None when it did)."""
+    if not learn or space.adapted:
+        return None
+    if space.n_tracks < MIN_TRACKS:
+        why = f"{space.n_tracks} tracks are too few to learn a similarity space from (it needs {MIN_TRACKS})"
+    else:
+        why = "its tracks hold too few windows to tell within-track from between-track variation"
+    return f"note: {why} — searching z-scored features instead"
 
 
 def library_space(vectors: np.ndarray | SpaceStats, groups: int, *, learn: bool = True) -> Space:
