@@ -195,13 +195,15 @@ def test_embed_default_then_recommend_an_audio_query(tmp_path: Path, genre_tree:
     shutil.copy(source, query)
     out = CliRunner().invoke(app, ["recommend", str(lib), "-q", str(query), "-k", "3", "--json"])
     assert out.exit_code == 0, out.stderr
-    assert "note: 12 tracks are too few to learn a similarity space from (it needs 250)" in out.stderr
+    assert "note: 12 tracks are too few to learn a similarity space from (it needs 32)" in out.stderr
     found = json.loads(out.stdout.splitlines()[0])["neighbors"]
     assert len(found) == 3 and found[0]["id"] == str(source) and found[0]["score"] > 0.999  # the same audio
     again = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-progress"])
     assert again.exit_code == 0 and "0 embedded" in again.stderr, again.stderr  # incremental: same recipe
+    refused = CliRunner().invoke(app, ["embed", str(genre_tree / "low"), "-o", str(lib), "--no-adapt", "--no-progress"])
+    assert refused.exit_code == 1 and "was made by another model (pons-msd-musicnn)" in refused.stderr
     plain = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-adapt", "--no-progress"])
-    assert plain.exit_code == 0 and "12 embedded" in plain.stderr, plain.stderr  # another recipe: all again
+    assert plain.exit_code == 0 and "12 embedded" in plain.stderr, plain.stderr  # every track an input: all again
     assert "adapt" not in read_library(lib).model and read_library(lib).vectors.shape[1] == 200
 
 
@@ -237,8 +239,35 @@ def test_a_folder_caches_its_space_and_bad_rows_are_one_line(tmp_path: Path, mon
 
 
 def test_recommend_with_the_model_named_packs_the_query_like_the_library(tmp_path: Path, genre_tree: Path) -> None:
+    import shutil
+
     lib = tmp_path / "lib.npz"
     assert CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-progress"]).exit_code == 0
-    query = sorted(genre_tree.rglob("*.wav"))[0]
-    out = CliRunner().invoke(app, ["recommend", str(lib), "-q", str(query), "-m", "pons-msd-musicnn", "-k", "2"])
+    source = sorted(genre_tree.rglob("*.wav"))[0]
+    query = tmp_path / "elsewhere" / source.name  # not in the library: embedded with --model
+    query.parent.mkdir()
+    shutil.copy(source, query)
+    out = CliRunner().invoke(app, ["recommend", str(lib), "-q", str(query), "-m", "pons-msd-musicnn", "-k", "2", "--json"])
     assert out.exit_code == 0, out.stderr
+    top = json.loads(out.stdout.splitlines()[0])["neighbors"][0]
+    assert top["id"] == str(source) and top["score"] > 0.999
+    for other in ("mtat-musicnn", "jamendo-fcn+mtat-musicnn", "mfcc"):  # another network: refused, one line
+        bad = CliRunner().invoke(app, ["recommend", str(lib), "-q", str(query), "-m", other])
+        assert bad.exit_code == 1 and "is not the model that made the library (pons-msd-musicnn" in bad.stderr, bad.stderr
+        assert len([line for line in bad.stderr.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_adding_tracks_with_another_model_is_refused_not_dropped(tmp_path: Path, genre_tree: Path) -> None:
+    """A library of the previous default, then `embed NEW -o LIB` with today's: its tracks must not vanish."""
+    lib = tmp_path / "lib.npz"
+    low = genre_tree / "low"
+    assert CliRunner().invoke(app, ["embed", str(low), "-m", "mfcc", "-o", str(lib), "--no-progress"]).exit_code == 0
+    res = CliRunner().invoke(app, ["embed", str(genre_tree / "mid"), "-o", str(lib), "--no-progress"])
+    assert res.exit_code == 1 and "was made by another model (mfcc) — pass -m mfcc" in res.stderr, res.stderr
+    assert len(read_library(lib)) == 4  # untouched
+    ok = CliRunner().invoke(app, ["embed", str(genre_tree / "mid"), "-m", "mfcc", "-o", str(lib), "--no-progress"])
+    assert ok.exit_code == 0 and len(read_library(lib)) == 8
+    one = tmp_path / "one.npz"  # a library of one track: the identical audio scores 1, not 0
+    assert CliRunner().invoke(app, ["embed", str(low / "low.00000.wav"), "-o", str(one), "--no-progress"]).exit_code == 0
+    solo = library_space(read_library(one).vectors, GROUPS)
+    assert not solo.adapted and np.allclose(solo.apply(read_library(one).vectors), unpack(read_library(one).vectors, GROUPS)[0])

@@ -528,7 +528,9 @@ def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, m
     means, contrasts = unpack(vec, GROUPS)
     np.testing.assert_allclose(means[0], per_window.mean(0) / np.linalg.norm(per_window.mean(0)), rtol=1e-5)
     assert np.abs(contrasts).max() > 1e-4  # two tones: the windows differ within the track
-    plain = make_embedder(DEFAULT_EMBEDDING[0])  # the tagger named: its plain mean, no packing
+    named = make_embedder(DEFAULT_EMBEDDING[0])  # the default model named: the same recipe
+    assert named.description["adapt"] == {"groups": GROUPS}
+    plain = make_embedder(DEFAULT_EMBEDDING[0], adapt=False)  # --no-adapt: its plain mean, no packing
     assert "adapt" not in plain.description and plain.embed_file(str(a)).shape == (16,)
     assert "adapt" not in make_embedder(None, pooling="max").description  # another pooling: not packed
     assert make_embedder(str(m2), adapt=True).description["adapt"] == {"groups": GROUPS}

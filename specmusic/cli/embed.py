@@ -61,7 +61,7 @@ def embed_cli(
     adapt: bool = typer.Option(
         None, "--adapt/--no-adapt",
         help="Keep each track's within-track variation so that search learns a similarity space from the "
-        "library itself, without labels (one model; on by default for the default model).",
+        "library itself, without labels (one model; on by default for the default model, pons-msd-musicnn).",
     ),
     layer: Layer = typer.Option(
         None,
@@ -139,6 +139,27 @@ def embed_cli(
             raise typer.Exit(1)
 
 
+def _refuse_another_model(existing: EmbeddingLibrary, embedder, output: str, prune: bool, tracks: list) -> None:
+    """Adding tracks to a library made by another model would drop its tracks that are not among the inputs:
+    refuse, in one line (``--prune`` asks for just the inputs; ``--force`` never reads the library; when
+    every track is among the inputs, all are embedded again with the new model and nothing is lost)."""
+    from specmusic.embeddings.embedders import same_model
+    from specmusic.errors import InputError
+    from specmusic.fileio import display_path
+
+    if prune or not len(existing) or same_model(existing.model, embedder.description):
+        return
+    if set(existing.ids) <= {t.path for t in tracks}:
+        return
+    model = existing.model
+    name = model.get("name") if model.get("kind") != "mfcc" else "mfcc"
+    name = name or model.get("path") or model.get("kind") or "another model"
+    raise InputError(
+        f"{display_path(output)} was made by another model ({name}) — pass -m {name} to add tracks to it, "
+        "or --force to embed these tracks into it anew with this model (its other tracks are dropped)"
+    )
+
+
 def _embed_single(
     tracks: list, embedder, output: str | None, fmt: str, *, n_failed: int, prune: bool, force: bool,
     progress: bool | None, jobs: int, cluster: str | None,
@@ -156,6 +177,7 @@ def _embed_single(
     existing = None
     if to_file and os.path.exists(output) and not force:  # type: ignore[arg-type]
         existing = read_library(output)  # type: ignore[arg-type]
+        _refuse_another_model(existing, embedder, output, prune, tracks)  # type: ignore[arg-type]
     journal, stream = None, None
     if to_file:
         assert output is not None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -110,7 +111,6 @@ def recommend_cli(
 
     Example: specmusic recommend library.npz --query rock/song.mp3 --top 10 --json
     """
-    from specmusic.embeddings import make_embedder
     from specmusic.errors import InputError
     from specmusic.fileio import json_line
     from specmusic.index import IndexConfig
@@ -141,12 +141,7 @@ def recommend_cli(
                     "note: this library keeps no tags (MFCC, or embedded before tags were kept) — --explain names "
                     "shared tags for libraries embedded with a tagger (the default) or a model.onnx"
                 )
-        embedder = None
-        if model:  # a library of packed rows (adapt) needs its queries packed the same way
-            from specmusic.embeddings.adapt import adapt_groups
-
-            packed = bool(adapt_groups(rec.model)) and model.lower() != "mfcc"
-            embedder = make_embedder(model, adapt=True if packed else None)
+        embedder = _query_embedder(model, rec.model) if model else None
         failed: list[str] = []
 
         def report(line: str) -> None:
@@ -247,6 +242,27 @@ def _sharded_recommender(
         )
         ann = "exact"
     return ShardedRecommender(source, standardize=standardize, ann=ann, build=save_index, nprobe=nprobe, on_note=err)
+
+
+def _query_embedder(model: str, library_model: dict) -> Any:
+    """``--model`` for audio queries. A library of packed rows (adapt) maps queries through a space learnt
+    from its own model's features: another model's would land in it unnoticed (same size), so refuse."""
+    from specmusic.embeddings import make_embedder
+    from specmusic.embeddings.adapt import adapt_groups
+    from specmusic.embeddings.embedders import same_model
+    from specmusic.errors import InputError
+
+    if not adapt_groups(library_model):
+        return make_embedder(model)
+    name = library_model.get("name") or library_model.get("path")
+    plain = model.lower() == "mfcc" or ("+" in model and not os.path.exists(model))
+    embedder = None if plain else make_embedder(model, adapt=True)
+    if embedder is None or not same_model(library_model, embedder.description):
+        raise InputError(
+            f"--model {model} is not the model that made the library ({name}, with --adapt) — leave out --model: "
+            "queries are embedded with the library's own recipe"
+        )
+    return embedder
 
 
 def _library_recommender(source: str, standardize: bool | None, config: IndexConfig, save_index: bool) -> Recommender:

@@ -48,7 +48,7 @@ COMPONENTS = 16
 #: Ridge on the within-track covariance, relative to its mean eigenvalue.
 REG = 0.1
 #: Libraries smaller than this are searched on z-scored track means instead.
-MIN_TRACKS = 250
+MIN_TRACKS = 32  # benchmarks/adapt_library_size.py
 #: Bumped when the packing or the fit changes (caches of spaces and indexes record it).
 VERSION = 1
 
@@ -209,9 +209,11 @@ def fit_space(stats: SpaceStats | Iterable[np.ndarray], groups: int | None = Non
     if stats.mean is None or stats.between is None or stats.within is None or stats.n == 0:
         raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
     d = len(stats.mean)
+    if stats.n < 2:  # one track: nothing to learn or z-score (it would be centred to zero)
+        return Space(stats.groups, np.zeros(d), np.eye(d), False, stats.n)
     cov = stats.between / stats.n
     k = min(components, d, stats.n - 1)
-    if stats.n >= min_tracks and stats.n_contrasts > d and k >= 1:
+    if stats.n >= min_tracks and stats.n_contrasts >= 2 and k >= 1:  # the ridge makes S_within invertible
         within = stats.within / stats.n_contrasts
         ridge = reg * max(float(np.trace(within)) / d, 1e-12)
         values, vectors = eigh(cov, within + ridge * np.eye(d))

@@ -375,7 +375,8 @@ def make_embedder(
     windows : ONNX models: evenly spread windows analysed per track at most (None: all)
     pooling : ONNX models: ``mean`` (default) | ``meanstd`` | ``max`` over the windows (:func:`pool_windows`)
     adapt : one ONNX model: store packed rows so that search learns a space from the library
-        (:mod:`specmusic.embeddings.adapt`); default (None): on for the default model only
+        (:mod:`specmusic.embeddings.adapt`); default (None): on for the default model (named or
+        not) with the default layer and pooling, off otherwise
 
     Raises
     ------
@@ -391,8 +392,8 @@ def make_embedder(
             raise ConfigError("--adapt applies to ONNX models; MFCC statistics have no windows")
         return MfccEmbedder(duration=duration)
     opts = {"weights": weights, "progress": progress, "layer": layer, "windows": windows, "pooling": pooling or DEFAULT_POOLING}
-    if model is None and adapt is None:
-        adapt = layer in (None, "embedding") and pooling in (None, DEFAULT_POOLING)
+    if adapt is None and (model is None or model.removeprefix("pretrained:") == DEFAULT_EMBEDDING[0]):
+        adapt = layer in (None, "embedding") and pooling in (None, DEFAULT_POOLING)  # the default recipe
     if adapt:
         from specmusic.embeddings.adapt import GROUPS
 

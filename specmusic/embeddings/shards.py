@@ -328,8 +328,11 @@ def shard_space(
                 return Space(groups, z["center"], z["matrix"], bool(z["adapted"]), int(z["n"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         pass
+    from specmusic.index import _check_finite
+
     stats = SpaceStats(groups)
-    for _, _, lib in _iter_live(folder, index, cat):
+    for p, _, lib in _iter_live(folder, index, cat):
+        _check_finite(lib.vectors, display_path(folder / index["parts"][p]["name"]), lib.ids)
         stats.add(lib.vectors)
     space = library_space(stats, groups)
     try:
