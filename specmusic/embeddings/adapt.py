@@ -30,7 +30,7 @@ z-scored, and :attr:`Space.adapted` says which one was used.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from specmusic.errors import ConfigError, InputError
 
-__all__ = ["COMPONENTS", "GROUPS", "MIN_TRACKS", "REG", "Space", "SpaceStats", "adapt_groups", "library_space", "space_note",
+__all__ = ["COMPONENTS", "GROUPS", "MIN_TRACKS", "REG", "Space", "SpaceStats", "adapt_groups", "library_space", "note_fallback",
            "fit_space", "pack_windows", "unpack"]  # fmt: skip
 
 #: Window groups per track: G - 1 contrasts are stored beside the mean.
@@ -168,6 +168,11 @@ class Space:
     adapted: bool
     n_tracks: int
 
+    @classmethod
+    def plain(cls, groups: int, d: int, n_tracks: int) -> Space:
+        """The track means as they are (``--no-standardize``, or a one-track library)."""
+        return cls(groups, np.zeros(d), np.eye(d), False, n_tracks)
+
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1])
@@ -183,14 +188,10 @@ class Space:
         return f"adapt-v{VERSION}-{self.groups}-{kind}-{self.dim}-c{COMPONENTS}-r{REG}-m{MIN_TRACKS}"
 
 
-def fit_space(stats: SpaceStats | Iterable[np.ndarray], groups: int | None = None, *,
-              components: int = COMPONENTS, reg: float = REG, min_tracks: int = MIN_TRACKS) -> Space:  # fmt: skip
-    """The search space of a library: learnt (module docstring) from at least ``min_tracks`` tracks,
-    else z-scored means.
-
-    Parameters
-    ----------
-    stats : a filled :class:`SpaceStats`, or batches of packed rows (then ``groups`` is needed)
+def fit_space(stats: SpaceStats, *, components: int = COMPONENTS, reg: float = REG,
+              min_tracks: int = MIN_TRACKS) -> Space:  # fmt: skip
+    """The search space of a library (a filled :class:`SpaceStats`): learnt (module docstring) from
+    at least ``min_tracks`` tracks, else z-scored means.
 
     Raises
     ------
@@ -199,18 +200,9 @@ def fit_space(stats: SpaceStats | Iterable[np.ndarray], groups: int | None = Non
     """
     from scipy.linalg import eigh
 
-    if not isinstance(stats, SpaceStats):
-        if groups is None:
-            raise ConfigError("fit_space needs groups= when given rows")
-        acc = SpaceStats(groups)
-        for batch in stats:
-            acc.add(batch)
-        stats = acc
-    if stats.mean is None or stats.between is None or stats.within is None or stats.n == 0:
-        raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
-    d = len(stats.mean)
+    d = _require_tracks(stats)
     if stats.n < 2:  # one track: nothing to learn or z-score (it would be centred to zero)
-        return Space(stats.groups, np.zeros(d), np.eye(d), False, stats.n)
+        return Space.plain(stats.groups, d, stats.n)
     cov = stats.between / stats.n
     k = min(components, d, stats.n - 1)
     if stats.n >= min_tracks and stats.n_contrasts >= 2 and k >= 1:  # the ridge makes S_within invertible
@@ -224,15 +216,22 @@ def fit_space(stats: SpaceStats | Iterable[np.ndarray], groups: int | None = Non
     return Space(stats.groups, stats.mean.copy(), np.diag(1.0 / scale), False, stats.n)
 
 
-def space_note(space: Space, learn: bool) -> str | None:
-    """A note for stderr when a library of packed rows could not learn its space (None when it did)."""
-    if not learn or space.adapted:
-        return None
+def note_fallback(space: Space, learn: bool, on_note: Callable[[str], None] | None) -> None:
+    """Tell ``on_note`` when a library of packed rows could not learn its space (nothing when it did)."""
+    if on_note is None or not learn or space.adapted:
+        return
     if space.n_tracks < MIN_TRACKS:
         why = f"{space.n_tracks} tracks are too few to learn a similarity space from (it needs {MIN_TRACKS})"
     else:
         why = "its tracks hold too few windows to tell within-track from between-track variation"
-    return f"note: {why} — searching z-scored features instead"
+    on_note(f"note: {why} — searching z-scored features instead")
+
+
+def _require_tracks(stats: SpaceStats) -> int:
+    """The feature dimension of a non-empty library's statistics."""
+    if stats.mean is None or stats.n == 0:
+        raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
+    return len(stats.mean)
 
 
 def library_space(vectors: np.ndarray | SpaceStats, groups: int, *, learn: bool = True) -> Space:
@@ -242,7 +241,4 @@ def library_space(vectors: np.ndarray | SpaceStats, groups: int, *, learn: bool 
     stats = vectors if isinstance(vectors, SpaceStats) else SpaceStats(groups).add(vectors)
     if learn:
         return fit_space(stats)
-    if stats.mean is None:
-        raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
-    d = len(stats.mean)
-    return Space(groups, np.zeros(d), np.eye(d), False, stats.n)
+    return Space.plain(groups, _require_tracks(stats), stats.n)

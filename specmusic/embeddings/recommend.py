@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from specmusic.embeddings.adapt import Space, adapt_groups, library_space, note_fallback
 from specmusic.embeddings.embedders import Embedder, embedder_from_description
 from specmusic.embeddings.explain import explain_columns, explain_tags, folder_of
 from specmusic.embeddings.library import EmbeddingLibrary, Tags
 from specmusic.embeddings.tabular import TabularSource
 from specmusic.errors import InputError
-from specmusic.embeddings.adapt import Space, adapt_groups, library_space, space_note
 from specmusic.fileio import display_path
 from specmusic.index import _check_finite, build_index, l2_normalize, standardize_columns
 
@@ -119,10 +119,8 @@ class Recommender:
         _check_finite(base, "the library", ids)
         groups = adapt_groups(model)
         self.space: Space | None = library_space(base, groups, learn=standardize) if groups else None
-        note = space_note(self.space, standardize) if self.space is not None else None
-        if note and on_note is not None:
-            on_note(note)
         if self.space is not None:
+            note_fallback(self.space, standardize, on_note)
             self.z, self.mean, self.scale = self.space.apply(base), None, None
         elif standardize:
             self.z, self.mean, self.scale = standardize_columns(base)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.embeddings.adapt import adapt_groups, space_note
+from specmusic.embeddings.adapt import adapt_groups, note_fallback
 from specmusic.embeddings.embedders import Embedder, embedder_from_description
 from specmusic.embeddings.explain import folder_of
 from specmusic.embeddings.library import EmbeddingLibrary, Tags
@@ -99,9 +99,8 @@ class ShardedRecommender:
             shard_space(self.folder, groups, learn=self.standardize, catalog=(self.index, self.cat), on_note=on_note)
             if groups else None
         )  # fmt: skip
-        note = space_note(self.space, self.standardize) if self.space is not None else None
-        if note and on_note is not None:
-            on_note(note)
+        if self.space is not None:
+            note_fallback(self.space, self.standardize, on_note)
         self.mean, self.scale = (
             shard_statistics(self.folder, on_note=on_note, catalog=(self.index, self.cat))[1:]
             if self.standardize and not groups else (None, None)

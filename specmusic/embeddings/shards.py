@@ -317,8 +317,7 @@ def shard_space(
     if not len(cat):
         raise InputError(f"{display_path(folder)}: the library is empty — embed some tracks first")
     if not learn:
-        d = int(index.get("dim") or 0) // groups
-        return Space(groups, np.zeros(d), np.eye(d), False, len(cat))
+        return Space.plain(groups, int(index.get("dim") or 0) // groups, len(cat))
     fingerprint = index.get("fingerprint") or _fingerprint(index["parts"], index["removed"])
     key = f"{fingerprint}:v{VERSION}:g{groups}:c{COMPONENTS}:r{REG}:m{MIN_TRACKS}"
     cache = folder / SPACE_NAME
