@@ -212,17 +212,9 @@ class Recommender:
         row = self.find_id(query)
         if row is not None:
             return _checked(_Query(query, self.z[row], row, self.tags[row], list(self.warnings[row])))
-        from specmusic.audio import AUDIO_EXTENSIONS
-
-        path = next((p for p in dict.fromkeys((query, _as_os_text(query))) if os.path.isfile(p)), None)
-        if self.columns is None and path is not None and Path(path).suffix.lower() in AUDIO_EXTENSIONS:
-            if embedder is None:
-                if self._embedder is None:
-                    self._embedder = embedder_from_description(self.model)
-                embedder = self._embedder
-            warnings: list[str] = []
-            vec, tags = embedder.embed_file_tagged(path, warnings=warnings)
-            return _checked(_Query(query, self._query_vector(vec), None, tags, warnings))
+        found = audio_query(self, query, embedder, self._query_vector) if self.columns is None else None
+        if found is not None:
+            return found
         hint = "one of the CSV's --id values" if self.columns is not None else "a path in the library or an audio file"
         raise InputError(f"unknown query {display_path(query)!r} — give {hint}")
 
@@ -404,6 +396,30 @@ class IdLookup:
                 "…) — give more of the path"
             )
         return matches[0] if matches else None
+
+
+def audio_query(owner: Any, query: str, embedder: Embedder | None, to_space: Callable[[np.ndarray], np.ndarray]) -> _Query | None:
+    """``query`` as an audio file that is not in the library, or None when it names none: embedded with
+    ``embedder`` or else the library's own recipe (built once and kept on ``owner._embedder``, from
+    ``owner.model``), its vector mapped into the search space by ``to_space``.
+
+    Raises
+    ------
+    InputError
+        The audio is silent (:func:`_checked`), or the embedding fails.
+    """
+    from specmusic.audio import AUDIO_EXTENSIONS
+
+    path = next((p for p in dict.fromkeys((query, _as_os_text(query))) if os.path.isfile(p)), None)
+    if path is None or Path(path).suffix.lower() not in AUDIO_EXTENSIONS:
+        return None
+    if embedder is None:
+        if owner._embedder is None:
+            owner._embedder = embedder_from_description(owner.model)
+        embedder = owner._embedder
+    warnings: list[str] = []
+    vec, tags = embedder.embed_file_tagged(path, warnings=warnings)
+    return _checked(_Query(query, to_space(vec), None, tags, warnings))
 
 
 def query_space(

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from specmusic.embeddings.adapt import adapt_groups, note_fallback
-from specmusic.embeddings.embedders import Embedder, embedder_from_description
+from specmusic.embeddings.embedders import Embedder
 from specmusic.embeddings.explain import folder_of
 from specmusic.embeddings.library import EmbeddingLibrary, Tags
-from specmusic.embeddings.recommend import GROUP_KEYS, IdLookup, _as_os_text, _checked, _Query, explain_match, query_space
+from specmusic.embeddings.recommend import GROUP_KEYS, IdLookup, _checked, _Query, audio_query, explain_match, query_space
 from specmusic.embeddings.shard_index import ShardIndex, build_shard_index
 from specmusic.embeddings.shards import load_part, read_catalog, read_index, shard_space, shard_statistics
 from specmusic.errors import InputError
@@ -213,17 +213,9 @@ class ShardedRecommender:
         if i is not None:
             row = self._info[self._where(i)]
             return _checked(_Query(query, row.z, i, row.tags, list(row.warnings)))
-        from specmusic.audio import AUDIO_EXTENSIONS
-
-        path = next((p for p in dict.fromkeys((query, _as_os_text(query))) if os.path.isfile(p)), None)
-        if path is not None and Path(path).suffix.lower() in AUDIO_EXTENSIONS:
-            if embedder is None:
-                if self._embedder is None:
-                    self._embedder = embedder_from_description(self.model)
-                embedder = self._embedder
-            warnings: list[str] = []
-            vec, tags = embedder.embed_file_tagged(path, warnings=warnings)
-            return _checked(_Query(query, query_space(vec, self.dim, self.mean, self.scale, self.space), None, tags, warnings))
+        found = audio_query(self, query, embedder, lambda v: query_space(v, self.dim, self.mean, self.scale, self.space))
+        if found is not None:
+            return found
         raise InputError(f"unknown query {display_path(query)!r} — give a path in the library or an audio file")
 
     def _query_value(self, q: _Query, key: str) -> str | None:
