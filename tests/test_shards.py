@@ -263,6 +263,14 @@ def test_embed_into_a_folder_then_recommend_and_map_as_from_the_npz(tmp_path, ge
     assert a.exit_code == 0 and b.exit_code == 0, b.stderr
     na, nb = json.loads(a.stdout)["neighbors"], json.loads(b.stdout)["neighbors"]
     assert [n["id"] for n in na] == [n["id"] for n in nb] and np.allclose([n["score"] for n in na], [n["score"] for n in nb], atol=2e-6)
+    query = tmp_path / "elsewhere.wav"  # an audio query not in the library: embedded with the library's recipe
+    shutil.copy(genre_tree / "mid" / "mid.00001.wav", query)
+    a = _run("recommend", str(npz), "-q", str(query), "-k", "5", "--json")
+    b = _run("recommend", lib, "-q", str(query), "-k", "5", "--json")
+    assert a.exit_code == 0 and b.exit_code == 0, b.stderr
+    na, nb = json.loads(a.stdout)["neighbors"], json.loads(b.stdout)["neighbors"]
+    assert na[0]["id"].endswith("mid/mid.00001.wav") and na[0]["score"] > 0.999
+    assert [n["id"] for n in na] == [n["id"] for n in nb] and np.allclose([n["score"] for n in na], [n["score"] for n in nb], atol=2e-6)
 
 
 def test_an_unchanged_file_with_a_new_label_is_relabelled_not_reembedded(tmp_path, genre_tree):
