@@ -143,7 +143,7 @@ def _refuse_another_model(existing: EmbeddingLibrary, embedder, output: str, pru
     """Adding tracks to a library made by another model would drop its tracks that are not among the inputs:
     refuse, in one line (``--prune`` asks for just the inputs; ``--force`` never reads the library; when
     every track is among the inputs, all are embedded again with the new model and nothing is lost)."""
-    from specmusic.embeddings.embedders import same_model
+    from specmusic.embeddings.embedders import model_label, same_model
     from specmusic.errors import InputError
     from specmusic.fileio import display_path
 
@@ -151,9 +151,7 @@ def _refuse_another_model(existing: EmbeddingLibrary, embedder, output: str, pru
         return
     if set(existing.ids) <= {t.path for t in tracks}:
         return
-    model = existing.model
-    name = model.get("name") if model.get("kind") != "mfcc" else "mfcc"
-    name = name or model.get("path") or model.get("kind") or "another model"
+    name = model_label(existing.model)
     raise InputError(
         f"{display_path(output)} was made by another model ({name}) — pass -m {name} to add tracks to it, "
         "or --force to embed these tracks into it anew with this model (its other tracks are dropped)"

@@ -249,12 +249,12 @@ def _query_embedder(model: str, library_model: dict) -> Any:
     from its own model's features: another model's would land in it unnoticed (same size), so refuse."""
     from specmusic.embeddings import make_embedder
     from specmusic.embeddings.adapt import adapt_groups
-    from specmusic.embeddings.embedders import same_model
+    from specmusic.embeddings.embedders import model_label, same_model
     from specmusic.errors import InputError
 
     if not adapt_groups(library_model):
         return make_embedder(model)
-    name = library_model.get("name") or library_model.get("path")
+    name = model_label(library_model)
     plain = model.lower() == "mfcc" or ("+" in model and not os.path.exists(model))
     embedder = None if plain else make_embedder(model, adapt=True)
     if embedder is None or not same_model(library_model, embedder.description):

@@ -58,6 +58,7 @@ __all__ = [
     "mfcc_statistics",
     "pool_windows",
     "concat_blocks",
+    "model_label",
     "same_model",
     "top_tags",
 ]
@@ -483,6 +484,13 @@ def _onnx_from_description(model: dict[str, Any], threads: int | None = None) ->
     if model.get("name"):
         emb.description["name"] = model["name"]
     return emb
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """A library's model as a user names it to ``--model``: ``mfcc``, a tagger's name (or ``A+B``), a model file."""
+    if model.get("kind") == "mfcc":
+        return "mfcc"
+    return str(model.get("name") or model.get("path") or model.get("kind") or "another model")
 
 
 def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:

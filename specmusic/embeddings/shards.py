@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.embeddings.embedders import same_model
+from specmusic.embeddings.embedders import model_label, same_model
 from specmusic.embeddings.library import EmbeddingLibrary, Tags, _library_from_npz, concat_libraries, save_library
 from specmusic.errors import InputError
 from specmusic.fileio import HAS_FLOCK, display_path, lock_fd, numpy_load_reason, save_npz_atomic, write_json_atomic
@@ -525,7 +525,7 @@ class ShardedLibraryWriter:
             _adopt(path, index, on_note)
             if index["model"] and not same_model(index["model"], model):
                 # Refused rather than discarded: a mistyped --model must not wipe a library of millions.
-                made_by = index["model"].get("name") or index["model"].get("kind") or "another model"
+                made_by = model_label(index["model"])
                 raise InputError(
                     f"{display_path(path)} was made by another model ({made_by}, or other settings) — give --force "
                     "to replace it, or another -o"
