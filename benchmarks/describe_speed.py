@@ -41,34 +41,18 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 SR = 22050
 LABELS = [f"l{i}" for i in range(10)]
 VARIANTS = ("exact", "gain", "resampled", "mp3", "ogg", "shifted", "part")
 
-
-def melody(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
-    """Seeded synthetic music: random harmonic notes with decays and noise hits."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    y = np.zeros(n)
-    t0 = 0
-    while t0 < n:
-        dur = int(rng.uniform(0.12, 0.45) * sr)
-        f0 = 110.0 * 2 ** (rng.integers(0, 36) / 12)
-        t = np.arange(min(dur, n - t0)) / sr
-        note = sum(rng.uniform(0.2, 1.0) / (h + 1) * np.sin(2 * np.pi * f0 * (h + 1) * t) for h in range(4))
-        y[t0 : t0 + len(t)] += 0.25 * np.exp(-t * rng.uniform(2, 8)) * note
-        if rng.random() < 0.4:
-            k = min(int(0.05 * sr), n - t0)
-            y[t0 : t0 + k] += 0.2 * rng.standard_normal(k) * np.exp(-np.arange(k) / (0.01 * sr))
-        t0 += dur
-    return (y * rng.uniform(0.3, 1.0)).astype(np.float32)
+from tests.conftest import melody  # noqa: E402  (seeded synthetic music, shared with tests/test_describe.py)
 
 
 def _write_distinct(job: tuple[str, int, float]) -> None:
     path, seed, seconds = job
-    sf.write(path, melody(seconds, seed), SR, subtype="PCM_16")
+    sf.write(path, melody(seconds, seed, level_jitter=True), SR, subtype="PCM_16")
 
 
 def _real_sources(seconds: float) -> list[tuple[np.ndarray, int]]:
@@ -91,7 +75,7 @@ def _write_family(job: tuple[str, int, int, list[str], object]) -> list[tuple[st
 
     folder, family, seed, variants, real = job
     if real is None:
-        y, sr = melody(30.0, seed), SR
+        y, sr = melody(30.0, seed, level_jitter=True), SR
     else:
         y, sr = real  # type: ignore[misc]
     rows = []

@@ -32,6 +32,28 @@ def tone(freq: float, seconds: float = 1.0, sr: int = 22050, seed: int = 0, amp:
     return (y + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
+def melody(seconds: float = 10.0, seed: int = 0, sr: int = 22050, *, level_jitter: bool = False) -> np.ndarray:
+    """Seeded synthetic music: random harmonic notes with decays and noise hits (every seed a different
+    piece); ``level_jitter``: the whole piece at a random level between 0.3 and 1 (benchmarks/describe_speed.py)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    y = np.zeros(n)
+    t0 = 0
+    while t0 < n:
+        dur = int(rng.uniform(0.12, 0.45) * sr)
+        f0 = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+        t = np.arange(min(dur, n - t0)) / sr
+        note = sum(rng.uniform(0.2, 1.0) / (h + 1) * np.sin(2 * np.pi * f0 * (h + 1) * t) for h in range(4))
+        y[t0 : t0 + len(t)] += 0.25 * np.exp(-t * rng.uniform(2, 8)) * note
+        if rng.random() < 0.4:
+            k = min(int(0.05 * sr), n - t0)
+            y[t0 : t0 + k] += 0.2 * rng.standard_normal(k) * np.exp(-np.arange(k) / (0.01 * sr))
+        t0 += dur
+    if level_jitter:
+        y *= rng.uniform(0.3, 1.0)
+    return y.astype(np.float32)
+
+
 def write(path: Path, y: np.ndarray, sr: int = 22050, **kw) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(os.fsencode(path), y.T if y.ndim == 2 else y, sr, **kw)

@@ -21,7 +21,7 @@ from specmusic.describe import (
     k_weighting,
 )
 from specmusic.errors import InputError
-from tests.conftest import write
+from tests.conftest import melody, write
 
 SR = 22050
 
@@ -33,25 +33,6 @@ def run(*args: object, input: str | None = None):
 def sine(db: float, seconds: float, sr: int = 48000, freq: float = 1000.0) -> np.ndarray:
     t = np.arange(int(round(seconds * sr))) / sr
     return 10 ** (db / 20) * np.sin(2 * np.pi * freq * t)
-
-
-def melody(seconds: float = 10.0, sr: int = SR, seed: int = 0) -> np.ndarray:
-    """Seeded 'music': random harmonic notes with decays and noise hits (every seed a different piece)."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    y = np.zeros(n)
-    t0 = 0
-    while t0 < n:
-        dur = int(rng.uniform(0.12, 0.45) * sr)
-        f0 = 110.0 * 2 ** (rng.integers(0, 36) / 12)
-        t = np.arange(min(dur, n - t0)) / sr
-        note = sum(rng.uniform(0.2, 1.0) / (h + 1) * np.sin(2 * np.pi * f0 * (h + 1) * t) for h in range(4))
-        y[t0 : t0 + len(t)] += 0.25 * np.exp(-t * rng.uniform(2, 8)) * note
-        if rng.random() < 0.4:
-            k = min(int(0.05 * SR), n - t0)
-            y[t0 : t0 + k] += 0.2 * rng.standard_normal(k) * np.exp(-np.arange(k) / (0.01 * sr))
-        t0 += dur
-    return y.astype(np.float32)
 
 
 # -- loudness (ITU-R BS.1770-4; EBU Tech 3341 test signals) --------------------------------------------
