@@ -49,12 +49,11 @@ def classify_cli(
         paths = expand_stdin(inputs)
         if not paths:
             raise InputError("no input — give audio files or folders, or '-' for paths on stdin")
-        if model is None or not model.exists():  # a pretrained tagger: bundled, or converted once and cached
-            from specmusic.models.pretrained import DEFAULT_TAGGER, PONS_MODELS, TAGGERS, ensure_model
+        from specmusic.models.pretrained import DEFAULT_TAGGER
+        from specmusic.models.resolve import resolve_model
 
-            if model is None or str(model) in TAGGERS or str(model) in PONS_MODELS:
-                model = ensure_model(str(model or DEFAULT_TAGGER), weights=weights, progress=progress)
-        loaded = load_model(model, threads=1 if jobs > 1 or cluster else None)
+        ref = resolve_model(str(model or DEFAULT_TAGGER), allow=("named", "file"))  # a tagger: bundled, or converted once
+        loaded = load_model(ref.ensure_path(weights=weights, progress=progress), threads=1 if jobs > 1 or cluster else None)
         tracks, failures = discover_tracks(paths, labels_from_folders=False, extensions=AUDIO_EXTENSIONS | {".npz"})
         for f in failures:
             err(f"Error: {f.message}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -254,8 +253,10 @@ def _query_embedder(model: str, library_model: dict) -> Any:
 
     if not adapt_groups(library_model):
         return make_embedder(model)
+    from specmusic.models.resolve import resolve_model
+
     name = model_label(library_model)
-    plain = model.lower() == "mfcc" or ("+" in model and not os.path.exists(model))
+    plain = resolve_model(model).kind in ("mfcc", "joined")
     embedder = None if plain else make_embedder(model, adapt=True)
     if embedder is None or not same_model(library_model, embedder.description):
         raise InputError(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from specmusic.errors import ConfigError, ModelError
 from specmusic.features import FeatureConfig
 from specmusic.fileio import display_path, sha256_file
 from specmusic.inference import DEFAULT_WINDOWS
+
+if TYPE_CHECKING:
+    from specmusic.models.resolve import ModelRef
 
 __all__ = [
     "LAYERS",
@@ -386,59 +389,45 @@ def make_embedder(
     ConfigError
         An unknown layer or pooling, or a pooling other than ``mean`` for MFCC statistics.
     """
-    if model is not None and model.lower() == "mfcc":
+    from specmusic.models.resolve import resolve_model
+
+    ref = resolve_model(model) if model is not None else None
+    if ref is not None and ref.kind == "mfcc":
         if pooling not in (None, DEFAULT_POOLING):
             raise ConfigError("--pooling applies to ONNX models; MFCC statistics are already mean and std over time")
         if adapt:
             raise ConfigError("--adapt applies to ONNX models; MFCC statistics have no windows")
         return MfccEmbedder(duration=duration)
     opts = {"weights": weights, "progress": progress, "layer": layer, "windows": windows, "pooling": pooling or DEFAULT_POOLING}
-    if adapt is None and (model is None or model.removeprefix("pretrained:") == DEFAULT_EMBEDDING[0]):
+    if adapt is None and (ref is None or ref.name == DEFAULT_EMBEDDING[0]):
         adapt = layer in (None, "embedding") and pooling in (None, DEFAULT_POOLING)  # the default recipe
+    if ref is None:
+        ref = resolve_model("+".join(DEFAULT_EMBEDDING))
     if adapt:
         from specmusic.embeddings.adapt import GROUPS
 
-        if model is not None and "+" in model and not os.path.exists(model):
+        if ref.kind == "joined":
             raise ConfigError("--adapt takes one model, not a concatenation — name one model, or pass --no-adapt")
-        return _onnx_embedder(model or DEFAULT_EMBEDDING[0], **opts, adapt=GROUPS)  # type: ignore[arg-type]
-    if model is None:
-        if len(DEFAULT_EMBEDDING) == 1:
-            return _onnx_embedder(DEFAULT_EMBEDDING[0], **opts)  # type: ignore[arg-type]
-        return ConcatEmbedder([_onnx_embedder(n, **opts) for n in DEFAULT_EMBEDDING])  # type: ignore[arg-type]
-    if "+" in model and not os.path.exists(model):
-        names = [part.strip() for part in model.split("+")]
-        if not all(names):
-            raise ModelError(f"--model {model!r} has an empty part — join model names with '+', e.g. jamendo-fcn+mtat-musicnn")
-        return ConcatEmbedder([_onnx_embedder(n, **opts) for n in names])  # type: ignore[arg-type]
-    return _onnx_embedder(model, **opts)  # type: ignore[arg-type]
+        return _onnx_embedder(ref, **opts, adapt=GROUPS)  # type: ignore[arg-type]
+    if ref.kind == "joined":
+        return ConcatEmbedder([_onnx_embedder(m, **opts) for m in ref.members])  # type: ignore[arg-type]
+    return _onnx_embedder(ref, **opts)  # type: ignore[arg-type]
 
 
 def _onnx_embedder(
-    model: str, *, weights: str | None, progress: bool | None, layer: str | None, windows: int | None, pooling: str,
+    ref: ModelRef, *, weights: str | None, progress: bool | None, layer: str | None, windows: int | None, pooling: str,
     adapt: int = 0,
 ) -> OnnxEmbedder:
-    """One ONNX model: a pretrained tagger's name (``pretrained:NAME`` too) or a ``.onnx`` path."""
-    name = model.removeprefix("pretrained:")
-    if not name.lower().endswith(".onnx") and not os.path.exists(name):
-        try:
-            from specmusic.models import pretrained
-        except ImportError:
-            raise ModelError(
-                "pretrained taggers are not available in this build — pass --model mfcc or --model model.onnx"
-            ) from None
-        if name not in pretrained.TAGGERS and name not in pretrained.PONS_MODELS:
-            raise ModelError(
-                f"{name!r} is neither a model file nor a pretrained tagger — use a model.onnx path, 'mfcc', "
-                f"or one of {', '.join(pretrained.TAGGERS)} (several joined by '+')"
-            )
-        path = pretrained.ensure_model(name, weights=weights, progress=progress)
+    """One ONNX model: a pretrained network (by name) or a ``.onnx`` file."""
+    path = ref.ensure_path(weights=weights, progress=progress)
+    if ref.kind == "named":
         emb = OnnxEmbedder(
             path, kind="pretrained", layer=layer or DEFAULT_LAYER["pretrained"], windows=windows, pooling=pooling,
             adapt=adapt,
         )  # fmt: skip
-        emb.description["name"] = name
+        emb.description["name"] = ref.name
         return emb
-    return OnnxEmbedder(name, layer=layer or DEFAULT_LAYER["onnx"], windows=windows, pooling=pooling, adapt=adapt)
+    return OnnxEmbedder(path, layer=layer or DEFAULT_LAYER["onnx"], windows=windows, pooling=pooling, adapt=adapt)
 
 
 def embedder_from_description(model: dict[str, Any], *, threads: int | None = None) -> Embedder:
