@@ -49,7 +49,7 @@ def classify_cli(
         paths = expand_stdin(inputs)
         if not paths:
             raise InputError("no input — give audio files or folders, or '-' for paths on stdin")
-        from specmusic.models.pretrained import DEFAULT_TAGGER
+        from specmusic.models.zoo.registry import DEFAULT_TAGGER
         from specmusic.models.resolve import resolve_model
 
         ref = resolve_model(str(model or DEFAULT_TAGGER), allow=("named", "file"))  # a tagger: bundled, or converted once
