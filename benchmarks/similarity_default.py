@@ -149,7 +149,7 @@ def extract_windows(tracks: list[Track], taggers: list[str], weights: str | None
             for name in names:
                 m = models[name]
                 chunks = chunk_features(spec, m.chunk_frames, m.chunk_hop_frames)
-                logits, emb, *more = inference._run_outputs(m, chunks, ["logits", "embedding", *extras[name]])
+                logits, emb, *more = inference.run_outputs(m, chunks, ["logits", "embedding", *extras[name]])
                 stored[name][t.path] = [emb, logits, *more]
         if (k + 1) % 25 == 0 or k + 1 == len(todo):
             print(f"# windows: {k + 1}/{len(todo)} clips ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)

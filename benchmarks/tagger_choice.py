@@ -47,7 +47,7 @@ from specmusic import fileio  # noqa: E402
 from specmusic.models import zoo  # noqa: E402
 from specmusic.models.zoo.convert import tagger_metadata  # noqa: E402
 from specmusic.features import compute_features_file  # noqa: E402
-from specmusic.inference import _predict_spec, load_model  # noqa: E402
+from specmusic.inference import load_model, predict_track  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -164,7 +164,7 @@ def main() -> None:
         net_s = 0.0
         for path in gtzan:
             t0 = time.perf_counter()
-            probs = _predict_spec(model, feats[path])
+            probs = predict_track(model, feats[path], windows=None)
             net_s += time.perf_counter() - t0
             genre = path.parent.name
             scores = {g: best(probs, labels, tags) for g, tags in GENRE_TAGS.items()}
@@ -174,7 +174,7 @@ def main() -> None:
             shows.append(f"{name:<16} {genre:<28} {', '.join(labels[i] for i in np.argsort(-probs)[:5])}")
         cc_hits = cc_n = sanity = 0
         for path in cc:
-            probs = _predict_spec(model, feats[path])
+            probs = predict_track(model, feats[path], windows=None)
             top5 = {labels[i].lower() for i in np.argsort(-probs)[:5]}
             shows.append(f"{name:<16} {path.name[:28]:<28} {', '.join(labels[i] for i in np.argsort(-probs)[:5])}")
             for prefix, tags in EXPECTED_CC.items():

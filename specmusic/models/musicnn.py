@@ -9,7 +9,7 @@ on MagnaTagATune (MTT) and the Million Song Dataset (MSD). specmusic reads them 
 :mod:`specmusic.models.tf_checkpoint` (no TensorFlow), re-implements the graphs of the wheel's
 ``musicnn/models.py`` in torch (:class:`PonsMusicnn`, :class:`PonsVGG`);
 :mod:`specmusic.models.zoo.convert` exports them to ONNX under the contract of
-:mod:`specmusic.inference` (the registry entries, credits and licence:
+:mod:`specmusic.inference.contract` (the registry entries, credits and licence:
 :mod:`specmusic.models.zoo.registry`). Nothing here downloads: :func:`load_pons_model` takes the
 wheel (``.whl``) or its unzipped folder (``pip download --no-deps musicnn``).
 

@@ -15,7 +15,7 @@ Rooms:
 The first use of a network that is not bundled finds its source (a tagger's ``best_model.pth`` from
 ``weights=`` / ``$SPECMUSIC_WEIGHTS``, the cache, else a download from GitHub, sha256-checked; a Pons
 model's ``musicnn`` wheel from ``weights=`` / ``$SPECMUSIC_MUSICNN_WHEEL``, never downloaded) and
-converts it once into the cache under the contract of :mod:`specmusic.inference`. Every
+converts it once into the cache under the contract of :mod:`specmusic.inference.contract`. Every
 later use finds the cached ONNX file and never imports torch or touches the network, so ``specmusic
 classify`` without ``--model`` stays on the torch-free path.
 

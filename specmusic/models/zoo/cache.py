@@ -152,7 +152,7 @@ def cached_model_ok(out: Path, network: PretrainedNetwork) -> bool:
         digest, recorded = "", "unreadable"
     why = "its sha256 is not the one recorded when it was converted"
     if recorded is None:  # converted by a specmusic that kept no record
-        from specmusic.inference import load_model
+        from specmusic.inference.model import load_model
 
         try:
             load_model(out)

@@ -6,7 +6,7 @@ inside the functions that convert).
 * Pons' models: the ``musicnn`` wheel's TF1 checkpoint read without TensorFlow into
   :mod:`specmusic.models.musicnn` and exported (:func:`convert_pons_model`).
 
-Both write the metadata of the model contract with :func:`specmusic.export.model_metadata`.
+Both write the metadata of the model contract with :func:`specmusic.inference.contract.model_metadata`.
 Each family has a :class:`Conversion` in :data:`CONVERSIONS` (where its source comes from, how it
 converts, which licence goes with it), through which :func:`specmusic.models.zoo.ensure.ensure_model`
 and the maintainer's ``--bundle`` treat every family alike.
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from specmusic.errors import ModelError
-from specmusic.export import export_module, model_metadata
+from specmusic.export import export_module
 from specmusic.fileio import atomic_path, atomic_write
-from specmusic.inference import METADATA_KEY
+from specmusic.inference.contract import METADATA_KEY, model_metadata
 from specmusic.models.musicnn import CHUNK_FRAMES, MUSICNN_FEATURES, load_pons_model
 from specmusic.models.zoo.cache import fetch_checkpoint, how_to_supply
 from specmusic.models.zoo.registry import (
