@@ -46,8 +46,8 @@ BEFORE = """
 import sys
 import specmusic.cli._coerce as coerce
 coerce.install = lambda: False  # typer's own pydantic conversion, as before
-import specmusic.models.pretrained as pretrained
-pretrained.BUNDLED_TAGGERS = ()  # the tagger comes from the cache, as before
+import specmusic.models.zoo.registry as registry
+registry.BUNDLED_TAGGERS = ()  # the tagger comes from the cache, as before
 from specmusic.cli.app import main
 sys.argv = ["specmusic", *sys.argv[1:]]
 main()
@@ -63,7 +63,7 @@ mark("import the CLI (typer, specmusic)")
 import numpy, onnxruntime, soundfile, soxr
 from specmusic.inference import load_model, predict_track, track_features
 mark("import numpy, onnxruntime, soundfile, soxr")
-from specmusic.models.pretrained import ensure_default_model
+from specmusic.models.zoo import ensure_default_model
 path = ensure_default_model(progress=False)
 mark("find the bundled model, sha256")
 model = load_model(path)
@@ -128,7 +128,8 @@ def main() -> None:
     args = parser.parse_args()
     PYTHON = args.python
 
-    from specmusic.models import pretrained
+    from specmusic.fileio import sha256_file
+    from specmusic.models import zoo
 
     package = subprocess.run([PYTHON, "-c", "import specmusic, os; print(os.path.dirname(specmusic.__file__))"],
                              check=True, capture_output=True, text=True).stdout.strip()
@@ -137,12 +138,12 @@ def main() -> None:
         clip = make_clip(Path(tmp) / "song.mp3")
         cache = Path(tmp) / "cache"
         # the "before" cache: what the first run used to convert, byte for byte the bundled file
-        tagger = pretrained.TAGGERS[pretrained.DEFAULT_TAGGER]
+        tagger = zoo.TAGGERS[zoo.DEFAULT_TAGGER]
         cached = cache / "onnx" / tagger.onnx_name
         cached.parent.mkdir(parents=True)
-        shutil.copyfile(pretrained.bundled_model(tagger.name), cached)
-        cached.with_name(cached.name + ".sha256").write_text(f"{pretrained.sha256_file(cached)}  {cached.name}\n")
-        env = {k: v for k, v in os.environ.items() if k != pretrained.WEIGHTS_ENV}
+        shutil.copyfile(zoo.bundled_model(tagger.name), cached)
+        cached.with_name(cached.name + ".sha256").write_text(f"{sha256_file(cached)}  {cached.name}\n")
+        env = {k: v for k, v in os.environ.items() if k != zoo.WEIGHTS_ENV}
         env["SPECMUSIC_CACHE"] = str(cache)
         variants = {
             "specmusic --version (floor)": [PYTHON, "-m", "specmusic", "--version"],

@@ -365,7 +365,7 @@ def main() -> None:
     if weights:
         env["SPECMUSIC_WEIGHTS"] = weights
         os.environ["SPECMUSIC_WEIGHTS"] = weights
-    from specmusic.models.pretrained import DEFAULT_TAGGER, ensure_model
+    from specmusic.models.zoo import DEFAULT_TAGGER, ensure_model
 
     model_path = ensure_model(DEFAULT_TAGGER, weights=weights, progress=True)  # converted once, before timing
     try:  # embed's default model may join several taggers: convert them all before timing
@@ -395,7 +395,7 @@ def main() -> None:
 
 
 def run_timing(args: argparse.Namespace, env: dict[str, str], links: list[Path], folder: Path, minutes: float) -> None:
-    from specmusic.models.pretrained import DEFAULT_TAGGER
+    from specmusic.models.zoo import DEFAULT_TAGGER
 
     tmp = Path(tempfile.mkdtemp(prefix="collection_speed."))
     counter = [0]

@@ -137,7 +137,7 @@ def main() -> int:
     from specmusic.generation import denormalize_db, load_generator, normalize_db, sample_spectrograms
     from specmusic.inference import load_model, predict_track
     from specmusic.inversion import mel_to_linear
-    from specmusic.models.pretrained import ensure_model
+    from specmusic.models.zoo import ensure_model
     from specmusic.stft import istft, stft
 
     run, bench = args.run, args.run / "bench"

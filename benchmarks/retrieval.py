@@ -151,10 +151,10 @@ def main() -> None:
     print(f"# {args.data}: {len(tracks)} clips, {len({t.label for t in tracks})} labels, "
           f"{len({t.group for t in tracks})} source tracks (split: {args.split_file or args.split})", flush=True)
     methods: list[tuple[str, Embedder, str]] = []
-    from specmusic.models import pretrained
+    from specmusic.models import zoo
 
     for tagger in args.taggers:
-        name = tagger or pretrained.DEFAULT_TAGGER
+        name = tagger or zoo.DEFAULT_TAGGER
         for layer in args.layers:
             short = {"embedding": "emb", "probabilities": "tags"}[layer]
             methods.append(

@@ -92,18 +92,19 @@ EXTRA_OUTPUTS = ("mean_pool", "max_pool")
 
 
 def model_path(name: str, weights: str | None, wheel: Path | None, cache: Path) -> Path:
-    """The ONNX file of tagger ``name``: bundled/cached/converted (:func:`pretrained.ensure_model`), or
+    """The ONNX file of tagger ``name``: bundled/cached/converted (:func:`specmusic.models.zoo.ensure_model`), or
     for a Pons model not bundled, converted once from the musicnn wheel into ``cache/onnx``."""
-    from specmusic.models import musicnn, pretrained
+    from specmusic.models import zoo
+    from specmusic.models.zoo.convert import convert_pons_model
 
-    if name not in musicnn.PONS_MODELS or pretrained.bundled_model(name) is not None:
-        return pretrained.ensure_model(name, weights=weights, progress=True)
-    out = cache / "onnx" / f"{name}-c{musicnn.CONVERTER_VERSION}.onnx"
+    if name not in zoo.PONS_MODELS or zoo.bundled_model(name) is not None:
+        return zoo.ensure_model(name, weights=weights, progress=True)
+    out = cache / "onnx" / zoo.PONS_MODELS[name].onnx_name
     if not out.is_file():
         if wheel is None:
             raise SystemExit(f"{name} needs --musicnn-wheel (pip download --no-deps musicnn -d DIR)")
         out.parent.mkdir(parents=True, exist_ok=True)
-        musicnn.convert_pons_model(name, wheel, out)
+        convert_pons_model(name, wheel, out)
     return out
 
 
@@ -148,7 +149,7 @@ def extract_windows(tracks: list[Track], taggers: list[str], weights: str | None
             for name in names:
                 m = models[name]
                 chunks = chunk_features(spec, m.chunk_frames, m.chunk_hop_frames)
-                logits, emb, *more = inference._run_outputs(m, chunks, ["logits", "embedding", *extras[name]])
+                logits, emb, *more = inference.run_outputs(m, chunks, ["logits", "embedding", *extras[name]])
                 stored[name][t.path] = [emb, logits, *more]
         if (k + 1) % 25 == 0 or k + 1 == len(todo):
             print(f"# windows: {k + 1}/{len(todo)} clips ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
@@ -274,10 +275,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-library", action="store_true", help="skip the before/after rows measured through `embed`")
     args = ap.parse_args()
-    from specmusic.models import musicnn, pretrained
+    from specmusic.models import zoo
 
-    pons = [n for n in musicnn.PONS_MODELS if args.musicnn_wheel or pretrained.bundled_model(n) is not None]
-    taggers = args.taggers or list(pretrained.TAGGERS) + pons
+    pons = [n for n in zoo.PONS_MODELS if args.musicnn_wheel or zoo.bundled_model(n) is not None]
+    taggers = args.taggers or list(zoo.TAGGERS) + pons
     with open("/proc/loadavg") as f:
         print(f"# loadavg before: {f.read().strip()}", flush=True)
     splits = {s: read_dataset(args.data, s) for s in ("train", "valid", "test")}
@@ -306,7 +307,7 @@ def main() -> None:
 
     libs = {}
     if not args.no_library:  # the code users run: embed_tracks → library → search_vectors
-        for label, model in (("mfcc", "mfcc"), ("before", pretrained.DEFAULT_TAGGER), ("after", None)):
+        for label, model in (("mfcc", "mfcc"), ("before", zoo.DEFAULT_TAGGER), ("after", None)):
             emb = make_embedder(model, weights=args.weights)
             libs[label] = {s: embed_cached(f"lib-{label}-{s}", emb, splits[s], args.cache) for s in ("valid", "test")}
     else:
@@ -327,9 +328,9 @@ def main() -> None:
     ranked = sorted(taggers, key=lambda n: -results[f"{n}:mean"]["valid"][0])
     sets = {f"top{r}": ranked[:r] for r in range(2, len(ranked) + 1)}
     for arch in ("fcn", "crnn", "musicnn"):
-        sets[f"all-{arch}"] = [n for n in taggers if n.endswith(arch) and n in pretrained.TAGGERS]
-    sets["all-pons"] = [n for n in taggers if n in musicnn.PONS_MODELS]
-    for p in [n for n in win if n.split("/")[0] in musicnn.PONS_MODELS]:  # Pons' models and layers with today's blocks
+        sets[f"all-{arch}"] = [n for n in taggers if n.endswith(arch) and n in zoo.TAGGERS]
+    sets["all-pons"] = [n for n in taggers if n in zoo.PONS_MODELS]
+    for p in [n for n in win if n.split("/")[0] in zoo.PONS_MODELS]:  # Pons' models and layers with today's blocks
         for names in (("jamendo-fcn", p), ("mtat-musicnn", p), ("jamendo-fcn", "mtat-musicnn", p)):
             sets["+".join(names)] = [n for n in names if n in win]
     sets["pons-msd-musicnn+pons-mtt-musicnn"] = [n for n in ("pons-msd-musicnn", "pons-mtt-musicnn") if n in win]
@@ -367,7 +368,7 @@ def main() -> None:
               f"{t[2]:>6.3f} | {100 * (v[0] - base['valid'][0]):>+5.1f} {100 * (t[0] - base['test'][0]):>+5.1f}")
     eligible = [n for n, c in recipes.items() if c <= MAX_TAGGERS]
     best = max(eligible, key=lambda n: (results[n]["valid"][0], -dims[n]))
-    today = f"{pretrained.DEFAULT_TAGGER}:mean"
+    today = f"{zoo.DEFAULT_TAGGER}:mean"
     bv, bt = results[best]["valid"][0], results[best]["test"][0]
     print(f"\n# chosen by the rule: {best} — valid {bv:.3f} ({100 * (bv - base['valid'][0]):+.1f} pt vs mfcc, "
           f"{100 * (bv - results[today]['valid'][0]):+.1f} vs today's {today}); "

@@ -44,9 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from specmusic import fileio  # noqa: E402
-from specmusic.models import pretrained  # noqa: E402
+from specmusic.models import zoo  # noqa: E402
+from specmusic.models.zoo.convert import tagger_metadata  # noqa: E402
 from specmusic.features import compute_features_file  # noqa: E402
-from specmusic.inference import _predict_spec, load_model  # noqa: E402
+from specmusic.inference import load_model, predict_track  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -106,11 +107,11 @@ def cold_start(clip: Path, weights: str, repeats: int = 3) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
-        env = {**os.environ, fileio.CACHE_ENV: str(cache), pretrained.WEIGHTS_ENV: weights}
+        env = {**os.environ, fileio.CACHE_ENV: str(cache), zoo.WEIGHTS_ENV: weights}
         version = timed([exe, "--version"], env)
         first = timed([exe, "classify", str(clip), "--no-progress"], env, lambda: shutil.rmtree(cache, True))
         cached = timed([exe, "classify", str(clip), "--no-progress"], env)
-    print(f"# cold start ({pretrained.DEFAULT_TAGGER}, one 30 s clip, median of {repeats} fresh processes):")
+    print(f"# cold start ({zoo.DEFAULT_TAGGER}, one 30 s clip, median of {repeats} fresh processes):")
     print(f"#   specmusic --version (baseline)            {version:6.2f} s")
     print(f"#   classify, model cached (torch-free)       {cached:6.2f} s  ({cached / version:.1f}x baseline)")
     print(f"#   classify, first use (convert, no download) {first:5.2f} s  ({first / version:.1f}x baseline)")
@@ -118,7 +119,7 @@ def cold_start(clip: Path, weights: str, repeats: int = 3) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default=os.environ.get(pretrained.WEIGHTS_ENV) or SHARED / "weights/sota-music-tagging")
+    parser.add_argument("--weights", default=os.environ.get(zoo.WEIGHTS_ENV) or SHARED / "weights/sota-music-tagging")
     parser.add_argument("--data", type=Path, default=SHARED / "data")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--show", action="store_true", help="also print each track's top 5 tags")
@@ -133,7 +134,7 @@ def main() -> None:
     print(f"# load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; onnxruntime threads {args.threads}")
 
     # Features once (all 8 taggers share the front end), timed: the latency baseline.
-    config = pretrained.tagger_metadata(pretrained.TAGGERS[pretrained.DEFAULT_TAGGER])["feature_config"]
+    config = tagger_metadata(zoo.TAGGERS[zoo.DEFAULT_TAGGER])["feature_config"]
     from specmusic.features import FeatureConfig
 
     fc = FeatureConfig.from_dict(config)
@@ -153,9 +154,9 @@ def main() -> None:
     print("-" * len(header))
     shows: list[str] = []
     rows: list[tuple[int, int, float, str]] = []
-    for name, tagger in pretrained.TAGGERS.items():
+    for name, tagger in zoo.TAGGERS.items():
         t0 = time.perf_counter()
-        onnx_path = pretrained.ensure_model(name, weights=args.weights, progress=False)
+        onnx_path = zoo.ensure_model(name, weights=args.weights, progress=False)
         convert_s = time.perf_counter() - t0
         model = load_model(onnx_path, threads=args.threads)
         labels = model.labels
@@ -163,7 +164,7 @@ def main() -> None:
         net_s = 0.0
         for path in gtzan:
             t0 = time.perf_counter()
-            probs = _predict_spec(model, feats[path])
+            probs = predict_track(model, feats[path], windows=None)
             net_s += time.perf_counter() - t0
             genre = path.parent.name
             scores = {g: best(probs, labels, tags) for g, tags in GENRE_TAGS.items()}
@@ -173,7 +174,7 @@ def main() -> None:
             shows.append(f"{name:<16} {genre:<28} {', '.join(labels[i] for i in np.argsort(-probs)[:5])}")
         cc_hits = cc_n = sanity = 0
         for path in cc:
-            probs = _predict_spec(model, feats[path])
+            probs = predict_track(model, feats[path], windows=None)
             top5 = {labels[i].lower() for i in np.argsort(-probs)[:5]}
             shows.append(f"{name:<16} {path.name[:28]:<28} {', '.join(labels[i] for i in np.argsort(-probs)[:5])}")
             for prefix, tags in EXPECTED_CC.items():
@@ -195,7 +196,7 @@ def main() -> None:
         )
     print(f"# features alone (baseline): {feature_ms:.0f} ms per 30 s clip")
     choice = max(rows)[3]
-    note = "" if choice == pretrained.DEFAULT_TAGGER else f" (differs from DEFAULT_TAGGER {pretrained.DEFAULT_TAGGER})"
+    note = "" if choice == zoo.DEFAULT_TAGGER else f" (differs from DEFAULT_TAGGER {zoo.DEFAULT_TAGGER})"
     print(f"# choice (3/3 sanity + rock/jazz/metal/electronic tags, then most hits, then fastest): {choice}{note}")
     if args.cold:
         cold_start(gtzan[0], str(args.weights))

@@ -1,8 +1,9 @@
-"""torch → ONNX, following the specmusic model contract (see :mod:`specmusic.inference`).
+"""torch → ONNX, following the specmusic model contract (:mod:`specmusic.inference.contract`).
 
 The exported file is self-contained (weights inside, no ``.onnx.data``), opset 17, with input
 ``spec`` ``[batch, 1, n_rows, chunk_frames]`` (batch dynamic), outputs ``logits`` and ``embedding``,
-and the metadata JSON under ``metadata_props["specmusic"]``.
+and the metadata JSON under ``metadata_props["specmusic"]``, built by the contract's
+:func:`~specmusic.inference.contract.model_metadata` (exported here with the exporter that embeds it).
 """
 
 from __future__ import annotations
@@ -17,38 +18,11 @@ from typing import Any
 from specmusic import __version__
 from specmusic.errors import ModelError
 from specmusic.fileio import atomic_write
-from specmusic.features import FeatureConfig
-from specmusic.inference import METADATA_KEY, MODEL_FORMAT_VERSION
+from specmusic.inference.contract import METADATA_KEY, model_metadata
 
 __all__ = ["OPSET", "model_metadata", "export_onnx", "export_module"]
 
 OPSET = 17
-
-
-def model_metadata(
-    *,
-    labels: list[str],
-    feature_config: FeatureConfig,
-    chunk_frames: int,
-    chunk_hop_frames: int,
-    input_norm: tuple[float, float] | None,
-    arch: str,
-    task: str = "multiclass",
-    **extra: Any,
-) -> dict[str, Any]:
-    """The ``specmusic`` metadata object of the contract (extra fields are kept)."""
-    return {
-        "format_version": MODEL_FORMAT_VERSION,
-        "task": task,
-        "labels": list(labels),
-        "feature_config": feature_config.to_dict(),
-        "chunk_frames": int(chunk_frames),
-        "chunk_hop_frames": int(chunk_hop_frames),
-        "input_norm": None if input_norm is None else {"mean": float(input_norm[0]), "std": float(input_norm[1])},
-        "arch": arch,
-        "specmusic_version": __version__,
-        **extra,
-    }
 
 
 def export_onnx(model: Any, path: str | os.PathLike[str], *, n_rows: int, metadata: dict[str, Any]) -> Path:

@@ -143,3 +143,28 @@ def test_windows_option(model: Path, music: Path) -> None:
         res = CliRunner().invoke(app, base + ["--windows", bad])
         assert res.exit_code == 2 and "--windows" in res.stderr
     assert f"(default {DEFAULT_WINDOWS})" in " ".join(CliRunner().invoke(app, ["classify", "--help"]).stdout.split())
+
+
+# -- the library under the command -------------------------------------------------------------------
+def test_open_classifier_finds_tracks_and_prints_what_the_command_prints(model: Path, music: Path) -> None:
+    """``open_classifier`` + ``Classifier.classify`` give the command's header, rows and JSON records."""
+    from specmusic.inference import open_classifier
+
+    run = open_classifier([str(music), str(music / "missing.wav")], model=model)
+    assert [Path(p).name for p in run.paths] == ["a.wav", "b.wav", "c.flac"] and len(run.failures) == 1
+    assert run.header(2).split() == ["file", "top1", "top2"]
+    tracks = list(run.classify(top=2))
+    assert all(t.ok for t in tracks) and [Path(t.record["path"]).name for t in tracks] == ["a.wav", "b.wav", "c.flac"]
+    table = CliRunner().invoke(app, ["classify", str(music), "--model", str(model), "--top", "2"])
+    assert table.stdout.splitlines() == [run.header(2), *(t.row for t in tracks)]
+    lines = CliRunner().invoke(app, ["classify", str(music), "--model", str(model), "--top", "2", "--json"])
+    assert [json.loads(line) for line in lines.stdout.splitlines()] == [t.record for t in tracks]
+
+
+def test_open_classifier_without_tracks_says_so(model: Path, tmp_path: Path) -> None:
+    from specmusic.errors import InputError
+    from specmusic.inference import open_classifier
+
+    (tmp_path / "notes.txt").write_text("no audio here\n")
+    with pytest.raises(InputError, match="no audio files or .npz arrays found"):
+        open_classifier([str(tmp_path)], model=model)

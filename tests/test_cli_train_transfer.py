@@ -49,14 +49,14 @@ def test_bare_pretrained_means_the_default_weights(args: list[str], value: str |
 @pytest.fixture
 def musicnn_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A random MusiCNN checkpoint registered (sha256) as mtat-musicnn, so no download is tried."""
-    from specmusic.models import pretrained
     from specmusic.models.taggers import build_tagger
+    from specmusic.models.zoo import registry
 
     torch.manual_seed(0)
     path = tmp_path / "best_model.pth"
     torch.save(build_tagger("musicnn").state_dict(), path)
-    entry = pretrained.PretrainedTagger("mtat", "musicnn", hashlib.sha256(path.read_bytes()).hexdigest(), 0)
-    monkeypatch.setitem(pretrained.TAGGERS, "mtat-musicnn", entry)
+    entry = registry.PretrainedTagger("mtat", "musicnn", hashlib.sha256(path.read_bytes()).hexdigest(), 0)
+    monkeypatch.setitem(registry.TAGGERS, "mtat-musicnn", entry)
     monkeypatch.delenv("SPECMUSIC_WEIGHTS", raising=False)
     return path
 

@@ -513,11 +513,11 @@ def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, m
     from specmusic.embeddings.adapt import GROUPS, unpack
     from specmusic.errors import ConfigError
     from specmusic.inference import analyse_track
-    from specmusic.models import pretrained
+    from specmusic.models.zoo import ensure, registry
 
     m1, m2 = _two_tiny_models(tmp_path)
-    assert len(DEFAULT_EMBEDDING) == 1 and DEFAULT_EMBEDDING[0] in pretrained.PONS_MODELS
-    monkeypatch.setattr(pretrained, "ensure_model", lambda name, **kw: m1)
+    assert len(DEFAULT_EMBEDDING) == 1 and DEFAULT_EMBEDDING[0] in registry.PONS_MODELS
+    monkeypatch.setattr(ensure, "ensure_model", lambda name, **kw: m1)
     emb = make_embedder(None)
     assert isinstance(emb, OnnxEmbedder) and emb.description["name"] == DEFAULT_EMBEDDING[0]
     assert emb.description["adapt"] == {"groups": GROUPS} and emb.description["standardize"] is True

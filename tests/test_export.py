@@ -68,3 +68,23 @@ def test_export_leaves_training_mode_alone(tmp_path: Path) -> None:
     export_onnx(net, tmp_path / "m.onnx", n_rows=16, metadata=meta)
     assert net.training
     assert load_model(tmp_path / "m.onnx").input_norm is None
+
+
+# -- the contract: written and read in one module --------------------------------------------------------
+def test_the_contract_reads_what_it_writes() -> None:
+    """A metadata dict written by ``model_metadata`` round-trips through JSON and ``parse_metadata``."""
+    from specmusic.errors import ModelError
+    from specmusic.inference.contract import MODEL_FORMAT_VERSION, parse_metadata
+    from specmusic.inference.contract import model_metadata as write
+
+    assert write is model_metadata  # export builds its metadata with the contract's writer
+    fc = FeatureConfig(n_mels=24, sample_rate=16000)
+    written = write(labels=["a", "b"], feature_config=fc, chunk_frames=30, chunk_hop_frames=15,
+                    input_norm=(-40.0, 12.5), arch="cnn", task="multilabel", outputs="logits", extra={"k": [1, 2]})
+    assert written["format_version"] == MODEL_FORMAT_VERSION and written["outputs"] == "logits"
+    read = parse_metadata(json.dumps(written, sort_keys=True), name="m.onnx")
+    assert read == {**written, "feature_config": fc}
+    assert parse_metadata(json.dumps(written), name="m.onnx") == read  # field order does not matter
+    for name in ("labels", "chunk_frames", "task"):
+        with pytest.raises(ModelError, match=f"m.onnx: metadata lacks {name} — "):
+            parse_metadata(json.dumps({k: v for k, v in written.items() if k != name}), name="m.onnx")

@@ -307,11 +307,11 @@ def test_windows_all_is_every_chunk_as_before(model_path: Path, nofloor_path: Pa
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """``windows=None`` gives what the whole-track path gave (every chunk), in pieces or not, on 1 or 2 threads."""
     from specmusic import windowing
-    from specmusic.inference import _predict_spec, analyse_track, track_features
+    from specmusic.inference import analyse_track, track_features
 
     monkeypatch.setattr(windowing, "_PIECE_SECONDS", 2.0)  # many pieces, decoded on two threads
     for path in (model_path, nofloor_path):  # top_db: the whole track's features; none: pieces
-        before = _predict_spec(load_model(path), track_features(load_model(path), song_44k)[0])
+        before = predict_track(load_model(path), track_features(load_model(path), song_44k)[0], windows=None)
         for threads in (1, None):
             got = analyse_track(load_model(path, threads=threads), song_44k, windows=None)
             assert got.windows == got.total_windows > 10

@@ -20,6 +20,7 @@ import pytest
 from specmusic.errors import ModelError
 from specmusic.features import FeatureConfig, compute_features, mel_filterbank
 from specmusic.models import musicnn
+from specmusic.models.zoo import convert, registry
 from specmusic.models.tf_checkpoint import list_checkpoint, read_checkpoint
 from tests.conftest import chirp
 
@@ -192,25 +193,25 @@ def test_converted_model_matches_tensorflow(tmp_path: Path, name: str) -> None:
     pytest.importorskip("torch")
     from specmusic import inference
 
-    out = musicnn.convert_pons_model(name, WHEEL, tmp_path / f"{name}.onnx")
+    out = convert.convert_pons_model(name, WHEEL, tmp_path / f"{name}.onnx")
     model = inference.load_model(out)
     logits = inference.run_chunks(model, _reference_input())
     np.testing.assert_allclose(logits[0, :6], TF_LOGITS[name], atol=1e-4)
-    assert model.labels == list(musicnn.PONS_MODELS[name].labels) and model.chunk_frames == 187
+    assert model.labels == list(registry.PONS_MODELS[name].labels) and model.chunk_frames == 187
 
 
 def test_bundled_pons_models_load_and_classify_a_clip(tmp_path: Path) -> None:
     from specmusic import inference
-    from specmusic.models import pretrained
+    from specmusic.models.zoo import ensure
 
-    names = [n for n in pretrained.BUNDLED_PONS if n in musicnn.PONS_MODELS]
+    names = [n for n in registry.BUNDLED_PONS if n in registry.PONS_MODELS]
     if not names:
         pytest.skip("no Pons model is bundled")
     from tests.conftest import write
 
     clip = write(tmp_path / "chirp.wav", chirp(7.0))
     for name in names:
-        model = inference.load_model(pretrained.ensure_model(name))
+        model = inference.load_model(ensure.ensure_model(name))
         assert model.feature_config == musicnn.MUSICNN_FEATURES
         probs = inference.predict_track(model, clip)
         assert probs.shape == (50,) and np.all((probs >= 0) & (probs <= 1))
@@ -221,34 +222,34 @@ def test_bundled_pons_models_load_and_classify_a_clip(tmp_path: Path) -> None:
 @needs_wheel
 def test_the_bundled_pons_model_is_rebuilt_byte_for_byte_from_the_wheel(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from specmusic.models import pretrained
+    from specmusic.models.zoo import bundled, rebuild
 
-    for name in pretrained.BUNDLED_PONS:
-        out = musicnn.bundle_pons_model(name, wheel=WHEEL, folder=tmp_path)
-        assert out.read_bytes() == (pretrained.BUNDLE_DIR / f"{name}.onnx").read_bytes()
+    for name in registry.BUNDLED_PONS:
+        out = rebuild.bundle_network(name, weights=WHEEL, folder=tmp_path)
+        assert out.read_bytes() == (bundled.BUNDLE_DIR / f"{name}.onnx").read_bytes()
 
 
 def test_unbundled_pons_model_without_the_wheel_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:
     from specmusic.fileio import CACHE_ENV
-    from specmusic.models import pretrained
+    from specmusic.models.zoo import ensure
 
-    name = next((n for n in musicnn.PONS_MODELS if n not in pretrained.BUNDLED_PONS), None)
+    name = next((n for n in registry.PONS_MODELS if n not in registry.BUNDLED_PONS), None)
     if name is None:
         pytest.skip("every Pons model is bundled")
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    monkeypatch.delenv(pretrained.MUSICNN_WHEEL_ENV, raising=False)
+    monkeypatch.delenv(convert.MUSICNN_WHEEL_ENV, raising=False)
     with pytest.raises(ModelError, match="needs the musicnn wheel — pip download --no-deps musicnn"):
-        pretrained.ensure_model(name)
+        ensure.ensure_model(name)
 
 
 @needs_wheel
 def test_ensure_model_converts_a_pons_model_once_into_the_cache(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("torch")
     from specmusic.fileio import CACHE_ENV
-    from specmusic.models import pretrained
+    from specmusic.models.zoo import ensure
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    first = pretrained.ensure_model("pons-mtt-vgg", weights=WHEEL)
+    first = ensure.ensure_model("pons-mtt-vgg", weights=WHEEL)
     assert first.is_file() and first.with_name(first.name + ".sha256").is_file()
     mtime = first.stat().st_mtime_ns
-    assert pretrained.ensure_model("pons-mtt-vgg") == first and first.stat().st_mtime_ns == mtime  # no wheel needed now
+    assert ensure.ensure_model("pons-mtt-vgg") == first and first.stat().st_mtime_ns == mtime  # no wheel needed now

@@ -17,23 +17,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from specmusic.models import pretrained
 from specmusic.cli.app import app
 from specmusic.errors import ModelError
-from specmusic.fileio import CACHE_ENV, cache_dir
-from specmusic.models.pretrained import (
-    BUNDLE_DIR,
-    BUNDLED_TAGGERS,
-    DEFAULT_TAGGER,
-    TAGGERS,
-    WEIGHTS_ENV,
-    PretrainedTagger,
-    download_checkpoint,
-    ensure_default_model,
-    bundled_model,
-    ensure_model,
-    find_checkpoint,
-)
+from specmusic.fileio import CACHE_ENV, cache_dir, sha256_file
+from specmusic.models.tags import MSD_TAGS, MTAT_TAGS
+from specmusic.models.zoo import bundled, convert, rebuild, registry
+from specmusic.models.zoo.bundled import BUNDLE_DIR, bundled_model
+from specmusic.models.zoo.cache import WEIGHTS_ENV, download_checkpoint, find_checkpoint
+from specmusic.models.zoo.ensure import ensure_default_model, ensure_model
+from specmusic.models.zoo.registry import BUNDLED_TAGGERS, DEFAULT_TAGGER, TAGGERS, PretrainedTagger
 from tests.conftest import SHARED, chirp, needs_shared, write
 from tests.test_runtime import NO_TORCH
 
@@ -98,9 +90,9 @@ def test_registry_has_the_eight_checkpoints() -> None:
 @needs_shared
 def test_tag_lists_match_the_published_split_files() -> None:
     mtat = np.load(WEIGHTS / "split/mtat/tags.npy", allow_pickle=False)
-    assert tuple(str(t) for t in mtat) == pretrained.MTAT_TAGS
+    assert tuple(str(t) for t in mtat) == MTAT_TAGS
     msd = (WEIGHTS / "split/msd/50tagList.txt").read_text().split("\n")
-    assert tuple(t.strip() for t in msd if t.strip()) == pretrained.MSD_TAGS
+    assert tuple(t.strip() for t in msd if t.strip()) == MSD_TAGS
 
 
 def test_jamendo_order_is_the_label_binarizer_order() -> None:
@@ -117,7 +109,7 @@ def test_jamendo_order_is_the_label_binarizer_order() -> None:
         "genre---folk mood/theme---emotional instrument---voice instrument---keyboard genre---pop instrument---bass "
         "instrument---computer mood/theme---film genre---triphop genre---jazz genre---funk mood/theme---relaxing"
     ).split()
-    assert tuple(t.split("---")[1] for t in sorted(authors)) == pretrained.JAMENDO_TAGS
+    assert tuple(t.split("---")[1] for t in sorted(authors)) == registry.JAMENDO_TAGS
 
 
 @needs_shared
@@ -126,7 +118,7 @@ def test_registered_sha256_is_that_of_the_shared_copy(name: str) -> None:
     tagger = TAGGERS[name]
     path = WEIGHTS / tagger.relpath
     assert path.stat().st_size == tagger.size
-    assert pretrained.sha256_file(path) == tagger.sha256
+    assert sha256_file(path) == tagger.sha256
 
 
 def test_cache_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +204,7 @@ def test_ensure_model_converts_once_then_reuses(
 
     model = load_model(path)
     meta = model.meta
-    assert meta["task"] == "multilabel" and meta["labels"] == list(pretrained.MSD_TAGS)
+    assert meta["task"] == "multilabel" and meta["labels"] == list(MSD_TAGS)
     assert meta["chunk_frames"] == 188 and meta["input_norm"] is None and meta["outputs"] == "logits"
     assert meta["feature_config"]["sample_rate"] == 16000 and meta["feature_config"]["mel_scale"] == "htk"
     assert meta["pretrained"]["license"] == "MIT"
@@ -222,7 +214,7 @@ def test_ensure_model_converts_once_then_reuses(
     def no_conversion(*args: object, **kwargs: object) -> None:
         raise AssertionError("converted twice")
 
-    monkeypatch.setattr(pretrained, "convert_tagger", no_conversion)
+    monkeypatch.setattr(convert, "convert_tagger", no_conversion)
     assert ensure_model("msd-musicnn", weights=tmp_path / "gone.pth", progress=False) == path  # cache hit first
 
 
@@ -236,14 +228,14 @@ def test_a_corrupt_cached_tagger_is_rebuilt_from_the_checkpoint(
     monkeypatch.setitem(TAGGERS, "msd-musicnn", tagger)
     path = ensure_model("msd-musicnn", weights=ckpt, progress=False)
     sidecar = path.with_name(path.name + ".sha256")
-    assert sidecar.read_text().split()[0] == pretrained.sha256_file(path)  # recorded when converted
+    assert sidecar.read_text().split()[0] == sha256_file(path)  # recorded when converted
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])  # a cache file cut short (disk full, a killed copy)
     capsys.readouterr()
     assert ensure_model("msd-musicnn", weights=ckpt, progress=False) == path
     note = capsys.readouterr().err
     assert "corrupt" in note and "rebuilding" in note and "specmusic train" not in note
-    assert pretrained.sha256_file(path) == sidecar.read_text().split()[0]
+    assert sha256_file(path) == sidecar.read_text().split()[0]
     load_model(path)  # the rebuilt model loads
 
     path.write_bytes(b"\0" * len(good))  # corrupt again, and this time the checkpoint is gone (offline)
@@ -278,13 +270,13 @@ def test_the_bundled_models_are_in_the_package_with_their_sha256_and_licence() -
     """Every name in BUNDLED_TAGGERS (the one list) has its ONNX file and SHA256SUMS line, nothing else."""
     assert DEFAULT_TAGGER in BUNDLED_TAGGERS and set(BUNDLED_TAGGERS) <= set(TAGGERS)
     sums = dict(line.split()[::-1] for line in (BUNDLE_DIR / "SHA256SUMS").read_text().splitlines())
-    assert set(sums) == {f"{name}.onnx" for name in BUNDLED_TAGGERS + pretrained.BUNDLED_PONS}
+    assert set(sums) == {f"{name}.onnx" for name in BUNDLED_TAGGERS + registry.BUNDLED_PONS}
     assert {p.name for p in BUNDLE_DIR.glob("*.onnx")} == set(sums)
     for name, digest in sums.items():
-        assert pretrained.sha256_file(BUNDLE_DIR / name) == digest
+        assert sha256_file(BUNDLE_DIR / name) == digest
     licence = (BUNDLE_DIR / "LICENSE").read_text()
     assert "MIT License" in licence and "Music Technology Group" in licence and "Minz Won" in licence
-    if pretrained.BUNDLED_PONS:  # Pons' models: the musicnn wheel's ISC licence is appended
+    if registry.BUNDLED_PONS:  # Pons' models: the musicnn wheel's ISC licence is appended
         assert "ISC" in licence
 
 
@@ -304,8 +296,8 @@ def bundle_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the bundled folder that a test may damage, used in place of the package's."""
     folder = tmp_path / "bundled"
     shutil.copytree(BUNDLE_DIR, folder)
-    monkeypatch.setattr(pretrained, "BUNDLE_DIR", folder)
-    monkeypatch.setattr(pretrained, "_VERIFIED", {})
+    monkeypatch.setattr(bundled, "BUNDLE_DIR", folder)
+    monkeypatch.setattr(bundled, "_VERIFIED", {})
     return folder
 
 
@@ -335,26 +327,26 @@ def test_only_listed_taggers_are_bundled(tmp_path: Path) -> None:
 
     assert bundled_model(NOT_BUNDLED) is None
     with pytest.raises(ConfigError, match="not in BUNDLED_TAGGERS"):
-        pretrained.bundle_tagger(NOT_BUNDLED, weights=tmp_path, folder=tmp_path / "out")
+        rebuild.bundle_network(NOT_BUNDLED, weights=tmp_path, folder=tmp_path / "out")
 
 
 @needs_shared
 def test_the_maintainer_command_rebuilds_the_bundled_file_byte_for_byte(
     clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    """``python -m specmusic.models.pretrained --bundle --weights DIR`` writes exactly the committed file
+    """``python -m specmusic.models.zoo --bundle --weights DIR`` writes exactly the committed file
     (so it is also what the cache conversion writes: libraries embedded with either match)."""
     out = tmp_path / "bundled"
-    monkeypatch.setattr(pretrained, "BUNDLE_DIR", out)
-    assert pretrained.main(["--bundle", *BUNDLED_TAGGERS, "--weights", str(WEIGHTS)]) == 0  # Pons': test_musicnn.py
+    monkeypatch.setattr(bundled, "BUNDLE_DIR", out)
+    assert rebuild.main(["--bundle", *BUNDLED_TAGGERS, "--weights", str(WEIGHTS)]) == 0  # Pons': test_musicnn.py
     for name in BUNDLED_TAGGERS:
         assert (out / f"{name}.onnx").read_bytes() == (PACKAGE_BUNDLE / f"{name}.onnx").read_bytes()
     committed = (PACKAGE_BUNDLE / "SHA256SUMS").read_text().splitlines()
-    assert (out / "SHA256SUMS").read_text().splitlines() == [x for x in committed if not x.endswith(tuple(f"{n}.onnx" for n in pretrained.BUNDLED_PONS))]
+    assert (out / "SHA256SUMS").read_text().splitlines() == [x for x in committed if not x.endswith(tuple(f"{n}.onnx" for n in registry.BUNDLED_PONS))]
     assert (out / "LICENSE").read_bytes() == (WEIGHTS / "LICENSE").read_bytes()
     assert sorted(p.name for p in out.iterdir()) == sorted(["LICENSE", "SHA256SUMS", *(f"{n}.onnx" for n in BUNDLED_TAGGERS)])
     assert str(out) in capsys.readouterr().out
-    assert pretrained.main(["--bundle", NOT_BUNDLED, "--weights", str(WEIGHTS)]) == 1
+    assert rebuild.main(["--bundle", NOT_BUNDLED, "--weights", str(WEIGHTS)]) == 1
 
 
 # -- classify without --model ---------------------------------------------------------------------
@@ -379,10 +371,10 @@ def test_a_tagger_that_is_not_bundled_offline_is_one_line_error(clean_env: Path,
 
 
 def test_the_registry_lives_under_models_and_imports_no_torch() -> None:
-    """classify without --model imports specmusic.models.pretrained: it must stay torch-free."""
+    """classify without --model imports specmusic.models.zoo: it must stay torch-free."""
     code = (
         "import sys\n"
-        "from specmusic.models.pretrained import DEFAULT_TAGGER, TAGGERS, ensure_default_model\n"
+        "from specmusic.models.zoo import DEFAULT_TAGGER, TAGGERS, ensure_default_model\n"
         "import specmusic.cli.classify, specmusic.embeddings\n"
         "ensure_default_model(progress=False)\n"
         "heavy = [n for n in ('torch', 'onnx') if n in sys.modules]\n"
@@ -390,7 +382,7 @@ def test_the_registry_lives_under_models_and_imports_no_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert not (Path(pretrained.__file__).parent.parent / "pretrained.py").exists()
+    assert not (Path(registry.__file__).parents[2] / "pretrained.py").exists()
 
 
 @needs_shared
@@ -399,7 +391,7 @@ def test_a_cached_tagger_that_is_not_bundled_runs_torch_free(tmp_path: Path) -> 
     cache = tmp_path / "cache"
     env = {**os.environ, CACHE_ENV: str(cache)}
     env.pop(WEIGHTS_ENV, None)
-    code = f"from specmusic.models.pretrained import ensure_model; ensure_model({NOT_BUNDLED!r}, weights={str(WEIGHTS)!r})"
+    code = f"from specmusic.models.zoo import ensure_model; ensure_model({NOT_BUNDLED!r}, weights={str(WEIGHTS)!r})"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     audio = write(tmp_path / "song.wav", chirp(3.0))
@@ -442,9 +434,41 @@ def test_default_tagger_sanity_on_real_music(prefix: str, above: set, below: set
 def test_every_default_model_ships_inside_the_package() -> None:
     """classify's and embed's defaults must run offline on the first run: all of them are bundled."""
     from specmusic.embeddings.embedders import DEFAULT_EMBEDDING
-    from specmusic.models.pretrained import BUNDLE_DIR, BUNDLED_TAGGERS, DEFAULT_TAGGER
-
-    from specmusic.models.pretrained import BUNDLED_PONS
+    from specmusic.models.zoo.bundled import BUNDLE_DIR
+    from specmusic.models.zoo.registry import BUNDLED_PONS, BUNDLED_TAGGERS, DEFAULT_TAGGER
 
     assert {DEFAULT_TAGGER, *DEFAULT_EMBEDDING} <= set(BUNDLED_TAGGERS + BUNDLED_PONS)
     assert all((BUNDLE_DIR / f"{name}.onnx").is_file() for name in BUNDLED_TAGGERS + BUNDLED_PONS)
+
+
+# -- the registry: one place for every family ----------------------------------------------------------
+def test_the_registry_lists_every_bundled_file_in_sha256sums() -> None:
+    """``bundled_names()`` (every family's list) is exactly the ONNX files that SHA256SUMS records."""
+    from specmusic.models.zoo.bundled import read_sums
+
+    names = registry.bundled_names()
+    assert len(set(names)) == len(names) and set(names) <= set(registry.network_names())
+    assert set(read_sums(BUNDLE_DIR)) == {f"{name}.onnx" for name in names}
+    for name in names:
+        assert bundled_model(name) == BUNDLE_DIR / f"{name}.onnx"
+
+
+def test_every_network_has_one_name_a_converter_and_its_own_cache_file() -> None:
+    from specmusic.errors import ConfigError
+    from specmusic.models.resolve import known_names
+
+    names = registry.network_names()
+    assert names == (*TAGGERS, *registry.PONS_MODELS) == known_names() and len(set(names)) == len(names)
+    networks = [registry.get_network(name) for name in names]
+    assert [n.name for n in networks] == list(names)
+    assert all(n.family in convert.CONVERSIONS and len(n.labels) == len(set(n.labels)) > 0 for n in networks)
+    assert len({n.onnx_name for n in networks}) == len(names)
+    assert registry.bundled_list(registry.get_network("pons-msd-musicnn")) == "BUNDLED_PONS"
+    with pytest.raises(ConfigError, match="unknown pretrained tagger 'nope'"):
+        registry.get_network("nope")
+
+
+def test_the_maintainer_command_runs_as_a_module() -> None:
+    done = subprocess.run([sys.executable, "-m", "specmusic.models.zoo", "--help"], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "--bundle" in done.stdout and "--musicnn-wheel" in done.stdout, done.stderr

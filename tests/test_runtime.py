@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from specmusic.models.pretrained import BUNDLED_TAGGERS, DEFAULT_TAGGER, TAGGERS
+from specmusic.models.zoo.registry import BUNDLED_TAGGERS, DEFAULT_TAGGER, TAGGERS
 from tests.conftest import chirp, tone, write
 
 NO_TORCH = '''\

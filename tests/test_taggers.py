@@ -11,7 +11,8 @@ import torch
 from specmusic.errors import ConfigError
 from specmusic.features import compute_features, mel_filterbank
 from specmusic.models.taggers import TAGGER_ARCHS, build_tagger, tagger_feature_config
-from specmusic.models.pretrained import TAGGERS, PretrainedTagger, convert_tagger
+from specmusic.models.zoo.convert import convert_tagger
+from specmusic.models.zoo.registry import TAGGERS, PretrainedTagger
 from tests.conftest import SHARED, chirp, needs_shared
 
 WEIGHTS = SHARED / "weights" / "sota-music-tagging"

@@ -38,67 +38,34 @@ def classify_cli(
     """
     import sys
 
-    from specmusic.audio import AUDIO_EXTENSIONS
-    from specmusic.data import discover_tracks
-    from specmusic.fileio import display_path, json_line
     from specmusic.errors import InputError
-    from specmusic.inference import load_model, parse_windows, predict_files, top_k
+    from specmusic.fileio import json_line
+    from specmusic.inference import open_classifier
+    from specmusic.windowing import parse_windows
 
     with cli_errors():
         cluster = check_cluster(cluster, jobs)
         paths = expand_stdin(inputs)
         if not paths:
             raise InputError("no input — give audio files or folders, or '-' for paths on stdin")
-        from specmusic.models.pretrained import DEFAULT_TAGGER
-        from specmusic.models.resolve import resolve_model
-
-        ref = resolve_model(str(model or DEFAULT_TAGGER), allow=("named", "file"))  # a tagger: bundled, or converted once
-        loaded = load_model(ref.ensure_path(weights=weights, progress=progress), threads=1 if jobs > 1 or cluster else None)
-        tracks, failures = discover_tracks(paths, labels_from_folders=False, extensions=AUDIO_EXTENSIONS | {".npz"})
-        for f in failures:
-            err(f"Error: {f.message}")
-        if not tracks and not failures:
-            raise InputError(
-                "no audio files or .npz arrays found in the inputs — extensions read: "
-                ".wav .flac .mp3 .ogg .opus .au .aiff .npz"
-            )
-        n_failed = len(failures)
+        run = open_classifier(paths, model=model, weights=weights, jobs=jobs, cluster=cluster, progress=progress)
+        for message in run.failures:
+            err(f"Error: {message}")
+        n_failed = len(run.failures)
         out = sys.stdout
-        width = max([len(display_path(t.path)) for t in tracks] + [4])
-        label_width = max(len(lab) for lab in loaded.labels)  # whole labels: no cut names
-        if not json_lines and tracks:
-            head = "  ".join(f"{'top' + str(i + 1):<{label_width + 5}}" for i in range(min(top, loaded.n_classes)))
-            out.write(f"{'file':<{width}}  {head}".rstrip() + "\n")
-        n_windows = parse_windows(windows)
-        results = predict_files(
-            loaded, [t.path for t in tracks], jobs=jobs, cluster=cluster, progress=progress, windows=n_windows
-        )
-        for result in results:
-            name = display_path(result.path)
-            if not result.ok:
+        header = None if json_lines else run.header(top)
+        if header is not None:
+            out.write(header + "\n")
+        for track in run.classify(top=top, windows=parse_windows(windows)):
+            if not track.ok:
                 n_failed += 1
-                err(f"Error: {result.error}")
+                err(f"Error: {track.result.error}")
                 continue
-            assert result.probabilities is not None
-            for line in result.warnings:
+            for line in track.result.warnings:
                 err(f"warning: {line}")
-            best = top_k(loaded, result.probabilities, top)
-            if json_lines:
-                record = {
-                    "path": result.path,  # as os.fsdecode gives it: json_line writes \udcNN for non-UTF-8 bytes
-                    "label": best[0][0],
-                    "top": [{"label": lab, "probability": round(p, 4)} for lab, p in best],
-                    "probabilities": {lab: round(float(p), 4) for lab, p in zip(loaded.labels, result.probabilities)},
-                    "duration": None if result.duration is None else round(result.duration, 3),
-                    "windows": result.windows,  # windows the network saw (--windows)
-                    "warnings": result.warnings,
-                }
-                out.write(json_line(record))
-            else:
-                cells = "  ".join(f"{lab:<{label_width}} {p:4.2f}" for lab, p in best)
-                out.write(f"{name:<{width}}  {cells}".rstrip() + "\n")
+            out.write(json_line(track.record) if json_lines else f"{track.row}\n")
             out.flush()
-        total = len(tracks) + len(failures)
+        total = len(run.paths) + len(run.failures)
         if n_failed:
             err(f"classify: {total - n_failed} classified, {n_failed} failed")
             raise typer.Exit(1)

@@ -1,4 +1,5 @@
-"""Pons' MusiCNN and VGG taggers (PyPI ``musicnn``, TensorFlow 1 checkpoints) as specmusic ONNX models.
+"""Pons' MusiCNN and VGG taggers (PyPI ``musicnn``, TensorFlow 1 checkpoints): the torch networks and the
+TF checkpoint → state dict port.
 
 Jordi Pons and Xavier Serra, "musicnn: pre-trained convolutional neural networks for music audio
 tagging", ISMIR 2019 late-breaking demo — code and weights under the ISC licence, (c) 2019 Music
@@ -6,8 +7,10 @@ Technology Group, Universitat Pompeu Fabra. The ``musicnn`` wheel ships TF1 chec
 (``musicnn/<MODEL>/.index`` + ``.data-00000-of-00001``) of MusiCNN and a VGG-like baseline trained
 on MagnaTagATune (MTT) and the Million Song Dataset (MSD). specmusic reads them with
 :mod:`specmusic.models.tf_checkpoint` (no TensorFlow), re-implements the graphs of the wheel's
-``musicnn/models.py`` in torch (:class:`PonsMusicnn`, :class:`PonsVGG`) and exports them to ONNX
-under the contract of :mod:`specmusic.inference`. Nothing here downloads: the converter takes the
+``musicnn/models.py`` in torch (:class:`PonsMusicnn`, :class:`PonsVGG`);
+:mod:`specmusic.models.zoo.convert` exports them to ONNX under the contract of
+:mod:`specmusic.inference.contract` (the registry entries, credits and licence:
+:mod:`specmusic.models.zoo.registry`). Nothing here downloads: :func:`load_pons_model` takes the
 wheel (``.whl``) or its unzipped folder (``pip download --no-deps musicnn``).
 
 Port notes (TF graph → torch):
@@ -38,7 +41,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,61 +48,21 @@ import numpy as np
 
 from specmusic.errors import ModelError
 from specmusic.features import FeatureConfig
-from specmusic.models.tags import MSD_TAGS, MTAT_TAGS
+from specmusic.models.zoo.registry import PonsModel, get_pons_model
 
 __all__ = [
+    "CHUNK_FRAMES",
     "MUSICNN_FEATURES",
-    "PONS_MODELS",
-    "PonsModel",
     "build_pons_model",
-    "bundle_pons_model",
-    "convert_pons_model",
     "load_pons_model",
-    "pons_metadata",
+    "tf_to_state_dict",
 ]
 
-WHEEL_URL = "https://pypi.org/project/musicnn/0.1.0/"
-CREDIT = (
-    "Jordi Pons, Xavier Serra: musicnn: pre-trained convolutional neural networks for music audio tagging, "
-    "ISMIR 2019 LBD; code and weights (c) 2019 Music Technology Group, Universitat Pompeu Fabra, ISC licence"
-)
-CONVERTER_VERSION = 1
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 CHUNK_FRAMES = 187  # 3 s at 16 kHz / 256
 #: The features every Pons model was trained on (musicnn/configuration.py, extractor.batch_data).
 MUSICNN_FEATURES = FeatureConfig(kind="mel", sample_rate=16000, n_fft=512, hop_length=256, n_mels=96,
                                  top_db=None, log_scale="logc")  # fmt: skip
-
-MTT_LABELS, MSD_LABELS = MTAT_TAGS, MSD_TAGS  # Pons trained on the same top-50 lists (models/tags.py)
-
-
-@dataclass(frozen=True)
-class PonsModel:
-    """One checkpoint of the ``musicnn`` wheel."""
-
-    name: str  # specmusic's name, e.g. "pons-msd-musicnn"
-    folder: str  # the wheel's folder, e.g. "MSD_musicnn"
-    arch: str  # "musicnn" | "vgg"
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return MSD_LABELS if self.folder.startswith("MSD") else MTT_LABELS
-
-    @property
-    def dataset(self) -> str:
-        return "msd" if self.folder.startswith("MSD") else "mtt"
-
-
-PONS_MODELS: dict[str, PonsModel] = {
-    m.name: m
-    for m in (
-        PonsModel("pons-msd-musicnn", "MSD_musicnn", "musicnn"),
-        PonsModel("pons-mtt-musicnn", "MTT_musicnn", "musicnn"),
-        PonsModel("pons-msd-vgg", "MSD_vgg", "vgg"),
-        PonsModel("pons-mtt-vgg", "MTT_vgg", "vgg"),
-    )
-}
-
 
 # -- torch networks ---------------------------------------------------------------------------
 def _nets() -> tuple[type, type]:
@@ -289,7 +251,7 @@ def load_pons_model(name: str, source: str | os.PathLike[str]) -> Any:
 
     from specmusic.models.tf_checkpoint import read_checkpoint
 
-    model = _pons(name)
+    model = get_pons_model(name)
     with tempfile.TemporaryDirectory(prefix="specmusic-musicnn-") as scratch:
         tf = read_checkpoint(_checkpoint_prefix(source, model, Path(scratch)))
     net = build_pons_model(model.arch)
@@ -304,118 +266,3 @@ def load_pons_model(name: str, source: str | os.PathLike[str]) -> Any:
         raise ModelError(f"{source}: the {model.folder} checkpoint does not fit the {model.arch} port "
                          f"({type(exc).__name__}: {exc}) — pass the musicnn 0.1.0 wheel") from exc  # fmt: skip
     return net.eval()
-
-
-def _pons(name: str) -> PonsModel:
-    if name not in PONS_MODELS:
-        raise ModelError(f"unknown musicnn model {name!r} — use one of {', '.join(PONS_MODELS)}")
-    return PONS_MODELS[name]
-
-
-def pons_metadata(name: str) -> dict[str, Any]:
-    """The ``specmusic`` metadata JSON object stored in the converted ONNX model."""
-    from specmusic import __version__
-
-    model = _pons(name)
-    return {
-        "format_version": 1,
-        "task": "multilabel",
-        "labels": list(model.labels),
-        "feature_config": MUSICNN_FEATURES.to_dict(),
-        "chunk_frames": CHUNK_FRAMES,
-        "chunk_hop_frames": CHUNK_FRAMES,  # the extractor's default: 3 s windows, no overlap
-        "input_norm": None,  # a one-channel batch norm inside the graph normalises the input
-        "arch": f"pons-{model.arch}",
-        "specmusic_version": __version__,
-        "outputs": "logits",  # pre-sigmoid
-        "pretrained": {
-            "name": model.name,
-            "dataset": model.dataset,
-            "url": WHEEL_URL,
-            "source": f"musicnn-0.1.0 wheel, musicnn/{model.folder}/",
-            "license": "ISC",
-            "credit": CREDIT,
-            "converter_version": CONVERTER_VERSION,
-        },
-    }
-
-
-def convert_pons_model(name: str, source: str | os.PathLike[str], out_path: Path) -> Path:
-    """Export Pons model ``name`` from the wheel ``source`` to ONNX (opset 17) at ``out_path``, atomically.
-
-    Input ``spec`` [batch, 1, 96, 187] (:data:`MUSICNN_FEATURES`); outputs ``logits`` [batch, 50],
-    ``embedding`` and, for MusiCNN, ``mean_pool`` and ``max_pool`` [batch, 753].
-
-    Raises
-    ------
-    ModelError
-        The checkpoint cannot be read or does not fit.
-    """
-    import torch
-
-    from specmusic.export import export_module
-    from specmusic.inference import METADATA_KEY
-
-    net = load_pons_model(name, source)
-    outputs = ["logits", "embedding"] + (["mean_pool", "max_pool"] if _pons(name).arch == "musicnn" else [])
-    example = torch.zeros(2, 1, MUSICNN_FEATURES.n_mels, CHUNK_FRAMES)  # 2: the batch axis is not folded to 1
-    export_module(
-        net, (example,), out_path, input_names=["spec"], output_names=outputs,
-        dynamic_axes={n: {0: "batch"} for n in ["spec", *outputs]}, metadata_key=METADATA_KEY,
-        metadata=pons_metadata(name), what=name,
-    )  # fmt: skip
-    return out_path
-
-
-def bundle_pons_model(name: str, *, wheel: str | os.PathLike[str], folder: Path | None = None) -> Path:
-    """Convert Pons model ``name`` from ``wheel`` into ``folder`` as package data: ``<name>.onnx``, its
-    ``SHA256SUMS`` line, and the wheel's ISC licence appended to ``LICENSE`` (maintainers; torch, onnx).
-
-    ``folder`` defaults to :data:`specmusic.models.pretrained.BUNDLE_DIR`; the conversion is
-    deterministic (the file is byte for byte what :func:`convert_pons_model` writes to the cache).
-
-    Raises
-    ------
-    ConfigError
-        ``name`` is not in :data:`specmusic.models.pretrained.BUNDLED_PONS`.
-    ModelError
-        The wheel lacks the checkpoint or its licence.
-    """
-    from specmusic.errors import ConfigError
-    from specmusic.fileio import atomic_write, sha256_file
-    from specmusic.models.pretrained import (
-        _VERIFIED,
-        BUNDLE_DIR,
-        BUNDLE_SUMS,
-        BUNDLED_PONS,
-        _recorded_sums,
-        _require_conversion_deps,
-    )  # fmt: skip
-
-    if name not in BUNDLED_PONS:
-        raise ConfigError(f"{name} is not in BUNDLED_PONS — add it to the tuple in specmusic/models/pretrained.py "
-                          "first, then rerun --bundle")  # fmt: skip
-    _require_conversion_deps(PONS_MODELS[name])
-    folder = BUNDLE_DIR if folder is None else folder
-    folder.mkdir(parents=True, exist_ok=True)
-    import zipfile
-
-    src, member = Path(wheel), "musicnn-0.1.0.dist-info/LICENSE.md"
-    if src.is_file():
-        with zipfile.ZipFile(src) as whl:
-            isc = whl.read(member).decode("utf-8") if member in whl.namelist() else ""
-    else:
-        isc = (src / member).read_text(encoding="utf-8") if (src / member).is_file() else ""
-    if "Jordi Pons" not in isc:
-        raise ModelError(f"{src} has no {member} (the ISC licence of the weights) — pass the musicnn 0.1.0 wheel")
-    licence = folder / "LICENSE"
-    text = licence.read_text(encoding="utf-8") if licence.is_file() else ""
-    if "Jordi Pons" not in text:
-        block = ("\n\n---\n\nmusicnn (Pons' MusiCNN and VGG weights: pons-*.onnx), ISC licence:\n\n" if text else "")
-        atomic_write(licence, lambda f: f.write(text.rstrip("\n") + block + isc.strip() + "\n"), "w")
-    out = convert_pons_model(name, src, folder / f"{name}.onnx")
-    sums = _recorded_sums(folder)
-    sums[out.name] = sha256_file(out)
-    atomic_write(folder / BUNDLE_SUMS, lambda f: f.writelines(f"{h}  {n}\n" for n, h in sorted(sums.items())), "w")
-    _VERIFIED.pop(out, None)
-    return out

@@ -28,9 +28,9 @@ Kind = Literal["mfcc", "named", "file", "joined"]
 
 def known_names() -> tuple[str, ...]:
     """Every network a name can pick (the registry of pretrained and bundled networks)."""
-    from specmusic.models import pretrained
+    from specmusic.models.zoo import registry
 
-    return (*pretrained.TAGGERS, *pretrained.PONS_MODELS)
+    return registry.network_names()
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ class ModelRef:
             return self.path
         if self.kind != "named":
             raise ModelError(f"--model {self.text} is not one model file or network name — name one model")
-        from specmusic.models import pretrained
+        from specmusic.models.zoo import ensure
 
-        return pretrained.ensure_model(self.name, weights=weights, progress=progress)  # type: ignore[arg-type]
+        return ensure.ensure_model(self.name, weights=weights, progress=progress)  # type: ignore[arg-type]
 
 
 def _one(text: str) -> ModelRef:

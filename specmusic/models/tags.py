@@ -1,6 +1,6 @@
 """The tag vocabularies of the public music-tagging checkpoints, in each checkpoint's output order.
 
-Shared by Won et al.'s taggers (:mod:`specmusic.models.pretrained`) and Pons' MusiCNN/VGG
+Shared by Won et al.'s taggers (:mod:`specmusic.models.zoo.registry`) and Pons' MusiCNN/VGG
 (:mod:`specmusic.models.musicnn`), which were trained on the same top-50 lists.
 """
 

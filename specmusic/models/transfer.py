@@ -6,7 +6,7 @@ Three families share one contract (``forward(x) -> (logits, embedding)``, plus `
 * ``cnn`` — the small scratch :class:`~specmusic.models.cnn.SpecCNN` (the default);
 * music taggers ``musicnn`` / ``fcn`` / ``crnn`` (:mod:`specmusic.models.taggers`) with
   ``pretrained`` = ``mtat`` | ``msd`` | ``jamendo``: the published checkpoint (see
-  :mod:`specmusic.models.pretrained`) minus its 50-tag output layer, plus a new linear head on the pooled
+  :mod:`specmusic.models.zoo`) minus its 50-tag output layer, plus a new linear head on the pooled
   embedding. These take the taggers' own features (:func:`~specmusic.models.taggers.tagger_feature_config`)
   and normalise them with the checkpoint's ``spec_bn``;
 * ImageNet backbones (:mod:`specmusic.models.backbones`, timm names) with ``pretrained`` =
@@ -190,21 +190,21 @@ def build_model(
     family = spec.family
     info: dict[str, Any] = {"arch": spec.arch, "family": family, "init": "random"}
     if family == "tagger":
-        from specmusic.models import pretrained as pt
         from specmusic.models.taggers import build_tagger
+        from specmusic.models.zoo.cache import fetch_checkpoint
+        from specmusic.models.zoo.convert import load_tagger
+        from specmusic.models.zoo.registry import TAGGER_CREDIT, get_tagger
 
         dataset = spec.tagger_dataset
         dropout = 0.2 if spec.dropout is None else spec.dropout
         if dataset is None:
             tagger = build_tagger(spec.arch)
         else:
-            entry = pt.get_tagger(f"{dataset}-{spec.arch}")
-            ckpt = pt.find_checkpoint(entry, weights=spec.weights)
-            if ckpt is None:
-                ckpt = pt.download_checkpoint(entry, pt.cache_dir() / "weights" / entry.relpath, progress=progress)
-            tagger = pt.load_tagger(entry, ckpt)
+            entry = get_tagger(f"{dataset}-{spec.arch}")
+            ckpt = fetch_checkpoint(entry, weights=spec.weights, progress=progress)
+            tagger = load_tagger(entry, ckpt)
             info.update(init=f"tagger:{entry.name}", weights={"name": entry.name, "sha256": entry.sha256,
-                                                              "url": entry.url, "license": "MIT", "credit": pt.CREDIT})
+                                                              "url": entry.url, "license": "MIT", "credit": TAGGER_CREDIT})
             log(f"backbone: {entry.name} tagger weights from {ckpt}")
         model = TaggerClassifier(tagger, n_classes, dropout).train()
         info["config"] = {"n_classes": n_classes, "dropout": dropout, "embedding_dim": model.embedding_dim}
