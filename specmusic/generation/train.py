@@ -406,7 +406,7 @@ def _plot_loss(path: Path, losses: list[float], *, steps_per_epoch: int) -> None
     """Loss of every step (faint) and its running mean against epochs (integer ticks), steps on top."""
     from matplotlib.ticker import MaxNLocator
 
-    from specmusic.plotting import _pyplot, save_figure_atomic
+    from specmusic.plotting import pyplot, save_figure_atomic
 
     values = np.asarray(losses, dtype=np.float64)
     epochs = np.arange(1, len(values) + 1) / steps_per_epoch
@@ -414,7 +414,7 @@ def _plot_loss(path: Path, losses: list[float], *, steps_per_epoch: int) -> None
     for i, v in enumerate(values):
         running = v if math.isnan(running) else (running if math.isnan(v) else 0.98 * running + 0.02 * v)
         smooth[i] = running
-    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     ax.plot(epochs, values, color="tab:blue", alpha=0.25, linewidth=0.8, label="per step")
     ax.plot(epochs, smooth, color="tab:blue", linewidth=1.8, label="running mean")
     if np.any(values > 0):
