@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ __all__ = ["pyplot", "save_spectrogram_png", "save_figure_atomic"]
 _PITCH_CLASSES = ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B"]
 
 
-def pyplot():  # noqa: ANN201 - matplotlib.pyplot, imported on first use
+def pyplot() -> Any:
     """``matplotlib.pyplot`` on the Agg backend (files only, no display), imported on first use.
 
     Every module that draws gets pyplot here, so the backend is chosen in one place.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -119,7 +120,7 @@ def nmf_cli(
     from specmusic.fileio import display_path
     from specmusic.nmf import LOSSES, NMFConfig, SpectrogramConfig, parse_components, sweep_nmf
 
-    def print_run(run) -> None:  # noqa: ANN001 - a KRun, as each k is done
+    def print_run(run: Any) -> None:  # a KRun, as each k is done
         if run.comparison:
             print("\n".join(run.comparison), flush=True)
         elif not report:

@@ -26,7 +26,7 @@ def describe_dataset(
     *,
     listing_failures: Sequence[FailedInput] = (),
     inputs: Sequence[str] = (),
-    config: DescribeConfig = DescribeConfig(),
+    config: DescribeConfig | None = None,
     split_lists: Mapping[str, str | os.PathLike[str] | None] | None = None,
     json_file: str | os.PathLike[str] | None = None,
     plots_dir: str | os.PathLike[str] | None = None,
@@ -41,7 +41,7 @@ def describe_dataset(
     tracks : from :func:`specmusic.data.gather_inputs`
     listing_failures : inputs that failed while listing: reported to ``on_error`` first, then in ``failed``
     inputs : what the document says was described (paths, folders, the manifest)
-    config : thresholds (:class:`~specmusic.describe.analyze.DescribeConfig`)
+    config : thresholds (default :class:`~specmusic.describe.analyze.DescribeConfig`)
     split_lists : ``{"train": path, "valid": path, "test": path}`` (any may be missing or None)
     json_file : also write the document here (atomically); the plots' paths in it are relative to its folder
         (to the working directory without one)
@@ -68,7 +68,7 @@ def describe_dataset(
         ensure_writable_dir(json_path.parent if str(json_path.parent) else ".", option="-o")
     if plots_dir is not None:
         ensure_writable_dir(plots_dir, option="--plots")
-    desc = describe_tracks(tracks, config=config, split_lists=split_lists, listing_failures=listing_failures,
+    desc = describe_tracks(tracks, config=config or DescribeConfig(), split_lists=split_lists, listing_failures=listing_failures,
                            jobs=jobs, progress=progress, on_error=emit)
     plot_paths: dict[str, str] = {}
     if plots_dir is not None and desc.tracks:

@@ -89,8 +89,8 @@ class NMFSweep:
     def table(self) -> list[str]:
         """``--report``'s table: per k the final loss, its ratio to the first k's, iterations and seconds."""
         first = self.runs[0]
-        lines = [f"{'k':>4s}  {'final ' + first.loss_name:>16s}  {'vs k=' + str(first.k):>8s}  "
-                 f"{'iterations':>10s}  {'seconds':>8s}"]
+        lines = [(f"{'k':>4s}  {'final ' + first.loss_name:>16s}  {'vs k=' + str(first.k):>8s}  "
+                  f"{'iterations':>10s}  {'seconds':>8s}")]
         base = first.loss or first.initial_loss
         lines += [f"{r.k:>4d}  {r.loss:>16.6g}  {r.loss / base:>8.3f}  {r.iterations:>10d}  {r.seconds:>8.2f}"
                   for r in self.runs]
