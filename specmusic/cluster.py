@@ -194,7 +194,7 @@ def cluster_map_figure(
     """
     from matplotlib.lines import Line2D
 
-    from specmusic.plotting import _pyplot
+    from specmusic.plotting import pyplot as _pyplot
 
     plt = _pyplot()
     xy = result.coords

@@ -25,6 +25,8 @@ __all__ = [
     "Track",
     "FailedInput",
     "discover_tracks",
+    "expand_path_args",
+    "gather_inputs",
     "read_manifest",
     "read_path_list",
     "read_split_list",
@@ -172,6 +174,57 @@ def read_path_list(stream: Iterable[str]) -> list[str]:
         if line.strip() and not line.lstrip().startswith("#"):
             out.append(line)
     return out
+
+
+def expand_path_args(items: Iterable[str] | None, *, stdin: Iterable[str] = ()) -> list[str]:
+    """Command-line paths with each ``-`` replaced by the paths read from ``stdin``, one a line
+    (:func:`read_path_list`; ``stdin`` is read only when a ``-`` is given)."""
+    out: list[str] = []
+    for item in items or []:
+        if item == "-":
+            out.extend(read_path_list(stdin))
+        else:
+            out.append(item)
+    return out
+
+
+def gather_inputs(
+    items: Iterable[str] | None,
+    manifest: str | os.PathLike[str] | None,
+    *,
+    labels: bool = True,
+    stdin: Iterable[str] = (),
+    require_audio: bool = False,
+) -> tuple[list[Track], list[FailedInput]]:
+    """The tracks of a command's inputs: paths and folders (``-``: paths read from ``stdin``), then a
+    manifest's rows; and what failed to list.
+
+    Parameters
+    ----------
+    items : paths/folders as given on the command line (:func:`expand_path_args`)
+    manifest : CSV/JSONL ``path,label[,group]`` (:func:`read_manifest`), or None
+    labels : take labels from folder names (:func:`discover_tracks`)
+    require_audio : refuse inputs in which nothing was found (no track and no failure)
+
+    Returns
+    -------
+    tracks, failures : as :func:`discover_tracks`
+
+    Raises
+    ------
+    InputError
+        Neither paths nor a manifest were given; with ``require_audio``, no audio file among them;
+        a manifest that cannot be read.
+    """
+    paths = expand_path_args(items, stdin=stdin)
+    if not paths and manifest is None:
+        raise InputError("no input — give audio files or folders, '-' for paths on stdin, or --manifest")
+    tracks, failures = discover_tracks(paths, labels_from_folders=labels) if paths else ([], [])
+    if manifest is not None:
+        tracks += read_manifest(manifest)
+    if require_audio and not tracks and not failures:
+        raise InputError("no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff")
+    return tracks, failures
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Track]:

@@ -41,6 +41,7 @@ from specmusic.errors import ConfigError
 __all__ = [
     "CLUSTER_EXTRA",
     "ClusterSpec",
+    "check_cluster",
     "cluster_client",
     "map_bounded",
     "parse_cluster",
@@ -106,6 +107,27 @@ def require_cluster() -> None:
         raise ConfigError(
             f"--cluster needs Dask distributed, which is not installed — {CLUSTER_EXTRA} (on every worker too)"
         ) from None
+
+
+def check_cluster(value: str | None, jobs: int = 1) -> str | None:
+    """``--cluster``, checked before any work: its grammar, ``distributed`` installed, not with ``--jobs``.
+
+    Returns
+    -------
+    The cluster in its canonical form (``str`` of :class:`ClusterSpec`), or None without one.
+
+    Raises
+    ------
+    ConfigError
+        One line saying what to change.
+    """
+    if value is None:
+        return None
+    spec = parse_cluster(value)
+    if jobs > 1:
+        raise ConfigError("--jobs runs local processes and --cluster runs Dask workers — give one of them")
+    require_cluster()
+    return str(spec)
 
 
 @contextlib.contextmanager

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from specmusic.features import FeatureConfig, mel_frequencies
 
-__all__ = ["save_spectrogram_png", "save_figure_atomic"]
+__all__ = ["pyplot", "save_spectrogram_png", "save_figure_atomic"]
 
 _PITCH_CLASSES = ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B"]
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display), imported on first use.
+
+    Every module that draws gets pyplot here, so the backend is chosen in one place.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -33,7 +38,7 @@ def save_figure_atomic(fig, path: str | os.PathLike[str], *, dpi: int = 100) -> 
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-        _pyplot().close(fig)
+        pyplot().close(fig)
 
 
 def _frequency_ticks(config: FeatureConfig, n_rows: int) -> tuple[list[float], list[str], str]:
@@ -67,7 +72,7 @@ def save_spectrogram_png(
 ) -> None:
     """Save ``spec`` [shape=(n_rows, n_frames)] as a PNG with a time axis in seconds,
     a frequency (or pitch/coefficient) axis, and a colour bar."""
-    plt = _pyplot()
+    plt = pyplot()
     n_rows, n_frames = spec.shape
     seconds = n_frames * config.hop_length / config.sample_rate
     width = min(max(6.0, seconds / 4), 16.0)

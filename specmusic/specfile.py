@@ -1,13 +1,18 @@
 """The ``.npz`` spectrogram format written by ``specmusic spectro`` and read by ``train``, ``classify``, ``embed``, ``generate``.
 
-One track per file, named arrays (never pickled objects)::
+One track per file, named arrays (never pickled objects), written by :func:`save_spectrogram` and read
+by :func:`load_spectrogram` (the matrix and its config) and :func:`npz_meta` (every other field)::
 
     spec            float32 [n_rows, n_frames]   the feature matrix
     format_version  int                          SPEC_FORMAT_VERSION
     config          str (JSON)                   the FeatureConfig
     config_hash     str                          FeatureConfig.digest()
     duration        float                        seconds analysed
-    source_size, source_mtime                    to notice a changed source
+    offset          float                        where in the source the analysis started (s)
+    max_duration    float                        the most seconds asked for (--duration; -1: no limit)
+    source_size     int                          the source's size in bytes, and
+    source_mtime    float                        its modification time: to notice a changed source
+    warning         str                          what was odd about the signal ("" when nothing was)
 
 A spectro output folder also holds ``manifest.jsonl`` (one record per array) and ``errors.jsonl``.
 """
@@ -24,16 +29,88 @@ import numpy as np
 
 from specmusic.errors import InputError
 from specmusic.features import FeatureConfig
-from specmusic.fileio import PICKLE_REASON, display_path, numpy_load_reason
+from specmusic.fileio import PICKLE_REASON, display_path, numpy_load_reason, save_npz_atomic
 
-__all__ = ["SPEC_FORMAT_VERSION", "MANIFEST_NAME", "ERRORS_NAME", "npz_meta", "load_spectrogram", "read_spectro_manifest"]
+__all__ = [
+    "SPEC_FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "ERRORS_NAME",
+    "save_spectrogram",
+    "npz_meta",
+    "current_meta",
+    "load_spectrogram",
+    "read_spectro_manifest",
+]
 
 SPEC_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.jsonl"
 ERRORS_NAME = "errors.jsonl"
+_NO_LIMIT = -1.0  # max_duration of an array computed without --duration
 
 
 # -- arrays ---------------------------------------------------------------------------------
+def save_spectrogram(
+    path: str | os.PathLike[str],
+    spec: np.ndarray,
+    *,
+    config: FeatureConfig,
+    duration: float,
+    offset: float = 0.0,
+    max_duration: float | None = None,
+    source_size: int,
+    source_mtime: float,
+    warning: str = "",
+) -> dict[str, Any]:
+    """Write one track's array and every field of the format (atomically: temp file + rename).
+
+    Parameters
+    ----------
+    spec : np.ndarray [shape=(n_rows, n_frames)], the feature matrix (stored as given: float32 from spectro)
+    config : the settings it was computed with (stored as JSON and as its digest)
+    duration : seconds analysed
+    offset, max_duration : the window asked for (seconds; ``max_duration`` None: to the end)
+    source_size, source_mtime : the source's ``st_size`` and ``st_mtime``
+    warning : what was odd about the signal (empty: nothing)
+
+    Returns
+    -------
+    The small fields as :func:`npz_meta` reads them back, ``shape`` included.
+    """
+    meta: dict[str, Any] = {
+        "format_version": SPEC_FORMAT_VERSION,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "config_hash": config.digest(),
+        "duration": duration,
+        "offset": float(offset),
+        "max_duration": _NO_LIMIT if max_duration is None else float(max_duration),
+        "source_size": source_size,
+        "source_mtime": source_mtime,
+        "warning": warning,
+    }
+    save_npz_atomic(path, {"spec": spec, **{k: np.asarray(v) for k, v in meta.items()}})
+    return {**meta, "shape": list(spec.shape)}
+
+
+def current_meta(
+    path: str | os.PathLike[str], *, config: FeatureConfig, source: os.stat_result, offset: float = 0.0,
+    max_duration: float | None = None,
+) -> dict[str, Any] | None:
+    """The fields of the array at ``path`` (:func:`npz_meta`) when it is up to date: computed with
+    ``config`` over the same window of the same source (size and modification time); None otherwise
+    (missing, unreadable, or stale)."""
+    meta = npz_meta(Path(path))
+    if (
+        meta is not None
+        and meta.get("config_hash") == config.digest()
+        and meta.get("source_size") == source.st_size
+        and meta.get("source_mtime") == source.st_mtime
+        and meta.get("offset") == offset
+        and meta.get("max_duration") == (_NO_LIMIT if max_duration is None else max_duration)
+    ):
+        return meta
+    return None
+
+
 def npz_meta(path: Path) -> dict[str, Any] | None:
     """Small fields of a spectrogram .npz, plus the spec's shape, without reading the spec."""
     try:

@@ -23,9 +23,16 @@ from specmusic.audio import PeakMeter, signal_warnings, stream_audio
 from specmusic.data import FailedInput, Track
 from specmusic.errors import AudioError, SpecmusicError
 from specmusic.features import FeatureConfig, compute_features_stream
-from specmusic.fileio import display_path, ensure_writable_dir, folder_lock, save_npz_atomic, write_jsonl_atomic
+from specmusic.fileio import display_path, ensure_writable_dir, folder_lock, write_jsonl_atomic
 from specmusic.batch import open_executor, require_visible, run_tasks
-from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, SPEC_FORMAT_VERSION, load_spectrogram, npz_meta, read_spectro_manifest
+from specmusic.specfile import (
+    ERRORS_NAME,
+    MANIFEST_NAME,
+    current_meta,
+    load_spectrogram,
+    read_spectro_manifest,
+    save_spectrogram,
+)
 
 __all__ = ["SpectroReport", "output_path", "run_spectro"]
 
@@ -83,17 +90,9 @@ def _record(job: _Job, meta: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 def _process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]:
     """Compute (or skip) one track. Returns (status, record, warning)."""
     st = os.stat(job.track.path)
-    digest = job.config.digest()
     if not job.force and job.out.exists():
-        meta = npz_meta(job.out)
-        if (
-            meta is not None
-            and meta.get("config_hash") == digest
-            and meta.get("source_size") == st.st_size
-            and meta.get("source_mtime") == st.st_mtime
-            and meta.get("offset") == job.offset
-            and meta.get("max_duration") == (-1.0 if job.duration is None else job.duration)
-        ):
+        meta = current_meta(job.out, config=job.config, source=st, offset=job.offset, max_duration=job.duration)
+        if meta is not None:
             if job.png and not job.out.with_suffix(".png").exists():  # interrupted between array and picture
                 spec, _ = load_spectrogram(job.out)
                 _save_png(job, spec)
@@ -114,21 +113,12 @@ def _process(job: _Job, out_dir: Path) -> tuple[str, dict[str, Any], str | None]
             "pass --min-duration 0 to keep it"
         )
     warning = "; ".join(signal_warnings(name, peak=meter.peak, seconds=seconds))
-    meta = {
-        "format_version": SPEC_FORMAT_VERSION,
-        "config": json.dumps(job.config.to_dict(), sort_keys=True),
-        "config_hash": digest,
-        "duration": seconds,
-        "offset": float(job.offset),
-        "max_duration": -1.0 if job.duration is None else float(job.duration),
-        "source_size": st.st_size,
-        "source_mtime": st.st_mtime,
-        "warning": warning,
-    }
-    save_npz_atomic(job.out, {"spec": spec, **{k: np.asarray(v) for k, v in meta.items()}})
+    meta = save_spectrogram(job.out, spec, config=job.config, duration=seconds, offset=job.offset,
+                            max_duration=job.duration, source_size=st.st_size, source_mtime=st.st_mtime,
+                            warning=warning)
     if job.png:  # after the array: a rerun sees the missing picture and draws it from the array
         _save_png(job, spec)
-    return "written", _record(job, {**meta, "shape": spec.shape}, out_dir), warning or None
+    return "written", _record(job, meta, out_dir), warning or None
 
 
 def _save_png(job: _Job, spec: np.ndarray) -> None:
@@ -206,22 +196,8 @@ def run_spectro(
         report.failed.append({"source": f.path, "error": f.message})
         emit(f.message)
 
-    # Two inputs must not write the same array.
-    jobs_list: list[_Job] = []
-    seen: dict[Path, str] = {}
-    for t in tracks:
-        dest = output_path(out, t)
-        if dest in seen:
-            msg = (
-                f"{display_path(t.path)}: same output name as {display_path(seen[dest])} "
-                f"({display_path(dest.relative_to(out))}) — rename one or process them separately"
-            )
-            report.failed.append({"source": t.path, "error": msg})
-            emit(msg)
-            continue
-        seen[dest] = t.path
-        jobs_list.append(_Job(t, dest, config, offset, duration, min_duration, png, force))
-
+    jobs_list = _plan_jobs(tracks, out, report, emit, config=config, offset=offset, duration=duration,
+                           min_duration=min_duration, png=png, force=force)
     bar = tqdm(total=len(jobs_list), desc="spectro", unit="track", file=sys.stderr,
                disable=None if progress is None else not progress, dynamic_ncols=True)
 
@@ -262,6 +238,28 @@ def run_spectro(
         if report.written or report.skipped or report.failed or (out / MANIFEST_NAME).exists():
             _write_run_files(out, report)  # also on Ctrl-C: what finished is recorded
     return report
+
+
+def _plan_jobs(
+    tracks: Sequence[Track], out: Path, report: SpectroReport, emit: Callable[[str], None], *, config: FeatureConfig,
+    offset: float, duration: float | None, min_duration: float, png: bool, force: bool,
+) -> list[_Job]:
+    """One job per track; a track whose array would overwrite another's is reported as failed instead."""
+    jobs_list: list[_Job] = []
+    seen: dict[Path, str] = {}
+    for t in tracks:
+        dest = output_path(out, t)
+        if dest in seen:
+            msg = (
+                f"{display_path(t.path)}: same output name as {display_path(seen[dest])} "
+                f"({display_path(dest.relative_to(out))}) — rename one or process them separately"
+            )
+            report.failed.append({"source": t.path, "error": msg})
+            emit(msg)
+            continue
+        seen[dest] = t.path
+        jobs_list.append(_Job(t, dest, config, offset, duration, min_duration, png, force))
+    return jobs_list
 
 
 def _write_run_files(out: Path, report: SpectroReport) -> None:

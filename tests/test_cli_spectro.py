@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +15,15 @@ from typer.testing import CliRunner
 from specmusic.cli.app import app
 from specmusic.features import FeatureConfig, compute_features
 from specmusic.audio import load_audio
-from specmusic.specfile import load_spectrogram, read_spectro_manifest
+from specmusic import specfile
+from specmusic.specfile import (
+    SPEC_FORMAT_VERSION,
+    current_meta,
+    load_spectrogram,
+    npz_meta,
+    read_spectro_manifest,
+    save_spectrogram,
+)
 
 runner = CliRunner()
 
@@ -147,3 +157,44 @@ def test_same_output_name_collides_cleanly(tmp_path: Path, chirp_mono: Path) -> 
     res = run("spectro", chirp_mono, other, "-o", tmp_path / "x")
     assert res.exit_code == 1 and "same output name" in res.stderr
     assert (tmp_path / "x" / "chirp_mono.npz").exists()
+
+
+# -- the .npz format: one writer, one reader ---------------------------------------------------------------
+FIELDS = {"format_version", "config", "config_hash", "duration", "offset", "max_duration", "source_size",
+          "source_mtime", "warning"}
+
+
+def test_save_spectrogram_writes_every_field_the_readers_read(tmp_path: Path) -> None:
+    config = FeatureConfig(n_mels=16, fmax=8000.0)
+    spec = np.linspace(-80.0, 0.0, 16 * 7, dtype=np.float32).reshape(16, 7)
+    path = tmp_path / "track.npz"
+    written = save_spectrogram(path, spec, config=config, duration=1.25, offset=0.5, max_duration=2.0,
+                               source_size=1234, source_mtime=1_700_000_000.25, warning="quiet: peak -60 dBFS")
+    got, got_config = load_spectrogram(path)
+    np.testing.assert_array_equal(got, spec)
+    assert got.dtype == np.float32 and got_config == config
+    meta = npz_meta(path)
+    assert meta == written and set(meta) == FIELDS | {"shape"}
+    assert meta["shape"] == [16, 7] and meta["format_version"] == SPEC_FORMAT_VERSION
+    assert json.loads(meta["config"]) == config.to_dict() and meta["config_hash"] == config.digest()
+    assert (meta["duration"], meta["offset"], meta["max_duration"]) == (1.25, 0.5, 2.0)
+    assert (meta["source_size"], meta["source_mtime"]) == (1234, 1_700_000_000.25)
+    assert meta["warning"] == "quiet: peak -60 dBFS"
+    for name in FIELDS | {"spec"}:  # the module's docstring documents every field it writes
+        assert re.search(rf"^ +{name} ", specfile.__doc__, re.MULTILINE), name
+
+
+def test_an_array_is_current_only_for_its_settings_window_and_source(tmp_path: Path) -> None:
+    config = FeatureConfig(n_mels=16)
+    path = tmp_path / "track.npz"
+    meta = save_spectrogram(path, np.zeros((16, 3), np.float32), config=config, duration=1.0, source_size=10,
+                            source_mtime=5.0)
+    assert meta["max_duration"] == -1.0 and meta["offset"] == 0.0 and meta["warning"] == ""
+    source = SimpleNamespace(st_size=10, st_mtime=5.0)
+    assert current_meta(path, config=config, source=source) == npz_meta(path)
+    assert current_meta(path, config=FeatureConfig(n_mels=32), source=source) is None
+    assert current_meta(path, config=config, source=SimpleNamespace(st_size=11, st_mtime=5.0)) is None
+    assert current_meta(path, config=config, source=SimpleNamespace(st_size=10, st_mtime=6.0)) is None
+    assert current_meta(path, config=config, source=source, offset=1.0) is None
+    assert current_meta(path, config=config, source=source, max_duration=3.0) is None
+    assert current_meta(tmp_path / "missing.npz", config=config, source=source) is None

@@ -357,3 +357,41 @@ def test_mel_to_audio_is_loudness_normalised() -> None:
     audio, _ = mel_to_audio(mel_db, config=FeatureConfig(top_db=None), n_iter=8)
     rms_db = 20 * np.log10(np.sqrt(np.mean(audio**2)))
     assert np.max(np.abs(audio)) <= 10 ** (-1 / 20) + 1e-6 and rms_db > -30
+
+
+# -- the commands' library functions, without Typer --------------------------------------------------------
+def test_invert_file_writes_the_audio_and_says_how_close_it_is(tmp_path: Path) -> None:
+    from specmusic.generation import invert_file
+
+    path = tmp_path / "m.npy"
+    np.save(path, compute_features(chirp(1.0).astype(np.float32), FeatureConfig(n_mels=32, top_db=None)))
+    done = invert_file(path, tmp_path / "m.wav", n_mels=32, gl_iter=4)
+    assert (tmp_path / "m.wav").is_file() and (done.kind, done.shape[0]) == ("mel", 32)
+    assert done.to_dict() == {"input": str(path), "output": str(tmp_path / "m.wav"), "seconds": round(done.seconds, 3),
+                              "spectral_convergence_db": round(done.spectral_convergence_db, 2)}
+    from specmusic.errors import InputError
+
+    with pytest.raises(InputError):  # an output no format can be written to: refused before any work
+        invert_file(tmp_path / "missing.npy", tmp_path / "m.txt")
+
+
+def test_sample_to_folder_checks_first_and_draws_as_consumed(tiny_model: Path, tmp_path: Path) -> None:
+    from specmusic.errors import InputError
+    from specmusic.generation import sample_to_folder
+
+    with pytest.raises(InputError, match="jazz"):  # the label is checked before anything is drawn
+        sample_to_folder(tiny_model, tmp_path / "no", n=1, label="jazz")
+    lines: list[str] = []
+    records = sample_to_folder(tiny_model, tmp_path / "out", n=2, label="low", seconds=0.5, steps=1, gl_iter=1,
+                               png=False, progress=False, log=lines.append)
+    assert lines[-1] == "2 × 0.5 s of 'low', 1 steps, seed 0" and not list((tmp_path / "out").iterdir())
+    assert [r["index"] for r in records] == [0, 1] and len(list((tmp_path / "out").glob("*.wav"))) == 2
+
+
+def test_train_generator_from_files_needs_a_stopping_rule_before_reading(tmp_path: Path) -> None:
+    from specmusic.errors import ConfigError
+    from specmusic.generation import train_generator_from_files
+
+    with pytest.raises(ConfigError, match="no stopping rule"):
+        train_generator_from_files([tmp_path / "nothing-here"], tmp_path / "gen")
+    assert not (tmp_path / "gen").exists()

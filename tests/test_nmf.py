@@ -19,10 +19,14 @@ from specmusic.nmf import (
     load_nmf,
     mosaic,
     mosaic_files,
+    mosaic_to_file,
+    parse_components,
     resynthesize,
     save_decomposition,
     separate_components,
     soft_masks,
+    SpectrogramConfig,
+    sweep_nmf,
 )
 from specmusic.nmf.plots import log_frequency_ticks, templates_figure
 from specmusic.stft import istft, stft
@@ -462,3 +466,47 @@ def test_mosaic_takes_fewer_threads_when_that_fits_the_memory_bound(tmp_path: Pa
     assert any("instead of 4" in n and "--max-memory" in n for n in notes), notes
     with pytest.raises(ConfigError, match="more than --max-memory"):
         mosaic_files(src, tgt, config=MosaicConfig(n_iter=2, threads=4), max_memory_gb=one / 2e9)
+
+
+# -- the sweep and the mosaic as the commands run them, without Typer ----------------------------------------
+def test_parse_components_sorts_and_refuses_what_is_no_k() -> None:
+    assert parse_components(["4,6", "8", " 4 ", "2"]) == [2, 4, 6, 8]
+    for bad in (["0"], ["4,x"], ["-3"], [","]):
+        with pytest.raises(ConfigError, match="--components"):
+            parse_components(bad)
+
+
+def test_sweep_nmf_fits_each_k_from_one_decoding_and_returns_what_the_command_prints(tmp_path: Path) -> None:
+    song = write(tmp_path / "duet.wav", np.concatenate([tone(196.0, 0.6, sr=8000), tone(1318.0, 0.6, sr=8000, seed=1)]),
+                 sr=8000)
+    seen, lines = [], []
+    sweep = sweep_nmf(song, ks=[2, 3], spectrogram=SpectrogramConfig(sample_rate=8000, n_fft=512, hop_length=128),
+                      config=NMFConfig(beta=2.0, max_iter=20), output=tmp_path / "out", report=True, plots=False,
+                      log=lines.append, on_run=seen.append)
+    assert [r.k for r in sweep.runs] == [2, 3] and seen == sweep.runs  # each k handed over as it is done
+    rows = [r.to_dict() for r in sweep.runs]
+    assert {"k", "loss_name", "loss", "initial_loss", "iterations", "converged", "seconds", "output",
+            "model_relative_error"} == set(rows[0])
+    assert rows[0]["loss_name"] == "euclidean" and rows[1]["loss"] <= rows[1]["initial_loss"]
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"k2", "k3", "report.png"}  # one folder per k
+    assert (tmp_path / "out" / "k3" / "component-03.wav").is_file() and sweep.report_png == tmp_path / "out" / "report.png"
+    table = sweep.table()
+    assert table[0].split() == ["k", "final", "euclidean", "vs", "k=2", "iterations", "seconds"]
+    assert [line.split()[0] for line in table[1:]] == ["2", "3"] and table[1].split()[2] == "1.000"
+    assert lines[0].startswith("nmf: ") and "k = 2 3" in lines[0]
+    bare = sweep_nmf(song, ks=[2], spectrogram=SpectrogramConfig(sample_rate=8000, n_fft=512, hop_length=128),
+                     config=NMFConfig(max_iter=5))  # nothing written without an output folder
+    assert bare.report_png is None and set(bare.runs[0].to_dict()) == set(rows[0]) - {"output", "model_relative_error"}
+
+
+def test_mosaic_to_file_writes_the_audio_and_its_pictures(tmp_path: Path) -> None:
+    src = write(tmp_path / "src.wav", tone(660.0, 0.6, sr=8000, seed=2), sr=8000)
+    tgt = write(tmp_path / "tgt.wav", tone(440.0, 0.5, sr=8000, seed=3), sr=8000)
+    config = MosaicConfig(n_fft=512, hop_length=128, n_iter=5)
+    info = mosaic_to_file(src, tgt, tmp_path / "m.wav", config=config)
+    assert (tmp_path / "m.wav").is_file() and (tmp_path / "m.png").is_file() and (tmp_path / "m.loss.png").is_file()
+    assert info["iterations"] == 5 and info["sample_rate"] == 8000 and len(info["plots"]) == 2
+    with pytest.raises(ConfigError, match="--plots"):
+        mosaic_to_file(src, tgt, "-", config=config, plots=True)
+    with pytest.raises(InputError):
+        mosaic_to_file(src, tgt, tmp_path / "m.txt", config=config)

@@ -286,3 +286,13 @@ def test_training_curve_has_whole_epoch_ticks() -> None:
         lo, hi = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_requested_features_are_the_defaults_changed_or_none() -> None:
+    from dataclasses import replace
+
+    from specmusic.training import DEFAULT_FEATURES, requested_features
+
+    assert requested_features() is None  # the model (or the spectro folder) decides
+    assert requested_features(n_mels=32) == replace(DEFAULT_FEATURES, n_mels=32)
+    assert requested_features(sample_rate=16000) == replace(DEFAULT_FEATURES, sample_rate=16000)

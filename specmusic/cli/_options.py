@@ -93,37 +93,24 @@ def require_torch(command: str, *, onnx: bool = False) -> None:
 
 def expand_stdin(inputs: list[str] | None) -> list[str]:
     """Replace a ``-`` argument by the paths read from stdin, one a line."""
-    from specmusic.data import read_path_list
+    from specmusic.data import expand_path_args
 
-    out: list[str] = []
-    for item in inputs or []:
-        if item == "-":
-            out.extend(read_path_list(sys.stdin))
-        else:
-            out.append(item)
-    return out
+    return expand_path_args(inputs, stdin=sys.stdin)
 
 
-def gather_tracks(inputs: list[str] | None, manifest, *, labels: bool = True):  # noqa: ANN001, ANN201
+def gather_tracks(inputs: list[str] | None, manifest, *, labels: bool = True, require_audio: bool = False):  # noqa: ANN001, ANN201
     """Tracks from paths/folders (``-`` reads paths from stdin) plus a manifest's rows, and what failed to list.
 
-    Returns ``(tracks, failures)`` as :func:`specmusic.data.discover_tracks`.
+    Returns ``(tracks, failures)`` as :func:`specmusic.data.gather_inputs`.
 
     Raises
     ------
     InputError
-        Neither paths nor a manifest were given.
+        Neither paths nor a manifest were given (with ``require_audio``: or no audio file in them).
     """
-    from specmusic.data import discover_tracks, read_manifest
-    from specmusic.errors import InputError
+    from specmusic.data import gather_inputs
 
-    paths = expand_stdin(inputs)
-    if not paths and manifest is None:
-        raise InputError("no input — give audio files or folders, '-' for paths on stdin, or --manifest")
-    tracks, failures = discover_tracks(paths, labels_from_folders=labels) if paths else ([], [])
-    if manifest is not None:
-        tracks += read_manifest(manifest)
-    return tracks, failures
+    return gather_inputs(inputs, manifest, labels=labels, stdin=sys.stdin, require_audio=require_audio)
 
 
 JOBS = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes.")
@@ -139,23 +126,18 @@ CLUSTER = typer.Option(
 
 
 def check_cluster(cluster: str | None, jobs: int = 1) -> str | None:
-    """``--cluster``, checked before any work: its grammar, ``distributed`` installed, not with ``--jobs``.
+    """``--cluster``, checked before any work (:func:`specmusic.distributed.check_cluster`).
 
     Raises
     ------
     ConfigError
         One line saying what to change.
     """
-    if cluster is None:
+    if cluster is None:  # without one, specmusic.distributed is not imported (start-up time)
         return None
-    from specmusic.distributed import parse_cluster, require_cluster
-    from specmusic.errors import ConfigError
+    from specmusic.distributed import check_cluster as check
 
-    spec = parse_cluster(cluster)
-    if jobs > 1:
-        raise ConfigError("--jobs runs local processes and --cluster runs Dask workers — give one of them")
-    require_cluster()
-    return str(spec)
+    return check(cluster, jobs)
 
 
 def _check_windows(value: str | None) -> str | None:

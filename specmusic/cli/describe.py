@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -60,48 +59,22 @@ def describe_cli(
     """
     from dataclasses import replace
 
-    from specmusic.describe import (
-        DescribeConfig,
-        FingerprintConfig,
-        describe_tracks,
-        description_record,
-        format_table,
-    )
-    from specmusic.errors import InputError
-    from specmusic.fileio import ensure_writable_dir, write_json_atomic
+    from specmusic.describe import DescribeConfig, FingerprintConfig, describe_dataset, format_table
 
     with cli_errors():
-        tracks, failures = gather_tracks(inputs, manifest, labels=labels)
-        for f in failures:
-            err(f"Error: {f.message}")
-        if not tracks and not failures:
-            raise InputError("no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff")
-        to_stdout = as_json or output == "-"
+        tracks, failures = gather_tracks(inputs, manifest, labels=labels, require_audio=True)
         json_file = None if output in (None, "-") else Path(output)
-        if json_file is not None:
-            ensure_writable_dir(json_file.parent if str(json_file.parent) else ".", option="-o")
-        if plots is not None:
-            ensure_writable_dir(plots, option="--plots")
         config = DescribeConfig(
             clip_level=clip_level, silence_db=silence_db, imbalance_ratio=imbalance_ratio,
             fingerprint=replace(FingerprintConfig(), min_similarity=min_similarity, min_overlap=min_overlap),
         )
-        desc = describe_tracks(
-            tracks, config=config, split_lists={"train": split_file, "valid": valid_file, "test": test_file},
-            listing_failures=failures, jobs=jobs, progress=progress, on_error=lambda line: err(f"Error: {line}"),
+        record = describe_dataset(
+            tracks, listing_failures=failures, inputs=[*(inputs or []), *([str(manifest)] if manifest else [])],
+            config=config, split_lists={"train": split_file, "valid": valid_file, "test": test_file},
+            json_file=json_file, plots_dir=plots, jobs=jobs, progress=progress,
+            on_error=lambda line: err(f"Error: {line}"),
         )
-        plot_paths: dict[str, str] = {}
-        if plots is not None and desc.tracks:
-            from specmusic.describe.plots import save_plots
-
-            base = json_file.resolve().parent if json_file is not None else Path.cwd()
-            plot_paths = {k: os.path.relpath(p.resolve(), base) for k, p in save_plots(desc, plots).items()}
-        record = description_record(desc, inputs=[*(inputs or []), *([str(manifest)] if manifest else [])],
-                                    plots=plot_paths)
-        record["base"] = os.getcwd()  # the folder relative paths in "files" and "duplicates" start from
-        if json_file is not None:
-            write_json_atomic(json_file, record)
-        if to_stdout:
+        if as_json or output == "-":
             sys.stdout.write(json.dumps(record, indent=2) + "\n")
         else:
             sys.stdout.write(format_table(record) + "\n")
@@ -110,6 +83,6 @@ def describe_cli(
         err(f"describe: {record['clips']} clips described, {len(record['failed'])} unreadable, {len(dups)} duplicate "
             f"pair(s), {sum(d['leakage'] for d in dups)} across splits"
             + (f"; JSON in {json_file}" if json_file is not None else "")
-            + (f"; plots in {plots}" if plot_paths else ""))
+            + (f"; plots in {plots}" if record["plots"] else ""))
         if record["failed"]:
             raise typer.Exit(1)

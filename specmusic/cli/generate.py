@@ -67,38 +67,14 @@ def train_cli(
     Example: specmusic generate train clips/ -o gen/ --minutes 20
     """
     require_torch("specmusic generate train", onnx=True)  # the end of a run writes model.onnx
-    from specmusic.fileio import ensure_writable_dir
-    from specmusic.generation.config import (
-        CHECKPOINT,
-        FEATURES_CACHE,
-        GenConfig,
-        config_with,
-    )
-    from specmusic.generation.data import load_training_data
-    from specmusic.generation.train import train_generator
+    from specmusic.generation import GenConfig, config_with, train_generator_from_files
 
     with cli_errors():
-        from specmusic.errors import ConfigError
-
-        if minutes is None and epochs is None:
-            raise ConfigError("no stopping rule — pass --minutes N (a time budget) or --epochs N")
         config = config_with(GenConfig(), n_mels=n_mels, patch_frames=patch_frames, batch_size=batch_size, lr=lr, base=base)
-        if train_list is None and len(inputs) == 1 and (inputs[0] / "splits" / "train_filtered.txt").is_file():
-            train_list = inputs[0] / "splits" / "train_filtered.txt"
-            err(f"generate train: training on the clips listed in {train_list}")
-        ensure_writable_dir(output, option="-o")
-        specs, labels, names = load_training_data(
-            inputs, config=config, train_list=train_list, cache=output / FEATURES_CACHE, progress=progress, log=err
+        result = train_generator_from_files(
+            inputs, output, config=config, minutes=minutes, epochs=epochs, train_list=train_list,
+            unconditional=unconditional, seed=seed, threads=threads, force=force, progress=progress, log=err,
         )
-        if unconditional:
-            names, labels = [], [0] * len(specs)
-        frames = sum(s.shape[1] for s in specs)
-        err(f"generate train: {len(specs)} clips, {frames * config.hop_length / config.sample_rate / 60:.1f} min of audio, "
-            + (f"{len(names)} labels ({', '.join(names)})" if names else "unconditional"))
-        result = train_generator(specs, labels, names, out_dir=output, config=config, minutes=minutes, epochs=epochs,
-                                 seed=seed, threads=threads, force=force, progress=progress, log=err)
-        if result.resumed_from:
-            err(f"generate train: resumed {output}/{CHECKPOINT} at step {result.resumed_from}")
         losses = (f"loss {result.first_loss:.3f} → {result.final_loss:.3f}" if result.final_loss is not None
                   else "no step left to take")
         err(f"generate train: {result.steps} steps ({result.epochs:g} epochs) in {result.seconds / 60:.1f} min, "
@@ -130,24 +106,14 @@ def sample_cli(
 
     Example: specmusic generate sample gen/ -n 8 -l hedgewars --seconds 6 -o out/
     """
-    from tqdm import tqdm
-
-    from specmusic.fileio import ensure_writable_dir
-    from specmusic.generation.config import check_sample_seconds
-    from specmusic.generation.sample import load_generator, write_samples
+    from specmusic.generation import sample_to_folder
 
     with cli_errors():
-        check_sample_seconds(seconds)  # before any work: options, then the output folder, then the model
-        ensure_writable_dir(output, option="-o")
-        gen = load_generator(model, threads=threads, log=lambda line: err(f"generate sample: {line}"))
-        gen.label_index(label)
-        err(f"generate sample: {count} × {seconds:g} s" + (f" of {label!r}" if label else "") + f", {steps} steps, seed {seed}")
-        bar = tqdm(total=count, desc="sample", unit="clip", disable=None if progress is None else not progress)
-        with bar:
-            for record in write_samples(gen, output, n=count, label=label, seconds=seconds, steps=steps,
-                                        guidance=guidance, gl_iter=gl_iter, seed=seed, png=png):
-                bar.update(1)
-                print(json.dumps(record), flush=True)
+        records = sample_to_folder(model, output, n=count, label=label, seconds=seconds, steps=steps, guidance=guidance,
+                                   gl_iter=gl_iter, seed=seed, png=png, threads=threads, progress=progress,
+                                   log=lambda line: err(f"generate sample: {line}"))
+        for record in records:
+            print(json.dumps(record), flush=True)
 
 
 @generate_app.command("invert")
@@ -168,19 +134,13 @@ def invert_cli(
 
     Example: specmusic generate invert some_mel.npy -o some.wav
     """
-    from specmusic.audio import check_audio_output, save_audio
     from specmusic.fileio import display_path
-    from specmusic.inversion import invert_array, load_invertible_array
+    from specmusic.generation import invert_file
 
     with cli_errors():
-        check_audio_output(output, option="-o")  # before any work: a name no format can be written to
-        name = display_path(array)
-        data, fc, scale_used = load_invertible_array(array, kind=kind, scale=scale, sample_rate=sample_rate,
-                                                     n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-        y, sc = invert_array(data, config=fc, scale=scale_used, n_iter=gl_iter, momentum=momentum, seed=seed, name=name)
-        save_audio(output, y, fc.sample_rate)
-        err(f"generate invert: {name} ({fc.kind} {data.shape[0]}×{data.shape[1]}) → {display_path(output)}, "
-            f"spectral convergence {sc:.1f} dB")
+        done = invert_file(array, output, kind=kind, scale=scale, sample_rate=sample_rate, n_fft=n_fft,
+                           hop_length=hop_length, n_mels=n_mels, gl_iter=gl_iter, momentum=momentum, seed=seed)
+        err(f"generate invert: {display_path(array)} ({done.kind} {done.shape[0]}×{done.shape[1]}) → "
+            f"{display_path(output)}, spectral convergence {done.spectral_convergence_db:.1f} dB")
         if os.fspath(output) != "-":
-            print(json.dumps({"input": str(array), "output": str(output), "seconds": round(len(y) / fc.sample_rate, 3),
-                              "spectral_convergence_db": round(sc, 2)}), flush=True)
+            print(json.dumps(done.to_dict()), flush=True)

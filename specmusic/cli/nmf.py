@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -69,22 +69,6 @@ THREADS = typer.Option(
 )
 
 
-def _parse_components(values: list[str]) -> list[int]:
-    """``["4,6", "8"]`` → ``[4, 6, 8]`` (sorted, without repeats)."""
-    from specmusic.errors import ConfigError
-
-    ks: list[int] = []
-    for value in values:
-        for part in str(value).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if not part.isdigit() or int(part) < 1:
-                raise ConfigError(f"--components {part!r} is not a positive whole number — e.g. -c 4 or -c 4,6,8")
-            ks.append(int(part))
-    return sorted(dict.fromkeys(ks))
-
-
 @nmf_app.command(_DEFAULT)
 def nmf_cli(
     song: Path = typer.Argument(..., help="Audio file to decompose."),
@@ -133,103 +117,29 @@ def nmf_cli(
 
     Example: specmusic nmf song.wav -c 4 --loss kl -o parts/
     """
-    from specmusic.fileio import display_path, ensure_writable_dir
-    from specmusic.nmf import (
-        LOSSES,
-        NMFConfig,
-        SpectrogramConfig,
-        load_spectrogram_for_nmf,
-    )
-    from specmusic.nmf.memory import check_nmf_memory
+    from specmusic.fileio import display_path
+    from specmusic.nmf import LOSSES, NMFConfig, SpectrogramConfig, parse_components, sweep_nmf
+
+    def print_run(run: Any) -> None:  # a KRun, as each k is done
+        if run.comparison:
+            print("\n".join(run.comparison), flush=True)
+        elif not report:
+            print(json.dumps(run.to_dict(), sort_keys=True), flush=True)
 
     with cli_errors():
-        ks = _parse_components(components)
-        spec = SpectrogramConfig(
-            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, power=power, mask_power=mask_power
+        ks = parse_components(components)
+        sweep = sweep_nmf(
+            song, ks=ks, output=output, report=report, compare=compare is not None, audio=audio, plots=plots,
+            spectrogram=SpectrogramConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, power=power,
+                                          mask_power=mask_power),
+            config=NMFConfig(n_components=ks[0], beta=LOSSES[loss.value], max_iter=iterations, tol=tol,
+                             init=init.value, seed=seed, dtype="float64" if float64 else "float32", threads=threads,
+                             inner=inner, relax=relax),
+            offset=offset, duration=duration, max_memory_gb=max_memory, progress=progress, log=err, on_run=print_run,
         )
-        report_png = (output / "report.png") if output else Path(f"{song.stem}.nmf-report.png")
-        if output is not None:  # before any work: an output that cannot be written is known now
-            ensure_writable_dir(output, option="-o")
-        elif report:
-            ensure_writable_dir(report_png.parent, option="-o")
-        check_nmf_memory(song, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, power=power,
-                         n_components=ks[-1], beta=LOSSES[loss.value], itemsize=8 if float64 else 4,
-                         threads=threads, init=init.value, audio=audio and output is not None,
-                         compare=compare is not None, offset=offset, duration=duration, max_gb=max_memory)
-        y, X, V = load_spectrogram_for_nmf(song, spec=spec, offset=offset, duration=duration)
-        name = display_path(song)
-        err(f"nmf: {name}: {len(y) / sample_rate:.1f} s → |STFT|{'²' if power == 2 else ''} {V.shape[0]}×{V.shape[1]}, "
-            f"loss {loss.value}, k = {' '.join(map(str, ks))}")
-        base = NMFConfig(
-            n_components=ks[0], beta=LOSSES[loss.value], max_iter=iterations, tol=0.0 if compare else tol,
-            init=init.value, seed=seed, dtype="float64" if float64 else "float32", threads=threads, inner=inner,
-            relax=relax,
-        )
-        rows = []
-        for k in ks:
-            out = None if output is None else output / f"k{k}" if len(ks) > 1 else output
-            row = _decompose_one(y, X, V, spec=spec, config=replace(base, n_components=k), out=out, source=name,
-                                 audio=audio, plots=plots, progress=progress, compare=compare is not None)
-            rows.append(row)
-            if not report and not compare:
-                print(json.dumps(row, sort_keys=True), flush=True)
-        if report:
-            _report(rows, png=report_png, title=song.name)
-
-
-def _decompose_one(y, X, V, *, spec, config, out, source, audio, plots, progress, compare) -> dict:
-    """Fit one k; write its folder when ``out`` is set; print the scikit-learn comparison with ``compare``."""
-    from specmusic.fileio import display_path
-    from specmusic.nmf import (
-        Decomposition,
-        fit_nmf,
-        initialize_nmf,
-        loss_name,
-        save_decomposition,
-    )
-
-    W0 = H0 = None
-    if compare:  # the same starting point for both solvers
-        W0, H0 = initialize_nmf(V, config.n_components, init=config.init, seed=config.seed, dtype=config.dtype)
-    result = fit_nmf(V, config=config, W=W0, H=H0, progress=progress)
-    row = {
-        "k": config.n_components,
-        "loss_name": loss_name(result.beta),
-        "loss": result.loss,
-        "initial_loss": float(result.losses[0]),
-        "iterations": result.n_iter,
-        "converged": result.converged,
-        "seconds": round(result.seconds, 4),
-    }
-    if out is not None:
-        dec = Decomposition(y=y, X=X, V=V, result=result, spec=spec, sr=spec.sample_rate)
-        summary = save_decomposition(out, dec, source=source, plots=plots, audio=audio)
-        row["output"] = display_path(out)
-        err(f"nmf: k={config.n_components} {row['loss_name']} {result.loss:.6g} after {result.n_iter} iterations "
-            f"({result.seconds:.2f} s) → {display_path(out)}")
-        if audio:
-            row["model_relative_error"] = summary["model_relative_error"]
-            err(f"nmf: the component WAVs add up to the mix (RMS error {summary['parts_sum_rms_error']:.1e}); "
-                f"model.wav is the model W·H with the mix's phase, {100 * summary['model_relative_error']:.1f} % "
-                "RMS away from the mix (the model's approximation error)")
-    if compare:
-        from specmusic.nmf.compare import compare_sklearn, comparison_table
-
-        print("\n".join(comparison_table(config, result, compare_sklearn(V, W0, H0, config))), flush=True)
-    return row
-
-
-def _report(rows: list[dict], *, png: Path, title: str) -> None:
-    """The loss-vs-k table on stdout, and its PNG."""
-    from specmusic.fileio import display_path
-    from specmusic.nmf import save_report_plot
-
-    print(f"{'k':>4s}  {'final ' + rows[0]['loss_name']:>16s}  {'vs k=' + str(rows[0]['k']):>8s}  {'iterations':>10s}  {'seconds':>8s}")
-    base = rows[0]["loss"] or rows[0]["initial_loss"]
-    for r in rows:
-        print(f"{r['k']:>4d}  {r['loss']:>16.6g}  {r['loss'] / base:>8.3f}  {r['iterations']:>10d}  {r['seconds']:>8.2f}")
-    save_report_plot(png, rows, title=title)
-    err(f"nmf: loss vs k → {display_path(png)}")
+        if sweep.report_png is not None:
+            print("\n".join(sweep.table()), flush=True)
+            err(f"nmf: loss vs k → {display_path(sweep.report_png)}")
 
 
 @nmf_app.command("mosaic")
@@ -262,36 +172,16 @@ def mosaic_cli(
 
     Example: specmusic nmf mosaic -s bees.wav -t song.wav --let-it-bee -o mosaic.wav
     """
-    from specmusic.audio import check_audio_output, save_audio
-    from specmusic.errors import ConfigError
-    from specmusic.fileio import display_path
-    from specmusic.nmf import (
-        MosaicConfig,
-        mosaic_files,
-        mosaic_plot_paths,
-        save_mosaic_plots,
-    )
+    from specmusic.nmf import MosaicConfig, mosaic_to_file
 
     with cli_errors():
-        if plots and output == "-":
-            raise ConfigError("--plots needs an output file to put the pictures beside — give -o FILE.wav or drop --plots")
-        check_audio_output(output, option="-o")  # before any work: a name no format can be written to
         config = MosaicConfig.with_constraints(
             let_it_bee=let_it_bee, repetition=repetition, polyphony=polyphony, continuity=continuity,
             n_fft=n_fft, hop_length=hop_length, n_iter=iterations, templates=templates, seed=seed, threads=threads,
         )
-        result = mosaic_files(source, target, sr=sample_rate, config=config, source_duration=source_duration,
-                              target_duration=target_duration, on_note=err, progress=progress,
+        info = mosaic_to_file(source, target, output, config=config, sr=sample_rate, source_duration=source_duration,
+                              target_duration=target_duration, plots=plots, on_note=err, progress=progress,
                               max_memory_gb=max_memory)
-        save_audio(output, result.y, result.sr)
-        info = result.info | {"output": output if output == "-" else display_path(output),
-                              "repetition": config.repetition, "polyphony": config.polyphony,
-                              "continuity": config.continuity, "iterations": config.n_iter}
-        if output != "-" and plots is not False:
-            pictures = mosaic_plot_paths(output)
-            save_mosaic_plots(*pictures, result.y, result.fit, sr=result.sr, n_fft=n_fft, hop_length=hop_length,
-                              title=Path(target).name)
-            info["plots"] = [display_path(p) for p in pictures]
         err(f"mosaic: {info['mode']} mode, {info.get('source_frames_used', templates)} templates, "
             f"{info['target_frames']} target frames, KL {info['initial_loss']:.4g} → {info['loss']:.4g} "
             f"in {info['seconds']:.1f} s → {info['output']}")

@@ -64,17 +64,13 @@ def spectro_cli(
 
     Arrays a trained model can classify: specmusic spectro ~/music --like runs/cnn/model.onnx -o specs/
     """
-    from specmusic.errors import ConfigError, InputError
+    from specmusic.errors import ConfigError
     from specmusic.features import FeatureConfig
     from specmusic.spectro import run_spectro
 
     with cli_errors():
         cluster = check_cluster(cluster, jobs)
-        tracks, failures = gather_tracks(inputs, manifest, labels=labels)
-        if not tracks and not failures:
-            raise InputError(
-                "no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff"
-            )
+        tracks, failures = gather_tracks(inputs, manifest, labels=labels, require_audio=True)
         given = [n for n in _FEATURE_OPTIONS if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
         if like is not None and given:
             flags = ", ".join("--" + n.replace("_", "-").replace("sample-rate", "sr") for n in given)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -166,44 +165,21 @@ def train_cli(
     require_torch("specmusic train", onnx=True)
     with cli_errors():
         from specmusic.models.transfer import ModelSpec
-        from specmusic.training import DEFAULT_FEATURES, TrainConfig, train
+        from specmusic.training import TrainConfig, requested_features, train
 
         spec = ModelSpec(arch=arch, pretrained=pretrained, weights=None if weights is None else str(weights),
                          img_size=_parse_size(img_size))
         config = TrainConfig(
-            chunk_seconds=chunk_seconds,
-            epochs=epochs,
-            patience=patience,
-            batch_size=batch_size,
-            lr=lr,
-            augment=tuple(a.strip() for a in augment.split(",")),
-            drop_hard=drop_hard,
-            drop_hard_after=drop_hard_after,
-            track_pooling=pooling,
-            seed=seed,
-            threads=threads,
-            device=device,
-            freeze_epochs=epochs if linear_probe else freeze_epochs,
-            finetune_lr=finetune_lr,
-            freeze_front=freeze_front,
+            chunk_seconds=chunk_seconds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+            augment=tuple(a.strip() for a in augment.split(",")), drop_hard=drop_hard, drop_hard_after=drop_hard_after,
+            track_pooling=pooling, seed=seed, threads=threads, device=device,
+            freeze_epochs=epochs if linear_probe else freeze_epochs, finetune_lr=finetune_lr, freeze_front=freeze_front,
             max_seconds=time_budget,
         )
-        requested = None  # None: the default features for audio, the arrays' own for a spectro folder
-        if n_mels is not None or sample_rate is not None:
-            requested = replace(DEFAULT_FEATURES, n_mels=n_mels or DEFAULT_FEATURES.n_mels,
-                                sample_rate=sample_rate or DEFAULT_FEATURES.sample_rate)
         result = train(
-            data,
-            output,
-            config=config,
-            model_spec=spec,
-            feature_config=requested,  # a tagger arch takes its own: training.model_features decides
-            manifest=manifest,
-            split_files={"train": split_file, "valid": valid_file, "test": test_file},
-            cache_dir=cache_dir,
-            jobs=jobs,
-            force=force,
-            progress=progress,
-            log=err,
+            data, output, config=config, model_spec=spec,
+            feature_config=requested_features(n_mels=n_mels, sample_rate=sample_rate),  # a tagger arch takes its own
+            manifest=manifest, split_files={"train": split_file, "valid": valid_file, "test": test_file},
+            cache_dir=cache_dir, jobs=jobs, force=force, progress=progress, log=err,
         )
         err(f"train: wrote {result.model_path} and {output / 'metrics.json'} in {result.seconds:.0f} s")

@@ -17,7 +17,7 @@ import numpy as np
 
 from specmusic.describe.analyze import SPEC_COLUMNS, SPEC_MELS, SPEC_RATE, SPEC_SECONDS
 from specmusic.describe.run import SPLIT_NAMES, Description, label_of
-from specmusic.plotting import save_figure_atomic
+from specmusic.plotting import pyplot, save_figure_atomic
 
 __all__ = ["PLOT_NAMES", "save_plots"]
 
@@ -31,15 +31,6 @@ PLOT_NAMES = {
 _MAX_SPECTROGRAMS = 30  # labels drawn in the spectrogram grid (the largest ones)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _by_label(desc: Description) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for i, t in enumerate(desc.tracks):
@@ -48,7 +39,7 @@ def _by_label(desc: Description) -> dict[str, list[int]]:
 
 
 def _clips(desc: Description, groups: dict[str, list[int]], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     names = list(groups)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(names) + 2), 4))
     x = np.arange(len(names))
@@ -73,7 +64,7 @@ def _clips(desc: Description, groups: dict[str, list[int]], path: Path) -> None:
 
 
 def _boxes(groups: dict[str, list[int]], values: list[float | None], path: Path, *, ylabel: str, title: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     names = list(groups)
     data = [[values[i] for i in groups[n] if values[i] is not None] or [np.nan] for n in names]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(names) + 2), 4))
@@ -86,7 +77,7 @@ def _boxes(groups: dict[str, list[int]], values: list[float | None], path: Path,
 
 
 def _spectrograms(desc: Description, groups: dict[str, list[int]], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted(groups, key=lambda n: -len(groups[n]))[:_MAX_SPECTROGRAMS]
     names.sort()
     pictures = [desc.mean_spectrogram(n) for n in names]

@@ -56,7 +56,7 @@ class Duplicate:
 
 @dataclass
 class Description:
-    """Everything measured; :func:`specmusic.describe.report.description_record` turns it into the JSON."""
+    """Everything measured; :func:`specmusic.describe.document.description_record` turns it into the JSON."""
 
     tracks: list[Track]  # analysed, in input order
     analyses: list[FileAnalysis]  # same order; pictures dropped (summed per label instead)

@@ -11,6 +11,7 @@ Spectrograms are log-mel patches in dB relative to each clip's maximum, scaled t
 Modules: :mod:`~specmusic.generation.config` (``GenConfig``, the folder layout, dB scaling; numpy),
 :mod:`~specmusic.generation.data` (training clips; numpy), :mod:`~specmusic.generation.sample`
 (numpy + onnxruntime; torch only to convert a folder without ``model.onnx``),
+:mod:`~specmusic.generation.invert` (an array file back to audio; numpy),
 :mod:`~specmusic.generation.train` and :mod:`~specmusic.generation.export` (torch). The names below are
 imported on first use, so importing this package imports no torch.
 """
@@ -31,14 +32,16 @@ if TYPE_CHECKING:
     )
     from specmusic.generation.data import load_training_data
     from specmusic.generation.export import export_generator
+    from specmusic.generation.invert import Inversion, invert_file
     from specmusic.generation.sample import (
         Generator,
         iter_spectrograms,
         load_generator,
         sample_spectrograms,
+        sample_to_folder,
         write_samples,
     )
-    from specmusic.generation.train import GeneratorTrainResult, train_generator
+    from specmusic.generation.train import GeneratorTrainResult, train_generator, train_generator_from_files
 
 _HOMES = {
     "FORMAT_VERSION": "config",
@@ -48,21 +51,26 @@ _HOMES = {
     "denormalize_db": "config",
     "load_training_data": "data",
     "export_generator": "export",
+    "Inversion": "invert",
+    "invert_file": "invert",
     "Generator": "sample",
     "load_generator": "sample",
     "sample_spectrograms": "sample",
     "iter_spectrograms": "sample",
     "write_samples": "sample",
+    "sample_to_folder": "sample",
     "GeneratorTrainResult": "train",
     "train_generator": "train",
+    "train_generator_from_files": "train",
 }
 
 __all__ = [  # noqa: RUF022 - in the order of the modules
     "FORMAT_VERSION", "GenConfig", "config_with", "normalize_db", "denormalize_db",
     "load_training_data",
     "export_generator",
-    "Generator", "load_generator", "sample_spectrograms", "iter_spectrograms", "write_samples",
-    "GeneratorTrainResult", "train_generator",
+    "Inversion", "invert_file",
+    "Generator", "load_generator", "sample_spectrograms", "iter_spectrograms", "write_samples", "sample_to_folder",
+    "GeneratorTrainResult", "train_generator", "train_generator_from_files",
 ]
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "make_unet",
     "sample_noise",
     "sample_spectrograms",
+    "sample_to_folder",
     "set_torch_threads",
     "write_samples",
 ]
@@ -471,3 +472,67 @@ def write_samples(
         save_audio(out / f"{name}.wav", y, fc.sample_rate)
         yield {"path": str(out / f"{name}.wav"), "label": label, "seed": seed, "index": i,
                "seconds": round(len(y) / fc.sample_rate, 3), "spectral_convergence_db": round(sc, 2)}
+
+
+def sample_to_folder(
+    model: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    n: int,
+    label: str | None = None,
+    seconds: float = 6.0,
+    steps: int = 32,
+    guidance: float = 2.0,
+    gl_iter: int = 64,
+    seed: int = 0,
+    png: bool = True,
+    threads: int | None = 0,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """``specmusic generate sample``: load the ``generate train`` folder ``model`` and :func:`write_samples`
+    into ``out_dir``, with a progress bar on stderr.
+
+    The length, the output folder, the model and the label are checked now, before anything is drawn;
+    the samples are drawn as the returned iterator is consumed (memory holds one batch, whatever ``n``).
+
+    Parameters
+    ----------
+    threads : threads of the network (:func:`load_generator`)
+    progress : progress bar on stderr (None: only on a terminal)
+    log : what loading the model did (:func:`load_generator`), then one line saying what will be drawn
+
+    Returns
+    -------
+    The records of :func:`write_samples`, one per sample as it is written.
+
+    Raises
+    ------
+    InputError
+        A length outside ``(0, MAX_SAMPLE_SECONDS]``, an output folder that cannot be written, a label the
+        model does not know.
+    ModelError
+        Not a usable ``generate train`` folder (:func:`load_generator`).
+    """
+    from specmusic.fileio import ensure_writable_dir
+    from specmusic.generation.config import check_sample_seconds
+
+    say = log or (lambda _line: None)
+    check_sample_seconds(seconds)  # before any work: options, then the output folder, then the model
+    ensure_writable_dir(out_dir, option="-o")
+    gen = load_generator(model, threads=threads, log=say)
+    gen.label_index(label)
+    say(f"{n} × {seconds:g} s" + (f" of {label!r}" if label else "") + f", {steps} steps, seed {seed}")
+    records = write_samples(gen, out_dir, n=n, label=label, seconds=seconds, steps=steps, guidance=guidance,
+                            gl_iter=gl_iter, seed=seed, png=png)
+    return _counted(records, total=n, progress=progress)
+
+
+def _counted(records: Iterator[dict[str, Any]], *, total: int, progress: bool | None) -> Iterator[dict[str, Any]]:
+    """``records``, a progress bar on stderr counting them."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="sample", unit="clip", disable=None if progress is None else not progress) as bar:
+        for record in records:
+            bar.update(1)
+            yield record

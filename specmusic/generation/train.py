@@ -49,7 +49,7 @@ from specmusic.generation.sample import (
 )
 from specmusic.models.generative import UNet
 
-__all__ = ["GeneratorTrainResult", "train_generator"]
+__all__ = ["GeneratorTrainResult", "train_generator", "train_generator_from_files"]
 
 
 @dataclass(frozen=True)
@@ -185,6 +185,66 @@ def train_generator(
     elif not _onnx_is_current(out, config=config, names=list(names), step=run.step):
         _export(out, run, config=config, names=list(names))  # a finished run of an older specmusic: add model.onnx
         (log or (lambda _line: None))(f"generate train: wrote {display_path(out)}/{MODEL_ONNX} for the finished run")
+    return result
+
+
+def train_generator_from_files(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    config: GenConfig | None = None,
+    minutes: float | None = None,
+    epochs: float | None = None,
+    train_list: str | os.PathLike[str] | None = None,
+    unconditional: bool = False,
+    seed: int = 0,
+    threads: int | None = 0,
+    force: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> GeneratorTrainResult:
+    """``specmusic generate train``: read the clips of ``inputs`` (:func:`~specmusic.generation.data.load_training_data`,
+    cached in ``out_dir/features.npz``) and :func:`train_generator` on them into ``out_dir``.
+
+    Parameters
+    ----------
+    inputs : audio folders/files (label = first sub-folder) or ``spectro`` ``.npz`` arrays
+    train_list : only the clips listed; default: ``DATA/splits/train_filtered.txt`` when one folder is given
+        and holds it (``log`` says so)
+    unconditional : ignore the labels
+    log : one line per step: the clips read, the run resumed (and :func:`train_generator`'s lines)
+
+    Raises
+    ------
+    ConfigError
+        Neither ``minutes`` nor ``epochs`` (before anything is read), and as :func:`train_generator`.
+    InputError
+        An output folder that cannot be written, or no usable clip.
+    """
+    from specmusic.fileio import ensure_writable_dir
+    from specmusic.generation.config import FEATURES_CACHE
+    from specmusic.generation.data import load_training_data
+
+    say = log or (lambda _line: None)
+    if minutes is None and epochs is None:
+        raise ConfigError("no stopping rule — pass --minutes N (a time budget) or --epochs N")
+    config = config or GenConfig()
+    default_list = Path(inputs[0]) / "splits" / "train_filtered.txt" if len(inputs) == 1 else None
+    if train_list is None and default_list is not None and default_list.is_file():
+        train_list = default_list
+        say(f"generate train: training on the clips listed in {train_list}")
+    out = ensure_writable_dir(out_dir, option="-o")
+    specs, labels, names = load_training_data(inputs, config=config, train_list=train_list,
+                                              cache=out / FEATURES_CACHE, progress=progress, log=say)
+    if unconditional:
+        names, labels = [], [0] * len(specs)
+    frames = sum(s.shape[1] for s in specs)
+    say(f"generate train: {len(specs)} clips, {frames * config.hop_length / config.sample_rate / 60:.1f} min of "
+        "audio, " + (f"{len(names)} labels ({', '.join(names)})" if names else "unconditional"))
+    result = train_generator(specs, labels, names, out_dir=out_dir, config=config, minutes=minutes, epochs=epochs,
+                             seed=seed, threads=threads, force=force, progress=progress, log=say)
+    if result.resumed_from:
+        say(f"generate train: resumed {out_dir}/{CHECKPOINT} at step {result.resumed_from}")
     return result
 
 
@@ -406,7 +466,7 @@ def _plot_loss(path: Path, losses: list[float], *, steps_per_epoch: int) -> None
     """Loss of every step (faint) and its running mean against epochs (integer ticks), steps on top."""
     from matplotlib.ticker import MaxNLocator
 
-    from specmusic.plotting import _pyplot, save_figure_atomic
+    from specmusic.plotting import pyplot, save_figure_atomic
 
     values = np.asarray(losses, dtype=np.float64)
     epochs = np.arange(1, len(values) + 1) / steps_per_epoch
@@ -414,7 +474,7 @@ def _plot_loss(path: Path, losses: list[float], *, steps_per_epoch: int) -> None
     for i, v in enumerate(values):
         running = v if math.isnan(running) else (running if math.isnan(v) else 0.98 * running + 0.02 * v)
         smooth[i] = running
-    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     ax.plot(epochs, values, color="tab:blue", alpha=0.25, linewidth=0.8, label="per step")
     ax.plot(epochs, smooth, color="tab:blue", linewidth=1.8, label="running mean")
     if np.any(values > 0):

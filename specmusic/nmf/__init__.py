@@ -30,8 +30,8 @@ Modules: :mod:`~specmusic.nmf.solver` (:class:`NMFConfig` with every default, :f
 :mod:`~specmusic.nmf.updates` (the passes over ``V``), :mod:`~specmusic.nmf.divergence`,
 :mod:`~specmusic.nmf.separate` (masks, parts of a mix, the model's own signal),
 :mod:`~specmusic.nmf.files` (``nmf.npz``, ``summary.json``, WAVs), :mod:`~specmusic.nmf.plots`,
-:mod:`~specmusic.nmf.mosaic` ("Let it Bee") and :mod:`~specmusic.nmf.compare` (scikit-learn side by
-side). Spectrograms come from :mod:`specmusic.stft`, one consistent numpy pair, so soft masks that
+:mod:`~specmusic.nmf.mosaic` ("Let it Bee"), :mod:`~specmusic.nmf.compare` (scikit-learn side by
+side) and :mod:`~specmusic.nmf.sweep` (a song for several k, as ``specmusic nmf`` runs it). Spectrograms come from :mod:`specmusic.stft`, one consistent numpy pair, so soft masks that
 sum to one give parts that sum back to the mix sample for sample.
 """
 
@@ -44,6 +44,7 @@ from specmusic.nmf.mosaic import (
     mosaic,
     mosaic_files,
     mosaic_plot_paths,
+    mosaic_to_file,
 )
 from specmusic.nmf.plots import save_mosaic_plots, save_nmf_plots, save_report_plot
 from specmusic.nmf.separate import (
@@ -60,6 +61,7 @@ from specmusic.nmf.separate import (
     soft_masks,
 )
 from specmusic.nmf.solver import NMFConfig, NMFResult, fit_nmf, initialize_nmf
+from specmusic.nmf.sweep import KRun, NMFSweep, parse_components, sweep_nmf
 from specmusic.nmf.updates import solver_threads
 
 __all__ = [
@@ -94,4 +96,9 @@ __all__ = [
     "mosaic",
     "mosaic_files",
     "mosaic_plot_paths",
+    "mosaic_to_file",
+    "KRun",
+    "NMFSweep",
+    "parse_components",
+    "sweep_nmf",
 ]

@@ -19,7 +19,9 @@ from specmusic.nmf.solver import NMFConfig, NMFResult, fit_nmf
 from specmusic.nmf.updates import FLOOR
 from specmusic.stft import check_fft
 
-__all__ = ["LET_IT_BEE", "MosaicConfig", "MosaicResult", "mosaic", "mosaic_files", "mosaic_plot_paths"]
+__all__ = [
+    "LET_IT_BEE", "MosaicConfig", "MosaicResult", "mosaic", "mosaic_files", "mosaic_plot_paths", "mosaic_to_file",
+]
 
 #: The paper's constraints: repetition r, polyphony p, continuity c.
 LET_IT_BEE: dict[str, int] = {"repetition": 3, "polyphony": 10, "continuity": 3}
@@ -336,3 +338,57 @@ def mosaic_plot_paths(output: str | os.PathLike[str]) -> tuple[Path, Path]:
     spectrogram) and ``mosaic.loss.png`` (the loss curve), beside it."""
     out = Path(output)
     return out.with_suffix(".png"), out.with_suffix(".loss.png")
+
+
+def mosaic_to_file(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    config: MosaicConfig | None = None,
+    sr: int | None = None,
+    source_duration: float | None = None,
+    target_duration: float | None = None,
+    plots: bool | None = None,
+    on_note: Callable[[str], None] | None = None,
+    progress: bool | None = False,
+    max_memory_gb: float | None = None,
+) -> dict[str, Any]:
+    """:func:`mosaic_files` written to ``output`` (``-``: WAV on stdout), its pictures beside it
+    (:func:`mosaic_plot_paths`; ``plots`` None: for a file, not for ``-``).
+
+    Returns
+    -------
+    The run's record (``specmusic nmf mosaic``'s JSON line): :attr:`MosaicResult.info` plus ``output``,
+    the constraints, ``iterations`` and, when drawn, ``plots``.
+
+    Raises
+    ------
+    ConfigError
+        ``plots`` with ``-`` (nowhere to put them), or more memory than ``max_memory_gb``.
+    InputError
+        An output name no audio format can be written to (before any work); silence.
+    AudioError
+        Unreadable files.
+    """
+    from specmusic.audio import check_audio_output, save_audio
+    from specmusic.fileio import display_path
+    from specmusic.nmf.plots import save_mosaic_plots
+
+    to_stdout = os.fspath(output) == "-"
+    if plots and to_stdout:
+        raise ConfigError("--plots needs an output file to put the pictures beside — give -o FILE.wav or drop --plots")
+    check_audio_output(output, option="-o")  # before any work: a name no format can be written to
+    config = config or MosaicConfig()
+    result = mosaic_files(source, target, sr=sr, config=config, source_duration=source_duration,
+                          target_duration=target_duration, on_note=on_note, progress=progress,
+                          max_memory_gb=max_memory_gb)
+    save_audio(output, result.y, result.sr)
+    info = result.info | {"output": "-" if to_stdout else display_path(output), "repetition": config.repetition,
+                          "polyphony": config.polyphony, "continuity": config.continuity, "iterations": config.n_iter}
+    if not to_stdout and plots is not False:
+        pictures = mosaic_plot_paths(output)
+        save_mosaic_plots(*pictures, result.y, result.fit, sr=result.sr, n_fft=config.n_fft,
+                          hop_length=config.hop_length, title=Path(target).name)
+        info["plots"] = [display_path(p) for p in pictures]
+    return info

@@ -135,6 +135,6 @@ def save_mosaic_plots(
 
 
 def _plt() -> Any:
-    from specmusic.plotting import _pyplot
+    from specmusic.plotting import pyplot
 
-    return _pyplot()
+    return pyplot()

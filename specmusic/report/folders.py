@@ -19,6 +19,7 @@ from specmusic.errors import InputError
 from specmusic.fileio import display_path
 from specmusic.report.kinds import Report
 from specmusic.report.media import Media, resolve_audio
+from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, load_spectrogram, read_spectro_manifest
 
 __all__ = ["build_generate", "build_nmf", "build_spectro", "build_train", "read_json", "read_jsonl"]
 
@@ -66,8 +67,6 @@ def _image(src: str | None, *, thumb: bool) -> dict[str, Any] | None:
 # -- spectro --------------------------------------------------------------------------------
 def build_spectro(path: Path, media: Media, limit: int) -> Report:
     """A gallery: per array its picture (the ``--png`` one, else a thumbnail), label, shape and player."""
-    from specmusic.specfile import ERRORS_NAME, load_spectrogram, read_spectro_manifest
-
     folder = _folder(path)
     records = read_spectro_manifest(folder)
     items = []
@@ -106,7 +105,7 @@ def _feature_index(folders: list[Path]) -> dict[str, Path]:
     """abspath of an audio source → its cached array, from the spectro manifests of ``folders``."""
     index: dict[str, Path] = {}
     for folder in folders:
-        for r in read_jsonl(folder / "manifest.jsonl"):
+        for r in read_jsonl(folder / MANIFEST_NAME):
             if r.get("source") and r.get("path"):
                 index.setdefault(os.path.abspath(str(r["source"])), folder / str(r["path"]))
     return index

@@ -25,6 +25,7 @@ from typing import Any
 
 from specmusic.errors import InputError
 from specmusic.fileio import display_path
+from specmusic.specfile import MANIFEST_NAME
 
 __all__ = ["KINDS", "Report", "detect_kind"]
 
@@ -101,7 +102,7 @@ def _folder_kind(path: Path) -> str | None:
         return "train"
     if (path / "nmf.npz").is_file() and (path / "summary.json").is_file():
         return "nmf"
-    manifest = path / "manifest.jsonl"
+    manifest = path / MANIFEST_NAME
     if manifest.is_file():
         record = _first_record(manifest)
         if isinstance(record, dict) and str(record.get("path", "")).endswith(".npz"):

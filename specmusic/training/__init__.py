@@ -22,7 +22,14 @@ from specmusic.lazy import lazy_exports
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from specmusic.training.config import AUGMENTS, DEFAULT_FEATURES, POOLINGS, TrainConfig, model_features
+    from specmusic.training.config import (
+        AUGMENTS,
+        DEFAULT_FEATURES,
+        POOLINGS,
+        TrainConfig,
+        model_features,
+        requested_features,
+    )
     from specmusic.training.data import TrackData, load_training_data, make_splits
     from specmusic.training.device import resolve_device
     from specmusic.training.evaluate import classification_metrics, evaluate_tracks
@@ -34,6 +41,7 @@ _HOMES = {
     "POOLINGS": "config",
     "TrainConfig": "config",
     "model_features": "config",
+    "requested_features": "config",
     "TrackData": "data",
     "load_training_data": "data",
     "make_splits": "data",
@@ -45,7 +53,7 @@ _HOMES = {
 }
 
 __all__ = [  # spelled out (not list(_HOMES)) so that linters see the re-exports
-    "AUGMENTS", "DEFAULT_FEATURES", "POOLINGS", "TrainConfig", "model_features", "TrackData", "load_training_data",
+    "AUGMENTS", "DEFAULT_FEATURES", "POOLINGS", "TrainConfig", "model_features", "requested_features", "TrackData", "load_training_data",
     "make_splits", "resolve_device", "classification_metrics", "evaluate_tracks", "TrainResult", "train",
 ]
 

@@ -32,7 +32,7 @@ Defaults (one block, nanoGPT-style)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from specmusic.config import ConfigBase
@@ -42,7 +42,9 @@ from specmusic.features import FeatureConfig
 if TYPE_CHECKING:
     from specmusic.models.transfer import ModelSpec
 
-__all__ = ["AUGMENTS", "DEFAULT_FEATURES", "POOLINGS", "STOPPING_RULES", "TrainConfig", "model_features"]
+__all__ = [
+    "AUGMENTS", "DEFAULT_FEATURES", "POOLINGS", "STOPPING_RULES", "TrainConfig", "model_features", "requested_features",
+]
 
 AUGMENTS = ("shift", "mask", "gain", "freqshift", "mixup")
 POOLINGS = ("mean", "vote", "center")
@@ -100,6 +102,16 @@ class TrainConfig(ConfigBase):
             raise ConfigError("--finetune-lr must be > 0 and --time-budget >= 0 — fix the options")
         if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1 and self.valid_fraction + self.test_fraction < 1):
             raise ConfigError("valid and test fractions must be in [0, 1) and sum below 1 — fix the options")
+
+
+def requested_features(*, n_mels: int | None = None, sample_rate: int | None = None) -> FeatureConfig | None:
+    """The features ``--n-mels``/``--sr`` ask for: :data:`DEFAULT_FEATURES` with those changed, or None when
+    neither is given (:func:`model_features` then decides: the default for audio, the arrays' own for a
+    spectro folder, a tagger's own)."""
+    if n_mels is None and sample_rate is None:
+        return None
+    return replace(DEFAULT_FEATURES, n_mels=n_mels or DEFAULT_FEATURES.n_mels,
+                   sample_rate=sample_rate or DEFAULT_FEATURES.sample_rate)
 
 
 def model_features(model_spec: ModelSpec, requested: FeatureConfig | None = None) -> FeatureConfig | None:

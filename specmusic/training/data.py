@@ -25,7 +25,7 @@ from specmusic.data import Track, apply_split_lists, discover_tracks, read_manif
 from specmusic.errors import InputError
 from specmusic.features import FeatureConfig
 from specmusic.fileio import display_path, write_jsonl_atomic
-from specmusic.specfile import ERRORS_NAME, load_spectrogram, read_spectro_manifest
+from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, load_spectrogram, read_spectro_manifest
 
 __all__ = ["TrackData", "load_training_data", "make_splits"]
 
@@ -169,7 +169,7 @@ def load_training_data(
 
 
 def _is_spectro_output(folder: Path) -> bool:
-    if not (folder / "manifest.jsonl").is_file():
+    if not (folder / MANIFEST_NAME).is_file():
         return False
     records = read_spectro_manifest(folder)
     return bool(records) and all("config_hash" in r for r in records)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.plotting import _pyplot, save_figure_atomic
+from specmusic.plotting import pyplot, save_figure_atomic
 
 __all__ = ["confusion_figure", "save_plots", "training_curve_figure"]
 
@@ -16,7 +16,7 @@ def training_curve_figure(history: list[dict[str, float]]) -> Any:
     """Loss and accuracy per epoch (whole epochs on the x axes); a matplotlib Figure."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, (ax1, ax2) = _pyplot().subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax1, ax2) = pyplot().subplots(1, 2, figsize=(10, 3.5))
     ep = [h["epoch"] for h in history]
     ax1.plot(ep, [h["train_loss"] for h in history], label="train")
     if "valid_loss" in history[0]:
@@ -40,7 +40,7 @@ def confusion_figure(metrics: dict[str, Any], split: str) -> Any:
     labels = metrics["labels"]
     cm = np.asarray(metrics[split]["confusion"])
     size = max(4.0, 0.5 * len(labels) + 2)
-    fig, ax = _pyplot().subplots(figsize=(size, size))
+    fig, ax = pyplot().subplots(figsize=(size, size))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)

@@ -134,13 +134,8 @@ def train(
     model, model_info = _build_model(spec, cnn, len(labels), device, progress=progress, log=log)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     settings = run_settings(config, cnn, features, labels, splits, spec.to_dict() if spec.family != "cnn" else None)
-    resolved = {
-        "data": os.path.abspath(data), "train": config.to_dict(), "cnn": cnn.to_dict(),
-        "model": {**spec.to_dict(), **(model_info or {"family": "cnn"})}, "feature_config": features.to_dict(),
-        "labels": labels, "chunk_frames": chunking.chunk, "chunk_hop_frames": chunking.hop,
-        "input_norm": None if spec.family == "tagger" else {"mean": chunking.norm[0], "std": chunking.norm[1]},
-        "split_files": {k: os.path.abspath(v) for k, v in (split_files or {}).items() if v},
-    }
+    resolved = _resolved_config(data, config=config, cnn=cnn, spec=spec, model_info=model_info, features=features,
+                                labels=labels, chunking=chunking, split_files=split_files)
     write_json_atomic(out / "config.json", resolved)
 
     ckpt = out / CHECKPOINT
@@ -166,6 +161,21 @@ def train(
     if test:
         log(f"test: accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} on {test['n_tracks']} tracks")
     return TrainResult(out, model_path, metrics, state.history, time.perf_counter() - t0)
+
+
+def _resolved_config(
+    data: str | os.PathLike[str], *, config: TrainConfig, cnn: CNNConfig, spec: ModelSpec,
+    model_info: dict[str, Any] | None, features: FeatureConfig, labels: list[str], chunking: Chunking,
+    split_files: dict[str, str | os.PathLike[str] | None] | None,
+) -> dict[str, Any]:
+    """What ``config.json`` says of a run: every setting as resolved (data, splits, network, features, chunks)."""
+    return {
+        "data": os.path.abspath(data), "train": config.to_dict(), "cnn": cnn.to_dict(),
+        "model": {**spec.to_dict(), **(model_info or {"family": "cnn"})}, "feature_config": features.to_dict(),
+        "labels": labels, "chunk_frames": chunking.chunk, "chunk_hop_frames": chunking.hop,
+        "input_norm": None if spec.family == "tagger" else {"mean": chunking.norm[0], "std": chunking.norm[1]},
+        "split_files": {k: os.path.abspath(v) for k, v in (split_files or {}).items() if v},
+    }
 
 
 def _load_and_split(

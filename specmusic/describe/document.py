@@ -1,4 +1,4 @@
-"""What ``describe`` says: per-label statistics, warnings (each with its rule), the JSON and the table.
+"""The describe document: per-label statistics, warnings (each with its rule), the JSON and the table.
 
 :func:`description_record` is the ``--json`` document (``kind: specmusic-describe``, ``version: 1``;
 ``specmusic report`` renders it). Keys are only ever added, never renamed. :func:`format_table`
