@@ -18,15 +18,19 @@ Defaults (one block, nanoGPT-style)::
     n_mfcc      = 20       # coefficients kept by mfcc
     n_chroma    = 12       # pitch classes of chroma
     n_bins      = 84       # cqt bins, 12 per octave from C1
-    mel_scale   = "slaney" # "slaney" (librosa default) or "htk" (torchaudio default)
+    mel_scale   = "slaney" # "slaney" (librosa default), "htk" (torchaudio default) or "kaldi"
+                           # (specmusic.kaldi: triangles in 1127 ln(1 + f/700); mel_norm "none")
     mel_norm    = "slaney" # "slaney" area normalisation, or "none" (torchaudio default)
     pad_mode    = "constant"  # centring pad: "constant" zeros (librosa) or "reflect" (torchaudio)
-    log_scale   = "db"     # mel/stft compression: "db" (power_to_db, floored by top_db) or "logc"
-                           # (log10(1 + 10000·power), MusiCNN's; top_db must be None)
+    log_scale   = "db"     # mel/stft compression: "db" (power_to_db, floored by top_db), "logc" (log10(1 +
+                           # 10000·power), MusiCNN's) or "ln" (ln(power + 1e-5), EfficientAT's), these with top_db None
+    preemphasis = 0.0      # c of y[n] = x[n+1] - c·x[n] (one sample shorter) before the STFT (0: none)
+    win_length  = None     # samples of the window, zero-padded to n_fft at its centre (None: n_fft)
+    window      = "hann"   # "hann" (periodic, librosa) or "hann_symmetric" (torch periodic=False)
 
-``log_scale`` appears in :meth:`FeatureConfig.to_dict` (and so in :meth:`FeatureConfig.digest`,
-model metadata and libraries) only when it is not ``"db"``: everything written before it existed is
-unchanged, byte for byte.
+``log_scale``, ``preemphasis``, ``win_length`` and ``window`` appear in :meth:`FeatureConfig.to_dict`
+(and so in :meth:`FeatureConfig.digest`, model metadata and libraries) only when they differ from
+their defaults: everything written before they existed is unchanged, byte for byte.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ import numpy as np
 
 from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError, InputError
-from specmusic.stft import hann
+from specmusic.kaldi import kaldi_mel_filterbank
+from specmusic.stft import PreEmphasis, hann, hann_window
 
 __all__ = [
     "chunk_features",
@@ -64,9 +69,13 @@ FeatureKind = Literal["mel", "stft", "cqt", "chroma", "mfcc"]
 FEATURE_KINDS: tuple[str, ...] = ("mel", "stft", "cqt", "chroma", "mfcc")
 _STFT_KINDS = frozenset({"mel", "stft", "chroma", "mfcc"})
 _AMIN = 1e-10
-LOG_SCALES: tuple[str, ...] = ("db", "logc")
+LOG_SCALES: tuple[str, ...] = ("db", "logc", "ln")
 #: C of the "logc" compression log10(1 + C·power) (Pons' MusiCNN, configuration "logC").
 LOGC_FACTOR = 10000.0
+#: e of the "ln" compression ln(power + e) (EfficientAT's and PaSST's front ends).
+LN_OFFSET = 1e-5
+#: Fields left out of FeatureConfig.to_dict at these values (added after configs were first written).
+_OMITTED_DEFAULTS: dict[str, Any] = {"log_scale": "db", "preemphasis": 0.0, "win_length": None, "window": "hann"}
 
 
 @dataclass(frozen=True)
@@ -90,15 +99,24 @@ class FeatureConfig(ConfigBase):
     mel_norm: str = "slaney"
     pad_mode: str = "constant"
     log_scale: str = "db"
+    preemphasis: float = 0.0
+    win_length: int | None = None
+    window: str = "hann"
 
     def __post_init__(self) -> None:
         if self.log_scale not in LOG_SCALES:
-            raise ConfigError(f"log_scale {self.log_scale!r} must be db|logc — fix the config")
-        if self.log_scale == "logc" and (self.kind not in ("mel", "stft") or self.top_db is not None):
-            raise ConfigError("log_scale logc applies to mel/stft features without a dB floor (top_db None) — "
+            raise ConfigError(f"log_scale {self.log_scale!r} must be db|logc|ln — fix the config")
+        if self.log_scale != "db" and (self.kind not in ("mel", "stft") or self.top_db is not None):
+            raise ConfigError(f"log_scale {self.log_scale} applies to mel/stft features without a dB floor "
+                              "(top_db None) — fix the config")
+        if (self.mel_scale not in ("slaney", "htk", "kaldi") or self.mel_norm not in ("slaney", "none")
+                or (self.mel_scale == "kaldi" and self.mel_norm != "none")):  # fmt: skip
+            raise ConfigError("mel_scale must be slaney|htk|kaldi and mel_norm slaney|none (none for kaldi) — "
                               "fix the config")
-        if self.mel_scale not in ("slaney", "htk") or self.mel_norm not in ("slaney", "none"):
-            raise ConfigError("mel_scale must be slaney|htk and mel_norm slaney|none — fix the config")
+        if not (0.0 <= self.preemphasis < 1.0 and self.window in ("hann", "hann_symmetric")
+                and (self.win_length is None or 1 <= self.win_length <= self.n_fft)):  # fmt: skip
+            raise ConfigError(f"preemphasis {self.preemphasis} must lie in [0, 1), window {self.window!r} be "
+                              f"hann|hann_symmetric and win_length {self.win_length} in 1..n_fft — fix the config")
         if self.pad_mode not in ("constant", "reflect"):
             raise ConfigError(f"pad_mode {self.pad_mode!r} must be constant|reflect — fix the config")
         if self.kind not in FEATURE_KINDS:
@@ -115,11 +133,12 @@ class FeatureConfig(ConfigBase):
 
     # -- identity -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """All fields, JSON-ready; ``log_scale`` only when it is not the default ``"db"``, so the configs,
-        model metadata and libraries written before the field existed read and compare the same."""
+        """All fields, JSON-ready, less those of :data:`_OMITTED_DEFAULTS` at their defaults: configs, model
+        metadata and libraries written before those fields existed read and compare the same."""
         out = super().to_dict()
-        if out["log_scale"] == "db":
-            del out["log_scale"]
+        for name, default in _OMITTED_DEFAULTS.items():
+            if out[name] == default:
+                del out[name]
         return out
 
     def digest(self) -> str:
@@ -144,7 +163,9 @@ class FeatureConfig(ConfigBase):
         }[self.kind]
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames produced for ``n_samples`` samples (centred framing)."""
+        """Frames produced for ``n_samples`` samples (centred framing; pre-emphasis drops one sample)."""
+        if self.preemphasis:
+            n_samples = max(n_samples - 1, 0)
         return 1 + n_samples // self.hop_length
 
     def require_same(self, expected: FeatureConfig, *, what: str, fix: str, ignore: Iterable[str] = ()) -> None:
@@ -158,7 +179,7 @@ class FeatureConfig(ConfigBase):
         ConfigError
             ``{what} (n_mels 48, not 32) — {fix}`` naming every field that differs.
         """
-        mine, theirs = asdict(self), asdict(expected)  # every field (to_dict leaves out a default log_scale)
+        mine, theirs = asdict(self), asdict(expected)  # every field (to_dict leaves out some at their defaults)
         fields = (_relevant_fields(self.kind) | _relevant_fields(expected.kind)) - set(ignore)
         diffs = [f"{k} {mine[k]}, not {theirs[k]}" for k in sorted(fields, key=lambda k: (k != "kind", k))
                  if mine[k] != theirs[k]]
@@ -168,11 +189,12 @@ class FeatureConfig(ConfigBase):
 
 def _relevant_fields(kind: str) -> set[str]:
     base = {"kind", "sample_rate", "hop_length", "top_db"}
+    framing = {"n_fft", "pad_mode", "preemphasis", "win_length", "window"}
     extra = {
-        "mel": {"n_fft", "n_mels", "fmin", "fmax", "mel_scale", "mel_norm", "pad_mode", "log_scale"},
-        "stft": {"n_fft", "pad_mode", "log_scale"},
-        "mfcc": {"n_fft", "n_mels", "fmin", "fmax", "n_mfcc", "mel_scale", "mel_norm", "pad_mode"},
-        "chroma": {"n_fft", "n_chroma", "pad_mode"},
+        "mel": framing | {"n_mels", "fmin", "fmax", "mel_scale", "mel_norm", "log_scale"},
+        "stft": framing | {"log_scale"},
+        "mfcc": framing | {"n_mels", "fmin", "fmax", "n_mfcc", "mel_scale", "mel_norm"},
+        "chroma": framing | {"n_chroma"},
         "cqt": {"n_bins"},
     }[kind]
     return base | extra
@@ -249,15 +271,12 @@ def _banded_mel(config: FeatureConfig) -> tuple[tuple[int, int, int, int, np.nda
     numpy (importing scipy.sparse would cost ~0.2 s of start-up on the ``classify`` path).
     Returns ``(band_lo, band_hi, bin_lo, bin_hi, block[band_hi-band_lo, bin_hi-bin_lo])`` tuples.
     """
-    fb = mel_filterbank(
-        sr=config.sample_rate,
-        n_fft=config.n_fft,
-        n_mels=config.n_mels,
-        fmin=config.fmin,
-        fmax=config.fmax,
-        htk=config.mel_scale == "htk",
-        norm=config.mel_norm,
-    )
+    if config.mel_scale == "kaldi":
+        fb = kaldi_mel_filterbank(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin,
+                                  fmax=config.fmax)  # fmt: skip
+    else:
+        fb = mel_filterbank(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin,
+                            fmax=config.fmax, htk=config.mel_scale == "htk", norm=config.mel_norm)  # fmt: skip
     groups = []
     step = 8
     for b0 in range(0, fb.shape[0], step):
@@ -311,9 +330,9 @@ def _hann(n_fft: int) -> np.ndarray:
 _CHUNK_FRAMES = 32  # frames transformed together: small enough to stay in cache (3x faster than all at once)
 
 
-def _frames_power(frames: np.ndarray, n_fft: int) -> np.ndarray:
+def _frames_power(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
     """|rfft(window * frame)|^2 for a [n_frames, n_fft] view; returns [n_frames, n_fft//2+1] float32."""
-    spec = np.fft.rfft(frames * _hann(n_fft), axis=-1)
+    spec = np.fft.rfft(frames * window, axis=-1)
     power = spec.real**2
     power += spec.imag**2
     return power.astype(np.float32, copy=False)
@@ -345,8 +364,10 @@ class _PowerStream:
         hop_length: int,
         pad_mode: str = "constant",
         project: Callable[[np.ndarray], np.ndarray] | None = None,
+        window: np.ndarray | None = None,
     ) -> None:
         self.project = project or (lambda power: power)  # applied chunk by chunk, while in cache
+        self.window = _hann(n_fft) if window is None else window
         self.n_fft = n_fft
         self.hop = hop_length
         self.pad = n_fft // 2
@@ -375,9 +396,8 @@ class _PowerStream:
             return self.project(np.empty((0, self.n_fft // 2 + 1), dtype=np.float32))
         n = 1 + (len(buf) - self.n_fft) // self.hop
         frames = np.lib.stride_tricks.sliding_window_view(buf, self.n_fft)[:: self.hop][:n]
-        out = np.concatenate(
-            [self.project(_frames_power(frames[i : i + _CHUNK_FRAMES], self.n_fft)) for i in range(0, n, _CHUNK_FRAMES)]
-        )
+        chunks = range(0, n, _CHUNK_FRAMES)
+        out = np.concatenate([self.project(_frames_power(frames[i : i + _CHUNK_FRAMES], self.window)) for i in chunks])
         self.buffer = buf[n * self.hop :].copy()
         return out
 
@@ -442,6 +462,8 @@ def _finalize(linear: np.ndarray, config: FeatureConfig) -> np.ndarray:
         return rows
     if config.log_scale == "logc":
         return logc(rows)
+    if config.log_scale == "ln":
+        return np.log(rows + np.float32(LN_OFFSET))
     db = power_to_db(rows, top_db=config.top_db)
     if config.kind == "mfcc":
         return _dct_matrix(config.n_mfcc, config.n_mels) @ db
@@ -461,10 +483,13 @@ def compute_features_stream(blocks: Iterable[np.ndarray], config: FeatureConfig)
     if config.kind == "cqt":
         y = np.concatenate([np.asarray(b, dtype=np.float32) for b in blocks] or [np.zeros(0, np.float32)])
         return _cqt(y, config), len(y)
-    stream = _PowerStream(config.n_fft, config.hop_length, config.pad_mode, lambda p: _project(p, config))
-    parts = [stream.push(b) for b in blocks]
+    window = hann_window(config.n_fft, win_length=config.win_length, symmetric=config.window == "hann_symmetric")
+    stream = _PowerStream(config.n_fft, config.hop_length, config.pad_mode, lambda p: _project(p, config), window)
+    source = PreEmphasis(blocks, config.preemphasis) if config.preemphasis else None
+    parts = [stream.push(b) for b in (blocks if source is None else source)]
     parts.append(stream.finish())
-    return _finalize(np.concatenate(parts, axis=0), config), stream.n_samples
+    n = stream.n_samples if source is None else source.n_samples
+    return _finalize(np.concatenate(parts, axis=0), config), n
 
 
 def compute_features(y: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:

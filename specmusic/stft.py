@@ -4,12 +4,14 @@ Centred frames (``n_fft // 2`` zeros on each side, as ``librosa.stft(center=True
 pad_mode="constant")``), periodic Hann window, weighted overlap-add inverse divided by the summed
 squared window: ``istft(stft(y), length=len(y)) == y`` to float64 precision, and the inverse is
 linear. Feature extraction (:mod:`specmusic.features`) frames audio the same way but streams it,
-with the same :func:`hann` window.
+with the same :func:`hann` window, or a shorter one zero-padded to the frame (:func:`hann_window`),
+after an optional :class:`PreEmphasis`.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,12 +21,70 @@ from specmusic.errors import ConfigError, InputError
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-__all__ = ["check_fft", "hann", "stft", "istft"]
+__all__ = ["check_fft", "hann", "hann_window", "PreEmphasis", "stft", "istft"]
 
 
 def hann(n_fft: int) -> np.ndarray:
     """Periodic Hann window (``scipy.signal.get_window('hann', n_fft)``), float64."""
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+
+
+@functools.lru_cache(maxsize=8)
+def hann_window(n_fft: int, *, win_length: int | None = None, symmetric: bool = False) -> np.ndarray:
+    """A Hann window of ``win_length`` samples zero-padded at both ends to ``n_fft``, as the feature
+    path's float32, read-only (built once per arguments).
+
+    Periodic (:func:`hann`) or ``symmetric`` (``torch.hann_window(win_length, periodic=False)``,
+    ``0.5 - 0.5 cos(2 pi n / (win_length - 1))``). The padding is ``(n_fft - win_length) // 2``
+    zeros on the left and the rest on the right, as ``torch.stft`` pads a window shorter than
+    ``n_fft``; ``win_length=None`` is ``n_fft``.
+
+    Returns
+    -------
+    window : np.ndarray [shape=(n_fft,)]
+
+    Raises
+    ------
+    ConfigError
+        ``win_length`` outside ``1 .. n_fft``.
+    """
+    length = n_fft if win_length is None else win_length
+    if not 1 <= length <= n_fft:
+        raise ConfigError(f"win_length={win_length} must lie in 1..n_fft={n_fft} — fix the feature config")
+    if symmetric:
+        core = np.ones(1) if length == 1 else 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / (length - 1))
+    else:
+        core = hann(length)
+    left = (n_fft - length) // 2
+    window = np.pad(core, (left, n_fft - length - left)).astype(np.float32)
+    window.flags.writeable = False
+    return window
+
+
+class PreEmphasis:
+    """Pre-emphasis ``y[n] = x[n+1] - c·x[n]`` of a signal that arrives in consecutive blocks.
+
+    A valid convolution with ``[-c, 1]``, as EfficientAT's ``conv1d``: ``y`` is one sample shorter
+    than ``x`` (the first sample has no predecessor), so frame ``t`` of its centred STFT is centred
+    on sample ``t·hop + 1`` of ``x``. Iterate for ``y`` block by block (float32); ``n_samples``
+    counts the samples of ``x`` read so far.
+    """
+
+    def __init__(self, blocks: Iterable[np.ndarray], coefficient: float) -> None:
+        self.blocks, self.c, self.n_samples = blocks, np.float32(coefficient), 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        last: np.ndarray | None = None  # the previous block's last sample
+        for block in self.blocks:
+            x = np.asarray(block, dtype=np.float32)
+            if not x.size:
+                continue
+            self.n_samples += x.size
+            if last is None:
+                yield x[1:] - self.c * x[:-1]
+            else:
+                yield x - self.c * np.concatenate([last, x[:-1]])
+            last = x[-1:]
 
 
 def check_fft(n_fft: int, hop_length: int) -> None:
