@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,7 @@ def embed_set(model, paths: list[str], *, pooled: bool) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT / "benchmarks/data/soundtracks")
     ap.add_argument("--run", type=Path, default=ROOT / "benchmarks/data/runs/generate")
@@ -126,10 +127,10 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-listen", action="store_true", help="skip the ten listening WAVs")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    import torch
 
+<<<<<<< HEAD
     torch.set_num_threads(1)
     from specmusic.audio import load_audio, loudness_normalize, save_audio
     from specmusic.data import discover_tracks, read_split_list, track_key
@@ -139,14 +140,32 @@ def main() -> int:
     from specmusic.inversion import mel_to_linear
     from specmusic.models.zoo import ensure_model
     from specmusic.stft import istft, stft
+=======
+@dataclass
+class Sets:
+    """The compared sets: WAV paths and labels per set, the mels still to invert, Griffin-Lim inputs."""
+>>>>>>> r21-docs
 
-    run, bench = args.run, args.run / "bench"
-    results: dict = {"load_before": load()}
-    # 1. training ------------------------------------------------------------------------------
-    meta_path = run / "config.json"
+    paths: dict[str, list[str]] = field(
+        default_factory=lambda: {k: [] for k in ("reference", "generated", "noise", "shuffled", "inverted", "real")})
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    jobs: list[tuple[str, np.ndarray, dict, int]] = field(default_factory=list)
+    gl_inputs: list[tuple[np.ndarray, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.labels = {k: [] for k in self.paths}
+
+    def add(self, kind: str, path: str, label: str) -> None:
+        self.paths[kind].append(path)
+        self.labels[kind].append(label)
+
+
+def train_if_needed(args: argparse.Namespace, results: dict) -> None:
+    """Step 1: ``specmusic generate train`` as a user runs it, unless RUN holds a finished run."""
+    meta_path = args.run / "config.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if args.retrain or not meta.get("training"):
-        cmd = [*SPECMUSIC, "generate", "train", str(args.data), "-o", str(run), "--minutes", str(args.minutes),
+        cmd = [*SPECMUSIC, "generate", "train", str(args.data), "-o", str(args.run), "--minutes", str(args.minutes),
                "--seed", str(args.seed), "--threads", "1"]
         say(f"$ {' '.join(cmd)}   (load {load()})")
         t0 = time.perf_counter()
@@ -155,28 +174,32 @@ def main() -> int:
         results["load_after_train"] = load()
         meta = json.loads(meta_path.read_text())
     results["training"] = meta["training"]
-    gen = load_generator(run, threads=1)
-    fc = gen.config.feature_config
-    cfg = gen.config
-    bench.mkdir(parents=True, exist_ok=True)
 
-    # 2. held-out windows ----------------------------------------------------------------------
+
+def held_out_clips(args: argparse.Namespace, labels: list[str], rng: np.random.Generator) -> list:
+    """Step 2: at most ``--per-label`` clips per label of DATA/splits/test_filtered.txt."""
+    from specmusic.data import discover_tracks, read_split_list, track_key
+
     tracks, _ = discover_tracks([str(args.data)])
     test_keys = read_split_list(args.data / "splits" / "test_filtered.txt")
     test = sorted((t for t in tracks if track_key(t.relpath) in test_keys), key=lambda t: t.relpath)
-    rng = np.random.default_rng(args.seed)
     chosen: list = []
-    for lab in gen.labels:
+    for lab in labels:
         of_label = [t for t in test if t.label == lab]
         idx = rng.permutation(len(of_label))[: args.per_label]
         chosen += [of_label[i] for i in sorted(idx)]
-    say(f"held-out clips: {len(chosen)} ({', '.join(f'{l} {sum(t.label == l for t in chosen)}' for l in gen.labels)})")
+    say(f"held-out clips: {len(chosen)} ({', '.join(f'{l} {sum(t.label == l for t in chosen)}' for l in labels)})")
+    return chosen
+
+
+def add_real_sets(sets: Sets, chosen: list, gen, bench: Path, seed: int, rng: np.random.Generator) -> None:
+    """The reference window and (b) shuffled, (c) inverted, (d) real from another window of each clip."""
+    from specmusic.audio import load_audio, loudness_normalize, save_audio
+    from specmusic.features import compute_features
+    from specmusic.generation import denormalize_db, normalize_db
+
+    fc, cfg = gen.config.feature_config, gen.config
     n_samples = int(round(SECONDS * fc.sample_rate))
-    sets: dict[str, list[str]] = {k: [] for k in ("reference", "generated", "noise", "shuffled", "inverted", "real")}
-    labels_of: dict[str, list[str]] = {k: [] for k in sets}
-    jobs: list[tuple[str, np.ndarray, dict, int]] = []
-    gl_inputs = []
-    mean_power = np.zeros(cfg.n_mels)
     for i, t in enumerate(chosen):
         y_ref, _ = load_audio(t.path, sr=fc.sample_rate, offset=3.0, duration=SECONDS)
         y_b, _ = load_audio(t.path, sr=fc.sample_rate, offset=18.0, duration=SECONDS)
@@ -184,19 +207,26 @@ def main() -> int:
         for kind, y in (("reference", y_ref), ("real", y_b)):
             p = str(bench / kind / f"{stem}.wav")
             save_audio(p, loudness_normalize(y[:n_samples]), fc.sample_rate)
-            sets[kind].append(p)
-            labels_of[kind].append(t.label)
+            sets.add(kind, p, t.label)
         mel = denormalize_db(normalize_db(compute_features(y_b[:n_samples], fc), db_range=cfg.db_range), db_range=cfg.db_range)
         shuffled = mel[:, rng.permutation(mel.shape[1])]
         for kind, m in (("inverted", mel), ("shuffled", shuffled)):
             p = str(bench / kind / f"{stem}.wav")
-            jobs.append((p, m, fc.to_dict(), args.seed + i))
-            sets[kind].append(p)
-            labels_of[kind].append(t.label)
+            sets.jobs.append((p, m, fc.to_dict(), seed + i))
+            sets.add(kind, p, t.label)
         if i < 12:
-            gl_inputs.append((y_b[:n_samples].astype(np.float64), args.seed + i))
+            sets.gl_inputs.append((y_b[:n_samples].astype(np.float64), seed + i))
 
-    # (a) noise shaped to the average mel power of the training clips
+
+def add_noise_set(sets: Sets, chosen: list, gen, run: Path, bench: Path) -> None:
+    """(a) noise shaped to the average mel power of the training clips."""
+    from specmusic.audio import loudness_normalize, save_audio
+    from specmusic.generation import denormalize_db
+    from specmusic.inversion import mel_to_linear
+    from specmusic.stft import istft, stft
+
+    fc, cfg = gen.config.feature_config, gen.config
+    n_samples = int(round(SECONDS * fc.sample_rate))
     with np.load(run / "features.npz", allow_pickle=False) as z:
         train_db = denormalize_db(z["specs"], db_range=cfg.db_range)
     mean_power = (10.0 ** (train_db / 10.0)).mean(axis=1)
@@ -206,10 +236,14 @@ def main() -> int:
         y = istft(stft(noise) * shape[:, None], length=n_samples)
         p = str(bench / "noise" / f"noise_{i:03d}.wav")
         save_audio(p, loudness_normalize(y), fc.sample_rate)
-        sets["noise"].append(p)
-        labels_of["noise"].append(t.label)
+        sets.add("noise", p, t.label)
 
-    # generated: as many per label as the reference has
+
+def add_generated_set(sets: Sets, chosen: list, gen, args: argparse.Namespace, bench: Path) -> float:
+    """Generated: as many per label as the reference has; returns the sampling time in seconds."""
+    from specmusic.generation import denormalize_db, sample_spectrograms
+
+    fc, cfg = gen.config.feature_config, gen.config
     t0 = time.perf_counter()
     for li, lab in enumerate(gen.labels):
         k = sum(t.label == lab for t in chosen)
@@ -219,22 +253,23 @@ def main() -> int:
                                     seed=args.seed + 1000 * li)
         for j, x in enumerate(specs):
             p = str(bench / "generated" / f"{lab}_{j:03d}.wav")
-            jobs.append((p, denormalize_db(x, db_range=cfg.db_range), fc.to_dict(), args.seed + 5000 + 100 * li + j))
-            sets["generated"].append(p)
-            labels_of["generated"].append(lab)
-    results["sampling_s"] = round(time.perf_counter() - t0, 1)
-    say(f"sampled {len(sets['generated'])} × {SECONDS:g} s in {results['sampling_s']} s; inverting {len(jobs)} mels "
-        f"with {args.jobs} workers (load {load()})")
+            sets.jobs.append((p, denormalize_db(x, db_range=cfg.db_range), fc.to_dict(), args.seed + 5000 + 100 * li + j))
+            sets.add("generated", p, lab)
+    return round(time.perf_counter() - t0, 1)
+
+
+def invert_all(sets: Sets, n_jobs: int, results: dict) -> None:
+    """Step 6: invert every mel in worker processes; spectral convergence, fast vs plain Griffin-Lim."""
     t0 = time.perf_counter()
     sc: dict[str, float] = {}
-    with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
-        for path, value in pool.map(_invert_job, jobs, chunksize=4):
+    with ProcessPoolExecutor(n_jobs, initializer=_init_worker) as pool:
+        for path, value in pool.map(_invert_job, sets.jobs, chunksize=4):
             sc[path] = value
-        gl_cmp = list(pool.map(_gl_compare_job, gl_inputs))
+        gl_cmp = list(pool.map(_gl_compare_job, sets.gl_inputs))
     results["inversion_s"] = round(time.perf_counter() - t0, 1)
     results["spectral_convergence_db"] = {
-        kind: {"mean": round(float(np.mean([sc[p] for p in sets[kind]])), 2),
-               "std": round(float(np.std([sc[p] for p in sets[kind]])), 2)}
+        kind: {"mean": round(float(np.mean([sc[p] for p in sets.paths[kind]])), 2),
+               "std": round(float(np.std([sc[p] for p in sets.paths[kind]])), 2)}
         for kind in ("inverted", "shuffled", "generated")
     }
     results["griffin_lim_on_true_stft_db"] = {
@@ -243,39 +278,78 @@ def main() -> int:
         "n_clips": len(gl_cmp),
     }
 
-    # 4. Fréchet distances -----------------------------------------------------------------------
+
+def frechet_distances(sets: Sets, weights: str) -> dict[str, dict[str, float]]:
+    """Step 4: each set's Fréchet distance to the reference, in two taggers' embeddings."""
+    from specmusic.inference import load_model
+    from specmusic.models.zoo import ensure_model
+
     fad: dict[str, dict[str, float]] = {}
     for tagger, pooled in (("jamendo-fcn", True), ("mtat-musicnn", False)):
-        model = load_model(ensure_model(tagger, weights=args.weights, progress=True))
-        emb = {k: embed_set(model, v, pooled=pooled) for k, v in sets.items()}
-        fad[tagger] = {k: round(frechet(emb[k], emb["reference"]), 4) for k in sets if k != "reference"}
+        model = load_model(ensure_model(tagger, weights=weights, progress=True))
+        emb = {k: embed_set(model, v, pooled=pooled) for k, v in sets.paths.items()}
+        fad[tagger] = {k: round(frechet(emb[k], emb["reference"]), 4) for k in sets.paths if k != "reference"}
         fad[tagger]["n_vectors_per_set"] = int(len(emb["reference"]))
         fad[tagger]["dim"] = int(emb["reference"].shape[1])
         say(f"{tagger}: {fad[tagger]}")
-    results["frechet"] = fad
+    return fad
 
-    # 5. conditional accuracy ------------------------------------------------------------------
-    clf = load_model(args.classifier)
+
+def conditional_accuracy(sets: Sets, classifier: Path) -> dict[str, dict[str, float]]:
+    """Step 5: the trained classifier's accuracy per label on the generated, inverted and real sets."""
+    from specmusic.inference import load_model, predict_track
+
+    clf = load_model(classifier)
     acc: dict[str, dict[str, float]] = {}
     for kind in ("generated", "inverted", "real"):
         per: dict[str, list[bool]] = {}
-        for p, lab in zip(sets[kind], labels_of[kind]):
+        for p, lab in zip(sets.paths[kind], sets.labels[kind]):
             probs = predict_track(clf, p)
             per.setdefault(lab, []).append(clf.labels[int(np.argmax(probs))] == lab)
         acc[kind] = {lab: round(float(np.mean(v)), 3) for lab, v in per.items()}
         acc[kind]["mean_over_labels"] = round(float(np.mean([np.mean(v) for v in per.values()])), 3)
-    results["classifier_accuracy"] = acc
+    return acc
+
+
+def write_listening_wavs(run: Path, labels: list[str]) -> list[str]:
+    """Step 7: ten listening WAVs via the CLI (one per label, then one unconditional)."""
+    listen = run / "listen"
+    for lab in [*labels, None][:10]:
+        cmd = [*SPECMUSIC, "generate", "sample", str(run), "-n", "1", "--seconds", "6", "--seed", "7", "-o", str(listen)]
+        cmd += ["--label", lab] if lab else []
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return sorted(str(p.relative_to(ROOT)) for p in listen.glob("*.wav"))
+
+
+def main() -> int:
+    args = parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from specmusic.generation import load_generator
+
+    run, bench = args.run, args.run / "bench"
+    results: dict = {"load_before": load()}
+    train_if_needed(args, results)
+    gen = load_generator(run, threads=1)
+    bench.mkdir(parents=True, exist_ok=True)
+
+    rng = np.random.default_rng(args.seed)
+    chosen = held_out_clips(args, gen.labels, rng)
+    sets = Sets()
+    add_real_sets(sets, chosen, gen, bench, args.seed, rng)
+    add_noise_set(sets, chosen, gen, run, bench)
+    results["sampling_s"] = add_generated_set(sets, chosen, gen, args, bench)
+    say(f"sampled {len(sets.paths['generated'])} × {SECONDS:g} s in {results['sampling_s']} s; inverting "
+        f"{len(sets.jobs)} mels with {args.jobs} workers (load {load()})")
+    invert_all(sets, args.jobs, results)
+    results["frechet"] = frechet_distances(sets, args.weights)
+    results["classifier_accuracy"] = conditional_accuracy(sets, args.classifier)
     results["n_per_set"] = len(chosen)
     results["load_after"] = load()
-
-    # 7. ten listening WAVs via the CLI ----------------------------------------------------------
     if not args.no_listen:
-        listen = run / "listen"
-        for lab in [*gen.labels, None][:10]:
-            cmd = [*SPECMUSIC, "generate", "sample", str(run), "-n", "1", "--seconds", "6", "--seed", "7", "-o", str(listen)]
-            cmd += ["--label", lab] if lab else []
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        results["listen"] = sorted(str(p.relative_to(ROOT)) for p in listen.glob("*.wav"))
+        results["listen"] = write_listening_wavs(run, gen.labels)
 
     (bench / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, gen.labels)

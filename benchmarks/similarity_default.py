@@ -54,7 +54,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +149,7 @@ def extract_windows(tracks: list[Track], taggers: list[str], weights: str | None
             for name in names:
                 m = models[name]
                 chunks = chunk_features(spec, m.chunk_frames, m.chunk_hop_frames)
-                logits, emb, *more = inference.run_outputs(m, chunks, ["logits", "embedding", *extras[name]])
+                logits, emb, *more = inference._run_outputs(m, chunks, ["logits", "embedding", *extras[name]])
                 stored[name][t.path] = [emb, logits, *more]
         if (k + 1) % 25 == 0 or k + 1 == len(todo):
             print(f"# windows: {k + 1}/{len(todo)} clips ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
@@ -261,7 +261,7 @@ RULE = (f"highest valid P@10 among `embed --model A[+B] --pooling P` recipes of 
         "(single taggers: NAME:POOL; concatenations: A+B:POOL)")  # fmt: skip
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--taggers", nargs="+", default=None,
@@ -274,36 +274,37 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-library", action="store_true", help="skip the before/after rows measured through `embed`")
-    args = ap.parse_args()
-    from specmusic.models import zoo
+    return ap.parse_args()
 
-    pons = [n for n in zoo.PONS_MODELS if args.musicnn_wheel or zoo.bundled_model(n) is not None]
-    taggers = args.taggers or list(zoo.TAGGERS) + pons
-    with open("/proc/loadavg") as f:
-        print(f"# loadavg before: {f.read().strip()}", flush=True)
-    splits = {s: read_dataset(args.data, s) for s in ("train", "valid", "test")}
-    every = [t for s in splits.values() for t in s]
-    args.cache.mkdir(parents=True, exist_ok=True)
-    win = extract_windows(every, taggers, args.weights, args.cache, args.musicnn_wheel)
-    row_of = {t.path: i for i, t in enumerate(every)}
-    rows = {s: [row_of[t.path] for t in ts] for s, ts in splits.items()}
-    print("# windows per 30 s clip: " + ", ".join(f"{n} {np.median(np.diff(w.offsets)):.0f}" for n, w in win.items()))
-    print(f"# valid: {len(splits['valid'])} clips, test: {len(splits['test'])} clips; selection rule: {RULE}", flush=True)
 
-    results: dict[str, dict[str, tuple[float, float, float]]] = {}
-    dims: dict[str, int] = {}
-    recipes: dict[str, int] = {}  # candidates `embed` implements → number of taggers they run
+@dataclass
+class Table:
+    """Every candidate's (P@k, NMI, ARI) on valid and test, its dimension, and which are `embed` recipes."""
 
-    def add(name: str, make, *, recipe: int = 0) -> None:  # make(split) -> [n, d] search-space vectors
-        results[name] = {}
+    splits: dict[str, list[Track]]
+    k: int
+    seed: int
+    results: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)
+    dims: dict[str, int] = field(default_factory=dict)
+    recipes: dict[str, int] = field(default_factory=dict)  # candidates `embed` implements → taggers they run
+
+    def add(self, name: str, make, *, recipe: int = 0) -> None:
+        """Evaluate ``make(split) -> [n, d]`` search-space vectors on valid and test."""
+        self.results[name] = {}
         for s in ("valid", "test"):
             x = make(s)
-            dims[name] = x.shape[1]
-            ts = splits[s]
-            results[name][s] = evaluate(x, np.array([t.label for t in ts]), np.array([t.group for t in ts]),
-                                        k=args.k, seed=args.seed)  # fmt: skip
+            self.dims[name] = x.shape[1]
+            ts = self.splits[s]
+            self.results[name][s] = evaluate(x, np.array([t.label for t in ts]), np.array([t.group for t in ts]),
+                                             k=self.k, seed=self.seed)  # fmt: skip
         if recipe:
-            recipes[name] = recipe
+            self.recipes[name] = recipe
+
+
+def embed_libraries(args: argparse.Namespace, splits: dict[str, list[Track]]) -> dict[str, dict]:
+    """Libraries made by the code users run (embed_tracks → library): MFCC, and unless ``--no-library``
+    the default before (jamendo-fcn) and after (``embed``'s default now)."""
+    from specmusic.models import zoo
 
     libs = {}
     if not args.no_library:  # the code users run: embed_tracks → library → search_vectors
@@ -313,19 +314,27 @@ def main() -> None:
     else:
         emb = make_embedder("mfcc")
         libs["mfcc"] = {s: embed_cached(f"lib-mfcc-{s}", emb, splits[s], args.cache) for s in ("valid", "test")}
-    add("mfcc", lambda s: search_vectors(libs["mfcc"][s]))
+    return libs
+
+
+def add_single_taggers(table: Table, win: dict[str, Windows], rows: dict[str, list[int]], taggers: list[str]) -> None:
+    """Each tagger (and extra layer) pooled every way, z-scored, as tag probabilities, and adapted."""
     for n in win:  # taggers, then the extra layers NAME/OUTPUT (not what `embed` stores: no recipe)
         for how in POOLINGS:
-            add(f"{n}:{how}", lambda s, n=n, how=how: pooled(win[n], rows[s], how), recipe=int("/" not in n))
-        add(f"{n}:mean:z", lambda s, n=n: zscore(pooled(win[n], rows[s], "mean")))
+            table.add(f"{n}:{how}", lambda s, n=n, how=how: pooled(win[n], rows[s], how), recipe=int("/" not in n))
+        table.add(f"{n}:mean:z", lambda s, n=n: zscore(pooled(win[n], rows[s], "mean")))
         if "/" not in n:
-            add(f"{n}:tags", lambda s, n=n: tag_probs(win[n], rows[s]))
+            table.add(f"{n}:tags", lambda s, n=n: tag_probs(win[n], rows[s]))
     for n in taggers:
         if np.median(np.diff(win[n].offsets)) > 2:  # needs several windows per clip to learn from
-            add(f"{n}:adapt32", lambda s, n=n: adapted(win[n], rows[s], 32))
+            table.add(f"{n}:adapt32", lambda s, n=n: adapted(win[n], rows[s], 32))
 
-    # concatenations: the best r single taggers (ranked by valid P@10 of NAME:mean), and fixed sets
-    ranked = sorted(taggers, key=lambda n: -results[f"{n}:mean"]["valid"][0])
+
+def tagger_sets(table: Table, win: dict[str, Windows], taggers: list[str]) -> dict[str, list[str]]:
+    """The concatenations tried: the best r single taggers (ranked by valid P@10 of NAME:mean), and fixed sets."""
+    from specmusic.models import zoo
+
+    ranked = sorted(taggers, key=lambda n: -table.results[f"{n}:mean"]["valid"][0])
     sets = {f"top{r}": ranked[:r] for r in range(2, len(ranked) + 1)}
     for arch in ("fcn", "crnn", "musicnn"):
         sets[f"all-{arch}"] = [n for n in taggers if n.endswith(arch) and n in zoo.TAGGERS]
@@ -337,6 +346,12 @@ def main() -> None:
     for names in (("jamendo-fcn", "mtat-musicnn"), ("jamendo-fcn", "jamendo-musicnn"), ("jamendo-fcn", "msd-fcn"),
                   ("jamendo-fcn", "mtat-fcn", "mtat-musicnn", "jamendo-musicnn")):  # fmt: skip
         sets["+".join(names)] = [n for n in names if n in taggers]
+    return sets
+
+
+def add_concatenations(table: Table, sets: dict[str, list[str]], win: dict[str, Windows],
+                       rows: dict[str, list[int]]) -> None:
+    """Every distinct set of two or more taggers, concatenated each way."""
     seen: set[tuple[str, ...]] = set()
     for label, names in sets.items():
         if len(names) < 2 or tuple(sorted(names)) in seen:
@@ -344,30 +359,36 @@ def main() -> None:
         seen.add(tuple(sorted(names)))
         tag = "+".join(names) if "+" in label else f"{label}={'+'.join(names)}"
         for how in POOLINGS:
-            add(f"{tag}:{how}", lambda s, names=names, how=how: library_recipe([pooled(win[n], rows[s], how)
-                                                                                for n in names]),
-                recipe=0 if any("/" in n for n in names) else len(names))  # fmt: skip
-        add(f"{tag}:mean:no-z", lambda s, names=names: library_recipe([pooled(win[n], rows[s], "mean") for n in names],
-                                                                       standardize=False))  # fmt: skip
-        add(f"{tag}:mean:zblock", lambda s, names=names: zblocks([pooled(win[n], rows[s], "mean") for n in names]))
-        add(f"{tag}:mean:zfix", lambda s, names=names: zblocks([pooled(win[n], rows[s], "mean") for n in names],
-                                                               [pooled(win[n], rows["train"], "mean") for n in names]))
-        add(f"{tag}:mean+tags", lambda s, names=names: library_recipe([pooled(win[n], rows[s], "mean") for n in names]
-                                                                      + [tag_probs(win[n], rows[s]) for n in names]))
-    if libs.get("after"):
-        add("embed (library) before: jamendo-fcn", lambda s: search_vectors(libs["before"][s]))
-        after_name = libs["after"]["test"].model.get("name")
-        add(f"embed (library) after: {after_name}", lambda s: search_vectors(libs["after"][s]))
+            table.add(f"{tag}:{how}", lambda s, names=names, how=how: library_recipe([pooled(win[n], rows[s], how)
+                                                                                      for n in names]),
+                      recipe=0 if any("/" in n for n in names) else len(names))  # fmt: skip
+        table.add(f"{tag}:mean:no-z", lambda s, names=names: library_recipe(
+            [pooled(win[n], rows[s], "mean") for n in names], standardize=False))  # fmt: skip
+        table.add(f"{tag}:mean:zblock", lambda s, names=names: zblocks([pooled(win[n], rows[s], "mean") for n in names]))
+        table.add(f"{tag}:mean:zfix", lambda s, names=names: zblocks(
+            [pooled(win[n], rows[s], "mean") for n in names], [pooled(win[n], rows["train"], "mean") for n in names]))
+        table.add(f"{tag}:mean+tags", lambda s, names=names: library_recipe(
+            [pooled(win[n], rows[s], "mean") for n in names] + [tag_probs(win[n], rows[s]) for n in names]))
 
+
+def print_results(table: Table) -> None:
+    """One line per candidate, with its difference from MFCC statistics on valid and test."""
     print(f"\n{'candidate':<70} {'dim':>5} | {'valid P@10':>10} {'NMI':>6} {'ARI':>6} | "
           f"{'test P@10':>9} {'NMI':>6} {'ARI':>6} | {'vs mfcc v/t':>12}")
-    base = results["mfcc"]
-    for name, r in results.items():
+    base = table.results["mfcc"]
+    for name, r in table.results.items():
         v, t = r["valid"], r["test"]
-        print(f"{name:<70} {dims[name]:>5} | {v[0]:>10.3f} {v[1]:>6.3f} {v[2]:>6.3f} | {t[0]:>9.3f} {t[1]:>6.3f} "
+        print(f"{name:<70} {table.dims[name]:>5} | {v[0]:>10.3f} {v[1]:>6.3f} {v[2]:>6.3f} | {t[0]:>9.3f} {t[1]:>6.3f} "
               f"{t[2]:>6.3f} | {100 * (v[0] - base['valid'][0]):>+5.1f} {100 * (t[0] - base['test'][0]):>+5.1f}")
-    eligible = [n for n, c in recipes.items() if c <= MAX_TAGGERS]
-    best = max(eligible, key=lambda n: (results[n]["valid"][0], -dims[n]))
+
+
+def report_choice(table: Table) -> None:
+    """Apply :data:`RULE`, print the chosen candidate beside MFCC, today's and the previous default, and the goal."""
+    from specmusic.models import zoo
+
+    results, base = table.results, table.results["mfcc"]
+    eligible = [n for n, c in table.recipes.items() if c <= MAX_TAGGERS]
+    best = max(eligible, key=lambda n: (results[n]["valid"][0], -table.dims[n]))
     today = f"{zoo.DEFAULT_TAGGER}:mean"
     bv, bt = results[best]["valid"][0], results[best]["test"][0]
     print(f"\n# chosen by the rule: {best} — valid {bv:.3f} ({100 * (bv - base['valid'][0]):+.1f} pt vs mfcc, "
@@ -385,6 +406,36 @@ def main() -> None:
     print("# embed's default now (pons-msd-musicnn + --adapt, a space learnt from the library) is measured by "
           "benchmarks/similarity_adapt.py")  # fmt: skip
     print_goal(gap, ahead)
+
+
+def main() -> None:
+    args = parse_args()
+    from specmusic.models import zoo
+
+    pons = [n for n in zoo.PONS_MODELS if args.musicnn_wheel or zoo.bundled_model(n) is not None]
+    taggers = args.taggers or list(zoo.TAGGERS) + pons
+    with open("/proc/loadavg") as f:
+        print(f"# loadavg before: {f.read().strip()}", flush=True)
+    splits = {s: read_dataset(args.data, s) for s in ("train", "valid", "test")}
+    every = [t for s in splits.values() for t in s]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    win = extract_windows(every, taggers, args.weights, args.cache, args.musicnn_wheel)
+    row_of = {t.path: i for i, t in enumerate(every)}
+    rows = {s: [row_of[t.path] for t in ts] for s, ts in splits.items()}
+    print("# windows per 30 s clip: " + ", ".join(f"{n} {np.median(np.diff(w.offsets)):.0f}" for n, w in win.items()))
+    print(f"# valid: {len(splits['valid'])} clips, test: {len(splits['test'])} clips; selection rule: {RULE}", flush=True)
+
+    table = Table(splits, args.k, args.seed)
+    libs = embed_libraries(args, splits)
+    table.add("mfcc", lambda s: search_vectors(libs["mfcc"][s]))
+    add_single_taggers(table, win, rows, taggers)
+    add_concatenations(table, tagger_sets(table, win, taggers), win, rows)
+    if libs.get("after"):
+        table.add("embed (library) before: jamendo-fcn", lambda s: search_vectors(libs["before"][s]))
+        after_name = libs["after"]["test"].model.get("name")
+        table.add(f"embed (library) after: {after_name}", lambda s: search_vectors(libs["after"][s]))
+    print_results(table)
+    report_choice(table)
 
 
 if __name__ == "__main__":
