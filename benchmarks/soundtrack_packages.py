@@ -130,6 +130,38 @@ KNOWN_SOUNDTRACKS: tuple[Soundtrack, ...] = (
         licence="GPL-2+ (copyright 'Files: *'); Aftermath album also CC-BY-SA-3.0+ per its license.txt",
         note="Opus files; three albums (original, legacy, aftermath) by two composers.",
     ),
+    # -- the third collection (docs/similarity.md): games that neither of the other two uses -----------
+    Soundtrack(
+        label="drascula",
+        package="drascula-music",
+        # one copy per language folder, identical audio: the English one
+        music_globs=("usr/share/scummvm/drascula/en/track*.ogg",),
+        licence="Drascula-License (free redistribution, Alcachofa Soft; as Beneath a Steel Sky)",
+    ),
+    Soundtrack(
+        label="freedink",
+        package="freedink-data",
+        music_globs=("usr/share/games/dink/dink/Sound/*.ogg",),
+        licence="GPL-3+ (free sound replacements by Sylvain Beucler et al.; copyright file)",
+    ),
+    Soundtrack(
+        label="hyperrogue",
+        package="hyperrogue-music",
+        music_globs=("usr/share/hyperrogue/music/*.ogg",),
+        licence="GPL-2+ (whole package)",
+    ),
+    Soundtrack(
+        label="planetblupi",
+        package="planetblupi-music-ogg",
+        music_globs=("usr/share/planetblupi/music/*.ogg",),
+        licence="GPL-3+ (whole package)",
+    ),
+    Soundtrack(
+        label="asc",
+        package="asc-music",
+        music_globs=("usr/share/games/asc/music/*.mp3",),
+        licence="GPL-2+ (whole package)",
+    ),
 )
 
 
