@@ -355,7 +355,7 @@ def main() -> None:
                                                                       + [tag_probs(win[n], rows[s]) for n in names]))
     if libs.get("after"):
         add("embed (library) before: jamendo-fcn", lambda s: search_vectors(libs["before"][s]))
-        after_name = libs["after"]["test"].model.get("name")
+        after_name = libs["after"]["test"].model.name
         add(f"embed (library) after: {after_name}", lambda s: search_vectors(libs["after"][s]))
 
     print(f"\n{'candidate':<70} {'dim':>5} | {'valid P@10':>10} {'NMI':>6} {'ARI':>6} | "
