@@ -558,3 +558,92 @@ def test_same_model_tells_window_settings_apart() -> None:
     assert not same_model({**base, "windows": 6}, {**base, "windows": "all"})
     assert same_model(base, {**base, "windows": "all"})  # an older library analysed every window
 
+
+# -- the model description, and the library functions the commands call ------------------------
+OLD_ONNX = {  # an onnx library from before --windows/--pooling, with a key this version does not know
+    "kind": "onnx", "path": "/models/old.onnx", "sha256": "cd" * 32, "arch": None, "feature_config": {"n_mels": 16},
+    "chunk_frames": 16, "layer": "embedding", "dim": 16, "from_the_future": {"x": [1, 2]},
+}  # fmt: skip
+
+
+def test_model_description_round_trips_an_old_library_with_unknown_keys(tmp_path):
+    model = ModelDescription.from_dict(OLD_ONNX)
+    assert model.to_dict() == OLD_ONNX  # no key added ("windows", "pooling"), none lost, nulls kept
+    assert model.extra == {"from_the_future": {"x": [1, 2]}} and model.windows is None and model.arch is None
+    assert model.same_as(ModelDescription.from_dict({**OLD_ONNX, "windows": "all", "pooling": "mean"}))
+    assert not model.same_as(ModelDescription.from_dict({**OLD_ONNX, "windows": 6}))
+    assert model.label == "/models/old.onnx" and model.adapt_groups == 0 and model.recorded
+    np.savez(tmp_path / "old.npz", vectors=np.eye(2, 16, dtype=np.float32), ids=np.array(["a", "b"]),
+             model=np.array(json.dumps(OLD_ONNX)))  # fmt: skip
+    lib = read_library(tmp_path / "old.npz")
+    save_library(lib, tmp_path / "again.npz")
+    with np.load(tmp_path / "again.npz", allow_pickle=False) as z:
+        assert json.loads(str(z["model"])) == OLD_ONNX  # written back as it was read
+    packed = ModelDescription.from_dict({"kind": "concat", "members": [OLD_ONNX, OLD_ONNX], "adapt": {"groups": 3}})
+    assert packed.adapt_groups == 3 and packed.members[1].extra == model.extra  # a join may carry adapt too
+    assert packed.to_dict()["members"] == [OLD_ONNX, OLD_ONNX]
+    odd = {"kind": "onnx", "adapt": "yes", "members": 3}  # shapes this version does not read: kept as they are
+    assert ModelDescription.from_dict(odd).to_dict() == odd and ModelDescription.from_dict(odd).adapt_groups == 0
+    assert ModelDescription.from_dict(None).to_dict() == {} and not ModelDescription().recorded
+    with pytest.raises(InputError, match="not a JSON object"):
+        ModelDescription.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_a_new_description_writes_the_dict_of_today(tmp_path):
+    mfcc = MfccEmbedder(duration=None).description.to_dict()
+    assert mfcc == {"kind": "mfcc", "name": "mfcc-stats-20", "feature_config": FeatureConfig(kind="mfcc", n_mfcc=20).to_dict(),
+                    "duration": None, "dim": 40, "standardize": True}  # fmt: skip
+    onnx = OnnxEmbedder(make_tiny_onnx(tmp_path / "m.onnx")).description.to_dict()
+    assert set(onnx) == {"kind", "path", "sha256", "arch", "feature_config", "chunk_frames", "layer", "pooling",
+                         "windows", "dim"} and onnx["dim"] is None and onnx["windows"] == 6  # fmt: skip
+    assert ModelDescription.from_dict(onnx).to_dict() == onnx
+
+
+def test_embed_library_and_open_recommender_without_the_command(tmp_path, genre_tree):
+    """The library functions `embed` and `recommend` call, called directly (no Typer, no CliRunner)."""
+    from specmusic.embeddings import Recommender, embed_library, open_recommender, read_queries, save_library_map
+
+    tracks, _ = discover_tracks([genre_tree])
+    notes: list[str] = []
+    made: list[str] = []
+
+    def embedder():
+        made.append("mfcc")
+        return make_embedder("mfcc")
+
+    with pytest.raises(InputError, match="no audio files"):
+        embed_library([], embedder=embedder, output=str(tmp_path / "lib.npz"))
+    with pytest.raises(InputError, match="cannot go to stdout"):
+        embed_library(tracks, embedder=embedder, output_format="npz")
+    assert not made  # nothing loaded for a run that cannot start
+    out = embed_library(tracks, embedder=embedder, output=str(tmp_path / "lib.npz"), on_note=notes.append)
+    assert out.ok and len(out.report.embedded) == 12 and out.tracks == 12 and out.dim == 40
+    assert out.summary() == f"embed: 12 embedded, 0 unchanged, 0 failed → 12 tracks × 40 dims in {tmp_path / 'lib.npz'}"
+    stdout = io.StringIO()
+    piped = embed_library(tracks[:3], embedder=make_embedder("mfcc"), stdout=stdout)
+    assert piped.output is None and len(stdout.getvalue().splitlines()) == 4 and piped.summary().endswith("in stdout")
+    folder = embed_library(tracks, embedder=make_embedder("mfcc"), output=f"{tmp_path / 'lib'}/", listing_failures=1)
+    assert not folder.ok and folder.library is None and folder.dim is None and len(folder.load_library()) == 12
+    assert "1 failed → 12 tracks in" in folder.summary()
+    lines = save_library_map(out.load_library(), tmp_path / "map.png", seed=0)
+    assert lines[-1].startswith("map: ") and (tmp_path / "map.json").is_file()
+    with pytest.raises(InputError, match="made by another model"):
+        embed_library(tracks[:2], embedder=make_embedder("mfcc", duration=1.0), output=str(tmp_path / "lib.npz"))
+    queries = read_queries(["low/low.00001.wav"], None, source=str(tmp_path / "lib.npz"))
+    for source in (str(tmp_path / "lib.npz"), f"{tmp_path / 'lib'}/"):
+        rec = open_recommender(source, explain=True, on_note=notes.append)
+        assert isinstance(rec, Recommender) and rec.model.kind == "mfcc"
+        [result] = rec.recommend(queries, k=3)
+        assert result["query"] == queries[0] and len(result["neighbors"]) == 3
+    assert any("keeps no tags" in n for n in notes)
+    with pytest.raises(InputError, match="no query"):
+        read_queries([], None, source="-")
+
+
+def test_the_embeddings_wing_imports_no_typer():
+    import subprocess
+    import sys
+
+    code = "import sys, specmusic.embeddings\nassert 'typer' not in sys.modules, 'typer'\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

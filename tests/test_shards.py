@@ -292,3 +292,22 @@ def test_an_index_build_while_embed_writes_the_folder_searches_exactly(twin, one
     assert r.exit_code == 0 and "is being written — searching exactly" in r.stderr, r.stderr
     assert r.stdout.startswith("# t0004.wav\n1\t") and not (lib / "index.faiss").exists()
 
+
+def test_both_recommenders_are_one_protocol_and_give_the_same_records(twin):
+    """The in-memory and the sharded recommender satisfy one Protocol and build their records alike."""
+    from specmusic.embeddings import InMemoryRecommender, Recommender, ShardedRecommender
+
+    npz, lib = twin
+    memory, sharded = InMemoryRecommender.from_library(read_library(npz)), ShardedRecommender(lib, ann="exact")
+    assert isinstance(memory, Recommender) and isinstance(sharded, Recommender)
+    assert memory.model == sharded.model and memory.has_tags and sharded.has_tags
+    queries = [_record(1)["id"], "g2/t0102.wav", "no/such/track.wav"]
+    for options in ({}, {"group_key": "label", "explain": True}, {"group_key": "dir", "k": 4}):
+        errors: tuple[list[str], list[str]] = ([], [])
+        a = memory.recommend(queries, on_error=errors[0].append, **options)
+        b = sharded.recommend(queries, on_error=errors[1].append, **options)
+        assert errors[0] == errors[1] and len(errors[0]) == 1 and len(a) == 2
+        for x, y in zip(a, b, strict=True):
+            assert {**x, "neighbors": None} == {**y, "neighbors": None}
+            assert [{**n, "score": None} for n in x["neighbors"]] == [{**n, "score": None} for n in y["neighbors"]]
+            np.testing.assert_allclose([n["score"] for n in x["neighbors"]], [n["score"] for n in y["neighbors"]], atol=2e-6)
