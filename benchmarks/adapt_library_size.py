@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python benchmarks/adapt_library_size.py      # after benchmarks/similarity_adapt.py
 
-``specmusic.embeddings.adapt.MIN_TRACKS`` is the size below which ``recommend`` searches z-scored
+``specmusic.embeddings.search.adapt.MIN_TRACKS`` is the size below which ``recommend`` searches z-scored
 track means instead of learning a space. This script measures the choice: libraries of n clips drawn
 at random (``--draws`` per size) from the soundtrack benchmark's **train and valid** clips (357; the
 selection set of docs/similarity.md), each searched three ways with the default embedding's rows
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from retrieval import DEFAULT_DATA, embed_cached, precision_at_k, read_dataset  # noqa: E402
 
 from specmusic.embeddings import make_embedder  # noqa: E402
-from specmusic.embeddings.adapt import GROUPS, SpaceStats, fit_space, unpack  # noqa: E402
+from specmusic.embeddings.search.adapt import GROUPS, SpaceStats, fit_space, unpack  # noqa: E402
 from specmusic.index import l2_normalize  # noqa: E402
 
 

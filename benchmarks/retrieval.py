@@ -38,6 +38,7 @@ from specmusic.data import Track, discover_tracks, track_key  # noqa: E402
 from specmusic.embeddings import (  # noqa: E402
     EmbeddingLibrary,
     Embedder,
+    ModelDescription,
     embed_tracks,
     make_embedder,
     read_library,
@@ -57,7 +58,9 @@ class PixelEmbedder(Embedder):
     def __init__(self, size: int = 32, seconds: float = 30.0) -> None:
         self.config = FeatureConfig()
         self.size, self.seconds = size, seconds
-        self.description = {"kind": "pixels", "size": size, "seconds": seconds, "feature_config": self.config.to_dict()}
+        self.description = ModelDescription.from_dict(
+            {"kind": "pixels", "size": size, "seconds": seconds, "feature_config": self.config.to_dict()}
+        )
 
     def embed_file(self, path: str) -> np.ndarray:
         spec, _ = compute_features_file(path, self.config, duration=self.seconds)

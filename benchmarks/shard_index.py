@@ -40,14 +40,14 @@ def peak_mb() -> float:
 
 
 def make_library(folder: Path, n: int, dim: int, shard_size: int, seed: int, data: str = "clustered") -> None:
-    from specmusic.embeddings.library import track_record
-    from specmusic.embeddings.shards import ShardedLibraryWriter
+    from specmusic.embeddings import ModelDescription, ShardedLibraryWriter
+    from specmusic.embeddings.store.library import track_record
     from specmusic.index import l2_normalize
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(1000, dim)) * 1.5
     basis = rng.normal(size=(32, dim)) * 0.5  # lowrank: within a cluster, tracks vary along 32 directions
-    w = ShardedLibraryWriter.open(folder, MODEL, shard_size=shard_size, flush_seconds=1e9)
+    w = ShardedLibraryWriter.open(folder, ModelDescription.from_dict(MODEL), shard_size=shard_size, flush_seconds=1e9)
     for start in range(0, n, shard_size):
         m = min(shard_size, n - start)
         within = rng.normal(size=(m, 32)) @ basis + 0.1 * rng.normal(size=(m, dim)) if data == "lowrank" else rng.normal(size=(m, dim))
@@ -60,8 +60,8 @@ def make_library(folder: Path, n: int, dim: int, shard_size: int, seed: int, dat
 
 def phase(args: argparse.Namespace) -> dict:
     """One measurement, in this (fresh) process."""
-    from specmusic.embeddings.sharded_recommend import ShardedRecommender
-    from specmusic.embeddings.shards import read_catalog, read_sharded
+    from specmusic.embeddings import ShardedRecommender, read_sharded
+    from specmusic.embeddings.store.shard_catalog import read_catalog
 
     folder = Path(args.folder)
     base = peak_mb()
@@ -78,7 +78,7 @@ def phase(args: argparse.Namespace) -> dict:
     build_s = 0.0
     kind, _, pq_m = args.phase.partition(":")
     if kind != "exact":
-        from specmusic.embeddings.shard_index import build_shard_index
+        from specmusic.embeddings import build_shard_index
 
         build_shard_index(folder, kind=kind, pq_m=int(pq_m or 0), seed=0)
         build_s = time.perf_counter() - t

@@ -19,7 +19,7 @@ library of the whole collection → ``search_vectors``, the search space ``recom
 Methods: MFCC statistics; jamendo-fcn (the issue's "today's default"); jamendo-fcn+mtat-musicnn
 (the default before this benchmark); pons-msd-musicnn's plain mean (``--no-adapt``: searched as stored);
 and the new default (pons-msd-musicnn, ``adapt``: a space learnt from the library's own tracks,
-:mod:`specmusic.embeddings.adapt`). NMI/ARI: KMeans with k = number of labels.
+:mod:`specmusic.embeddings.search.adapt`). NMI/ARI: KMeans with k = number of labels.
 
 The rule (set before the held-out collection was measured; it was built just before): the default is the method
 with the highest P@10 over the soundtrack benchmark's train and valid queries pooled (357

@@ -432,7 +432,7 @@ def main() -> None:
     add_concatenations(table, tagger_sets(table, win, taggers), win, rows)
     if libs.get("after"):
         table.add("embed (library) before: jamendo-fcn", lambda s: search_vectors(libs["before"][s]))
-        after_name = libs["after"]["test"].model.get("name")
+        after_name = libs["after"]["test"].model.name
         table.add(f"embed (library) after: {after_name}", lambda s: search_vectors(libs["after"][s]))
     print_results(table)
     report_choice(table)

@@ -44,6 +44,7 @@ __all__ = [
     "VectorIndex",
     "ann_backends",
     "build_index",
+    "check_finite",
     "l2_normalize",
     "standardize_columns",
 ]
@@ -115,7 +116,20 @@ def standardize_columns(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return ((x - mean) / scale).astype(np.float32), mean, scale
 
 
-def _check_finite(vectors: np.ndarray, what: str, ids: Sequence[str] | None = None) -> None:
+def check_finite(vectors: np.ndarray, what: str, ids: Sequence[str] | None = None) -> None:
+    """Refuse vectors holding NaN or infinite values, naming the first such row.
+
+    Parameters
+    ----------
+    vectors : np.ndarray [shape=(n, d)] or [shape=(d,)]
+    what : how the error names them ("the library", "the query")
+    ids : names of the rows (default: their numbers)
+
+    Raises
+    ------
+    InputError
+        A vector holds NaN or an infinite value.
+    """
     bad = ~np.isfinite(vectors).all(axis=-1)
     if bad.any():
         rows = np.flatnonzero(np.atleast_1d(bad))
@@ -180,7 +194,7 @@ class VectorIndex:
                 f"query vectors have {q.shape[1]} dimensions but the library has {self.dim} — "
                 "embed the query with the same model as the library"
             )
-        _check_finite(q, "the query")
+        check_finite(q, "the query")
         if k <= 0:
             raise ConfigError(f"k={k} must be at least 1 — fix -k")
         excl = [np.asarray(e, dtype=np.int64) for e in exclude] if exclude is not None else [np.empty(0, np.int64)] * len(q)
@@ -325,7 +339,7 @@ def build_index(
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     if v.ndim != 2 or v.shape[0] == 0:
         raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
-    _check_finite(v, "the library", ids)
+    check_finite(v, "the library", ids)
     backend = config.backend
     if backend == "auto":
         backend = "exact" if len(v) <= config.ann_threshold else "ann"

@@ -1,4 +1,4 @@
-"""The space learnt from a library without labels (specmusic.embeddings.adapt): packing, the fit, search."""
+"""The space learnt from a library without labels (specmusic.embeddings.search.adapt): packing, the fit, search."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from specmusic.cli.app import app
-from specmusic.embeddings import Recommender, read_library, save_library, search_vectors
-from specmusic.embeddings.adapt import MIN_TRACKS, Space, SpaceStats, fit_space, library_space, pack_windows, unpack
-from specmusic.embeddings.library import EmbeddingLibrary, track_record
-from specmusic.embeddings.shards import ShardedLibraryWriter, read_sharded, shard_space
+from specmusic.embeddings import InMemoryRecommender, ModelDescription, read_library, save_library, search_vectors
+from specmusic.embeddings.search.adapt import MIN_TRACKS, Space, SpaceStats, fit_space, library_space, pack_windows, unpack
+from specmusic.embeddings.store.library import EmbeddingLibrary, track_record
+from specmusic.embeddings.store.shard_catalog import read_sharded
+from specmusic.embeddings.store.shard_stats import shard_space
+from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter
 from specmusic.index import l2_normalize
 
 GROUPS = 3
@@ -133,7 +135,7 @@ def _library(rows: np.ndarray, labels: np.ndarray) -> EmbeddingLibrary:
     n = len(rows)
     recs = [track_record(f"/music/c{c}/t{i:04d}.wav", f"c{c}", None, 1000 + i, 1.5e9 + i, None, []) for i, c in enumerate(labels)]
     return EmbeddingLibrary(
-        l2_normalize(rows), [r["id"] for r in recs], [r["label"] for r in recs], [None] * n, {**MODEL, "dim": rows.shape[1]},
+        l2_normalize(rows), [r["id"] for r in recs], [r["label"] for r in recs], [None] * n, ModelDescription.from_dict({**MODEL, "dim": rows.shape[1]}),
         np.array([r["source_size"] for r in recs]), np.array([r["source_mtime"] for r in recs]), [None] * n, [[]] * n,
     )  # fmt: skip
 
@@ -154,7 +156,7 @@ def test_recommend_searches_the_learnt_space_on_a_file_and_on_a_folder_alike(tmp
     x = search_vectors(read_library(tmp_path / "lib.npz"))
     np.testing.assert_allclose(x, l2_normalize(space.apply(lib.vectors)), atol=1e-5)
     assert _p_at_1(x, labels) > 0.8
-    rec = Recommender.from_library(lib)
+    rec = InMemoryRecommender.from_library(lib)
     assert rec.space is not None and rec.index.dim == space.dim
     args = ["-q", lib.ids[1], "-q", lib.ids[7], "-k", "5", "--json"]
     a = CliRunner().invoke(app, ["recommend", str(tmp_path / "lib.npz"), *args])
@@ -169,7 +171,7 @@ def test_recommend_searches_the_learnt_space_on_a_file_and_on_a_folder_alike(tmp
 
 
 def test_a_query_vector_goes_through_the_same_space() -> None:
-    from specmusic.embeddings.recommend import query_space
+    from specmusic.embeddings.search.space import query_space
 
     rows, _, _ = _tracks(300, seed=4)
     space = library_space(l2_normalize(rows), GROUPS)
@@ -186,7 +188,7 @@ def test_embed_default_then_recommend_an_audio_query(tmp_path: Path, genre_tree:
     r = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-progress"])
     assert r.exit_code == 0, r.stderr
     library = read_library(lib)
-    assert library.model["adapt"] == {"groups": GROUPS} and library.vectors.shape[1] == GROUPS * 200
+    assert library.model.to_dict()["adapt"] == {"groups": GROUPS} and library.vectors.shape[1] == GROUPS * 200
     import shutil
 
     source = next(p for p in sorted(genre_tree.rglob("*.wav")))
@@ -204,7 +206,7 @@ def test_embed_default_then_recommend_an_audio_query(tmp_path: Path, genre_tree:
     assert refused.exit_code == 1 and "was made by another model (pons-msd-musicnn)" in refused.stderr
     plain = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-adapt", "--no-progress"])
     assert plain.exit_code == 0 and "12 embedded" in plain.stderr, plain.stderr  # every track an input: all again
-    assert "adapt" not in read_library(lib).model and read_library(lib).vectors.shape[1] == 200
+    assert "adapt" not in read_library(lib).model.to_dict() and read_library(lib).vectors.shape[1] == 200
 
 
 def test_a_folder_caches_its_space_and_bad_rows_are_one_line(tmp_path: Path, monkeypatch) -> None:
@@ -218,12 +220,12 @@ def test_a_folder_caches_its_space_and_bad_rows_are_one_line(tmp_path: Path, mon
     writer.finish()
     first = shard_space(tmp_path / "shards", GROUPS)
     assert (tmp_path / "shards" / "space.npz").is_file()
-    from specmusic.embeddings import shards
+    from specmusic.embeddings.store import shard_stats
 
     def no_vectors(*args, **kwargs):
         raise AssertionError("read the parts' vectors")
 
-    monkeypatch.setattr(shards, "_iter_live", no_vectors)  # the cached space: no part's vectors are read
+    monkeypatch.setattr(shard_stats, "iter_live_parts", no_vectors)  # the cached space: no part's vectors are read
     again = shard_space(tmp_path / "shards", GROUPS)
     np.testing.assert_array_equal(first.matrix, again.matrix)
     assert not shard_space(tmp_path / "shards", GROUPS, learn=False).adapted  # --no-standardize: nothing to read

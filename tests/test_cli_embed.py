@@ -84,7 +84,7 @@ def test_embed_with_an_onnx_model(tmp_path, genre_tree):
     r = _run("embed", str(genre_tree / "high"), "--model", str(model), "-o", str(out))
     assert r.exit_code == 0, r.stderr
     lib = read_library(out)
-    assert lib.dim == 16 and lib.model["kind"] == "onnx" and len(lib) == 4
+    assert lib.dim == 16 and lib.model.kind == "onnx" and len(lib) == 4
 
 
 def test_embed_bad_inputs(tmp_path, not_audio, chirp_mono):
@@ -119,7 +119,7 @@ def test_embed_windows_reach_the_embedder_and_the_library(tmp_path, genre_tree):
         out = tmp_path / f"lib{recorded}.npz"
         r = _run("embed", str(genre_tree / "high"), "--model", str(model), "-o", str(out), *option)
         assert r.exit_code == 0, r.stderr
-        assert read_library(out).model["windows"] == recorded
+        assert read_library(out).model.windows == recorded
     assert _run("embed", str(genre_tree), "--model", str(model), "--windows", "0").exit_code == 2
 
 
@@ -130,14 +130,14 @@ def test_embed_concatenation_and_pooling_options(tmp_path, genre_tree):
     r = _run("embed", str(genre_tree), "--model", f"{m1}+{m2}", "-o", str(out))
     assert r.exit_code == 0, r.stderr
     lib = read_library(out)
-    assert lib.dim == 24 and lib.model["kind"] == "concat" and lib.model["standardize"] is True
+    assert lib.dim == 24 and lib.model.kind == "concat" and lib.model.standardize is True
     assert "12 embedded" in r.stderr and r.stdout == ""
     r = _run("embed", str(genre_tree), "--model", f"{m1}+{m2}", "-o", str(out))
     assert r.exit_code == 0 and "0 embedded, 12 unchanged" in r.stderr
     r = _run("embed", str(genre_tree), "--model", f"{m1}+{m2}", "--pooling", "meanstd", "-o", str(out))
     assert r.exit_code == 0 and "12 embedded, 0 unchanged" in r.stderr  # another recipe: embedded again
     lib = read_library(out)
-    assert lib.dim == 48 and lib.model["pooling"] == "meanstd"
+    assert lib.dim == 48 and lib.model.pooling == "meanstd"
     rec = _run("recommend", str(out), "-q", "low/low.00000.wav", "--top", "3", "--json")
     assert rec.exit_code == 0, rec.stderr
     assert [n["label"] for n in json.loads(rec.stdout)["neighbors"]].count("low") >= 2

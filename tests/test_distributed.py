@@ -25,8 +25,8 @@ distributed = pytest.importorskip("distributed", reason="the [cluster] extra (Da
 from specmusic.cli.app import app  # noqa: E402
 from specmusic.data import Track, discover_tracks  # noqa: E402
 from specmusic.embeddings import make_embedder, read_library  # noqa: E402
-from specmusic.embeddings.incremental import embed_tracks  # noqa: E402
-from specmusic.embeddings.shards import read_sharded  # noqa: E402
+from specmusic.embeddings.store.incremental import embed_tracks  # noqa: E402
+from specmusic.embeddings.store.shard_catalog import read_sharded  # noqa: E402
 from specmusic.inference import load_model, predict_files  # noqa: E402
 from tests.conftest import tone, write  # noqa: E402
 from tests.test_embeddings import make_tiny_onnx  # noqa: E402
@@ -58,7 +58,7 @@ def _slow_down(seconds: float) -> None:
     """On a worker: each embedding takes ``seconds`` longer (0: as it was)."""
     import time as _time
 
-    from specmusic.embeddings import incremental
+    from specmusic.embeddings.store import incremental
 
     original = incremental.__dict__.setdefault("_original_embed_one", incremental._embed_one)
 
@@ -120,7 +120,7 @@ def test_embed_on_the_cluster_equals_the_local_run(tmp_path, cluster, songs):
     _same_library(local, dask)
     _same_library(local, read_library(tmp_path / "jobs.npz"))
     _same_library(local, read_sharded(tmp_path / "shards"))
-    assert dask.model["dim"] == local.model["dim"] == 16
+    assert dask.model.dim == local.model.dim == 16
     # incremental on the cluster too: nothing changed, nothing is sent to the workers
     r = _run("embed", str(songs), "-m", str(model), "-o", str(tmp_path / "shards") + "/", "--cluster", address)
     assert r.exit_code == 0 and "0 embedded, 20 unchanged" in r.stderr, r.stderr
@@ -195,9 +195,9 @@ def test_client_interrupted_then_rerun_embeds_only_what_is_missing(tmp_path, clu
 
 
 def test_local_jobs_interrupted_keep_what_finished(tmp_path, songs, monkeypatch):
-    from specmusic.embeddings import incremental
-    from specmusic.embeddings.incremental import embed_into_shards
-    from specmusic.embeddings.shards import ShardedLibraryWriter
+    from specmusic.embeddings.store import incremental
+    from specmusic.embeddings.store.incremental import embed_into_shards
+    from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter
 
     original = incremental._embed_one
     monkeypatch.setattr(incremental, "_embed_one", lambda *a: (time.sleep(0.1), original(*a))[1])  # forked workers too

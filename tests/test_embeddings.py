@@ -15,6 +15,7 @@ from specmusic.data import Track, discover_tracks
 from specmusic.embeddings import (
     EmbeddingLibrary,
     MfccEmbedder,
+    ModelDescription,
     OnnxEmbedder,
     embed_tracks,
     embedder_from_description,
@@ -23,7 +24,6 @@ from specmusic.embeddings import (
     read_library,
     read_tabular,
     top_tags,
-    same_model,
     save_library,
     search_vectors,
     write_library_jsonl,
@@ -86,7 +86,7 @@ def _lib(n: int = 4, d: int = 3, seed: int = 0) -> EmbeddingLibrary:
         [f"/music/{i}.wav" for i in range(n)],
         ["rock" if i % 2 else None for i in range(n)],
         [None, "album", "album", None][:n] + [None] * max(0, n - 4),
-        {"kind": "mfcc", "dim": d},
+        ModelDescription.from_dict({"kind": "mfcc", "dim": d}),
     )
 
 
@@ -115,7 +115,7 @@ def test_jsonl_round_trip_and_header():
     np.testing.assert_allclose(back.vectors, lib.vectors, atol=1e-6)
     assert back.ids == lib.ids and back.labels == lib.labels and back.model == lib.model
     headerless = read_library("-", stdin=io.StringIO("\n".join(lines[1:])))
-    assert headerless.model == {} and len(headerless) == 4
+    assert headerless.model.to_dict() == {} and len(headerless) == 4
 
 
 @pytest.mark.parametrize(
@@ -195,19 +195,19 @@ def test_onnx_embedder_and_query_reconstruction(tmp_path):
     emb = make_embedder(str(model))
     assert isinstance(emb, OnnxEmbedder)
     lib, _ = embed_tracks([Track(str(a), "a.wav")], emb)
-    assert lib.dim == 16 and lib.model["sha256"] and lib.model["kind"] == "onnx"
+    assert lib.dim == 16 and lib.model.sha256 and lib.model.kind == "onnx"
     again = embedder_from_description(lib.model)
     np.testing.assert_allclose(
         again.embed_file(str(a)) / np.linalg.norm(again.embed_file(str(a))), lib.vectors[0], rtol=1e-5
     )
     probs, _ = embed_tracks([Track(str(a), "a.wav")], make_embedder(str(model), layer="probabilities"))
-    assert probs.dim == 2 and probs.model["layer"] == "probabilities"
-    assert not same_model(probs.model, lib.model)  # another layer of the same file: embedded again
+    assert probs.dim == 2 and probs.model.layer == "probabilities"
+    assert not probs.model.same_as(lib.model)  # another layer of the same file: embedded again
     make_tiny_onnx(model, seed=3, dim=8)  # the model file changes
     with pytest.raises(ModelError, match="changed"):
         embedder_from_description(lib.model)
     with pytest.raises(ModelError, match="does not record"):
-        embedder_from_description({})
+        embedder_from_description(ModelDescription())
     with pytest.raises(ModelError):
         make_embedder(str(tmp_path / "missing.onnx"))
 
@@ -351,7 +351,7 @@ def test_warnings_round_trip_in_both_formats_and_stay_optional(tmp_path):
 ])
 def test_a_library_is_one_row_per_id(tmp_path, vectors, ids):
     with pytest.raises(InputError, match="one row"):
-        EmbeddingLibrary(vectors, ids, [None] * len(ids), [None] * len(ids), {})
+        EmbeddingLibrary(vectors, ids, [None] * len(ids), [None] * len(ids), ModelDescription())
     np.savez(tmp_path / "bad.npz", vectors=vectors, ids=np.array(ids))
     with pytest.raises(InputError, match="bad.npz"):
         read_library(tmp_path / "bad.npz")
@@ -380,7 +380,7 @@ def test_embedders_flag_silent_and_short_audio(tmp_path, silence, short, chirp_m
 
 
 def test_journal_keeps_progress_and_resumes(tmp_path, genre_tree):
-    from specmusic.embeddings.journal import EmbedJournal, journal_path
+    from specmusic.embeddings.store.journal import EmbedJournal, journal_path
 
     tracks, _ = discover_tracks([genre_tree])
     embedder = MfccEmbedder()
@@ -447,7 +447,7 @@ def test_onnx_pooling_uses_the_windows_the_network_saw(tmp_path):
     np.testing.assert_allclose(make_embedder(str(model), pooling="max").embed_file(str(a)), per_window.max(0), rtol=1e-5)
     meanstd = make_embedder(str(model), pooling="meanstd")
     vec = meanstd.embed_file(str(a))
-    assert vec.shape == (32,) and meanstd.description["pooling"] == "meanstd" and meanstd.description["dim"] == 32
+    assert vec.shape == (32,) and meanstd.description.pooling == "meanstd" and meanstd.description.dim == 32
     np.testing.assert_allclose(vec[16:], per_window.std(0), rtol=1e-4, atol=1e-6)
     with pytest.raises(Exception, match="--pooling applies to ONNX models"):
         make_embedder("mfcc", pooling="max")
@@ -466,11 +466,12 @@ def test_concatenated_models_blocks_description_and_queries(tmp_path):
     b2 = make_embedder(str(m2)).embed_file(str(a))
     np.testing.assert_allclose(vec[16:], b2 / np.linalg.norm(b2), rtol=1e-5)
     d = emb.description
-    assert d["kind"] == "concat" and d["standardize"] is True and d["dim"] == 24
-    assert [m["dim"] for m in d["members"]] == [16, 8] and d["pooling"] == "mean"
+    assert d.kind == "concat" and d.standardize is True and d.dim == 24
+    assert [m.dim for m in d.members] == [16, 8] and d.pooling == "mean"
     lib, _ = embed_tracks([Track(str(a), "a.wav")], emb)
-    again = embedder_from_description(json.loads(json.dumps(lib.model)))  # as read back from a library file
-    assert isinstance(again, ConcatEmbedder) and same_model(again.description, lib.model)
+    stored = ModelDescription.from_dict(json.loads(json.dumps(lib.model.to_dict())))  # as read back from a library file
+    again = embedder_from_description(stored)
+    assert isinstance(again, ConcatEmbedder) and again.description.same_as(lib.model)
     np.testing.assert_allclose(again.embed_file(str(a)), vec, rtol=1e-5)
     with pytest.raises(ModelError, match="empty part"):
         make_embedder(f"{m1}+")
@@ -484,12 +485,17 @@ def test_same_model_tells_recipes_apart(tmp_path):
                                 ("12max", f"{m1}+{m2}", "max"), ("21", f"{m2}+{m1}", None)):  # fmt: skip
         emb = make_embedder(model, pooling=pooling)
         emb.embed_file(str(a))
-        d[key] = json.loads(json.dumps(emb.description))
-    assert same_model(d["12"], json.loads(json.dumps(make_embedder(f"{m1}+{m2}").description)))
+        d[key] = _stored(emb.description.to_dict())
+    assert d["12"].same_as(_stored(make_embedder(f"{m1}+{m2}").description.to_dict()))
     for x, y in (("1", "1max"), ("1", "12"), ("12", "12max"), ("12", "21")):
-        assert not same_model(d[x], d[y]), (x, y)
-    legacy = {k: v for k, v in d["1"].items() if k != "pooling"}  # a library from before --pooling: mean
-    assert same_model(legacy, d["1"]) and not same_model(legacy, d["1max"])
+        assert not d[x].same_as(d[y]), (x, y)
+    legacy = _stored({k: v for k, v in d["1"].to_dict().items() if k != "pooling"})  # a library from before --pooling: mean
+    assert legacy.same_as(d["1"]) and not legacy.same_as(d["1max"])
+
+
+def _stored(model: dict) -> ModelDescription:
+    """A library's model as a file gives it back (through JSON)."""
+    return ModelDescription.from_dict(json.loads(json.dumps(model)))
 
 
 def test_concatenated_library_is_searched_z_scored_and_incremental(tmp_path, genre_tree):
@@ -510,7 +516,7 @@ def test_concatenated_library_is_searched_z_scored_and_incremental(tmp_path, gen
 def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, monkeypatch):
     """Without --model: DEFAULT_EMBEDDING's tagger, rows packed for adapt (mean + within-track contrasts)."""
     from specmusic.embeddings import DEFAULT_EMBEDDING
-    from specmusic.embeddings.adapt import GROUPS, unpack
+    from specmusic.embeddings.search.adapt import GROUPS, unpack
     from specmusic.errors import ConfigError
     from specmusic.inference import analyse_track
     from specmusic.models.zoo import ensure, registry
@@ -519,21 +525,21 @@ def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, m
     assert len(DEFAULT_EMBEDDING) == 1 and DEFAULT_EMBEDDING[0] in registry.PONS_MODELS
     monkeypatch.setattr(ensure, "ensure_model", lambda name, **kw: m1)
     emb = make_embedder(None)
-    assert isinstance(emb, OnnxEmbedder) and emb.description["name"] == DEFAULT_EMBEDDING[0]
-    assert emb.description["adapt"] == {"groups": GROUPS} and emb.description["standardize"] is True
+    assert isinstance(emb, OnnxEmbedder) and emb.description.name == DEFAULT_EMBEDDING[0]
+    assert emb.description.to_dict()["adapt"] == {"groups": GROUPS} and emb.description.standardize is True
     a = write(tmp_path / "a.wav", np.concatenate([tone(220.0, 0.6), tone(880.0, 0.6, seed=1)]))
     vec = emb.embed_file(str(a))
     per_window = analyse_track(emb.model, str(a), outputs=("embedding",), windows=emb.windows).per_window["embedding"]
-    assert vec.shape == (GROUPS * 16,) and emb.description["dim"] == GROUPS * 16
+    assert vec.shape == (GROUPS * 16,) and emb.description.dim == GROUPS * 16
     means, contrasts = unpack(vec, GROUPS)
     np.testing.assert_allclose(means[0], per_window.mean(0) / np.linalg.norm(per_window.mean(0)), rtol=1e-5)
     assert np.abs(contrasts).max() > 1e-4  # two tones: the windows differ within the track
     named = make_embedder(DEFAULT_EMBEDDING[0])  # the default model named: the same recipe
-    assert named.description["adapt"] == {"groups": GROUPS}
+    assert named.description.to_dict()["adapt"] == {"groups": GROUPS}
     plain = make_embedder(DEFAULT_EMBEDDING[0], adapt=False)  # --no-adapt: its plain mean, no packing
-    assert "adapt" not in plain.description and plain.embed_file(str(a)).shape == (16,)
-    assert "adapt" not in make_embedder(None, pooling="max").description  # another pooling: not packed
-    assert make_embedder(str(m2), adapt=True).description["adapt"] == {"groups": GROUPS}
+    assert "adapt" not in plain.description.to_dict() and plain.embed_file(str(a)).shape == (16,)
+    assert "adapt" not in make_embedder(None, pooling="max").description.to_dict()  # another pooling: not packed
+    assert make_embedder(str(m2), adapt=True).description.to_dict()["adapt"] == {"groups": GROUPS}
     with pytest.raises(ConfigError, match="one model, not a concatenation"):
         make_embedder(f"{m1}+{m2}", adapt=True)
     with pytest.raises(ConfigError, match="MFCC statistics have no windows"):
@@ -544,9 +550,100 @@ def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, m
 
 def test_same_model_tells_window_settings_apart() -> None:
     """Vectors from 6 windows a track are not reused for a run asking for every window (and back)."""
-    from specmusic.embeddings.embedders import same_model
+    def same_model(a: dict, b: dict) -> bool:
+        return _stored(a).same_as(_stored(b))
 
     base = {"kind": "onnx", "sha256": "ab" * 32, "layer": "embedding", "pooling": "mean"}
     assert same_model({**base, "windows": 6}, {**base, "windows": 6})
     assert not same_model({**base, "windows": 6}, {**base, "windows": "all"})
     assert same_model(base, {**base, "windows": "all"})  # an older library analysed every window
+
+
+# -- the model description, and the library functions the commands call ------------------------
+OLD_ONNX = {  # an onnx library from before --windows/--pooling, with a key this version does not know
+    "kind": "onnx", "path": "/models/old.onnx", "sha256": "cd" * 32, "arch": None, "feature_config": {"n_mels": 16},
+    "chunk_frames": 16, "layer": "embedding", "dim": 16, "from_the_future": {"x": [1, 2]},
+}  # fmt: skip
+
+
+def test_model_description_round_trips_an_old_library_with_unknown_keys(tmp_path):
+    model = ModelDescription.from_dict(OLD_ONNX)
+    assert model.to_dict() == OLD_ONNX  # no key added ("windows", "pooling"), none lost, nulls kept
+    assert model.extra == {"from_the_future": {"x": [1, 2]}} and model.windows is None and model.arch is None
+    assert model.same_as(ModelDescription.from_dict({**OLD_ONNX, "windows": "all", "pooling": "mean"}))
+    assert not model.same_as(ModelDescription.from_dict({**OLD_ONNX, "windows": 6}))
+    assert model.label == "/models/old.onnx" and model.adapt_groups == 0 and model.recorded
+    np.savez(tmp_path / "old.npz", vectors=np.eye(2, 16, dtype=np.float32), ids=np.array(["a", "b"]),
+             model=np.array(json.dumps(OLD_ONNX)))  # fmt: skip
+    lib = read_library(tmp_path / "old.npz")
+    save_library(lib, tmp_path / "again.npz")
+    with np.load(tmp_path / "again.npz", allow_pickle=False) as z:
+        assert json.loads(str(z["model"])) == OLD_ONNX  # written back as it was read
+    packed = ModelDescription.from_dict({"kind": "concat", "members": [OLD_ONNX, OLD_ONNX], "adapt": {"groups": 3}})
+    assert packed.adapt_groups == 3 and packed.members[1].extra == model.extra  # a join may carry adapt too
+    assert packed.to_dict()["members"] == [OLD_ONNX, OLD_ONNX]
+    odd = {"kind": "onnx", "adapt": "yes", "members": 3}  # shapes this version does not read: kept as they are
+    assert ModelDescription.from_dict(odd).to_dict() == odd and ModelDescription.from_dict(odd).adapt_groups == 0
+    assert ModelDescription.from_dict(None).to_dict() == {} and not ModelDescription().recorded
+    with pytest.raises(InputError, match="not a JSON object"):
+        ModelDescription.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_a_new_description_writes_the_dict_of_today(tmp_path):
+    mfcc = MfccEmbedder(duration=None).description.to_dict()
+    assert mfcc == {"kind": "mfcc", "name": "mfcc-stats-20", "feature_config": FeatureConfig(kind="mfcc", n_mfcc=20).to_dict(),
+                    "duration": None, "dim": 40, "standardize": True}  # fmt: skip
+    onnx = OnnxEmbedder(make_tiny_onnx(tmp_path / "m.onnx")).description.to_dict()
+    assert set(onnx) == {"kind", "path", "sha256", "arch", "feature_config", "chunk_frames", "layer", "pooling",
+                         "windows", "dim"} and onnx["dim"] is None and onnx["windows"] == 6  # fmt: skip
+    assert ModelDescription.from_dict(onnx).to_dict() == onnx
+
+
+def test_embed_library_and_open_recommender_without_the_command(tmp_path, genre_tree):
+    """The library functions `embed` and `recommend` call, called directly (no Typer, no CliRunner)."""
+    from specmusic.embeddings import Recommender, embed_library, open_recommender, read_queries, save_library_map
+
+    tracks, _ = discover_tracks([genre_tree])
+    notes: list[str] = []
+    made: list[str] = []
+
+    def embedder():
+        made.append("mfcc")
+        return make_embedder("mfcc")
+
+    with pytest.raises(InputError, match="no audio files"):
+        embed_library([], embedder=embedder, output=str(tmp_path / "lib.npz"))
+    with pytest.raises(InputError, match="cannot go to stdout"):
+        embed_library(tracks, embedder=embedder, output_format="npz")
+    assert not made  # nothing loaded for a run that cannot start
+    out = embed_library(tracks, embedder=embedder, output=str(tmp_path / "lib.npz"), on_note=notes.append)
+    assert out.ok and len(out.report.embedded) == 12 and out.tracks == 12 and out.dim == 40
+    assert out.summary() == f"embed: 12 embedded, 0 unchanged, 0 failed → 12 tracks × 40 dims in {tmp_path / 'lib.npz'}"
+    stdout = io.StringIO()
+    piped = embed_library(tracks[:3], embedder=make_embedder("mfcc"), stdout=stdout)
+    assert piped.output is None and len(stdout.getvalue().splitlines()) == 4 and piped.summary().endswith("in stdout")
+    folder = embed_library(tracks, embedder=make_embedder("mfcc"), output=f"{tmp_path / 'lib'}/", listing_failures=1)
+    assert not folder.ok and folder.library is None and folder.dim is None and len(folder.load_library()) == 12
+    assert "1 failed → 12 tracks in" in folder.summary()
+    lines = save_library_map(out.load_library(), tmp_path / "map.png", seed=0)
+    assert lines[-1].startswith("map: ") and (tmp_path / "map.json").is_file()
+    with pytest.raises(InputError, match="made by another model"):
+        embed_library(tracks[:2], embedder=make_embedder("mfcc", duration=1.0), output=str(tmp_path / "lib.npz"))
+    queries = read_queries(["low/low.00001.wav"], None, source=str(tmp_path / "lib.npz"))
+    for source in (str(tmp_path / "lib.npz"), f"{tmp_path / 'lib'}/"):
+        rec = open_recommender(source, explain=True, on_note=notes.append)
+        assert isinstance(rec, Recommender) and rec.model.kind == "mfcc"
+        [result] = rec.recommend(queries, k=3)
+        assert result["query"] == queries[0] and len(result["neighbors"]) == 3
+    assert any("keeps no tags" in n for n in notes)
+    with pytest.raises(InputError, match="no query"):
+        read_queries([], None, source="-")
+
+
+def test_the_embeddings_wing_imports_no_typer():
+    import subprocess
+    import sys
+
+    code = "import sys, specmusic.embeddings\nassert 'typer' not in sys.modules, 'typer'\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

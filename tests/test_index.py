@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from specmusic import index as index_mod
-from specmusic.embeddings import Recommender, TabularSource
-from specmusic.embeddings.explain import CLOSE_SD, explain_columns, explain_tags, explain_text
+from specmusic.embeddings import InMemoryRecommender, TabularSource
+from specmusic.embeddings.search.explain import CLOSE_SD, explain_columns, explain_tags, explain_text
 from specmusic.errors import ConfigError, InputError
 from specmusic.index import IndexConfig, build_index, l2_normalize, standardize_columns
 
@@ -152,7 +152,7 @@ def test_tabular_is_standardised_so_tempo_cannot_swamp_the_other_columns():
     unscaled = l2_normalize(table.values)
     naive = unscaled @ unscaled.T
     assert naive[~np.eye(len(naive), dtype=bool)].min() > 0.99  # "every similarity reads 0.99999"
-    rec = Recommender.from_tabular(table)
+    rec = InMemoryRecommender.from_tabular(table)
     result = rec.recommend(["0"], k=len(table.ids) - 1)[0]["neighbors"]
     scores = np.array([n["score"] for n in result])
     assert scores.max() - scores.min() > 1.0  # a real spread, from similar to opposite

@@ -12,22 +12,16 @@ import pytest
 from typer.testing import CliRunner
 
 from specmusic.cli.app import app
-from specmusic.embeddings import read_library, save_library
-from specmusic.embeddings.library import EmbeddingLibrary, track_record
-from specmusic.embeddings.shards import (
-    INDEX_NAME,
-    ShardedLibraryWriter,
-    compact,
-    is_sharded,
-    iter_shards,
-    read_sharded,
-    shard_statistics,
-)
+from specmusic.embeddings import ModelDescription, read_library, save_library
+from specmusic.embeddings.store.library import EmbeddingLibrary, track_record
+from specmusic.embeddings.store.shard_catalog import INDEX_NAME, is_sharded, iter_shards, read_sharded
+from specmusic.embeddings.store.shard_stats import shard_statistics
+from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter, compact
 from specmusic.errors import InputError
 from specmusic.index import l2_normalize, standardize_columns
 
-MODEL = {"kind": "mfcc", "feature_config": {"n_mfcc": 20}, "duration": None, "standardize": True}
-OTHER = {"kind": "mfcc", "feature_config": {"n_mfcc": 13}, "duration": None, "standardize": True}
+MODEL = ModelDescription.from_dict({"kind": "mfcc", "feature_config": {"n_mfcc": 20}, "duration": None, "standardize": True})
+OTHER = ModelDescription.from_dict({"kind": "mfcc", "feature_config": {"n_mfcc": 13}, "duration": None, "standardize": True})
 
 
 def _vectors(n: int, dim: int = 24, seed: int = 0, clusters: int = 20) -> np.ndarray:
@@ -128,7 +122,7 @@ def test_one_writer_at_a_time_and_another_model_is_refused_unless_fresh(tmp_path
     w = ShardedLibraryWriter.open(lib, OTHER, fresh=True)
     assert w.kept == 0 and not list(lib.glob("part-*"))
     w.finish()
-    assert read_sharded(lib).model["feature_config"] == {"n_mfcc": 13}
+    assert read_sharded(lib).model.feature_config == {"n_mfcc": 13}
 
 
 def test_read_library_on_a_folder_equals_the_single_file(tmp_path):
@@ -137,7 +131,7 @@ def test_read_library_on_a_folder_equals_the_single_file(tmp_path):
     _write(lib, x)
     recs = [_record(i) for i in range(50)]
     single = EmbeddingLibrary(
-        x, [r["id"] for r in recs], [r["label"] for r in recs], [None] * 50, {**MODEL, "dim": 24},
+        x, [r["id"] for r in recs], [r["label"] for r in recs], [None] * 50, MODEL.with_dim(24),
         np.array([r["source_size"] for r in recs]), np.array([r["source_mtime"] for r in recs]),
         [r.get("tags") for r in recs], [r["warnings"] for r in recs],
     )  # fmt: skip
@@ -215,7 +209,7 @@ def one_faiss_thread():
 def test_faiss_ivf_and_ivfpq_from_shards_recall_and_staleness(tmp_path, one_faiss_thread):
     if not one_faiss_thread:
         pytest.skip("faiss-cpu is not installed (the optional [ann] extra)")
-    from specmusic.embeddings.sharded_recommend import ShardedRecommender
+    from specmusic.embeddings.search.sharded import ShardedRecommender
 
     x = _vectors(3000, dim=32, seed=2, clusters=60)
     lib = tmp_path / "library"
@@ -297,3 +291,23 @@ def test_an_index_build_while_embed_writes_the_folder_searches_exactly(twin, one
         writer.close()
     assert r.exit_code == 0 and "is being written — searching exactly" in r.stderr, r.stderr
     assert r.stdout.startswith("# t0004.wav\n1\t") and not (lib / "index.faiss").exists()
+
+
+def test_both_recommenders_are_one_protocol_and_give_the_same_records(twin):
+    """The in-memory and the sharded recommender satisfy one Protocol and build their records alike."""
+    from specmusic.embeddings import InMemoryRecommender, Recommender, ShardedRecommender
+
+    npz, lib = twin
+    memory, sharded = InMemoryRecommender.from_library(read_library(npz)), ShardedRecommender(lib, ann="exact")
+    assert isinstance(memory, Recommender) and isinstance(sharded, Recommender)
+    assert memory.model == sharded.model and memory.has_tags and sharded.has_tags
+    queries = [_record(1)["id"], "g2/t0102.wav", "no/such/track.wav"]
+    for options in ({}, {"group_key": "label", "explain": True}, {"group_key": "dir", "k": 4}):
+        errors: tuple[list[str], list[str]] = ([], [])
+        a = memory.recommend(queries, on_error=errors[0].append, **options)
+        b = sharded.recommend(queries, on_error=errors[1].append, **options)
+        assert errors[0] == errors[1] and len(errors[0]) == 1 and len(a) == 2
+        for x, y in zip(a, b, strict=True):
+            assert {**x, "neighbors": None} == {**y, "neighbors": None}
+            assert [{**n, "score": None} for n in x["neighbors"]] == [{**n, "score": None} for n in y["neighbors"]]
+            np.testing.assert_allclose([n["score"] for n in x["neighbors"]], [n["score"] for n in y["neighbors"]], atol=2e-6)

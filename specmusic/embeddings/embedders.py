@@ -12,15 +12,19 @@ Embedding sources (:func:`make_embedder`):
   ``"standardize": true`` so that search z-scores the columns with the library's own statistics.
 * ``None``: :data:`DEFAULT_EMBEDDING` (Pons' MSD MusiCNN) with ``adapt``: each row keeps the
   track's mean window feature and a few within-track contrasts, and search learns a space from the
-  library itself without labels (:mod:`specmusic.embeddings.adapt`); chosen by
+  library itself without labels (:mod:`specmusic.embeddings.search.adapt`); chosen by
   ``benchmarks/similarity_default.py`` (docs/similarity.md).
 
 A model's per-window vectors become one track vector by :func:`pool_windows` (``pooling``:
 ``mean``, the default, ``meanstd`` or ``max``).
 
-An ONNX model also yields the track's :data:`TOP_TAGS` most probable labels (a tagger's tags, a
-trained model's classes) from the same pass of the network; ``recommend --explain`` names the
-tags two tracks share.
+Each embedder records what it is in :attr:`Embedder.description` (a
+:class:`~specmusic.embeddings.description.ModelDescription`, the library's ``model``), from which
+:func:`embedder_from_description` builds it again to embed a query the same way.
+
+An ONNX model also yields the track's :data:`~specmusic.embeddings.records.TOP_TAGS` most probable
+labels (a tagger's tags, a trained model's classes) from the same pass of the network;
+``recommend --explain`` names the tags two tracks share.
 
 :meth:`Embedder.embed_file_tagged` also fills ``warnings`` with a line for each reason not to trust
 the vector (digital silence, samples far beyond full scale, a clip shorter than the model's window:
@@ -31,27 +35,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from specmusic.embeddings.adapt import adapt_groups
-from specmusic.embeddings.library import Tags
+from specmusic.embeddings.description import DEFAULT_POOLING, LAYERS, POOLINGS, Adaptation, ModelDescription
+from specmusic.embeddings.records import Tags, top_tags
+from specmusic.embeddings.search.adapt import GROUPS, pack_windows
 from specmusic.errors import ConfigError, ModelError
 from specmusic.features import FeatureConfig
 from specmusic.fileio import display_path, sha256_file
-from specmusic.inference import DEFAULT_WINDOWS
-
-if TYPE_CHECKING:
-    from specmusic.models.resolve import ModelRef
+from specmusic.models.resolve import ModelRef, resolve_model
+from specmusic.windowing import DEFAULT_WINDOWS
 
 __all__ = [
-    "LAYERS",
     "DEFAULT_LAYER",
     "DEFAULT_EMBEDDING",
-    "POOLINGS",
-    "DEFAULT_POOLING",
-    "TOP_TAGS",
     "Embedder",
     "MfccEmbedder",
     "OnnxEmbedder",
@@ -61,18 +60,12 @@ __all__ = [
     "mfcc_statistics",
     "pool_windows",
     "concat_blocks",
-    "model_label",
-    "same_model",
-    "top_tags",
 ]
 
-LAYERS = ("embedding", "probabilities")
 #: Which output of a model becomes the track vector when ``--layer`` is not given.
 DEFAULT_LAYER = {"pretrained": "embedding", "onnx": "embedding"}
-#: Labels kept per track in a library (the most probable first).
-TOP_TAGS = 10
 #: What ``embed`` makes without ``--model``: this pretrained tagger's penultimate features, packed
-#: for a space learnt from the library (``adapt``, :mod:`specmusic.embeddings.adapt`); it also gives
+#: for a space learnt from the library (``adapt``, :mod:`specmusic.embeddings.search.adapt`); it also gives
 #: the library's tags. Chosen by benchmarks/similarity_default.py (docs/similarity.md).
 DEFAULT_EMBEDDING: tuple[str, ...] = ("pons-msd-musicnn",)
 
@@ -90,11 +83,6 @@ def mfcc_statistics(features: np.ndarray) -> np.ndarray:
     """
     f = np.asarray(features, dtype=np.float64)
     return np.concatenate([f.mean(axis=1), f.std(axis=1)]).astype(np.float32)
-
-
-#: How a track's window vectors become one vector (``embed --pooling``).
-POOLINGS = ("mean", "meanstd", "max")
-DEFAULT_POOLING = "mean"
 
 
 def pool_windows(windows: np.ndarray, pooling: str = "mean") -> np.ndarray:
@@ -148,22 +136,10 @@ def concat_blocks(blocks: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def top_tags(probabilities: np.ndarray, labels: list[str], n: int = TOP_TAGS) -> Tags:
-    """The ``n`` most probable labels, best first: ``{"rock": 0.62, ...}`` (4 decimals).
-
-    Parameters
-    ----------
-    probabilities : np.ndarray [shape=(n_classes,)], in ``labels`` order
-    """
-    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    order = np.argsort(-p, kind="stable")[:n]
-    return {labels[i]: round(float(p[i]), 4) for i in order}
-
-
 class Embedder:
     """Turns one audio file into one vector; ``description`` goes into the library's ``model``."""
 
-    description: dict[str, Any]
+    description: ModelDescription
 
     def embed_file(self, path: str) -> np.ndarray:  # pragma: no cover - interface
         """Return the track's vector [shape=(dim,)], not necessarily normalised."""
@@ -185,14 +161,10 @@ class MfccEmbedder(Embedder):
         if self.config.kind != "mfcc":
             raise ConfigError(f"MFCC embedding needs kind='mfcc', got {self.config.kind!r} — fix the config")
         self.duration = duration
-        self.description = {
-            "kind": "mfcc",
-            "name": f"mfcc-stats-{self.config.n_mfcc}",
-            "feature_config": self.config.to_dict(),
-            "duration": duration,
-            "dim": 2 * self.config.n_mfcc,
-            "standardize": True,
-        }
+        self.description = ModelDescription(
+            kind="mfcc", name=f"mfcc-stats-{self.config.n_mfcc}", feature_config=self.config.to_dict(),
+            duration=duration, dim=2 * self.config.n_mfcc, standardize=True,
+        )  # fmt: skip
 
     def embed_file(self, path: str) -> np.ndarray:
         return self.embed_file_tagged(path)[0]
@@ -251,26 +223,19 @@ class OnnxEmbedder(Embedder):
         self.model = inference.load_model(self.path, threads=threads)  # None: all cores; 1 in worker processes
         self._inference = inference
         meta = _model_metadata(self.model)
-        self.description = {
-            "kind": kind,
-            "path": str(self.path.resolve()),
-            "sha256": sha256 or sha256_file(self.path),
-            "arch": meta.get("arch"),
-            "feature_config": meta.get("feature_config"),
-            "chunk_frames": meta.get("chunk_frames"),
-            "layer": layer,
-            "pooling": pooling,
-            "windows": "all" if windows is None else windows,
-            "dim": None,
-        }
+        self.description = ModelDescription(
+            kind=kind, path=str(self.path.resolve()), sha256=sha256 or sha256_file(self.path), arch=meta.get("arch"),
+            feature_config=meta.get("feature_config"), chunk_frames=meta.get("chunk_frames"), layer=layer,
+            pooling=pooling, windows="all" if windows is None else windows, dim=None,
+        )  # fmt: skip
         if adapt:  # packed rows; search learns its space from the library ("standardize")
-            self.description["adapt"] = {"groups": int(adapt)}
-            self.description["standardize"] = True
+            self.description.adapt = Adaptation(int(adapt))
+            self.description.standardize = True
 
     def _keep(self, vec: np.ndarray) -> np.ndarray:
         vec = np.asarray(vec, dtype=np.float32).reshape(-1)
-        if self.description.get("dim") is None:
-            self.description["dim"] = int(vec.shape[0])
+        if self.description.dim is None:
+            self.description.dim = int(vec.shape[0])
         return vec
 
     def embed_file(self, path: str) -> np.ndarray:
@@ -285,8 +250,6 @@ class OnnxEmbedder(Embedder):
         probs = result.probabilities
         assert probs is not None and result.embedding is not None
         if self.adapt:
-            from specmusic.embeddings.adapt import pack_windows
-
             vec = pack_windows(result.per_window["embedding"], self.adapt)
         elif self.pooling == "mean":
             vec = probs if self.layer == "probabilities" else result.embedding
@@ -312,16 +275,11 @@ class ConcatEmbedder(Embedder):
             raise ConfigError("a concatenation needs at least two models — name one model on its own instead")
         self.members = members
         first = members[0]
-        self.description = {
-            "kind": "concat",
-            "name": name or "+".join(str(m.description.get("name") or m.path.name) for m in members),
-            "members": [m.description for m in members],
-            "layer": first.layer,
-            "pooling": first.pooling,
-            "windows": first.description.get("windows"),
-            "dim": None,
-            "standardize": True,
-        }
+        self.description = ModelDescription(
+            kind="concat", name=name or "+".join(str(m.description.name or m.path.name) for m in members),
+            members=[m.description for m in members],  # the same objects: each member records its dim
+            layer=first.layer, pooling=first.pooling, windows=first.description.windows, dim=None, standardize=True,
+        )  # fmt: skip
 
     def embed_file(self, path: str) -> np.ndarray:
         return self.embed_file_tagged(path)[0]
@@ -334,8 +292,8 @@ class ConcatEmbedder(Embedder):
             blocks.append(vec)
             tags = member_tags if i == 0 else tags
         vec = concat_blocks(blocks)
-        if self.description.get("dim") is None:
-            self.description["dim"] = int(vec.shape[0])
+        if self.description.dim is None:
+            self.description.dim = int(vec.shape[0])
         return vec, tags
 
 
@@ -379,7 +337,7 @@ def make_embedder(
     windows : ONNX models: evenly spread windows analysed per track at most (None: all)
     pooling : ONNX models: ``mean`` (default) | ``meanstd`` | ``max`` over the windows (:func:`pool_windows`)
     adapt : one ONNX model: store packed rows so that search learns a space from the library
-        (:mod:`specmusic.embeddings.adapt`); default (None): on for the default model (named or
+        (:mod:`specmusic.embeddings.search.adapt`); default (None): on for the default model (named or
         not) with the default layer and pooling, off otherwise
 
     Raises
@@ -389,8 +347,6 @@ def make_embedder(
     ConfigError
         An unknown layer or pooling, or a pooling other than ``mean`` for MFCC statistics.
     """
-    from specmusic.models.resolve import resolve_model
-
     ref = resolve_model(model) if model is not None else None
     if ref is not None and ref.kind == "mfcc":
         if pooling not in (None, DEFAULT_POOLING):
@@ -404,8 +360,6 @@ def make_embedder(
     if ref is None:
         ref = resolve_model("+".join(DEFAULT_EMBEDDING))
     if adapt:
-        from specmusic.embeddings.adapt import GROUPS
-
         if ref.kind == "joined":
             raise ConfigError("--adapt takes one model, not a concatenation — name one model, or pass --no-adapt")
         return _onnx_embedder(ref, **opts, adapt=GROUPS)  # type: ignore[arg-type]
@@ -425,79 +379,52 @@ def _onnx_embedder(
             path, kind="pretrained", layer=layer or DEFAULT_LAYER["pretrained"], windows=windows, pooling=pooling,
             adapt=adapt,
         )  # fmt: skip
-        emb.description["name"] = ref.name
+        emb.description.name = ref.name
         return emb
     return OnnxEmbedder(path, layer=layer or DEFAULT_LAYER["onnx"], windows=windows, pooling=pooling, adapt=adapt)
 
 
-def embedder_from_description(model: dict[str, Any], *, threads: int | None = None) -> Embedder:
+def embedder_from_description(model: ModelDescription, *, threads: int | None = None) -> Embedder:
     """Rebuild the embedder that made a library, to embed a new query the same way.
 
-    ``threads``: onnxruntime threads per model (None: all cores; 1 in worker processes).
+    Parameters
+    ----------
+    model : the library's model
+    threads : onnxruntime threads per model (None: all cores; 1 in worker processes)
 
     Raises
     ------
     ModelError
         The library does not say how it was made, the model file is gone, or it changed.
     """
-    kind = model.get("kind")
-    if kind == "mfcc":
-        return MfccEmbedder(FeatureConfig.from_dict(model["feature_config"]), duration=model.get("duration"))
-    if kind in ("onnx", "pretrained"):
+    if model.kind == "mfcc":
+        return MfccEmbedder(FeatureConfig.from_dict(model.feature_config or {}), duration=model.duration)
+    if model.kind in ("onnx", "pretrained"):
         return _onnx_from_description(model, threads)
-    if kind == "concat" and isinstance(model.get("members"), list):
-        members = [_onnx_from_description(m, threads) for m in model["members"]]
-        return ConcatEmbedder(members, name=model.get("name"))
+    if model.kind == "concat" and model.members is not None:
+        members = [_onnx_from_description(m, threads) for m in model.members]
+        return ConcatEmbedder(members, name=model.name)
     raise ModelError(
         "the library does not record which model made it (e.g. JSON Lines without a header) — "
         "pass --model to embed the query, or query by an id in the library"
     )
 
 
-def _onnx_from_description(model: dict[str, Any], threads: int | None = None) -> OnnxEmbedder:
-    path = model.get("path")
+def _onnx_from_description(model: ModelDescription, threads: int | None = None) -> OnnxEmbedder:
+    path = model.path
     if not path or not os.path.isfile(path):
         raise ModelError(
             f"the library's model {path!r} is not there any more — pass --model with the same model.onnx"
         )
     sha = sha256_file(path)
-    if model.get("sha256") and sha != model["sha256"]:
+    if model.sha256 and sha != model.sha256:
         raise ModelError(
             f"{display_path(path)} changed since the library was embedded (sha256 differs) — re-embed the library"
         )
-    windows = model.get("windows", "all")  # libraries from before --windows analysed every window
-    emb = OnnxEmbedder(path, kind=model.get("kind") or "onnx", sha256=sha, layer=model.get("layer") or "embedding",
+    windows = model.windows if model.windows is not None else "all"  # libraries from before --windows: every window
+    emb = OnnxEmbedder(path, kind=model.kind or "onnx", sha256=sha, layer=model.layer or "embedding",
                        windows=None if windows == "all" else int(windows),
-                       pooling=model.get("pooling") or DEFAULT_POOLING, threads=threads,
-                       adapt=adapt_groups(model))  # fmt: skip
-    if model.get("name"):
-        emb.description["name"] = model["name"]
+                       pooling=model.pooling or DEFAULT_POOLING, threads=threads, adapt=model.adapt_groups)  # fmt: skip
+    if model.name:
+        emb.description.name = model.name
     return emb
-
-
-def model_label(model: dict[str, Any]) -> str:
-    """A library's model as a user names it to ``--model``: ``mfcc``, a tagger's name (or ``A+B``), a model file."""
-    if model.get("kind") == "mfcc":
-        return "mfcc"
-    return str(model.get("name") or model.get("path") or model.get("kind") or "another model")
-
-
-def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two library ``model`` descriptions name the same embedding (same models, layer, pooling and
-    windows per track — a library from before ``--windows`` analysed every window)."""
-    if a.get("kind") != b.get("kind"):
-        return False
-    if a.get("kind") == "mfcc":
-        return a.get("feature_config") == b.get("feature_config") and a.get("duration") == b.get("duration")
-    if a.get("kind") == "concat":
-        ma, mb = a.get("members") or [], b.get("members") or []
-        return bool(ma) and len(ma) == len(mb) and all(same_model(x, y) for x, y in zip(ma, mb))
-    return (
-        bool(a.get("sha256"))
-        and a.get("sha256") == b.get("sha256")
-        and (a.get("layer") or "embedding") == (b.get("layer") or "embedding")
-        and (a.get("pooling") or DEFAULT_POOLING) == (b.get("pooling") or DEFAULT_POOLING)
-        and a.get("windows", "all") == b.get("windows", "all")
-        and adapt_groups(a) == adapt_groups(b)
-    )
-

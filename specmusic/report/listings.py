@@ -122,7 +122,7 @@ def script_json(value: Any) -> str:
 
 # -- recommend ------------------------------------------------------------------------------
 def _neighbour(n: dict[str, Any], media: Media, bases: list[Path]) -> dict[str, Any]:
-    from specmusic.embeddings.explain import explain_text
+    from specmusic.embeddings.search.explain import explain_text
 
     audio = resolve_audio(str(n.get("id", "")), bases)
     return {"rank": n.get("rank"), "score": n.get("score"), "name": display_path(str(n.get("id", ""))),

@@ -11,25 +11,19 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from specmusic.embeddings.library import Tags
+from specmusic.embeddings.records import Tags, TrackRow, folder_of
 
-__all__ = ["CLOSE_SD", "FAR_SD", "explain_columns", "explain_tags", "folder_of", "explain_text"]
+__all__ = ["CLOSE_SD", "FAR_SD", "SeveralFolders", "explain_columns", "explain_match", "explain_tags", "explain_text"]
 
 #: Columns at most this many standard deviations apart are "close".
 CLOSE_SD = 0.5
 #: The most different column is named when it is more than this many standard deviations apart.
 FAR_SD = 1.0
-
-
-def folder_of(path: str) -> str | None:
-    """The name of the immediate parent folder of ``path`` (``rock`` for ``/music/rock/a.mp3``), or None."""
-    return os.path.basename(os.path.dirname(os.path.normpath(path))) or None
 
 
 def _num(x: Any) -> Any:
@@ -96,6 +90,47 @@ def explain_tags(query: Tags | None, match: Tags | None, *, top: int = 3) -> dic
         "query_tags": list(query)[:3],
         "match_tags": list(match)[:3],
     }
+
+
+def explain_match(query: TrackRow, match: TrackRow, *, several_folders: Callable[[], bool]) -> dict[str, Any]:
+    """What a match shares with its query: label and group, parent folder (when the library spans
+    several: a folder every track shares says nothing), top tags (:func:`explain_tags`).
+
+    Parameters
+    ----------
+    query : the query's library row, or (a new audio file) its path with no label or group and its tags
+    match : the neighbour's row
+    several_folders : whether the library's tracks lie in more than one folder (asked only when needed)
+
+    Returns
+    -------
+    dict
+        ``shared``: ``["label=rock", "group=g1", "folder=rock"]`` (what applies), and the tag fields of
+        :func:`explain_tags`.
+    """
+    shared = []
+    for name, q, m in (("label", query.label, match.label), ("group", query.group, match.group)):
+        if q is not None and q == m:
+            shared.append(f"{name}={q}")
+    folder = folder_of(query.id)
+    if folder is not None and folder == folder_of(match.id) and f"label={folder}" not in shared:
+        if several_folders():
+            shared.append(f"folder={folder}")
+    return {"shared": shared, **explain_tags(query.tags, match.tags)}
+
+
+class SeveralFolders:
+    """Whether the tracks ``ids`` lie in more than one folder, worked out on the first call."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self._ids: Sequence[str] | None = ids
+        self._answer = False
+
+    def __call__(self) -> bool:
+        if self._ids is not None:
+            self._answer = len({folder_of(i) for i in self._ids}) > 1
+            self._ids = None
+        return self._answer
 
 
 def _fmt(x: Any) -> str:

@@ -11,7 +11,7 @@ search):
   best ``rerank`` × k candidates (16 × k) are re-scored exactly from their parts.
 
 Building never holds the library: the column statistics are streamed
-(:func:`~specmusic.embeddings.shards.shard_statistics`), the coarse quantiser (and the PQ codebooks)
+(:func:`~specmusic.embeddings.store.shard_stats.shard_statistics`), the coarse quantiser (and the PQ codebooks)
 are trained on a bounded sample drawn from every part in proportion to its live rows, then the
 parts are added one at a time (memory: one part plus the index). Search maps the index file
 (``IO_FLAG_MMAP``) rather than reading it, so only the probed lists are paged in. Each vector's FAISS id is
@@ -40,16 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.embeddings.adapt import adapt_groups
-from specmusic.embeddings.shards import (
-    _iter_live,
-    _lock_folder,
-    _unlock,
-    _write_index,
+from specmusic.embeddings.search.adapt import Space
+from specmusic.embeddings.store.shard_catalog import (
+    ShardCatalog,
+    index_model,
+    iter_live_parts,
+    lock_folder,
     read_catalog,
-    shard_space,
-    shard_statistics,
+    unlock_folder,
+    write_index,
 )
+from specmusic.embeddings.store.shard_stats import shard_space, shard_statistics
 from specmusic.errors import ConfigError, InputError
 from specmusic.fileio import atomic_path, display_path
 from specmusic.index import l2_normalize
@@ -61,10 +62,12 @@ INDEX_FILE = "index.faiss"
 _NOTE = Callable[[str], None]
 
 
-def search_space(vectors: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None, space: Any = None) -> np.ndarray:
+def search_space(
+    vectors: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None, space: Space | None = None
+) -> np.ndarray:
     """Library vectors as searched: z-scored with the library's column statistics (when given), as
     :func:`specmusic.index.standardize_columns` does, or mapped by the library's learnt ``space``
-    (packed rows, :mod:`specmusic.embeddings.adapt`), then L2-normalised. [shape=(n, d)] float32."""
+    (packed rows, :mod:`specmusic.embeddings.search.adapt`), then L2-normalised. [shape=(n, d)] float32."""
     if space is not None:
         return l2_normalize(space.apply(vectors))
     if mean is None or scale is None:
@@ -77,12 +80,12 @@ def _default_pq_m(dim: int) -> int:
     return max(m for m in range(1, want + 1) if dim % m == 0)
 
 
-def _sample(folder: Path, index: dict[str, Any], cat: Any, size: int, seed: int, stats: Any) -> np.ndarray:
+def _sample(folder: Path, index: dict[str, Any], cat: ShardCatalog, size: int, seed: int, stats: Any) -> np.ndarray:
     """About ``size`` live rows drawn from every part in proportion to its live rows."""
     rng = np.random.default_rng(seed)
     n = len(cat)
     chunks = []
-    for _, _, lib in _iter_live(folder, index, cat):
+    for _, _, lib in iter_live_parts(folder, index, cat):
         take = min(len(lib), int(round(size * len(lib) / n)))
         if take:
             rows = np.sort(rng.choice(len(lib), size=take, replace=False))
@@ -131,14 +134,15 @@ def build_shard_index(
     if threads:
         faiss.omp_set_num_threads(threads)
     path = Path(folder)
-    fd = _lock_folder(path)
+    fd = lock_folder(path)
     try:
         index, cat = read_catalog(path)
         n, dim = len(cat), int(index.get("dim") or 0)
         if n == 0:
             raise InputError(f"{display_path(path)}: the library is empty — embed some tracks first")
-        std = bool(index["model"].get("standardize")) if standardize is None else standardize
-        groups = adapt_groups(index["model"])
+        model = index_model(index)
+        std = bool(model.standardize) if standardize is None else standardize
+        groups = model.adapt_groups
         space = shard_space(path, groups, learn=std, catalog=(index, cat), on_note=on_note) if groups else None
         if space is not None:
             stats: tuple[Any, Any, Any] = (None, None, space)
@@ -159,7 +163,7 @@ def build_shard_index(
         ann.cp.seed = seed
         ann.train(train)
         del train
-        for p, rows, lib in _iter_live(path, index, cat):
+        for p, rows, lib in iter_live_parts(path, index, cat):
             ann.add_with_ids(search_space(lib.vectors, *stats), (np.int64(p) << 32) | rows.astype(np.int64))
         target = path / INDEX_FILE
         with atomic_path(target) as tmp:
@@ -170,9 +174,9 @@ def build_shard_index(
             "space": space.key() if space is not None else None,
         }  # fmt: skip
         index["ann"] = record
-        _write_index(path, index)
+        write_index(path, index)
     finally:
-        _unlock(fd)
+        unlock_folder(fd)
     if on_note is not None:
         on_note(f"note: built the {kind} index of {n} tracks ({record['bytes'] / n:.0f} bytes/track) in {display_path(target)}")
     return record
@@ -196,7 +200,7 @@ class ShardIndex:
         standardize: bool,
         nprobe: int = 32,
         on_note: _NOTE | None = None,
-        space: Any = None,
+        space: Space | None = None,
     ) -> ShardIndex | None:
         """The folder's index when it exists, is of ``kind`` (None: any) and matches the library as
         it is now; else None, with a note when it is stale or of another kind."""

@@ -13,7 +13,8 @@ to within-track variance: the leading generalised eigenvectors ``v`` of
 discriminant analysis with one class per track: no label is needed, and it is learnt on the
 user's own library when ``recommend`` (or ``embed --map``) searches it, like column z-scores.
 
-What a library stores per track (:func:`pack_windows`, ``"adapt": {"groups": G}`` in its model):
+What a library stores per track (:func:`pack_windows`, ``"adapt": {"groups": G}`` in its model,
+:class:`~specmusic.embeddings.description.Adaptation`):
 the L2-normalised mean of the track's window features (``d`` values), then ``G - 1`` Helmert
 contrasts of ``G`` consecutive groups of its windows (the first ``k`` groups pooled against group
 ``k + 1``, scaled by ``sqrt(n_k n_{k+1} / (n_k + n_{k+1}))`` for their window counts), on the same
@@ -32,14 +33,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from specmusic.errors import ConfigError, InputError
 
-__all__ = ["COMPONENTS", "GROUPS", "MIN_TRACKS", "REG", "Space", "SpaceStats", "adapt_groups", "library_space", "note_fallback",
-           "fit_space", "pack_windows", "unpack"]  # fmt: skip
+__all__ = ["COMPONENTS", "GROUPS", "MIN_TRACKS", "REG", "Space", "SpaceStats", "library_space", "note_fallback", "fit_space",
+           "pack_windows", "unpack"]  # fmt: skip
 
 #: Window groups per track: G - 1 contrasts are stored beside the mean.
 GROUPS = 3
@@ -51,12 +51,6 @@ REG = 0.1
 MIN_TRACKS = 32  # benchmarks/adapt_library_size.py
 #: Bumped when the packing or the fit changes (caches of spaces and indexes record it).
 VERSION = 1
-
-
-def adapt_groups(model: dict[str, Any] | None) -> int:
-    """``G`` when the library's ``model`` stores packed rows (:func:`pack_windows`), else 0."""
-    adapt = (model or {}).get("adapt")
-    return int(adapt.get("groups", 0)) if isinstance(adapt, dict) else 0
 
 
 def pack_windows(windows: np.ndarray, groups: int = GROUPS) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Embedding a collection into a library, re-embedding only new and changed files.
 
 Each newly embedded track is handed to ``on_embedded`` as soon as it is done (``embed`` appends it
-to the run's journal, :mod:`specmusic.embeddings.journal`, or streams it to stdout), so an
+to the run's journal, :mod:`specmusic.embeddings.store.journal`, or streams it to stdout), so an
 interrupted run loses at most the tracks in progress; the records of an interrupted run
 (``resumed``) are reused like those of the library being updated.
 
@@ -11,7 +11,9 @@ against the library); only those are handed to :mod:`specmusic.batch`: in this p
 its JSON description once per process (:func:`_embed_task`; ONNX sessions cannot be pickled) and
 runs it on one thread. Tracks finish in any order; the library's rows are put back in input order
 at the end, so every mode gives the same library. :func:`embed_into_shards` does the same into a
-sharded library folder (:mod:`specmusic.embeddings.shards`) without holding the vectors in memory.
+sharded library folder (:mod:`specmusic.embeddings.store.shard_writer`) without holding the vectors
+in memory. Both walk the tracks in one loop (:func:`_embed_missing`): stat each file, keep it when
+the destination (a *sink*) holds it unchanged, embed the rest and hand each to the sink.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from specmusic.data import Track
-from specmusic.embeddings.embedders import Embedder, same_model
-from specmusic.embeddings.library import EmbeddingLibrary, Tags, track_record
+from specmusic.embeddings.description import ModelDescription
+from specmusic.embeddings.embedders import Embedder, embedder_from_description
+from specmusic.embeddings.records import Tags
+from specmusic.embeddings.store.library import EmbeddingLibrary, track_record
+from specmusic.embeddings.store.shard_catalog import load_part, read_index
+from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter
 from specmusic.errors import InputError, ModelError
 from specmusic.fileio import display_path
 from specmusic.index import l2_normalize
@@ -96,16 +102,17 @@ class _Rows:
             self.ids[i], self.labels[i], self.groups[i], self.sizes[i], self.mtimes[i], self.tags[i], self.warnings[i]
         )
 
-    def library(self, description: dict) -> EmbeddingLibrary:
+    def library(self, description: ModelDescription) -> EmbeddingLibrary:
+        """The rows in input order, L2-normalised, under ``description`` (its ``dim`` filled in)."""
         if self.order != sorted(self.order):  # tracks finished out of order: back to input order
             perm = sorted(range(len(self.order)), key=self.order.__getitem__)
             for name in ("vectors", "ids", "labels", "groups", "sizes", "mtimes", "tags", "warnings"):
                 values = getattr(self, name)
                 setattr(self, name, [values[i] for i in perm])
-        model = dict(description)
+        model = description.copy()
         if self.vectors:
-            model["dim"] = int(self.vectors[0].shape[0])
-        dim = int(model.get("dim") or 0)
+            model.dim = int(self.vectors[0].shape[0])
+        dim = int(model.dim or 0)
         matrix = l2_normalize(np.stack(self.vectors)) if self.vectors else np.zeros((0, dim), np.float32)
         return EmbeddingLibrary(
             matrix, self.ids, self.labels, self.groups, model,
@@ -128,9 +135,8 @@ def _embed_one(embedder: Embedder, path: str, warnings: list[str]) -> tuple[np.n
 
 def _worker_embedder(description: str) -> Embedder:
     """The embedder a description names, built in a worker process, its ONNX sessions on one thread."""
-    from specmusic.embeddings.embedders import embedder_from_description
-
-    return embedder_from_description(json.loads(description), threads=1)  # the workers are the parallelism
+    model = ModelDescription.from_dict(json.loads(description))
+    return embedder_from_description(model, threads=1)  # the workers are the parallelism
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,7 @@ def _embed_todo(
         return
     dim: tuple[int, ...] | None = None
     with open_executor(jobs=jobs, cluster=cluster, n_items=len(todo)) as executor:
-        target: Embedder | str = embedder if executor is None else json.dumps(embedder.description, sort_keys=True)
+        target: Embedder | str = embedder if executor is None else json.dumps(embedder.description.to_dict(), sort_keys=True)
         for item, result in run_tasks(executor, _embed_task, todo, args=(target,)):
             bar.update(1)
             path = item.track.path
@@ -187,8 +193,8 @@ def _embed_todo(
                     if on_error:
                         on_error(f"warning: {line}")
             yield item, l2_normalize(vec[None, :])[0], tags, warnings
-    if dim is not None and embedder.description.get("dim") is None:
-        embedder.description["dim"] = int(dim[0])  # workers built their own embedder: record the size here
+    if dim is not None and embedder.description.dim is None:
+        embedder.description.dim = int(dim[0])  # workers built their own embedder: record the size here
 
 
 def _unchanged(library: EmbeddingLibrary | None, rows: dict[str, int], path: str, size: int, mtime: float) -> int | None:
@@ -225,6 +231,107 @@ def _bar(total: int, progress: bool | None) -> Any:
                 disable=(not progress) if progress is not None else None)  # fmt: skip
 
 
+
+
+class _Sink(Protocol):
+    """Where :func:`_embed_missing` puts tracks: what it already holds unchanged, and each new one."""
+
+    def reuse(self, order: int, track: Track, size: int, mtime: float, report: EmbedReport) -> bool:
+        """Keep ``track`` when held unchanged (embedded from a file of this size and mtime): True, noted in ``report``."""
+        ...
+
+    def add(self, item: _Todo, vector: np.ndarray, tags: Tags | None, warnings: list[str]) -> None:
+        """One newly embedded track (its vector L2-normalised), as soon as it is done."""
+        ...
+
+
+def _embed_missing(
+    tracks: Sequence[Track], embedder: Embedder, sink: _Sink, report: EmbedReport, *, progress: bool | None,
+    on_error: Callable[[str], None] | None, jobs: int, cluster: str | None,
+) -> set[str]:  # fmt: skip
+    """The one loop of an embed run: stat each track, let ``sink`` keep what it holds unchanged, embed
+    the rest (``jobs``/``cluster``) and hand each to ``sink``. Returns the paths of the tracks read."""
+    seen: set[str] = set()
+    todo: list[_Todo] = []
+    bar = _bar(len(tracks), progress)
+    try:
+        for order, track, size, mtime in _stat_tracks(tracks, report, on_error):
+            seen.add(track.path)
+            if sink.reuse(order, track, size, mtime, report):
+                bar.update(1)
+                continue
+            todo.append(_Todo(order, track, size, mtime))
+        for item, vec, tags, warnings in _embed_todo(
+            todo, embedder, report, jobs=jobs, cluster=cluster, on_error=on_error, bar=bar
+        ):
+            sink.add(item, vec, tags, warnings)
+    finally:
+        bar.close()
+    return seen
+
+
+class _LibrarySink:
+    """A library held in memory (:func:`embed_tracks`): unchanged tracks are taken from the records of an
+    interrupted run (``resumed``) first, then from the library being updated (``existing``)."""
+
+    def __init__(
+        self, existing: EmbeddingLibrary | None, resumed: EmbeddingLibrary | None,
+        on_embedded: Callable[[dict[str, Any], np.ndarray], None] | None,
+    ) -> None:  # fmt: skip
+        self.rows = _Rows()
+        self.existing, self.resumed, self.on_embedded = existing, resumed, on_embedded
+        self.old = {id_: i for i, id_ in enumerate(existing.ids)} if existing is not None else {}
+        self.journal = {id_: i for i, id_ in enumerate(resumed.ids)} if resumed is not None else {}
+
+    def reuse(self, order: int, track: Track, size: int, mtime: float, report: EmbedReport) -> bool:
+        for library, rows, kept in ((self.resumed, self.journal, report.resumed), (self.existing, self.old, report.reused)):
+            j = _unchanged(library, rows, track.path, size, mtime)
+            if j is not None and library is not None:
+                self.rows.add_from(library, j, track, order)
+                kept.append(track.path)
+                return True
+        return False
+
+    def add(self, item: _Todo, vector: np.ndarray, tags: Tags | None, warnings: list[str]) -> None:
+        t = item.track
+        self.rows.add(vector, t.path, t.label, t.group, item.size, item.mtime, tags, warnings, item.order)
+        if self.on_embedded is not None:
+            self.on_embedded(self.rows.record(-1), vector)
+
+    def keep_others(self, seen: set[str]) -> None:
+        """Add the held tracks that were not among the inputs (the resumed ones first)."""
+        if self.resumed is not None:
+            for id_, j in self.journal.items():
+                if id_ not in seen:
+                    self.rows.add_from(self.resumed, j)
+        if self.existing is not None:
+            for id_, j in self.old.items():
+                if id_ not in seen and id_ not in self.journal:
+                    self.rows.add_from(self.existing, j)
+
+
+class _ShardSink:
+    """A sharded library folder (:func:`embed_into_shards`): unchanged tracks are those its catalog holds;
+    one whose label or group changed is noted in :attr:`relabel` (same audio, new label)."""
+
+    def __init__(self, writer: ShardedLibraryWriter) -> None:
+        self.writer, self.catalog = writer, writer.catalog
+        self.relabel: list[tuple[int, Track]] = []
+
+    def reuse(self, order: int, track: Track, size: int, mtime: float, report: EmbedReport) -> bool:
+        if not self.catalog.unchanged(track.path, size, mtime):
+            return False
+        j = self.catalog.rows[track.path]
+        report.reused.append(track.path)
+        if (self.catalog.labels[j], self.catalog.groups[j]) != (track.label, track.group):
+            self.relabel.append((j, track))  # same audio, new label or group (as a single file takes them)
+        return True
+
+    def add(self, item: _Todo, vector: np.ndarray, tags: Tags | None, warnings: list[str]) -> None:
+        t = item.track
+        self.writer.add(track_record(t.path, t.label, t.group, item.size, item.mtime, tags, warnings), vector)
+
+
 def embed_tracks(
     tracks: Sequence[Track],
     embedder: Embedder,
@@ -248,10 +355,11 @@ def embed_tracks(
     Parameters
     ----------
     tracks : what to embed (ids are ``track.path``)
-    embedder : :func:`make_embedder`'s result
+    embedder : :func:`~specmusic.embeddings.embedders.make_embedder`'s result
     existing : a library to update; ignored when made by another model
     resumed : records of an interrupted run of the same model (its journal); they win over ``existing``
     keep_others : keep ``existing``/``resumed`` entries that are not among ``tracks`` (appending to a library)
+    progress : a progress bar on stderr (None: only on a terminal)
     on_error : where ``Error: …``, ``warning: …`` and note lines go (stderr in the CLI)
     on_embedded : called with each newly embedded track's record (:meth:`EmbeddingLibrary.record`)
         and its L2-normalised vector [shape=(dim,)], as soon as it is done (in completion order)
@@ -261,61 +369,30 @@ def embed_tracks(
     Returns
     -------
     library, report
+
+    Raises
+    ------
+    ModelError
+        The model's vector size changed mid-run.
     """
     report = EmbedReport()
-    old: dict[str, int] = {}
-    if existing is not None and len(existing) and same_model(existing.model, embedder.description):
-        old = {id_: i for i, id_ in enumerate(existing.ids)}
-    elif existing is not None and len(existing):
+    if existing is not None and len(existing) and not existing.model.same_as(embedder.description):
         if on_error is not None:
             on_error("note: the existing library was made by another model — embedding everything again")
-        keep_others = False
-    journal = {id_: i for i, id_ in enumerate(resumed.ids)} if resumed is not None else {}
-    rows = _Rows()
-    seen: set[str] = set()
-    todo: list[_Todo] = []
-    bar = _bar(len(tracks), progress)
-    try:
-        for order, track, size, mtime in _stat_tracks(tracks, report, on_error):
-            seen.add(track.path)
-            j = _unchanged(resumed, journal, track.path, size, mtime)
-            if j is not None and resumed is not None:
-                rows.add_from(resumed, j, track, order)
-                report.resumed.append(track.path)
-                bar.update(1)
-                continue
-            j = _unchanged(existing, old, track.path, size, mtime)
-            if j is not None and existing is not None:
-                rows.add_from(existing, j, track, order)
-                report.reused.append(track.path)
-                bar.update(1)
-                continue
-            todo.append(_Todo(order, track, size, mtime))
-        for item, vec, tags, warnings in _embed_todo(
-            todo, embedder, report, jobs=jobs, cluster=cluster, on_error=on_error, bar=bar
-        ):
-            t = item.track
-            rows.add(vec, t.path, t.label, t.group, item.size, item.mtime, tags, warnings, item.order)
-            if on_embedded is not None:
-                on_embedded(rows.record(-1), vec)
-    finally:
-        bar.close()
+        existing, keep_others = None, False
+    sink = _LibrarySink(existing if existing is not None and len(existing) else None, resumed, on_embedded)
+    seen = _embed_missing(
+        tracks, embedder, sink, report, progress=progress, on_error=on_error, jobs=jobs, cluster=cluster
+    )
     if keep_others:
-        if resumed is not None:
-            for id_, j in journal.items():
-                if id_ not in seen:
-                    rows.add_from(resumed, j)
-        if existing is not None:
-            for id_, j in old.items():
-                if id_ not in seen and id_ not in journal:
-                    rows.add_from(existing, j)
-    return rows.library(embedder.description), report
+        sink.keep_others(seen)
+    return sink.rows.library(embedder.description), report
 
 
 def embed_into_shards(
     tracks: Sequence[Track],
     embedder: Embedder,
-    writer: Any,
+    writer: ShardedLibraryWriter,
     *,
     prune: bool = False,
     progress: bool | None = None,
@@ -331,7 +408,7 @@ def embed_into_shards(
 
     Parameters
     ----------
-    writer : an open :class:`specmusic.embeddings.shards.ShardedLibraryWriter`; the caller finishes it
+    writer : an open :class:`~specmusic.embeddings.store.shard_writer.ShardedLibraryWriter`; the caller finishes it
     prune : remove the folder's tracks that are not among ``tracks``
     progress, on_error, jobs, cluster : as :func:`embed_tracks`
 
@@ -339,44 +416,30 @@ def embed_into_shards(
     -------
     EmbedReport
         ``reused``: tracks the folder already held unchanged.
+
+    Raises
+    ------
+    ModelError
+        The model's vector size changed mid-run.
+    InputError
+        A part of the folder is damaged (read to relabel a track).
     """
     report = EmbedReport()
-    catalog = writer.catalog
-    seen: set[str] = set()
-    todo: list[_Todo] = []
-    relabel: list[tuple[int, Track]] = []
-    bar = _bar(len(tracks), progress)
-    try:
-        for order, track, size, mtime in _stat_tracks(tracks, report, on_error):
-            seen.add(track.path)
-            if catalog.unchanged(track.path, size, mtime):
-                j = catalog.rows[track.path]
-                report.reused.append(track.path)
-                if (catalog.labels[j], catalog.groups[j]) != (track.label, track.group):
-                    relabel.append((j, track))  # same audio, new label or group (as a single file takes them)
-                bar.update(1)
-                continue
-            todo.append(_Todo(order, track, size, mtime))
-        for item, vec, tags, warnings in _embed_todo(
-            todo, embedder, report, jobs=jobs, cluster=cluster, on_error=on_error, bar=bar
-        ):
-            t = item.track
-            writer.add(track_record(t.path, t.label, t.group, item.size, item.mtime, tags, warnings), vec)
-        _relabel(writer, relabel)
-    finally:
-        bar.close()
+    sink = _ShardSink(writer)
+    seen = _embed_missing(
+        tracks, embedder, sink, report, progress=progress, on_error=on_error, jobs=jobs, cluster=cluster
+    )
+    _relabel(writer, sink.relabel)
     if prune:
-        gone = [id_ for id_ in catalog.ids if id_ not in seen]
+        gone = [id_ for id_ in sink.catalog.ids if id_ not in seen]
         if gone:
             writer.remove(gone)
     return report
 
 
-def _relabel(writer: Any, relabel: list[tuple[int, Track]]) -> None:
+def _relabel(writer: ShardedLibraryWriter, relabel: list[tuple[int, Track]]) -> None:
     """Rewrite unchanged tracks whose label or group changed: their vectors read from their parts, one
     part at a time, appended with the new label and group (the newest row of an id wins)."""
-    from specmusic.embeddings.shards import load_part, read_index
-
     if not relabel:
         return
     catalog, parts = writer.catalog, read_index(writer.folder)["parts"]

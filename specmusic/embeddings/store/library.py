@@ -22,7 +22,10 @@ version. An id is the track's path as the OS decodes it: a byte that is not UTF-
 written ``\\udcNN`` in JSON (``os.fsencode(id)`` gives back the file name's bytes).
 
 Readers refuse what cannot be a library: vectors that are not one row per id ([n, d]), an id listed
-twice, arrays that hold Python objects (never unpickled).
+twice, arrays that hold Python objects (never unpickled). ``model`` is read and written by
+:class:`~specmusic.embeddings.description.ModelDescription`. :func:`read_npz_library` and
+:func:`read_jsonl_library` read one file or stream; :func:`specmusic.embeddings.store.read.read_library`
+picks the reader (a sharded folder included) from the path.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +40,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from specmusic.embeddings.description import ModelDescription
+from specmusic.embeddings.records import Tags, TrackRow
 from specmusic.errors import InputError
 from specmusic.fileio import PICKLE_REASON, atomic_write, display_path, json_line, numpy_load_reason, save_npz_atomic
 
@@ -46,9 +50,9 @@ __all__ = [
     "EmbeddingLibrary",
     "concat_libraries",
     "JsonlLibraryStream",
-    "Tags",
     "header_line",
-    "read_library",
+    "read_jsonl_library",
+    "read_npz_library",
     "record_line",
     "save_library",
     "track_record",
@@ -57,9 +61,6 @@ __all__ = [
 ]
 
 LIBRARY_FORMAT_VERSION = 1
-
-#: A track's top labels from the model that embedded it, best first: ``{"rock": 0.62, ...}``.
-Tags = dict[str, float]
 
 
 @dataclass
@@ -70,7 +71,7 @@ class EmbeddingLibrary:
     ids: list[str]
     labels: list[str | None]
     groups: list[str | None]
-    model: dict[str, Any] = field(default_factory=dict)
+    model: ModelDescription = field(default_factory=ModelDescription)
     source_size: np.ndarray | None = None  # int64 [n], -1 unknown
     source_mtime: np.ndarray | None = None  # float64 [n], nan unknown
     tags: list[Tags | None] | None = None  # None: the model gave no tags for that track
@@ -87,7 +88,7 @@ class EmbeddingLibrary:
                 )
             self.vectors = vectors
         else:
-            self.vectors = np.zeros((0, int(self.model.get("dim") or 0)), np.float32)
+            self.vectors = np.zeros((0, int(self.model.dim or 0)), np.float32)
         if self.source_size is None:
             self.source_size = np.full(n, -1, np.int64)
         if self.source_mtime is None:
@@ -120,7 +121,7 @@ class EmbeddingLibrary:
             [self.ids[i] for i in rows],
             [self.labels[i] for i in rows],
             [self.groups[i] for i in rows],
-            dict(self.model),
+            self.model.copy(),
             self.source_size[rows],
             self.source_mtime[rows],
             [self.tags[i] for i in rows],
@@ -134,6 +135,11 @@ class EmbeddingLibrary:
             self.ids[i], self.labels[i], self.groups[i], int(self.source_size[i]), float(self.source_mtime[i]),
             self.tags[i], self.warnings[i],
         )  # fmt: skip
+
+    def track(self, i: int) -> TrackRow:
+        """Row ``i`` as a search result shows it (:class:`~specmusic.embeddings.records.TrackRow`)."""
+        assert self.tags is not None and self.warnings is not None
+        return TrackRow(self.ids[i], self.labels[i], self.groups[i], self.tags[i], list(self.warnings[i]))
 
 
 def track_record(
@@ -188,7 +194,7 @@ def save_library(library: EmbeddingLibrary, path: str | os.PathLike[str]) -> Non
         **_tag_arrays(library.tags or []),
         **_warning_arrays(library.warnings or []),
         "format_version": np.array(LIBRARY_FORMAT_VERSION),
-        "model": np.array(json.dumps(library.model, sort_keys=True)),
+        "model": np.array(json.dumps(library.model.to_dict(), sort_keys=True)),
     }
     save_npz_atomic(path, arrays)
 
@@ -197,9 +203,9 @@ def _fmt_vector(v: np.ndarray, digits: int = 7) -> str:
     return "[" + ",".join(f"{x:.{digits}g}" for x in v.tolist()) + "]"
 
 
-def header_line(model: dict[str, Any]) -> str:
+def header_line(model: ModelDescription) -> str:
     """The first line of a JSON Lines library: format version and model."""
-    return json_line({"format_version": LIBRARY_FORMAT_VERSION, "model": model}, sort_keys=True)
+    return json_line({"format_version": LIBRARY_FORMAT_VERSION, "model": model.to_dict()}, sort_keys=True)
 
 
 def record_line(record: dict[str, Any], vector: np.ndarray, *, digits: int = 7) -> str:
@@ -226,18 +232,18 @@ class JsonlLibraryStream:
     interrupted run) sees whole records only.
     """
 
-    def __init__(self, stream: IO[str], model: dict[str, Any]) -> None:
+    def __init__(self, stream: IO[str], model: ModelDescription) -> None:
         self.stream, self.model, self.started = stream, model, False
 
     def add(self, record: dict[str, Any], vector: np.ndarray) -> None:
         """Write one record (:func:`track_record`) with its vector."""
         if not self.started:
-            self.stream.write(header_line({**self.model, "dim": int(np.asarray(vector).size)}))
+            self.stream.write(header_line(self.model.with_dim(int(np.asarray(vector).size))))
             self.started = True
         self.stream.write(record_line(record, vector))
         self.stream.flush()
 
-    def finish(self, model: dict[str, Any]) -> None:
+    def finish(self, model: ModelDescription) -> None:
         """End the stream (a header alone when nothing was written)."""
         if not self.started:
             self.stream.write(header_line(model))
@@ -278,8 +284,14 @@ def _check_unique(ids: Sequence[str], name: str) -> None:
         seen.add(id_)
 
 
-def _library_from_npz(path: str | os.PathLike[str] | IO[bytes], *, name: str | None = None) -> EmbeddingLibrary:
-    """Read an ``.npz`` library from a path or an open binary file (then ``name`` names it in errors)."""
+def read_npz_library(path: str | os.PathLike[str] | IO[bytes], *, name: str | None = None) -> EmbeddingLibrary:
+    """Read an ``.npz`` library from a path or an open binary file (then ``name`` names it in errors).
+
+    Raises
+    ------
+    InputError
+        Not a library, unreadable, corrupt, a newer format, or arrays of Python objects (never unpickled).
+    """
     name = name if name is not None else display_path(path)  # type: ignore[arg-type]
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -307,7 +319,7 @@ def _library_from_npz(path: str | os.PathLike[str] | IO[bytes], *, name: str | N
                 ids,
                 text("labels"),
                 text("groups"),
-                json.loads(str(z["model"])) if "model" in z.files else {},
+                ModelDescription.from_dict(json.loads(str(z["model"])) if "model" in z.files else None),
                 z["source_size"].astype(np.int64) if "source_size" in z.files else None,
                 z["source_mtime"].astype(np.float64) if "source_mtime" in z.files else None,
                 _tags_from_arrays(z["tags"], z["tag_scores"]) if has_tags else None,
@@ -342,7 +354,7 @@ class _JsonlColumns:
     """The fields of a JSON Lines library as they are read, one record at a time."""
 
     def __init__(self) -> None:
-        self.model: dict[str, Any] = {}
+        self.model = ModelDescription()
         self.ids: list[str] = []
         self.labels: list[str | None] = []
         self.groups: list[str | None] = []
@@ -383,7 +395,17 @@ class _JsonlColumns:
         )  # fmt: skip
 
 
-def _library_from_jsonl(lines: Iterable[str], name: str, *, unique: bool = True) -> EmbeddingLibrary:
+def read_jsonl_library(lines: Iterable[str], name: str, *, unique: bool = True) -> EmbeddingLibrary:
+    """Read a JSON Lines library from its lines (``name`` names it in errors).
+
+    ``unique=False`` lets an id appear twice (a journal: the caller keeps the last record).
+
+    Raises
+    ------
+    InputError
+        A line that is not a JSON object, a record without a vector, vectors of different sizes, an id
+        listed twice (with ``unique``), a newer format.
+    """
     columns = _JsonlColumns()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
@@ -399,7 +421,7 @@ def _library_from_jsonl(lines: Iterable[str], name: str, *, unique: bool = True)
         elif "model" in rec and not columns.ids:
             if int(rec.get("format_version", 1)) > LIBRARY_FORMAT_VERSION:
                 raise InputError(f"{name}: library format is newer than this specmusic — upgrade")
-            columns.model = rec["model"] or {}
+            columns.model = ModelDescription.from_dict(rec["model"] or None)
         else:
             raise InputError(f"{name}:{lineno}: record has no \"vector\" — each line needs id and vector")
     if unique:
@@ -407,42 +429,16 @@ def _library_from_jsonl(lines: Iterable[str], name: str, *, unique: bool = True)
     return columns.library(name)
 
 
-def concat_libraries(parts: Sequence[EmbeddingLibrary], model: dict[str, Any]) -> EmbeddingLibrary:
+def concat_libraries(parts: Sequence[EmbeddingLibrary], model: ModelDescription) -> EmbeddingLibrary:
     """Libraries one after the other (the rows of each, in order) under ``model``."""
     if not parts:
-        return EmbeddingLibrary(np.zeros((0, int(model.get("dim") or 0)), np.float32), [], [], [], dict(model))
+        return EmbeddingLibrary(np.zeros((0, int(model.dim or 0)), np.float32), [], [], [], model.copy())
 
     def cat(attr: str) -> list[Any]:
         return [x for lib in parts for x in getattr(lib, attr)]
 
     return EmbeddingLibrary(
-        np.concatenate([lib.vectors for lib in parts]), cat("ids"), cat("labels"), cat("groups"), dict(model),
+        np.concatenate([lib.vectors for lib in parts]), cat("ids"), cat("labels"), cat("groups"), model.copy(),
         np.concatenate([lib.source_size for lib in parts]), np.concatenate([lib.source_mtime for lib in parts]),
         cat("tags"), cat("warnings"),
     )  # fmt: skip
-
-
-def read_library(path: str | os.PathLike[str], *, stdin: IO[str] | None = None) -> EmbeddingLibrary:
-    """Read a library: ``.npz``, JSON Lines (``.jsonl``/``.json``), ``-`` (JSON Lines on stdin), or a
-    sharded library folder (:mod:`specmusic.embeddings.shards`: ``library/``).
-
-    Raises
-    ------
-    InputError
-        Missing or malformed file, newer format.
-    """
-    p = os.fspath(path)
-    if p == "-":
-        return _library_from_jsonl(stdin if stdin is not None else sys.stdin, "<stdin>")
-    from specmusic.embeddings.shards import is_sharded, read_sharded  # shards imports this module
-
-    if is_sharded(p):
-        return read_sharded(p)
-    if not os.path.exists(p):
-        raise InputError(f"{display_path(p)}: no such library — check the path or create it with `specmusic embed`")
-    if p.lower().endswith(".npz"):
-        return _library_from_npz(p)
-    if p.lower().endswith((".jsonl", ".json", ".ndjson")):
-        with open(p, encoding="utf-8") as f:
-            return _library_from_jsonl(f, display_path(p))
-    raise InputError(f"{display_path(p)}: unknown library format — use .npz, .jsonl, or .csv with --id/--columns")

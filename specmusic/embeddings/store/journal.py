@@ -27,8 +27,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from specmusic.embeddings.embedders import same_model
-from specmusic.embeddings.library import EmbeddingLibrary, _library_from_jsonl, header_line, record_line
+from specmusic.embeddings.description import ModelDescription
+from specmusic.embeddings.store.library import EmbeddingLibrary, header_line, read_jsonl_library, record_line
 from specmusic.errors import InputError, SpecmusicError
 from specmusic.fileio import display_path, lock_fd
 
@@ -58,7 +58,7 @@ class EmbedJournal:
     :meth:`add` appends one track; :meth:`finish` deletes the journal once the library is written.
     """
 
-    def __init__(self, path: Path, file: IO[bytes], model: dict[str, Any], resumed: EmbeddingLibrary | None) -> None:
+    def __init__(self, path: Path, file: IO[bytes], model: ModelDescription, resumed: EmbeddingLibrary | None) -> None:
         self.path = path
         self.resumed = resumed
         self.added = 0
@@ -71,7 +71,7 @@ class EmbedJournal:
     def open(
         cls,
         library: str | os.PathLike[str],
-        model: dict[str, Any],
+        model: ModelDescription,
         *,
         fresh: bool = False,
         on_note: Callable[[str], None] | None = None,
@@ -111,7 +111,7 @@ class EmbedJournal:
     def add(self, record: dict[str, Any], vector: np.ndarray) -> None:
         """Append one finished track (its record and L2-normalised vector); flushed at once."""
         if not self._has_header:
-            self._file.write(header_line({**self._model, "dim": int(np.asarray(vector).size)}).encode("utf-8"))
+            self._file.write(header_line(self._model.with_dim(int(np.asarray(vector).size))).encode("utf-8"))
             self._has_header = True
         self._file.write(record_line(record, vector, digits=9).encode("utf-8"))
         self._file.flush()
@@ -137,7 +137,7 @@ class EmbedJournal:
 
 
 def _read(
-    data: bytes, model: dict[str, Any], path: Path, on_note: Callable[[str], None] | None
+    data: bytes, model: ModelDescription, path: Path, on_note: Callable[[str], None] | None
 ) -> EmbeddingLibrary | None:
     """The records of an earlier run (last record per id), or None when there are none to reuse."""
     complete = data[: data.rfind(b"\n") + 1]
@@ -145,8 +145,8 @@ def _read(
         return None
     why = ""
     try:
-        found = _library_from_jsonl(complete.decode("utf-8").splitlines(), display_path(path), unique=False)
-        if not same_model(found.model, model):
+        found = read_jsonl_library(complete.decode("utf-8").splitlines(), display_path(path), unique=False)
+        if not found.model.same_as(model):
             why = "it was made by another model"
     except (SpecmusicError, UnicodeDecodeError, ValueError) as exc:
         why = f"it is unreadable ({exc})"

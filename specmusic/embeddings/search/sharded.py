@@ -1,13 +1,14 @@
 """Recommending from a sharded library (``library/``) without holding its vectors.
 
-:class:`ShardedRecommender` answers like :class:`~specmusic.embeddings.recommend.Recommender` (same
-queries, exclusions, group keys, explanations and output records) over a folder of parts:
+:class:`ShardedRecommender` answers like :class:`~specmusic.embeddings.search.memory.InMemoryRecommender`
+(the same :class:`~specmusic.embeddings.search.recommender.Recommender` protocol: same queries, exclusions,
+group keys, explanations and output records) over a folder of parts:
 
 * exact (the default): the parts are streamed one at a time (memory: one part, the ids, and the
   running top-k); each part is put in the search space with the library-wide column statistics
-  (:func:`~specmusic.embeddings.shards.shard_statistics`, streamed and cached), so the neighbours
+  (:func:`~specmusic.embeddings.store.shard_stats.shard_statistics`, streamed and cached), so the neighbours
   and scores are those of the same library in one ``.npz``;
-* with the folder's FAISS index (:mod:`~specmusic.embeddings.shard_index`, IVF or IVF-PQ), when it
+* with the folder's FAISS index (:mod:`~specmusic.embeddings.store.shard_index`, IVF or IVF-PQ), when it
   is current: candidates come from the index; their parts are read for exclusion by group, for the
   output records and (IVF-PQ) for exact re-scoring.
 """
@@ -17,50 +18,31 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from specmusic.embeddings.adapt import adapt_groups, note_fallback
+from specmusic.embeddings.description import ModelDescription
 from specmusic.embeddings.embedders import Embedder
-from specmusic.embeddings.explain import folder_of
-from specmusic.embeddings.library import EmbeddingLibrary, Tags
-from specmusic.embeddings.recommend import GROUP_KEYS, IdLookup, _checked, _Query, audio_query, explain_match, query_space
-from specmusic.embeddings.shard_index import ShardIndex, build_shard_index
-from specmusic.embeddings.shards import load_part, read_catalog, read_index, shard_space, shard_statistics
+from specmusic.embeddings.records import TrackRow, folder_of, group_column
+from specmusic.embeddings.search.adapt import note_fallback
+from specmusic.embeddings.search.explain import SeveralFolders, explain_match
+from specmusic.embeddings.search.queries import IdLookup, LibraryEmbedder, Query, audio_query
+from specmusic.embeddings.search.recommender import query_result
+from specmusic.embeddings.search.space import query_space
+from specmusic.embeddings.store.library import EmbeddingLibrary
+from specmusic.embeddings.store.shard_catalog import index_model, load_part, read_catalog, read_index
+from specmusic.embeddings.store.shard_index import ShardIndex, build_shard_index
+from specmusic.embeddings.store.shard_stats import shard_space, shard_statistics
 from specmusic.errors import InputError
 from specmusic.fileio import display_path
 from specmusic.index import l2_normalize
 
 __all__ = ["ShardedRecommender"]
 
-
-
-@dataclass
-class _Row:
-    """What a search needs of one library row: its record fields and its (z-scored) vector."""
-
-    id: str
-    label: str | None
-    group: str | None
-    tags: Tags | None
-    warnings: list[str]
-    z: np.ndarray
-
-    @classmethod
-    def of(cls, lib: EmbeddingLibrary, r: int, z: np.ndarray) -> _Row:
-        assert lib.tags is not None and lib.warnings is not None
-        return cls(lib.ids[r], lib.labels[r], lib.groups[r], lib.tags[r], list(lib.warnings[r]), z)
-
-    def value(self, key: str) -> str | None:
-        """The row's value for a group key."""
-        if key in ("group", "label"):
-            return self.group if key == "group" else self.label
-        if key == "dir":
-            return folder_of(self.id)
-        raise InputError(f"--group-key {key!r} is unknown — use one of {', '.join(GROUP_KEYS)}")
+#: What a search keeps of one library row: its record and its (z-scored) vector.
+_Row = tuple[TrackRow, np.ndarray]
 
 
 class ShardedRecommender:
@@ -91,10 +73,10 @@ class ShardedRecommender:
         self.index, self.cat = read_catalog(self.folder)
         if not len(self.cat):
             raise InputError(f"{display_path(self.folder)}: the library is empty — embed some tracks first")
-        self.model: dict[str, Any] = dict(self.index["model"])
+        self.model: ModelDescription = index_model(self.index)
         self.dim = int(self.index.get("dim") or 0)
-        self.standardize = bool(self.model.get("standardize")) if standardize is None else standardize
-        groups = adapt_groups(self.model)
+        self.standardize = bool(self.model.standardize) if standardize is None else standardize
+        groups = self.model.adapt_groups
         self.space = (
             shard_space(self.folder, groups, learn=self.standardize, catalog=(self.index, self.cat), on_note=on_note)
             if groups else None
@@ -108,11 +90,11 @@ class ShardedRecommender:
         self.rerank = rerank
         self._lookup = IdLookup(self.cat.ids)
         self._info: dict[tuple[int, int], _Row] = {}
-        self._embedder: Embedder | None = None
-        self._folders: bool | None = None
+        self._library_embedder = LibraryEmbedder(self.model)
+        self._several_folders = SeveralFolders(self.cat.ids)
         self.ann = self._open_ann(ann, build, nprobe, on_note)
 
-    def _open_ann(self, ann: str, build: bool, nprobe: int, on_note: Any) -> ShardIndex | None:
+    def _open_ann(self, ann: str, build: bool, nprobe: int, on_note: Callable[[str], None] | None) -> ShardIndex | None:
         if ann == "exact":
             return None
         kind = None if ann == "auto" else ann
@@ -150,7 +132,7 @@ class ShardedRecommender:
 
     # -- parts and rows ---------------------------------------------------------------------
     def _space(self, vectors: np.ndarray) -> np.ndarray:
-        """Z-scored (when standardised) or in the learnt space, but not normalised, as ``Recommender.z``."""
+        """Z-scored (when standardised) or in the learnt space, but not normalised, as ``InMemoryRecommender.z``."""
         if self.space is not None:
             return self.space.apply(vectors)
         if self.mean is None or self.scale is None:
@@ -171,24 +153,16 @@ class ShardedRecommender:
         for p in sorted(by_part):
             lib = load_part(self.folder, self.index["parts"][p])
             for r in by_part[p]:
-                info[(p, r)] = _Row.of(lib, r, self._space(lib.vectors[r : r + 1])[0])
+                info[(p, r)] = (lib.track(r), self._space(lib.vectors[r : r + 1])[0])
 
     def _values(self, lib: EmbeddingLibrary, rows: np.ndarray, key: str) -> list[str | None]:
-        if key == "group":
-            return [lib.groups[r] for r in rows]
-        if key == "label":
-            return [lib.labels[r] for r in rows]
-        if key == "dir":
-            return [folder_of(lib.ids[r]) for r in rows]
-        raise InputError(f"--group-key {key!r} is unknown — use one of {', '.join(GROUP_KEYS)}")
-
-    def _several_folders(self) -> bool:
-        if self._folders is None:
-            self._folders = len({folder_of(i) for i in self.cat.ids}) > 1
-        return self._folders
+        return group_column(key, ids=[lib.ids[r] for r in rows], labels=[lib.labels[r] for r in rows],
+                            groups=[lib.groups[r] for r in rows])  # fmt: skip
 
     # -- queries ----------------------------------------------------------------------------
-    def _resolve(self, queries: Sequence[str], embedder: Embedder | None, on_error: Any) -> list[_Query]:
+    def _resolve(
+        self, queries: Sequence[str], embedder: Embedder | None, on_error: Callable[[str], None] | None
+    ) -> list[Query]:
         """Each query's search-space vector; library rows read part by part, each part once."""
         found: list[tuple[str, int | None]] = []
         for q in queries:
@@ -209,18 +183,21 @@ class ShardedRecommender:
                 on_error(str(exc))
         return resolved
 
-    def _resolve_one(self, query: str, i: int | None, embedder: Embedder | None) -> _Query:
+    def _resolve_one(self, query: str, i: int | None, embedder: Embedder | None) -> Query:
         if i is not None:
-            row = self._info[self._where(i)]
-            return _checked(_Query(query, row.z, i, row.tags, list(row.warnings)))
-        found = audio_query(self, query, embedder, lambda v: query_space(v, self.dim, self.mean, self.scale, self.space))
+            track, z = self._info[self._where(i)]
+            return Query(query, z, i, track).checked()
+        found = audio_query(query, embedder or self._library_embedder, self._query_vector)
         if found is not None:
             return found
         raise InputError(f"unknown query {display_path(query)!r} — give a path in the library or an audio file")
 
-    def _query_value(self, q: _Query, key: str) -> str | None:
+    def _query_vector(self, vec: np.ndarray) -> np.ndarray:
+        return query_space(vec, self.dim, self.mean, self.scale, self.space)
+
+    def _query_value(self, q: Query, key: str) -> str | None:
         if q.row is not None:
-            return self._info[self._where(q.row)].value(key)
+            return self._info[self._where(q.row)][0].value(key)
         return folder_of(q.text) if key == "dir" else None
 
     # -- search -----------------------------------------------------------------------------
@@ -258,7 +235,7 @@ class ShardedRecommender:
             best_s, best_p, best_r = cand_s[qrows, top], cand_p[qrows, top], cand_r[qrows, top]
             local = {int(r): j for j, r in enumerate(rows)}
             for r in {int(r) for r in best_r[best_p == p]}:  # the records of this part's winners, kept now
-                self._info.setdefault((p, r), _Row.of(lib, r, z[local[r]].copy()))  # a copy: not the whole part
+                self._info.setdefault((p, r), (lib.track(r), z[local[r]].copy()))  # a copy: not the whole part
             if len(self._info) > 4 * best_s.size + len(keys):  # forget rows no longer among the best
                 keep = set(zip(best_p.ravel().tolist(), best_r.ravel().tolist())) | {w for w in keys if w is not None}
                 self._info = {w: row for w, row in self._info.items() if w in keep}
@@ -287,10 +264,10 @@ class ShardedRecommender:
                 for p, r, s in zip(parts[n].tolist(), rows[n].tolist(), scores[n].tolist()):
                     if p < 0 or keys[qi] == (p, r):
                         continue
-                    if key is not None and qvals[qi] is not None and self._info[(p, r)].value(key) == qvals[qi]:
+                    if key is not None and qvals[qi] is not None and self._info[(p, r)][0].value(key) == qvals[qi]:
                         continue
                     if rerank:
-                        s = float(l2_normalize(self._info[(p, r)].z) @ qn[qi])
+                        s = float(l2_normalize(self._info[(p, r)][1]) @ qn[qi])
                     found.append((s, p, r))
                 if len(found) < k and fetch < total:
                     still.append(qi)
@@ -310,7 +287,8 @@ class ShardedRecommender:
         embedder: Embedder | None = None,
         on_error: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """The ``k`` nearest tracks to each query, as :meth:`Recommender.recommend` returns them.
+        """The ``k`` nearest tracks to each query, as
+        :meth:`specmusic.embeddings.search.recommender.Recommender.recommend` returns them.
 
         Raises
         ------
@@ -331,19 +309,9 @@ class ShardedRecommender:
         self._info = {}
         return out
 
-    def _result(self, query: _Query, found: list[tuple[float, int, int]], explain: bool) -> dict[str, Any]:
-        q = self._info[self._where(query.row)] if query.row is not None else None
-        neighbours = []
-        for rank, (s, p, r) in enumerate(found, 1):
-            row = self._info[(p, r)]
-            rec: dict[str, Any] = {"rank": rank, "id": row.id, "score": round(float(s), 6), "label": row.label, "group": row.group}
-            if row.warnings:
-                rec["warnings"] = list(row.warnings)
-            if explain:
-                rec["explain"] = explain_match(
-                    q.id if q is not None else query.text, q.label if q is not None else None,
-                    q.group if q is not None else None, query.tags, row.id, row.label, row.group, row.tags,
-                    in_library=q is not None, several_folders=self._several_folders,
-                )  # fmt: skip
-            neighbours.append(rec)
-        return {"query": query.text, "warnings": query.warnings or [], "neighbors": neighbours}
+    def _result(self, query: Query, found: list[tuple[float, int, int]], explain: bool) -> dict[str, Any]:
+        hits = []
+        for s, p, r in found:
+            track = self._info[(p, r)][0]
+            hits.append((track, s, explain_match(query.track, track, several_folders=self._several_folders) if explain else None))
+        return query_result(query, hits)
