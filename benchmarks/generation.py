@@ -130,21 +130,9 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-<<<<<<< HEAD
-    torch.set_num_threads(1)
-    from specmusic.audio import load_audio, loudness_normalize, save_audio
-    from specmusic.data import discover_tracks, read_split_list, track_key
-    from specmusic.features import compute_features
-    from specmusic.generation import denormalize_db, load_generator, normalize_db, sample_spectrograms
-    from specmusic.inference import load_model, predict_track
-    from specmusic.inversion import mel_to_linear
-    from specmusic.models.zoo import ensure_model
-    from specmusic.stft import istft, stft
-=======
 @dataclass
 class Sets:
     """The compared sets: WAV paths and labels per set, the mels still to invert, Griffin-Lim inputs."""
->>>>>>> r21-docs
 
     paths: dict[str, list[str]] = field(
         default_factory=lambda: {k: [] for k in ("reference", "generated", "noise", "shuffled", "inverted", "real")})
