@@ -331,7 +331,7 @@ def make_embedder(
         optionally ``pretrained:NAME``); several names or paths joined by ``+``
         (:class:`ConcatEmbedder`); or ``None``: :data:`DEFAULT_EMBEDDING`
     duration : MFCC only: seconds read per track
-    weights : pretrained taggers: a local checkpoint file or folder (see ``specmusic.models.pretrained``)
+    weights : pretrained taggers: a local checkpoint file or folder (see ``specmusic.models.zoo``)
     layer : ``embedding`` | ``probabilities`` (ONNX models); default :data:`DEFAULT_LAYER` for
         pretrained taggers, ``embedding`` for trained models
     windows : ONNX models: evenly spread windows analysed per track at most (None: all)
