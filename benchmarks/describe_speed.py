@@ -47,7 +47,7 @@ SR = 22050
 LABELS = [f"l{i}" for i in range(10)]
 VARIANTS = ("exact", "gain", "resampled", "mp3", "ogg", "shifted", "part")
 
-from tests.conftest import melody  # noqa: E402  (seeded synthetic music, shared with tests/test_describe.py)
+from tests.conftest import melody  # noqa: E402  (seeded synthetic music, shared with tests/describe/test_describe.py)
 
 
 def _write_distinct(job: tuple[str, int, float]) -> None:

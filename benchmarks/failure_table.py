@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The bad-input table of docs/failures.md: every input of the fault corpus against every command.
 
-Builds the corpus of ``tests/test_failures.py`` (broken, truncated, empty, silent, mis-scaled audio…)
+Builds the corpus of ``tests/failures/test_failures.py`` (broken, truncated, empty, silent, mis-scaled audio…)
 in a temporary folder, runs each command on it in-process and prints a Markdown table: one row per
 input, one column per command, each cell what the user saw —
 
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from specmusic.cli.app import app  # noqa: E402
-from tests.test_failures import ERROR_INPUTS, ODD_INPUTS, corpus  # noqa: E402
-from tests.test_inference import _export  # noqa: E402
+from tests.failures.test_failures import ERROR_INPUTS, ODD_INPUTS, corpus  # noqa: E402
+from tests.inference.test_inference import export_tiny_classifier  # noqa: E402
 from tests.conftest import tone, write  # noqa: E402
 
 INPUTS = [*ERROR_INPUTS, "folder", *ODD_INPUTS, "good"]
@@ -58,7 +58,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         files = corpus(tmp_path / "corpus")
-        model = _export(tmp_path / "model.onnx", ["low", "mid", "high"])
+        model = export_tiny_classifier(tmp_path / "model.onnx", ["low", "mid", "high"])
         tracks = tmp_path / "tracks"
         for i, f in enumerate((110.0, 220.0, 440.0)):
             write(tracks / f"t{i}.wav", tone(f, 2.0, seed=i))

@@ -103,7 +103,7 @@ def folder_bytes(folder: Path) -> int:
 
 def main() -> None:
     from specmusic.report import build_report
-    from tests.test_report import make_outputs
+    from tests.report.test_report import make_outputs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
@@ -118,10 +118,10 @@ def main() -> None:
                            flip=genres is None)
     mix = real_mix(args.work)
     if mix is not None:
-        from tests.test_report import _invoke
+        from tests.report.test_report import invoke_ok
 
         shutil.rmtree(outputs["nmf"])
-        _invoke("nmf", mix, "-c", "4", "-o", outputs["nmf"], "--iterations", "100")
+        invoke_ok("nmf", mix, "-c", "4", "-o", outputs["nmf"], "--iterations", "100")
     print(f"data: {data}; outputs written in {time.perf_counter() - t0:.1f} s")
     driver = start_browser()
     args.out.mkdir(parents=True, exist_ok=True)

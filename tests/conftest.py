@@ -129,3 +129,13 @@ def genre_tree(tmp_path: Path) -> Path:
 def non_utf8_name(tmp_path: Path) -> Path:
     name = os.fsdecode(b"caf\xe9-song.wav")  # Latin-1 byte: not valid UTF-8
     return write(tmp_path / name, chirp(1.0))
+
+
+@pytest.fixture(scope="module")
+def dotted_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two labels, one with dots in its name (as ``wesnoth-1.16-music``)."""
+    root = tmp_path_factory.mktemp("dotted") / "music"
+    for li, (label, f) in enumerate((("wesnoth-1.16-music", 220.0), ("low", 110.0))):
+        for i in range(2):
+            write(root / label / f"{label}.{i:02d}.wav", tone(f * (1 + 0.03 * i), 1.5, seed=10 * li + i))
+    return root

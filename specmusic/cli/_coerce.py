@@ -7,7 +7,7 @@ plugins) and building the adapters — about 0.1 s on a quiet machine, a third o
 specmusic's commands use (str, int, float, bool, Path, Enum choices and lists of them) that handles
 the plain values a user types, and hands anything else — a value it does not recognise, one out of
 range, a type it does not know — to typer's own pydantic converter, so every accepted value and
-every error message is exactly typer's (``tests/test_runtime.py`` checks both for every parameter of
+every error message is exactly typer's (``tests/cli/test_runtime.py`` checks both for every parameter of
 every command). With a typer that lacks these internals, :func:`install` does nothing.
 """
 

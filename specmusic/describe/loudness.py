@@ -6,7 +6,7 @@ rate) and keeps only 100 ms sums, so a long file is measured in bounded memory:
 - **K-weighting**: the two biquads of BS.1770 (a high shelf, +4 dB above ~1.7 kHz, then an RLB
   high-pass at ~38 Hz). Their coefficients are derived for *any* sample rate from the analogue
   prototype (f0, gain, Q) by the bilinear transform, as libebur128 does; at 48 kHz they equal the
-  standard's table to 1e-8 (tests/test_describe.py checks).
+  standard's table to 1e-8 (tests/describe/test_describe.py checks).
 - **Gating**: 400 ms blocks every 100 ms (75 % overlap: a block is the sum of four consecutive
   100 ms segments; at a rate where 100 ms is not a whole number of samples a segment is rounded
   to the nearest sample), block loudness ``-0.691 + 10 log10(sum_i G_i z_i)``, an absolute gate at

@@ -2,7 +2,7 @@
 
 Everything they hold grows with the length: the signal, its STFT ``X`` (complex64) and ``V`` (float32),
 the solver's buffers, the parts. The estimates below add up the arrays alive at the peak of each phase
-(decode, spectrogram, fit, resynthesis) from the shapes alone; ``tests/test_nmf.py`` checks them against
+(decode, spectrogram, fit, resynthesis) from the shapes alone; ``tests/nmf/test_nmf.py`` checks them against
 the peak that :mod:`tracemalloc` measures. They count the arrays, not the interpreter and its
 libraries (~150 MB more).
 """

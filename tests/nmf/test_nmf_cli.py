@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from specmusic.cli.app import app
 from tests.conftest import tone, write
+from tests.failures.test_failures import assert_clean_failure
 
 runner = CliRunner()
 
@@ -163,3 +165,31 @@ def test_silence_and_missing_file(silence: Path, tmp_path: Path) -> None:
     assert res.exit_code == 1 and "silent" in res.stderr and "Traceback" not in res.output
     res = run("nmf", tmp_path / "nope.wav", "-c", "2")
     assert res.exit_code == 1 and "no such file" in res.stderr
+
+
+# -- memory: refused up front, with the size and how to cut it ---------------------------------
+def test_nmf_refuses_a_run_above_max_memory_before_decoding(tmp_path: Path) -> None:
+    from specmusic.nmf.memory import nmf_memory
+
+    song, out = write(tmp_path / "long.wav", tone(220.0, 20.0)), tmp_path / "parts"
+    budget = 0.6 * nmf_memory(20 * 22050, sample_rate=22050).bytes / 1e9
+    started = time.perf_counter()
+    line = assert_clean_failure(run("nmf", song, "--max-memory", f"{budget:.4f}", "-o", out), "long.wav")
+    assert time.perf_counter() - started < 5
+    assert "MB of memory" in line and f"--max-memory {budget:.4f}" in line and "--sr" in line
+    assert not out.exists() or not any(out.iterdir())
+    fits = line.split("take at most ")[1].split(" s (--duration")[0]  # the length it says fits, does
+    res = run("nmf", song, "-i", "2", "--max-memory", f"{budget:.4f}", "--duration", fits, "-o", out)
+    assert res.exit_code == 0, res.stderr
+
+
+def test_mosaic_refuses_a_run_above_max_memory(tmp_path: Path) -> None:
+    from specmusic.nmf.memory import mosaic_memory
+
+    good = write(tmp_path / "good.wav", tone(330.0, 2.0))  # the fault corpus's good file
+    target, out = write(tmp_path / "target.wav", tone(220.0, 20.0)), tmp_path / "m.wav"
+    budget = 0.6 * mosaic_memory(2 * 22050, 20 * 22050, sample_rate=22050, threads=1).bytes / 1e9
+    res = run("nmf", "mosaic", "-s", good, "-t", target, "--threads", "1", "--max-memory", f"{budget:.4f}",
+              "-o", out)
+    line = assert_clean_failure(res, "target.wav")
+    assert "MB of memory" in line and "--target-duration" in line and not out.exists()

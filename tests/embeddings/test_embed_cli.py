@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from specmusic.cli.app import app
 from specmusic.embeddings import read_library
 from tests.conftest import tone, write
-from tests.test_embeddings import make_tiny_onnx
+from tests.embeddings.test_embeddings import make_tiny_onnx
 
 
 def _run(*args: str, input: str | None = None):

@@ -27,7 +27,7 @@ from specmusic.models.zoo.cache import WEIGHTS_ENV, download_checkpoint, find_ch
 from specmusic.models.zoo.ensure import ensure_default_model, ensure_model
 from specmusic.models.zoo.registry import BUNDLED_TAGGERS, DEFAULT_TAGGER, TAGGERS, PretrainedTagger
 from tests.conftest import SHARED, chirp, needs_shared, write
-from tests.test_runtime import NO_TORCH
+from tests.cli.test_runtime import NO_TORCH
 
 WEIGHTS = SHARED / "weights" / "sota-music-tagging"
 PACKAGE_BUNDLE = BUNDLE_DIR

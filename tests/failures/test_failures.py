@@ -5,6 +5,7 @@ through the commands. Each failure must give exit code 1, exactly one ``Error:``
 and no traceback; in a batch every good file is still processed and written; an output is either
 complete or absent; audio no model can judge (silence, a blip, a mis-scaled file) is flagged, not
 answered with confidence. The interrupt tests at the end send real signals to real processes.
+A regression of one command's own behaviour goes beside that command's tests (tests/README.md).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typer.testing import CliRunner
 
 from specmusic.cli.app import app
 from tests.conftest import chirp, tone, write
-from tests.test_inference import FC, _export
+from tests.inference.test_inference import FC, export_tiny_classifier
 
 ERROR_INPUTS = ["not_audio", "empty", "zero_length", "truncated_mp3", "truncated_ogg", "nan", "missing"]
 ODD_INPUTS = ["silence", "blip", "loud"]
@@ -64,7 +65,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export(tmp_path_factory.mktemp("model") / "model.onnx", ["low", "mid", "high"])
+    return export_tiny_classifier(tmp_path_factory.mktemp("model") / "model.onnx", ["low", "mid", "high"])
 
 
 def run(*args: object) -> object:
@@ -238,38 +239,6 @@ def test_mosaic_and_invert_write_the_format_the_name_asks_for(files: dict[str, P
     assert sf.info(str(tmp_path / "wesnoth-1.16-music.ogg")).format == "OGG"
 
 
-# -- memory: refused up front, with the size and how to cut it ---------------------------------
-def test_nmf_refuses_a_run_above_max_memory_before_decoding(tmp_path: Path) -> None:
-    from specmusic.nmf.memory import nmf_memory
-
-    song, out = write(tmp_path / "long.wav", tone(220.0, 20.0)), tmp_path / "parts"
-    budget = 0.6 * nmf_memory(20 * 22050, sample_rate=22050).bytes / 1e9
-    started = time.perf_counter()
-    line = assert_clean_failure(run("nmf", song, "--max-memory", f"{budget:.4f}", "-o", out), "long.wav")
-    assert time.perf_counter() - started < 5
-    assert "MB of memory" in line and f"--max-memory {budget:.4f}" in line and "--sr" in line
-    assert not out.exists() or not any(out.iterdir())
-    fits = line.split("take at most ")[1].split(" s (--duration")[0]  # the length it says fits, does
-    res = run("nmf", song, "-i", "2", "--max-memory", f"{budget:.4f}", "--duration", fits, "-o", out)
-    assert res.exit_code == 0, res.stderr
-
-
-def test_mosaic_refuses_a_run_above_max_memory(files: dict[str, Path], tmp_path: Path) -> None:
-    from specmusic.nmf.memory import mosaic_memory
-
-    target, out = write(tmp_path / "target.wav", tone(220.0, 20.0)), tmp_path / "m.wav"
-    budget = 0.6 * mosaic_memory(2 * 22050, 20 * 22050, sample_rate=22050, threads=1).bytes / 1e9
-    res = run("nmf", "mosaic", "-s", files["good"], "-t", target, "--threads", "1", "--max-memory", f"{budget:.4f}",
-              "-o", out)
-    line = assert_clean_failure(res, "target.wav")
-    assert "MB of memory" in line and "--target-duration" in line and not out.exists()
-
-
-def test_generate_sample_refuses_an_absurd_length_before_loading(tmp_path: Path) -> None:
-    line = assert_clean_failure(run("generate", "sample", tmp_path / "no-model", "--seconds", "1e9", "-o", tmp_path / "o"))
-    assert "--seconds" in line and "120" in line
-
-
 # -- an output folder that cannot be written: one line, for every command ---------------------
 def _blocked(tmp_path: Path) -> Path:
     blocker = tmp_path / "a_file"
@@ -295,69 +264,6 @@ def test_unwritable_output(files, model, genre_tree, command, tmp_path: Path) ->
     args = [a.format(good=files["good"], out=out, model=model, tree=genre_tree, array=array) for a in command]
     line = assert_clean_failure(run(*args))
     assert "a_file" in line and "make the file readable" not in line
-
-
-# -- recommend: one bad query does not sink the rest; malformed libraries are refused ---------
-@pytest.fixture
-def library(tmp_path: Path, model: Path) -> Path:
-    tracks = tmp_path / "tracks"
-    for i, f in enumerate((110.0, 220.0, 440.0, 880.0)):
-        write(tracks / f"t{i}.wav", tone(f, 2.0, seed=i))
-    lib = tmp_path / "lib.npz"
-    assert run("embed", tracks, "-m", model, "-o", lib).exit_code == 0
-    return lib
-
-
-def test_recommend_answers_the_other_queries(library: Path) -> None:
-    res = run("recommend", library, "-q", "t0.wav", "-q", "no-such-track", "-q", "t2.wav", "-k", "1", "--json")
-    assert_clean_failure(res, "no-such-track")
-    answered = [json.loads(line)["query"] for line in res.stdout.splitlines()]
-    assert len(answered) == 2
-
-
-@pytest.mark.parametrize("arrays", [
-    {"vectors": np.ones((3, 4), np.float32), "ids": np.array(["a", "b"])},
-    {"vectors": np.ones(4, np.float32), "ids": np.array(["a"])},
-])
-def test_recommend_refuses_malformed_npz(arrays: dict, tmp_path: Path) -> None:
-    path = tmp_path / "bad.npz"
-    np.savez(path, **arrays)
-    assert_clean_failure(run("recommend", path, "-q", "a"), "bad.npz")
-
-
-def test_recommend_refuses_a_library_listing_a_track_twice(tmp_path: Path) -> None:
-    path = tmp_path / "twice.npz"
-    np.savez(path, vectors=np.eye(3, dtype=np.float32), ids=np.array(["a", "b", "a"]))
-    assert_clean_failure(run("recommend", path, "-q", "b"), "twice.npz")
-
-
-def test_recommend_refuses_a_library_of_python_objects_in_plain_words(tmp_path: Path) -> None:
-    path = tmp_path / "objects.npz"
-    np.savez(path, vectors=np.array([{"a": 1}], dtype=object), ids=np.array(["a"]))
-    line = assert_clean_failure(run("recommend", path, "-q", "a"), "objects.npz")
-    assert "allow_pickle" not in line and "Python objects" in line and "specmusic embed" in line
-
-
-def test_recommend_reads_tsv_with_tabs(tmp_path: Path) -> None:
-    path = tmp_path / "t.tsv"
-    path.write_text("id\ta\tb\n1\t0.1\t0.2\n2\t0.3\t0.4\n3\t0.5\t0.1\n")
-    res = run("recommend", path, "--id", "id", "-q", "2", "-k", "1", "--json")
-    assert res.exit_code == 0, res.stderr
-    assert json.loads(res.stdout)["neighbors"][0]["id"] in {"1", "3"}
-
-
-def test_recommend_refuses_duplicate_csv_ids(tmp_path: Path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("id,a,b\n1,0.1,0.2\n1,0.3,0.4\n2,0.5,0.1\n")
-    assert_clean_failure(run("recommend", path, "--id", "id", "-q", "2"), "t.csv")
-
-
-def test_recommend_says_which_csv_columns_it_drops(tmp_path: Path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("id,a,b,genre\n1,0.1,0.2,rock\n2,0.3,0.4,jazz\n3,0.5,0.1,pop\n")
-    res = run("recommend", path, "--id", "id", "-q", "2", "-k", "1")
-    assert res.exit_code == 0, res.stderr
-    assert "genre" in res.stderr
 
 
 # -- models with lying metadata -----------------------------------------------------------------
@@ -397,63 +303,6 @@ def test_npz_that_needs_pickle_is_refused_in_plain_words(tmp_path: Path, model: 
     np.savez(path, spec=np.array([{"a": 1}], dtype=object))
     line = assert_clean_failure(run("classify", path, "-m", model), "objects.npz")
     assert "allow_pickle" not in line
-
-
-# -- names built from labels and stems ----------------------------------------------------------
-def test_generate_train_on_a_missing_path(tmp_path: Path) -> None:
-    assert_clean_failure(run("generate", "train", tmp_path / "nope", "--epochs", "1", "-o", tmp_path / "g"), "nope")
-
-
-TINY_GEN = ["--n-mels", "16", "--patch-frames", "16", "--base", "8", "--batch-size", "4", "--threads", "1",
-            "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def dotted_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two labels, one with dots in its name (as ``wesnoth-1.16-music``)."""
-    root = tmp_path_factory.mktemp("dotted") / "music"
-    for li, (label, f) in enumerate((("wesnoth-1.16-music", 220.0), ("low", 110.0))):
-        for i in range(2):
-            write(root / label / f"{label}.{i:02d}.wav", tone(f * (1 + 0.03 * i), 1.5, seed=10 * li + i))
-    return root
-
-
-def test_samples_of_a_label_with_dots_get_a_file_each(dotted_tree: Path, tmp_path: Path) -> None:
-    gen, out = tmp_path / "gen", tmp_path / "out"
-    assert run("generate", "train", dotted_tree, "-o", gen, "--epochs", "1", *TINY_GEN).exit_code == 0
-    res = run("generate", "sample", gen, "--label", "wesnoth-1.16-music", "-n", "4", "--seconds", "0.5",
-              "--steps", "1", "--gl-iter", "1", "-o", out)
-    assert res.exit_code == 0, res.stderr
-    paths = [json.loads(line)["path"] for line in res.stdout.splitlines()]
-    assert len(set(paths)) == 4 and all(Path(p).is_file() for p in paths)
-    assert sorted(p.name for p in out.glob("*.wav")) == [f"wesnoth-1.16-music_0_{i:03d}.wav" for i in range(4)]
-    assert len(list(out.glob("*.png"))) == len(list(out.glob("*.npy"))) == 4
-
-
-# -- symlinks: each real folder once, and what was skipped is said -------------------------------
-def test_a_symlink_loop_is_listed_once_and_reported(tmp_path: Path) -> None:
-    root = tmp_path / "music"
-    write(root / "rock" / "a.wav", tone(200.0, 1.0))
-    (root / "rock" / "again").symlink_to(root, target_is_directory=True)
-    (root / "x").symlink_to(root / "y")
-    (root / "y").symlink_to(root / "x")
-    res = run("spectro", root, "-o", tmp_path / "specs")
-    assert res.exit_code == 0, res.stderr
-    assert len(list((tmp_path / "specs").rglob("*.npz"))) == 1
-    skipped = [line for line in res.stderr.splitlines() if "skipped" in line]
-    assert any("again" in line for line in skipped) and any("/x" in line or "/y" in line for line in skipped)
-
-
-# -- a second run into the same folder keeps the first run's records ----------------------------
-def test_two_runs_into_one_folder_keep_each_others_errors(files: dict[str, Path], tmp_path: Path) -> None:
-    out = tmp_path / "specs"
-    assert run("spectro", files["good"], files["not_audio"], "-o", out).exit_code == 1
-    other = tmp_path / "other"
-    write(other / "second.wav", tone(300.0, 1.0))
-    assert run("spectro", other / "second.wav", "-o", out).exit_code == 0
-    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert [Path(e["source"]).name for e in errors] == ["not_audio.wav"]
-    assert len((out / "manifest.jsonl").read_text().splitlines()) == 2
 
 
 # -- real signals ---------------------------------------------------------------------------------
@@ -574,6 +423,10 @@ def test_a_killed_embed_resumes_from_its_journal(model: Path, tmp_path: Path) ->
     (tmp_path / "third.npz.partial.jsonl").write_text("".join(lines[:3]))
     res = run("embed", tracks, "-m", model, "-o", tmp_path / "third.npz", "--force")
     assert res.exit_code == 0 and "4 embedded, 0 unchanged, 0 failed" in res.stderr
+
+
+TINY_GEN = ["--n-mels", "16", "--patch-frames", "16", "--base", "8", "--batch-size", "4", "--threads", "1",
+            "--no-progress"]
 
 
 def test_generate_train_interrupted_saves_a_checkpoint_and_resumes(dotted_tree: Path, tmp_path: Path) -> None:

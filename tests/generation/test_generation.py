@@ -17,7 +17,8 @@ from specmusic.features import FeatureConfig, compute_features
 from specmusic.generation import load_generator, sample_spectrograms
 from specmusic.inversion import griffin_lim, mel_to_audio, spectral_convergence_db
 from specmusic.stft import stft
-from tests.conftest import chirp
+from tests.conftest import chirp, tone, write
+from tests.failures.test_failures import assert_clean_failure, run
 
 TINY = ["--n-mels", "16", "--patch-frames", "16", "--base", "8", "--batch-size", "4", "--threads", "1",
         "--no-progress"]
@@ -25,8 +26,6 @@ TINY = ["--n-mels", "16", "--patch-frames", "16", "--base", "8", "--batch-size",
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import tone, write
-
     root = tmp_path_factory.mktemp("gen") / "genres"
     for li, (label, f) in enumerate((("low", 110.0), ("high", 1760.0))):
         for i in range(3):
@@ -395,3 +394,25 @@ def test_train_generator_from_files_needs_a_stopping_rule_before_reading(tmp_pat
     with pytest.raises(ConfigError, match="no stopping rule"):
         train_generator_from_files([tmp_path / "nothing-here"], tmp_path / "gen")
     assert not (tmp_path / "gen").exists()
+
+
+# -- refused up front, and names built from labels and stems (from the fault corpus's file) ------
+def test_generate_sample_refuses_an_absurd_length_before_loading(tmp_path: Path) -> None:
+    line = assert_clean_failure(run("generate", "sample", tmp_path / "no-model", "--seconds", "1e9", "-o", tmp_path / "o"))
+    assert "--seconds" in line and "120" in line
+
+
+def test_generate_train_on_a_missing_path(tmp_path: Path) -> None:
+    assert_clean_failure(run("generate", "train", tmp_path / "nope", "--epochs", "1", "-o", tmp_path / "g"), "nope")
+
+
+def test_samples_of_a_label_with_dots_get_a_file_each(dotted_tree: Path, tmp_path: Path) -> None:
+    gen, out = tmp_path / "gen", tmp_path / "out"
+    assert run("generate", "train", dotted_tree, "-o", gen, "--epochs", "1", *TINY).exit_code == 0
+    res = run("generate", "sample", gen, "--label", "wesnoth-1.16-music", "-n", "4", "--seconds", "0.5",
+              "--steps", "1", "--gl-iter", "1", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    paths = [json.loads(line)["path"] for line in res.stdout.splitlines()]
+    assert len(set(paths)) == 4 and all(Path(p).is_file() for p in paths)
+    assert sorted(p.name for p in out.glob("*.wav")) == [f"wesnoth-1.16-music_0_{i:03d}.wav" for i in range(4)]
+    assert len(list(out.glob("*.png"))) == len(list(out.glob("*.npy"))) == 4

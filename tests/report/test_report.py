@@ -32,7 +32,8 @@ TINY_GEN = ["--n-mels", "16", "--patch-frames", "16", "--base", "8", "--batch-si
             "--no-progress"]
 
 
-def _invoke(*args: object) -> str:
+def invoke_ok(*args: object) -> str:
+    """Run a command in-process; it must succeed. Returns its stdout (also used by benchmarks/report_screenshots.py)."""
     result = CliRunner().invoke(app, [os.fspath(a) if isinstance(a, Path) else str(a) for a in args])
     assert result.exit_code == 0, (args, result.stderr)
     return result.stdout
@@ -53,7 +54,7 @@ def make_describe_json(genres: Path, out: Path) -> Path:
     from specmusic.cli.app import COMMANDS
 
     if "describe" in COMMANDS:
-        _invoke("describe", genres, "--plots", out.parent / "describe_plots", "-o", out)
+        invoke_ok("describe", genres, "--plots", out.parent / "describe_plots", "-o", out)
         return out
     files = sorted(p for p in genres.rglob("*.wav"))
     record = {
@@ -79,17 +80,17 @@ def make_outputs(root: Path, genres: Path | None = None, *, epochs: int = 2, chu
     genres = genres or make_genres(root / "genres")
     out = {"spectro": root / "spec", "train": root / "run", "embed": root / "lib.npz", "recommend": root / "recs.jsonl",
            "nmf": root / "parts", "generate": root / "samples", "describe": root / "describe.json"}
-    _invoke("spectro", genres, "-o", out["spectro"])
-    _invoke("train", genres, "-o", out["train"], "--epochs", epochs, "--chunk-seconds", chunk_seconds, "--threads", "1",
+    invoke_ok("spectro", genres, "-o", out["spectro"])
+    invoke_ok("train", genres, "-o", out["train"], "--epochs", epochs, "--chunk-seconds", chunk_seconds, "--threads", "1",
             "--no-progress")
-    _invoke("embed", genres, "--model", "mfcc", "-o", out["embed"], "--map", root / "map.png")
+    invoke_ok("embed", genres, "--model", "mfcc", "-o", out["embed"], "--map", root / "map.png")
     tracks = sorted((p for p in genres.rglob("*.wav")), key=lambda p: os.fsencode(p))
     odd = [p for p in tracks if p.name in (ODD, NON_UTF8)] or [tracks[0], tracks[len(tracks) // 2]]
-    out["recommend"].write_bytes(os.fsencode(_invoke("recommend", out["embed"], *[a for p in odd for a in ("-q", p)],
+    out["recommend"].write_bytes(os.fsencode(invoke_ok("recommend", out["embed"], *[a for p in odd for a in ("-q", p)],
                                                      "-k", "3", "--json")))
-    _invoke("nmf", tracks[0], "-c", "2", "-o", out["nmf"], "--iterations", "40")
-    _invoke("generate", "train", genres, "-o", root / "gen", "--epochs", "2", *TINY_GEN)
-    _invoke("generate", "sample", root / "gen", "-n", "2", "--seconds", "1", "--steps", "4", "-o", out["generate"])
+    invoke_ok("nmf", tracks[0], "-c", "2", "-o", out["nmf"], "--iterations", "40")
+    invoke_ok("generate", "train", genres, "-o", root / "gen", "--epochs", "2", *TINY_GEN)
+    invoke_ok("generate", "sample", root / "gen", "-n", "2", "--seconds", "1", "--steps", "4", "-o", out["generate"])
     make_describe_json(genres, out["describe"])
     # A report must show misclassified clips; a 2-epoch run may have none, so one test prediction is made wrong.
     if not flip:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import chirp, tone, write
-from tests.test_inference import _export
+from tests.inference.test_inference import export_tiny_classifier
 from specmusic.cli.app import app
 
 LABELS = ["bass", "mid", "treble", "noise"]
@@ -17,7 +17,7 @@ LABELS = ["bass", "mid", "treble", "noise"]
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export(tmp_path_factory.mktemp("model") / "model.onnx", LABELS)
+    return export_tiny_classifier(tmp_path_factory.mktemp("model") / "model.onnx", LABELS)
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_missing_input(model: Path, tmp_path: Path) -> None:
 
 def test_long_labels_are_shown_whole(music: Path, tmp_path: Path) -> None:
     labels = ["supertux-data-music", "easylistening", "wesnoth-1.16-music", "x"]
-    long_model = _export(tmp_path / "long.onnx", labels)
+    long_model = export_tiny_classifier(tmp_path / "long.onnx", labels)
     result = CliRunner().invoke(app, ["classify", str(music / "a.wav"), "-m", str(long_model), "-k", "4"])
     assert result.exit_code == 0, result.stderr
     row = result.stdout.splitlines()[1].split()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from specmusic.report import KINDS, build_report
-from tests.test_report import ODD, make_outputs
+from tests.report.test_report import ODD, make_outputs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -1,16 +1,24 @@
-"""``specmusic recommend`` with CliRunner: libraries, pipes, tabular CSVs, exclusion, bad input."""
+"""``specmusic recommend`` with CliRunner: libraries, pipes, tabular CSVs, exclusion, bad input.
+
+The command's tests are here; the search behind it is in ``test_search.py`` (explanations, tabular
+scaling), ``test_adapt.py`` (the learnt space) and ``test_shards.py`` (folder libraries); the fault
+corpus runs it in ``tests/failures/``.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from specmusic.cli.app import app
 from tests.conftest import tone, write
-from tests.test_embeddings import make_tiny_onnx
+from tests.embeddings.test_embeddings import make_tiny_onnx
+from tests.failures.test_failures import assert_clean_failure, run
+from tests.inference.test_inference import export_tiny_classifier
 
 
 def _run(*args: str, input: str | None = None):
@@ -179,3 +187,67 @@ def test_explain_says_same_folder_when_folders_differ(tmp_path, genre_tree):
     assert _run("embed", str(genre_tree), "-m", "mfcc", "--no-labels", "-o", str(lib)).exit_code == 0
     r = _run("recommend", str(lib), "-q", "low/low.00000.wav", "--top", "1", "--explain")
     assert r.exit_code == 0 and r.stdout.splitlines()[1].endswith("same folder: low")
+
+
+# -- recommend: one bad query does not sink the rest; malformed libraries are refused ---------
+@pytest.fixture
+def onnx_library(tmp_path: Path) -> Path:
+    model = export_tiny_classifier(tmp_path / "model.onnx", ["low", "mid", "high"])  # the fault corpus's model
+    tracks = tmp_path / "tracks"
+    for i, f in enumerate((110.0, 220.0, 440.0, 880.0)):
+        write(tracks / f"t{i}.wav", tone(f, 2.0, seed=i))
+    lib = tmp_path / "lib.npz"
+    assert run("embed", tracks, "-m", model, "-o", lib).exit_code == 0
+    return lib
+
+
+def test_recommend_answers_the_other_queries(onnx_library: Path) -> None:
+    res = run("recommend", onnx_library, "-q", "t0.wav", "-q", "no-such-track", "-q", "t2.wav", "-k", "1", "--json")
+    assert_clean_failure(res, "no-such-track")
+    answered = [json.loads(line)["query"] for line in res.stdout.splitlines()]
+    assert len(answered) == 2
+
+
+@pytest.mark.parametrize("arrays", [
+    {"vectors": np.ones((3, 4), np.float32), "ids": np.array(["a", "b"])},
+    {"vectors": np.ones(4, np.float32), "ids": np.array(["a"])},
+])
+def test_recommend_refuses_malformed_npz(arrays: dict, tmp_path: Path) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    assert_clean_failure(run("recommend", path, "-q", "a"), "bad.npz")
+
+
+def test_recommend_refuses_a_library_listing_a_track_twice(tmp_path: Path) -> None:
+    path = tmp_path / "twice.npz"
+    np.savez(path, vectors=np.eye(3, dtype=np.float32), ids=np.array(["a", "b", "a"]))
+    assert_clean_failure(run("recommend", path, "-q", "b"), "twice.npz")
+
+
+def test_recommend_refuses_a_library_of_python_objects_in_plain_words(tmp_path: Path) -> None:
+    path = tmp_path / "objects.npz"
+    np.savez(path, vectors=np.array([{"a": 1}], dtype=object), ids=np.array(["a"]))
+    line = assert_clean_failure(run("recommend", path, "-q", "a"), "objects.npz")
+    assert "allow_pickle" not in line and "Python objects" in line and "specmusic embed" in line
+
+
+def test_recommend_reads_tsv_with_tabs(tmp_path: Path) -> None:
+    path = tmp_path / "t.tsv"
+    path.write_text("id\ta\tb\n1\t0.1\t0.2\n2\t0.3\t0.4\n3\t0.5\t0.1\n")
+    res = run("recommend", path, "--id", "id", "-q", "2", "-k", "1", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["neighbors"][0]["id"] in {"1", "3"}
+
+
+def test_recommend_refuses_duplicate_csv_ids(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,a,b\n1,0.1,0.2\n1,0.3,0.4\n2,0.5,0.1\n")
+    assert_clean_failure(run("recommend", path, "--id", "id", "-q", "2"), "t.csv")
+
+
+def test_recommend_says_which_csv_columns_it_drops(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,a,b,genre\n1,0.1,0.2,rock\n2,0.3,0.4,jazz\n3,0.5,0.1,pop\n")
+    res = run("recommend", path, "--id", "id", "-q", "2", "-k", "1")
+    assert res.exit_code == 0, res.stderr
+    assert "genre" in res.stderr

@@ -24,6 +24,7 @@ from specmusic.specfile import (
     read_spectro_manifest,
     save_spectrogram,
 )
+from tests.conftest import tone, write
 
 runner = CliRunner()
 
@@ -198,3 +199,31 @@ def test_an_array_is_current_only_for_its_settings_window_and_source(tmp_path: P
     assert current_meta(path, config=config, source=source, offset=1.0) is None
     assert current_meta(path, config=config, source=source, max_duration=3.0) is None
     assert current_meta(tmp_path / "missing.npz", config=config, source=source) is None
+
+
+# -- symlinks: each real folder once, and what was skipped is said -------------------------------
+def test_a_symlink_loop_is_listed_once_and_reported(tmp_path: Path) -> None:
+    root = tmp_path / "music"
+    write(root / "rock" / "a.wav", tone(200.0, 1.0))
+    (root / "rock" / "again").symlink_to(root, target_is_directory=True)
+    (root / "x").symlink_to(root / "y")
+    (root / "y").symlink_to(root / "x")
+    res = run("spectro", root, "-o", tmp_path / "specs")
+    assert res.exit_code == 0, res.stderr
+    assert len(list((tmp_path / "specs").rglob("*.npz"))) == 1
+    skipped = [line for line in res.stderr.splitlines() if "skipped" in line]
+    assert any("again" in line for line in skipped) and any("/x" in line or "/y" in line for line in skipped)
+
+
+# -- a second run into the same folder keeps the first run's records ----------------------------
+def test_two_runs_into_one_folder_keep_each_others_errors(tmp_path: Path) -> None:
+    out = tmp_path / "specs"
+    good, not_audio = write(tmp_path / "good.wav", tone(330.0, 2.0)), tmp_path / "not_audio.wav"  # as in the corpus
+    not_audio.write_text("this is a text file, not audio\n")
+    assert run("spectro", good, not_audio, "-o", out).exit_code == 1
+    other = tmp_path / "other"
+    write(other / "second.wav", tone(300.0, 1.0))
+    assert run("spectro", other / "second.wav", "-o", out).exit_code == 0
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [Path(e["source"]).name for e in errors] == ["not_audio.wav"]
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 2

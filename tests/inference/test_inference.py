@@ -26,7 +26,10 @@ from specmusic.inference import (
 FC = FeatureConfig(n_mels=32)
 
 
-def _export(path: Path, labels: list[str], fc: FeatureConfig = FC, chunk: int = 40, norm=(-40.0, 15.0)) -> Path:
+def export_tiny_classifier(path: Path, labels: list[str], fc: FeatureConfig = FC, chunk: int = 40,
+                           norm=(-40.0, 15.0)) -> Path:
+    """A seeded, untrained two-block SpecCNN exported to ``path`` with the contract's metadata (torch needed);
+    shared by the classify CLI tests, the fault corpus and ``benchmarks/failure_table.py``."""
     import torch
 
     from specmusic.export import export_onnx, model_metadata
@@ -41,7 +44,7 @@ def _export(path: Path, labels: list[str], fc: FeatureConfig = FC, chunk: int = 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export(tmp_path_factory.mktemp("model") / "model.onnx", ["low", "mid", "high"])
+    return export_tiny_classifier(tmp_path_factory.mktemp("model") / "model.onnx", ["low", "mid", "high"])
 
 
 def _identity_onnx(path: Path, metadata: str | None) -> Path:
@@ -184,7 +187,8 @@ FC_NOFLOOR = FeatureConfig(n_mels=32, top_db=None)  # the pretrained taggers' ki
 
 @pytest.fixture(scope="module")
 def nofloor_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export(tmp_path_factory.mktemp("nofloor") / "model.onnx", ["low", "mid", "high"], fc=FC_NOFLOOR)
+    return export_tiny_classifier(tmp_path_factory.mktemp("nofloor") / "model.onnx", ["low", "mid", "high"],
+                                  fc=FC_NOFLOOR)
 
 
 def _song(seconds: float, sr: int = 44100, seed: int = 0) -> np.ndarray:

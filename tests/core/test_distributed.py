@@ -29,9 +29,9 @@ from specmusic.embeddings.store.incremental import embed_tracks  # noqa: E402
 from specmusic.embeddings.store.shard_catalog import read_sharded  # noqa: E402
 from specmusic.inference import load_model, predict_files  # noqa: E402
 from tests.conftest import tone, write  # noqa: E402
-from tests.test_embeddings import make_tiny_onnx  # noqa: E402
+from tests.embeddings.test_embeddings import make_tiny_onnx  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
