@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cold start of ``specmusic classify song.mp3`` with the default tagger: before/after, and where the time goes.
+"""Cold start of ``specmusic classify song.mp3`` (default tagger, or ``--model NAME``): before/after, and where the time goes.
 
 Fresh processes, one 30 s MP3 (44.1 kHz stereo, generated), no ``--model``:
 
@@ -17,10 +17,15 @@ all threads). The package is byte-compiled first, as ``pip install`` does. Then 
 times the phases of the ``after`` path in-process, and ``python -X importtime`` splits the imports by
 top-level package.
 
+With ``--model NAME`` (a bundled network, e.g. ``audioset-mn04``) the command is ``specmusic
+classify -m NAME song.EXT`` and the ``before`` variant is left out (it rebuilds the default tagger's
+old path); ``--format wav`` writes the clip as 16-bit WAV instead of MP3.
+
 Example (``--python``: another environment's interpreter, e.g. a runtime install without torch)::
 
     .venv/bin/python benchmarks/cold_start.py --runs 9
     .venv/bin/python benchmarks/cold_start.py --python /tmp/rt/bin/python
+    .venv/bin/python benchmarks/cold_start.py --model audioset-mn04 --format wav --runs 15
 """
 
 from __future__ import annotations
@@ -63,28 +68,33 @@ mark("import the CLI (typer, specmusic)")
 import numpy, onnxruntime, soundfile, soxr
 from specmusic.inference import load_model, predict_track, track_features
 mark("import numpy, onnxruntime, soundfile, soxr")
-from specmusic.models.zoo import ensure_default_model
-path = ensure_default_model(progress=False)
+from specmusic.models.zoo import ensure_model
+path = ensure_model(sys.argv[2], progress=False)
 mark("find the bundled model, sha256")
 model = load_model(path)
 mark("onnxruntime session")
 spec, _ = track_features(model, sys.argv[1])
 mark("decode, resample, log-mel")
 predict_track(model, spec)
-mark("network (chunks of 29 s)")
+mark(f"network (chunks of {model.chunk_frames} frames)")
 for (_, t0, c0), (name, t1, c1) in zip(marks, marks[1:]):
     print(f"{name}\\t{1000 * (t1 - t0):.0f}\\t{1000 * (c1 - c0):.0f}")
 """
 
 
 def make_clip(path: Path, seconds: float = 30.0, sr: int = 44100) -> Path:
+    """A 30 s 44.1 kHz stereo clip; MP3 or 16-bit WAV by ``path``'s extension."""
     import numpy as np
     import soundfile as sf
 
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * sr)) / sr
     y = 0.3 * np.sin(2 * np.pi * 220 * (1 + 0.5 * np.sin(0.2 * t)) * t) + 0.05 * rng.standard_normal(t.size)
-    sf.write(path, np.stack([y, 0.8 * y], axis=1).astype(np.float32), sr, format="MP3")
+    stereo = np.stack([y, 0.8 * y], axis=1).astype(np.float32)
+    if path.suffix == ".wav":
+        sf.write(path, stereo, sr, subtype="PCM_16")
+    else:
+        sf.write(path, stereo, sr, format="MP3")
     return path
 
 
@@ -125,6 +135,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9, help="fresh processes per variant (default 9)")
     parser.add_argument("--python", default=PYTHON, help="interpreter of the environment to time (default: .venv's)")
+    parser.add_argument("--model", help="a bundled network to classify with (-m NAME; default: the default tagger)")
+    parser.add_argument("--format", choices=("mp3", "wav"), default="mp3", help="the clip's format (default mp3)")
     args = parser.parse_args()
     PYTHON = args.python
 
@@ -135,7 +147,9 @@ def main() -> None:
                              check=True, capture_output=True, text=True).stdout.strip()
     subprocess.run([PYTHON, "-m", "compileall", "-q", package], check=True, capture_output=True)  # as pip does
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_clip(Path(tmp) / "song.mp3")
+        clip = make_clip(Path(tmp) / f"song.{args.format}")
+        model_name = args.model or zoo.DEFAULT_TAGGER
+        chosen = ["-m", model_name] if args.model else []
         cache = Path(tmp) / "cache"
         # the "before" cache: what the first run used to convert, byte for byte the bundled file
         tagger = zoo.TAGGERS[zoo.DEFAULT_TAGGER]
@@ -145,11 +159,15 @@ def main() -> None:
         cached.with_name(cached.name + ".sha256").write_text(f"{sha256_file(cached)}  {cached.name}\n")
         env = {k: v for k, v in os.environ.items() if k != zoo.WEIGHTS_ENV}
         env["SPECMUSIC_CACHE"] = str(cache)
+        after_name = f"after: bundled {model_name}, light options"
+        before_name = "before: cached tagger, pydantic options"
         variants = {
             "specmusic --version (floor)": [PYTHON, "-m", "specmusic", "--version"],
-            "before: cached tagger, pydantic options": [PYTHON, "-c", BEFORE, "classify", str(clip)],
-            "after: bundled tagger, light options": [PYTHON, "-m", "specmusic", "classify", str(clip)],
+            before_name: [PYTHON, "-c", BEFORE, "classify", str(clip)],
+            after_name: [PYTHON, "-m", "specmusic", "classify", *chosen, str(clip)],
         }
+        if args.model:
+            del variants[before_name]
         for argv in variants.values():  # warm the page cache
             timed(argv, env)
         load_before = os.getloadavg()[0]
@@ -159,19 +177,20 @@ def main() -> None:
                 results[name].append(timed(argv, env))
         load_after = os.getloadavg()[0]
 
-        print(f"# cold start, one 30 s MP3, {args.runs} fresh processes each, interleaved; "
+        print(f"# cold start, one 30 s {args.format.upper()}, {args.runs} fresh processes each, interleaved; "
               f"{os.cpu_count()} CPUs, load average {load_before:.2f} before, {load_after:.2f} after")  # fmt: skip
         print("| variant | median wall s | fastest s | median CPU s |\n|---|---:|---:|---:|")
         for name, rows in results.items():
             walls, cpus = [w for w, _ in rows], [c for _, c in rows]
             print(f"| {name} | {statistics.median(walls):.3f} | {min(walls):.3f} | {statistics.median(cpus):.3f} |")
-        before = statistics.median(w for w, _ in results["before: cached tagger, pydantic options"])
-        after = statistics.median(w for w, _ in results["after: bundled tagger, light options"])
-        print(f"\nafter / before: {after / before:.2f} ({before - after:+.3f} s)")
+        after = statistics.median(w for w, _ in results[after_name])
+        if before_name in results:
+            before = statistics.median(w for w, _ in results[before_name])
+            print(f"\nafter / before: {after / before:.2f} ({before - after:+.3f} s)")
 
         phases: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for _ in range(max(3, args.runs // 2)):
-            done = subprocess.run([PYTHON, "-c", PHASES, str(clip)], env=env, capture_output=True, text=True, check=True)
+            done = subprocess.run([PYTHON, "-c", PHASES, str(clip), model_name], env=env, capture_output=True, text=True, check=True)
             for line in done.stdout.splitlines():
                 name, wall, cpu = line.split("\t")
                 phases[name].append((float(wall), float(cpu)))
@@ -183,8 +202,8 @@ def main() -> None:
         print("\n# imports by package, python -X importtime (self times summed), median ms")
         print("| package | before | after |\n|---|---:|---:|")
         runs = max(3, args.runs // 3)
-        b = dict(import_breakdown(["-c", BEFORE, "classify", str(clip)], env, runs))
-        a = import_breakdown(["-m", "specmusic", "classify", str(clip)], env, runs)
+        b = {} if args.model else dict(import_breakdown(["-c", BEFORE, "classify", str(clip)], env, runs))
+        a = import_breakdown(["-m", "specmusic", "classify", *chosen, str(clip)], env, runs)
         for name, ms in a:
             print(f"| {name} | {b.get(name, 0.0):.0f} | {ms:.0f} |")
         print(f"| total | {sum(b.values()):.0f} | {sum(ms for _, ms in a):.0f} |")

@@ -17,12 +17,13 @@ _specmusic() {
         case "$prev" in
             --model|-m) COMPREPLY=($(compgen -f -- "$cur")); return;;
             --weights) COMPREPLY=(); return;;
+            --labels) COMPREPLY=(); return;;
             --top|-k) COMPREPLY=(); return;;
             --windows) COMPREPLY=(); return;;
             --jobs|-j) COMPREPLY=(); return;;
             --cluster) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--model -m --weights --top -k --json --windows --jobs -j --cluster --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--model -m --weights --labels --top -k --json --windows --jobs -j --cluster --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     "describe")

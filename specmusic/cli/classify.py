@@ -16,12 +16,17 @@ def classify_cli(
     model: Path = typer.Option(
         None, "--model", "-m",
         help="A specmusic model.onnx (e.g. RUN/model.onnx from train) or a pretrained tagger name (msd-fcn, "
-        "mtat-musicnn, …); default: the bundled tagger (jamendo-fcn, offline).",
+        "mtat-musicnn, audioset-mn04: 527 AudioSet classes, …); default: the bundled tagger (jamendo-fcn, offline).",
     ),
     weights: str = typer.Option(
         None, "--weights", envvar="SPECMUSIC_WEIGHTS",
-        help="A tagger that is not bundled: local copy of its best_model.pth (or a models/ tree) instead of "
-        "downloading it.",
+        help="A tagger that is not bundled: local copy of its checkpoint (best_model.pth or a models/ tree; "
+        "mn04_as_mAP_432.pt) instead of downloading it.",
+    ),
+    labels: str = typer.Option(
+        "all", "--labels", metavar="SET|FILE",
+        help="Labels to report: all; music (AudioSet's music classes: instruments, genres, moods; for "
+        "audioset-mn04); or a text file with one label a line. Scores are not renormalised.",
     ),
     top: int = typer.Option(3, "--top", "-k", min=1, help="Labels shown per file."),
     json_lines: bool = typer.Option(False, "--json", help="JSON Lines on stdout, one object per file."),
@@ -33,8 +38,9 @@ def classify_cli(
     """Classify audio files with a trained model: a top-k table, or JSON Lines with --json.
 
     Example: specmusic classify song.wav --model runs/cnn/model.onnx
-    (without --model: the default pretrained music tagger; see docs/pretrained.md). A long track is
-    judged from 6 evenly spread windows (--windows; docs/collections.md).
+    (without --model: the default pretrained music tagger; see docs/pretrained.md; AudioSet's music
+    classes: -m audioset-mn04 --labels music). A long track is judged from 6 evenly spread windows
+    (--windows; docs/collections.md).
     """
     import sys
 
@@ -48,7 +54,8 @@ def classify_cli(
         paths = expand_stdin(inputs)
         if not paths:
             raise InputError("no input — give audio files or folders, or '-' for paths on stdin")
-        run = open_classifier(paths, model=model, weights=weights, jobs=jobs, cluster=cluster, progress=progress)
+        run = open_classifier(paths, model=model, weights=weights, labels=labels, jobs=jobs, cluster=cluster,
+                              progress=progress)  # fmt: skip
         for message in run.failures:
             err(f"Error: {message}")
         n_failed = len(run.failures)

@@ -8,6 +8,8 @@ The one place that loads models for ``classify`` (and ``embed``). Rooms:
 * :mod:`~specmusic.inference.analysis` — one track: its features, its analysis windows (a long track
   is judged from :data:`DEFAULT_WINDOWS` evenly spread chunks, decoded alone) and the network run on
   them (:func:`analyse_track`; measurements in docs/collections.md);
+* :mod:`~specmusic.inference.labels` — which labels ``classify`` reports (``--labels all | music |
+  FILE``: :func:`select_labels`);
 * :mod:`~specmusic.inference.classify` — many files: :func:`predict_files`, :func:`top_k`, and what
   ``specmusic classify`` prints (:func:`open_classifier`).
 
@@ -34,8 +36,10 @@ from specmusic.inference.classify import (
     open_classifier,
     predict_files,
     top_k,
+    top_labels,
 )
 from specmusic.inference.contract import METADATA_KEY, MODEL_FORMAT_VERSION
+from specmusic.inference.labels import LABEL_SETS, LabelSelection, select_labels
 from specmusic.inference.model import DEFAULT_BATCH, Model, load_model
 from specmusic.windowing import DEFAULT_WINDOWS, parse_windows, select_windows
 
@@ -44,8 +48,10 @@ __all__ = [
     "METADATA_KEY",
     "DEFAULT_WINDOWS",
     "DEFAULT_BATCH",
+    "LABEL_SETS",
     "ClassifiedTrack",
     "Classifier",
+    "LabelSelection",
     "Model",
     "TrackResult",
     "TrackAnalysis",
@@ -62,5 +68,7 @@ __all__ = [
     "embed_and_predict_track",
     "predict_files",
     "probabilities_from_logits",
+    "select_labels",
     "top_k",
+    "top_labels",
 ]

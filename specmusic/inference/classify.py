@@ -16,11 +16,12 @@ import numpy as np
 from specmusic.errors import InputError, SpecmusicError
 from specmusic.fileio import display_path
 from specmusic.inference.analysis import analyse_track
+from specmusic.inference.labels import LabelSelection, select_labels
 from specmusic.inference.model import Model, load_model
 from specmusic.models.resolve import resolve_model
 from specmusic.windowing import DEFAULT_WINDOWS
 
-__all__ = ["ClassifiedTrack", "Classifier", "TrackResult", "open_classifier", "predict_files", "top_k"]
+__all__ = ["ClassifiedTrack", "Classifier", "TrackResult", "open_classifier", "predict_files", "top_k", "top_labels"]
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,14 @@ def predict_files(
 
 def top_k(model: Model, probabilities: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
     """The ``k`` most probable labels with their probabilities, best first."""
+    return top_labels(model.labels, probabilities, k)
+
+
+def top_labels(labels: Sequence[str], probabilities: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
+    """The ``k`` most probable of ``labels`` (one score each [shape=(len(labels),)]) with their scores,
+    best first (ties: in label order)."""
     order = np.argsort(-probabilities, kind="stable")[: max(1, k)]
-    return [(model.labels[i], float(probabilities[i])) for i in order]
+    return [(labels[i], float(probabilities[i])) for i in order]
 
 
 # -- what `specmusic classify` prints ------------------------------------------------------------------
@@ -120,8 +127,8 @@ class ClassifiedTrack:
     Attributes
     ----------
     result : what :func:`predict_files` gave
-    record : the JSON object of ``--json`` (path, best label, top k, every probability, duration,
-        windows, warnings); None when the track failed
+    record : the JSON object of ``--json`` (path, best label, top k, the probability of every
+        reported label, duration, windows, warnings); None when the track failed
     row : its line of the table (no newline); None when the track failed
     """
 
@@ -145,6 +152,7 @@ class Classifier:
     paths : the audio files and ``.npz`` arrays found, in input order
     failures : one error message for each input that could not be searched or read as a track
     jobs, cluster, progress : how :meth:`classify` runs (as :func:`predict_files`)
+    labels : the labels reported (``--labels``; default: every label of the model)
     """
 
     model: Model
@@ -153,18 +161,23 @@ class Classifier:
     jobs: int = 1
     cluster: str | None = None
     progress: bool | None = None
+    labels: LabelSelection | None = None
+
+    @property
+    def _kept(self) -> LabelSelection:
+        return self.labels if self.labels is not None else LabelSelection(None, list(self.model.labels))
 
     @property
     def _widths(self) -> tuple[int, int]:
         """Widths of the table's file column and of a label (whole labels: no cut names)."""
-        return max([len(display_path(p)) for p in self.paths] + [4]), max(len(lab) for lab in self.model.labels)
+        return max([len(display_path(p)) for p in self.paths] + [4]), max(len(lab) for lab in self._kept.names)
 
     def header(self, top: int) -> str | None:
         """The table's first line (no newline) for ``top`` labels a file; None when no track was found."""
         if not self.paths:
             return None
         width, label_width = self._widths
-        head = "  ".join(f"{'top' + str(i + 1):<{label_width + 5}}" for i in range(min(top, self.model.n_classes)))
+        head = "  ".join(f"{'top' + str(i + 1):<{label_width + 5}}" for i in range(min(top, len(self._kept.names))))
         return f"{'file':<{width}}  {head}".rstrip()
 
     def classify(self, *, top: int = 3, windows: int | None = DEFAULT_WINDOWS) -> Iterator[ClassifiedTrack]:
@@ -176,7 +189,7 @@ class Classifier:
         ClassifiedTrack
         """
         width, label_width = self._widths
-        labels = self.model.labels
+        kept = self._kept
         results = predict_files(self.model, self.paths, jobs=self.jobs, cluster=self.cluster, progress=self.progress,
                                 windows=windows)  # fmt: skip
         for result in results:
@@ -184,12 +197,13 @@ class Classifier:
                 yield ClassifiedTrack(result)
                 continue
             assert result.probabilities is not None
-            best = top_k(self.model, result.probabilities, top)
+            scores = kept.pick(result.probabilities)  # as they are: nothing renormalised
+            best = top_labels(kept.names, scores, top)
             record = {
                 "path": result.path,  # as os.fsdecode gives it: json_line writes \udcNN for non-UTF-8 bytes
                 "label": best[0][0],
                 "top": [{"label": lab, "probability": round(p, 4)} for lab, p in best],
-                "probabilities": {lab: round(float(p), 4) for lab, p in zip(labels, result.probabilities)},
+                "probabilities": {lab: round(float(p), 4) for lab, p in zip(kept.names, scores)},
                 "duration": None if result.duration is None else round(result.duration, 3),
                 "windows": result.windows,  # windows the network saw (--windows)
                 "warnings": result.warnings,
@@ -203,6 +217,7 @@ def open_classifier(
     *,
     model: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
+    labels: str | os.PathLike[str] | None = None,
     jobs: int = 1,
     cluster: str | None = None,
     progress: bool | None = None,
@@ -215,15 +230,18 @@ def open_classifier(
     model : a model file or a pretrained network's name (:func:`specmusic.models.resolve.resolve_model`);
         None: :data:`~specmusic.models.zoo.registry.DEFAULT_TAGGER`, bundled
     weights : a network that is not bundled: its local checkpoint (else the cache or a download)
+    labels : the labels to report: ``all`` (None), ``music`` or a file of labels
+        (:func:`~specmusic.inference.labels.select_labels`)
     jobs, cluster : how the tracks will run (``jobs > 1`` or a cluster: one onnxruntime thread here)
     progress : download bar and conversion note, and later the progress bar (None: only on a terminal)
 
     Raises
     ------
     ModelError, ConfigError
-        The model cannot be had or loaded.
+        The model cannot be had or loaded, or it lacks labels that ``labels`` names.
     InputError
-        No audio file or ``.npz`` array in the inputs, and nothing unreadable either.
+        No audio file or ``.npz`` array in the inputs, and nothing unreadable either; a labels
+        file that cannot be read.
     """
     from specmusic.audio import AUDIO_EXTENSIONS
     from specmusic.data import discover_tracks
@@ -235,10 +253,12 @@ def open_classifier(
     ref = resolve_model(str(model), allow=("named", "file"))  # a network: bundled, or converted once
     path = ref.ensure_path(weights=weights, progress=progress)
     loaded = load_model(path, threads=1 if jobs > 1 or cluster else None)
+    name = (loaded.meta.get("pretrained") or {}).get("name") or display_path(loaded.path)
+    kept = select_labels(loaded.labels, labels, model_name=str(name))
     tracks, failures = discover_tracks(list(inputs), labels_from_folders=False, extensions=AUDIO_EXTENSIONS | {".npz"})
     if not tracks and not failures:
         raise InputError(
             "no audio files or .npz arrays found in the inputs — extensions read: "
             ".wav .flac .mp3 .ogg .opus .au .aiff .npz"
         )
-    return Classifier(loaded, [t.path for t in tracks], [f.message for f in failures], jobs, cluster, progress)
+    return Classifier(loaded, [t.path for t in tracks], [f.message for f in failures], jobs, cluster, progress, kept)

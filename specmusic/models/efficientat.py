@@ -42,7 +42,6 @@ bands from 0 Hz to 15 kHz (``fmax=None`` resolves to ``sr // 2 - fmax_aug_range 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import pickle
@@ -51,34 +50,30 @@ from typing import Any
 
 from specmusic.errors import InputError, ModelError
 from specmusic.features import FeatureConfig
+from specmusic.models.audioset import CLASSES_FILE, N_CLASSES, read_audioset_labels
+from specmusic.models.zoo.registry import (
+    EFFICIENTAT_CONVERTER_VERSION,
+    EFFICIENTAT_CREDIT,
+    EFFICIENTAT_MODELS,
+    EFFICIENTAT_REPO_URL,
+)
 
 __all__ = [
     "BLOCKS",
-    "CHECKPOINT_SHA256",
     "CHUNK_SECONDS",
-    "CREDIT",
     "EFFICIENTAT_FEATURES",
     "INPUT_NORM",
+    "MN04",
     "build_efficientat",
     "convert_efficientat",
     "efficientat_metadata",
     "load_efficientat",
     "make_divisible",
-    "read_audioset_labels",
 ]
 
-CREDIT = (
-    "Florian Schmid, Khaled Koutini, Gerhard Widmer: Efficient Large-Scale Audio Tagging via "
-    "Transformer-to-CNN Knowledge Distillation, ICASSP 2023; weights (c) 2022 Florian Schmid, MIT licence"
-)
-URL = "https://github.com/fschmid56/EfficientAT"
-CHECKPOINT = "mn04_as_mAP_432.pt"
-#: sha256 of the released ``mn04_as_mAP_432.pt`` (4,066,513 bytes), recorded in the converted model's metadata.
-CHECKPOINT_SHA256 = "899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c"
-LABELS_CSV = "audioset_class_labels_indices.csv"
-CONVERTER_VERSION = 1
+#: The released checkpoint this module ports (its file name, sha256 and size: the registry's entry).
+MN04 = EFFICIENTAT_MODELS["audioset-mn04"]
 WIDTH = 0.4  # mn04: width_mult 0.4
-N_CLASSES = 527
 BN_EPS = 1e-3
 #: Window length the network sees: AudioSet's 10 s clips, as it was trained (benchmarks/efficientat_probe.py).
 CHUNK_SECONDS = 10.0
@@ -238,45 +233,21 @@ def load_efficientat(checkpoint: str | os.PathLike[str]) -> Any:
 
     path = Path(checkpoint).expanduser()
     if not path.is_file():
-        raise ModelError(f"{path}: checkpoint not found — pass {CHECKPOINT} of {URL}")
+        raise ModelError(f"{path}: checkpoint not found — pass {MN04.checkpoint} of {EFFICIENTAT_REPO_URL}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as exc:  # a foreign file
-        raise ModelError(f"{path}: not a readable torch state dict ({type(exc).__name__}) — pass {CHECKPOINT}") from None
+        raise ModelError(f"{path}: not a readable torch state dict ({type(exc).__name__}) — pass {MN04.checkpoint}") from None
     net = build_efficientat()
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0][:200]
-        raise ModelError(f"{path}: not the mn04_as state dict ({first}) — pass {CHECKPOINT} of {URL}") from None
+        raise ModelError(f"{path}: not the mn04_as state dict ({first}) — pass {MN04.checkpoint} of {EFFICIENTAT_REPO_URL}") from None
     return net.eval()
 
 
 # -- labels, metadata, ONNX ---------------------------------------------------------------------
-def read_audioset_labels(path: str | os.PathLike[str]) -> list[str]:
-    """The 527 AudioSet display names, in output order, from ``class_labels_indices.csv``.
-
-    The file's header is ``index,mid,display_name`` and its rows are numbered 0..526 in order.
-
-    Raises
-    ------
-    InputError
-        Missing file, another header, rows out of order, or not 527 of them.
-    """
-    src = Path(path).expanduser()
-    try:
-        with open(src, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except OSError as exc:
-        raise InputError(f"{src}: cannot read the AudioSet labels ({exc.strerror or exc}) — pass {LABELS_CSV}") from None
-    if not rows or [c.strip() for c in rows[0]] != ["index", "mid", "display_name"]:
-        raise InputError(f"{src}: header is not index,mid,display_name — pass AudioSet's {LABELS_CSV}")
-    body = rows[1:]
-    if len(body) != N_CLASSES or any(len(r) != 3 or r[0].strip() != str(i) for i, r in enumerate(body)):
-        raise InputError(f"{src}: expected {N_CLASSES} rows numbered 0..{N_CLASSES - 1} — pass AudioSet's {LABELS_CSV}")
-    return [r[2] for r in body]
-
-
 def _chunk_frames(chunk_seconds: float) -> int:
     if not 0.5 <= chunk_seconds <= 60.0:
         raise InputError(f"chunk_seconds={chunk_seconds} must lie in 0.5..60 — AudioSet clips are 10 s")
@@ -297,9 +268,9 @@ def efficientat_metadata(labels: list[str], *, chunk_seconds: float = CHUNK_SECO
         input_norm=INPUT_NORM, arch="efficientat-mn04", task="multilabel", outputs="logits",
         embedding="pooled last feature map (384), the classifier's input",
         pretrained={
-            "name": "audioset-mn04", "dataset": "audioset", "url": URL, "source": CHECKPOINT,
-            "checkpoint_sha256": checkpoint_sha256, "license": "MIT", "credit": CREDIT,
-            "converter_version": CONVERTER_VERSION,
+            "name": MN04.name, "dataset": "audioset", "url": MN04.url, "source": MN04.checkpoint,
+            "checkpoint_sha256": checkpoint_sha256, "license": "MIT", "credit": EFFICIENTAT_CREDIT,
+            "converter_version": EFFICIENTAT_CONVERTER_VERSION,
         },
     )  # fmt: skip
 
@@ -322,8 +293,8 @@ def convert_efficientat(
     checkpoint : ``mn04_as_mAP_432.pt`` (a state dict; read with ``weights_only=True``)
     out_path : the ``.onnx`` to write
     chunk_seconds : window length (default :data:`CHUNK_SECONDS`)
-    labels_csv : AudioSet's ``class_labels_indices.csv`` (default: ``audioset_class_labels_indices.csv``
-        beside the checkpoint)
+    labels_csv : AudioSet's ``class_labels_indices.csv`` (default: the package's copy,
+        :data:`specmusic.models.audioset.CLASSES_FILE`)
 
     Raises
     ------
@@ -336,7 +307,7 @@ def convert_efficientat(
 
     from specmusic.export import export_onnx
 
-    labels = read_audioset_labels(labels_csv or Path(checkpoint).expanduser().with_name(LABELS_CSV))
+    labels = read_audioset_labels(CLASSES_FILE if labels_csv is None else labels_csv)
     net = load_efficientat(checkpoint)
     digest = hashlib.sha256(Path(checkpoint).expanduser().read_bytes()).hexdigest()
     meta = efficientat_metadata(labels, chunk_seconds=chunk_seconds, checkpoint_sha256=digest)

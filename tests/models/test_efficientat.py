@@ -28,11 +28,11 @@ from specmusic.features import (
     compute_features_stream,
 )
 from specmusic.kaldi import kaldi_mel_filterbank
+from specmusic.models.audioset import read_audioset_labels
 from specmusic.models.efficientat import (
     EFFICIENTAT_FEATURES,
     INPUT_NORM,
     make_divisible,
-    read_audioset_labels,
 )
 from specmusic.stft import hann, hann_window
 from tests.conftest import SHARED, chirp, needs_shared
@@ -179,7 +179,8 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @needs_shared
 def test_conversion_is_reproducible_and_described(converted: Path, tmp_path: Path) -> None:
     from specmusic.inference import load_model
-    from specmusic.models.efficientat import CHECKPOINT_SHA256, CREDIT, convert_efficientat
+    from specmusic.models.efficientat import MN04, convert_efficientat
+    from specmusic.models.zoo.registry import EFFICIENTAT_CREDIT as CREDIT
 
     again = convert_efficientat(CHECKPOINT, tmp_path / "again.onnx")
     assert again.read_bytes() == converted.read_bytes()
@@ -190,7 +191,7 @@ def test_conversion_is_reproducible_and_described(converted: Path, tmp_path: Pat
     assert model.labels[0] == "Speech" and model.labels[137] == "Music" and len(model.labels) == 527
     credit = model.meta["pretrained"]
     assert credit["credit"] == CREDIT and credit["license"] == "MIT" and credit["name"] == "audioset-mn04"
-    assert credit["checkpoint_sha256"] == CHECKPOINT_SHA256
+    assert credit["checkpoint_sha256"] == MN04.sha256
 
 
 @needs_shared

@@ -270,7 +270,7 @@ def test_the_bundled_models_are_in_the_package_with_their_sha256_and_licence() -
     """Every name in BUNDLED_TAGGERS (the one list) has its ONNX file and SHA256SUMS line, nothing else."""
     assert DEFAULT_TAGGER in BUNDLED_TAGGERS and set(BUNDLED_TAGGERS) <= set(TAGGERS)
     sums = dict(line.split()[::-1] for line in (BUNDLE_DIR / "SHA256SUMS").read_text().splitlines())
-    assert set(sums) == {f"{name}.onnx" for name in BUNDLED_TAGGERS + registry.BUNDLED_PONS}
+    assert set(sums) == {f"{name}.onnx" for name in BUNDLED_TAGGERS + registry.BUNDLED_PONS + registry.BUNDLED_EFFICIENTAT}
     assert {p.name for p in BUNDLE_DIR.glob("*.onnx")} == set(sums)
     for name, digest in sums.items():
         assert sha256_file(BUNDLE_DIR / name) == digest
@@ -278,6 +278,8 @@ def test_the_bundled_models_are_in_the_package_with_their_sha256_and_licence() -
     assert "MIT License" in licence and "Music Technology Group" in licence and "Minz Won" in licence
     if registry.BUNDLED_PONS:  # Pons' models: the musicnn wheel's ISC licence is appended
         assert "ISC" in licence
+    if registry.BUNDLED_EFFICIENTAT:  # EfficientAT's MIT licence is appended
+        assert licence.count("Copyright (c) 2022 Florian Schmid") == 1
 
 
 def test_the_default_tagger_is_bundled_offline_and_caches_nothing(clean_env: Path, tmp_path: Path) -> None:
@@ -342,7 +344,8 @@ def test_the_maintainer_command_rebuilds_the_bundled_file_byte_for_byte(
     for name in BUNDLED_TAGGERS:
         assert (out / f"{name}.onnx").read_bytes() == (PACKAGE_BUNDLE / f"{name}.onnx").read_bytes()
     committed = (PACKAGE_BUNDLE / "SHA256SUMS").read_text().splitlines()
-    assert (out / "SHA256SUMS").read_text().splitlines() == [x for x in committed if not x.endswith(tuple(f"{n}.onnx" for n in registry.BUNDLED_PONS))]
+    others = registry.BUNDLED_PONS + registry.BUNDLED_EFFICIENTAT  # test_musicnn.py, test_audioset.py
+    assert (out / "SHA256SUMS").read_text().splitlines() == [x for x in committed if not x.endswith(tuple(f"{n}.onnx" for n in others))]
     assert (out / "LICENSE").read_bytes() == (WEIGHTS / "LICENSE").read_bytes()
     assert sorted(p.name for p in out.iterdir()) == sorted(["LICENSE", "SHA256SUMS", *(f"{n}.onnx" for n in BUNDLED_TAGGERS)])
     assert str(out) in capsys.readouterr().out
@@ -458,7 +461,8 @@ def test_every_network_has_one_name_a_converter_and_its_own_cache_file() -> None
     from specmusic.models.resolve import known_names
 
     names = registry.network_names()
-    assert names == (*TAGGERS, *registry.PONS_MODELS) == known_names() and len(set(names)) == len(names)
+    assert names == (*TAGGERS, *registry.PONS_MODELS, *registry.EFFICIENTAT_MODELS) == known_names()
+    assert len(set(names)) == len(names)
     networks = [registry.get_network(name) for name in names]
     assert [n.name for n in networks] == list(names)
     assert all(n.family in convert.CONVERSIONS and len(n.labels) == len(set(n.labels)) > 0 for n in networks)

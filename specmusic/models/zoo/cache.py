@@ -3,8 +3,10 @@ converted ONNX models with the sha256 recorded beside each.
 
 Cache (``$SPECMUSIC_CACHE``, else ``$XDG_CACHE_HOME/specmusic``, else ``~/.cache/specmusic``)::
 
-    weights/<dataset>/<arch>/best_model.pth      downloaded checkpoints (sha256-checked)
+    weights/<dataset>/<arch>/best_model.pth      downloaded tagger checkpoints (sha256-checked)
+    weights/efficientat/<release file>.pt        downloaded EfficientAT checkpoints (sha256-checked)
     onnx/<dataset>-<arch>-<sha12>-c<N>.onnx      converted taggers (N: converter version)
+    onnx/<name>-<sha12>-c<N>.onnx                converted EfficientAT models
     onnx/<name>-c<N>.onnx                        converted Pons models
     onnx/<…>.onnx.sha256                         the converted model's sha256, written with it
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from specmusic.errors import ModelError, SpecmusicError
 from specmusic.fileio import atomic_write, cache_dir, display_path, download, sha256_file
-from specmusic.models.zoo.registry import PretrainedNetwork, PretrainedTagger
+from specmusic.models.zoo.registry import PretrainedNetwork, PublishedCheckpoint
 
 __all__ = [
     "WEIGHTS_ENV",
@@ -40,15 +42,15 @@ __all__ = [
 WEIGHTS_ENV = "SPECMUSIC_WEIGHTS"
 
 
-def how_to_supply(tagger: PretrainedTagger) -> str:
+def how_to_supply(tagger: PublishedCheckpoint) -> str:
     """How to hand specmusic ``tagger``'s checkpoint without the network (the end of an error line)."""
     return (
         f"download it by hand ({tagger.url}) and pass --weights FILE or set {WEIGHTS_ENV}=FILE "
-        f"(or {WEIGHTS_ENV}=DIR holding <dataset>/<arch>/best_model.pth, e.g. a clone's models/ folder)"
+        f"(or {WEIGHTS_ENV}=DIR holding {tagger.folder_layout})"
     )
 
 
-def _check_sha(path: Path, tagger: PretrainedTagger, source: str) -> None:
+def _check_sha(path: Path, tagger: PublishedCheckpoint, source: str) -> None:
     got = sha256_file(path)
     if got != tagger.sha256:
         raise ModelError(
@@ -57,13 +59,14 @@ def _check_sha(path: Path, tagger: PretrainedTagger, source: str) -> None:
         )
 
 
-def find_checkpoint(tagger: PretrainedTagger, *, weights: str | os.PathLike[str] | None = None) -> Path | None:
+def find_checkpoint(tagger: PublishedCheckpoint, *, weights: str | os.PathLike[str] | None = None) -> Path | None:
     """The checkpoint from ``weights`` / ``$SPECMUSIC_WEIGHTS``, else the cache; ``None`` if neither has it.
 
     Parameters
     ----------
-    weights : a ``best_model.pth`` file, or a folder holding ``<dataset>/<arch>/best_model.pth``
-        (``models/<dataset>/…`` is accepted too); defaults to ``$SPECMUSIC_WEIGHTS``.
+    weights : the checkpoint file, or a folder holding it as ``tagger.search_paths`` say (a tagger's
+        ``<dataset>/<arch>/best_model.pth``, ``models/<dataset>/…`` too; EfficientAT's release file,
+        ``efficientat/<file>`` too); defaults to ``$SPECMUSIC_WEIGHTS``.
 
     Raises
     ------
@@ -78,13 +81,13 @@ def find_checkpoint(tagger: PretrainedTagger, *, weights: str | os.PathLike[str]
             _check_sha(root, tagger, str(root))
             return root
         if root.is_dir():
-            for candidate in (root / tagger.relpath, root / "models" / tagger.relpath):
+            for candidate in (root / relative for relative in tagger.search_paths):
                 if candidate.is_file():
                     _check_sha(candidate, tagger, str(candidate))
                     return candidate
             raise ModelError(
-                f"{root} has no {tagger.relpath} — point --weights/{WEIGHTS_ENV} at the folder that holds "
-                f"<dataset>/<arch>/best_model.pth, or at the file itself"
+                f"{root} has no {tagger.search_paths[0]} — point --weights/{WEIGHTS_ENV} at the folder that holds "
+                f"{tagger.folder_layout}, or at the file itself"
             )
         raise ModelError(f"weights path {root} does not exist — fix --weights or {WEIGHTS_ENV}")
     cached = cache_dir() / "weights" / tagger.relpath
@@ -94,7 +97,7 @@ def find_checkpoint(tagger: PretrainedTagger, *, weights: str | os.PathLike[str]
     return None
 
 
-def download_checkpoint(tagger: PretrainedTagger, dest: Path, *, progress: bool | None = None) -> Path:
+def download_checkpoint(tagger: PublishedCheckpoint, dest: Path, *, progress: bool | None = None) -> Path:
     """Download ``tagger.url`` to ``dest`` (temp file beside it, sha256 check, then rename).
 
     Raises
@@ -109,7 +112,7 @@ def download_checkpoint(tagger: PretrainedTagger, dest: Path, *, progress: bool 
 
 
 def fetch_checkpoint(
-    tagger: PretrainedTagger, *, weights: str | os.PathLike[str] | None = None, progress: bool | None = None
+    tagger: PublishedCheckpoint, *, weights: str | os.PathLike[str] | None = None, progress: bool | None = None
 ) -> Path:
     """The checkpoint of ``tagger``: :func:`find_checkpoint`, else downloaded into the cache.
 

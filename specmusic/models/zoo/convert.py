@@ -4,9 +4,11 @@ inside the functions that convert).
 * Won et al.'s taggers: a ``best_model.pth`` state dict loaded strictly into
   :mod:`specmusic.models.taggers` and exported (:func:`convert_tagger`);
 * Pons' models: the ``musicnn`` wheel's TF1 checkpoint read without TensorFlow into
-  :mod:`specmusic.models.musicnn` and exported (:func:`convert_pons_model`).
+  :mod:`specmusic.models.musicnn` and exported (:func:`convert_pons_model`);
+* EfficientAT's ``mn04_as``: its released state dict loaded strictly into
+  :mod:`specmusic.models.efficientat` and exported (:func:`~specmusic.models.efficientat.convert_efficientat`).
 
-Both write the metadata of the model contract with :func:`specmusic.inference.contract.model_metadata`.
+All write the metadata of the model contract with :func:`specmusic.inference.contract.model_metadata`.
 Each family has a :class:`Conversion` in :data:`CONVERSIONS` (where its source comes from, how it
 converts, which licence goes with it), through which :func:`specmusic.models.zoo.ensure.ensure_model`
 and the maintainer's ``--bundle`` treat every family alike.
@@ -24,18 +26,22 @@ from specmusic.errors import ModelError
 from specmusic.export import export_module
 from specmusic.fileio import atomic_path, atomic_write
 from specmusic.inference.contract import METADATA_KEY, model_metadata
+from specmusic.models.efficientat import convert_efficientat
 from specmusic.models.musicnn import CHUNK_FRAMES, MUSICNN_FEATURES, load_pons_model
 from specmusic.models.zoo.cache import fetch_checkpoint, how_to_supply
 from specmusic.models.zoo.registry import (
+    EFFICIENTAT_REPO_URL,
     PONS_CONVERTER_VERSION,
     PONS_CREDIT,
     PONS_WHEEL_URL,
     TAGGER_CONVERTER_VERSION,
     TAGGER_CREDIT,
     TAGGER_REPO_URL,
+    EfficientATModel,
     PonsModel,
     PretrainedNetwork,
     PretrainedTagger,
+    PublishedCheckpoint,
     bundled_names,
     get_pons_model,
 )
@@ -45,6 +51,7 @@ __all__ = [
     "HOW_TO_GET_WHEEL",
     "MUSICNN_WHEEL_ENV",
     "Conversion",
+    "append_licence",
     "conversion_for",
     "convert_pons_model",
     "convert_tagger",
@@ -268,7 +275,7 @@ class TaggerConversion:
     source_option = "--weights"
 
     def find_source(
-        self, network: PretrainedTagger, *, weights: str | os.PathLike[str] | None, progress: bool | None,
+        self, network: PublishedCheckpoint, *, weights: str | os.PathLike[str] | None, progress: bool | None,
         rebuilding: bool,
     ) -> Path:  # fmt: skip
         require_conversion_deps(network)
@@ -281,7 +288,7 @@ class TaggerConversion:
                              f"the checkpoint: {exc}") from exc  # fmt: skip
 
     def bundle_source(
-        self, network: PretrainedTagger, *, weights: str | os.PathLike[str] | None, progress: bool | None
+        self, network: PublishedCheckpoint, *, weights: str | os.PathLike[str] | None, progress: bool | None
     ) -> Path:
         require_conversion_deps(network)
         return fetch_checkpoint(network, weights=weights, progress=progress)
@@ -294,13 +301,48 @@ class TaggerConversion:
         licence = folder / "LICENSE"
         if licence.is_file():
             return
-        found = [p / "LICENSE" for p in Path(source).resolve().parents if (p / "LICENSE").is_file()]
+        found = _licences_above(source)
         if not found:
             raise ModelError(
                 f"no LICENSE beside {source} or in the folders above it — copy the authors' LICENSE "
                 f"({TAGGER_REPO_URL}/blob/master/LICENSE) to {licence}"
             )
         atomic_write(licence, lambda f: f.write(found[0].read_bytes()))
+
+
+class EfficientATConversion(TaggerConversion):
+    """EfficientAT's AudioSet taggers: a sha256-checked release file (``--weights``, the cache, or a
+    download from the GitHub release), found and checked as a tagger's checkpoint is."""
+
+    def convert(self, network: EfficientATModel, source: str | os.PathLike[str], out: Path) -> Path:
+        return convert_efficientat(source, out)
+
+    def add_licence(self, source: str | os.PathLike[str], folder: Path) -> None:
+        """EfficientAT's MIT licence (the ``LICENSE`` beside the checkpoint or above it), appended to
+        ``folder/LICENSE`` (once)."""
+        marker = "Florian Schmid"
+        found = [p for p in _licences_above(source) if marker in p.read_text(encoding="utf-8", errors="replace")]
+        if not found:
+            raise ModelError(f"no LICENSE of EfficientAT beside {source} or in the folders above it — copy "
+                             f"{EFFICIENTAT_REPO_URL}/blob/main/LICENSE beside the checkpoint")  # fmt: skip
+        heading = "EfficientAT (Schmid, Koutini, Widmer's mn04_as weights: audioset-mn04.onnx), MIT licence:"
+        append_licence(folder, marker=marker, heading=heading, text=found[0].read_text(encoding="utf-8"))
+
+
+def _licences_above(source: str | os.PathLike[str]) -> list[Path]:
+    """The ``LICENSE`` files beside ``source`` and in the folders above it, nearest first."""
+    return [p / "LICENSE" for p in Path(source).resolve().parents if (p / "LICENSE").is_file()]
+
+
+def append_licence(folder: Path, *, marker: str, heading: str, text: str) -> None:
+    """Append the licence ``text`` under ``heading`` to ``folder/LICENSE`` (after a ``---`` rule), unless
+    that file already holds ``marker``; an empty or missing file gets ``text`` alone."""
+    licence = folder / "LICENSE"
+    old = licence.read_text(encoding="utf-8") if licence.is_file() else ""
+    if marker in old:
+        return
+    block = f"\n\n---\n\n{heading}\n\n" if old else ""
+    atomic_write(licence, lambda f: f.write(old.rstrip("\n") + block + text.strip() + "\n"), "w")
 
 
 class PonsConversion:
@@ -344,15 +386,14 @@ class PonsConversion:
             isc = (src / member).read_text(encoding="utf-8") if (src / member).is_file() else ""
         if "Jordi Pons" not in isc:
             raise ModelError(f"{src} has no {member} (the ISC licence of the weights) — pass the musicnn 0.1.0 wheel")
-        licence = folder / "LICENSE"
-        text = licence.read_text(encoding="utf-8") if licence.is_file() else ""
-        if "Jordi Pons" not in text:
-            block = "\n\n---\n\nmusicnn (Pons' MusiCNN and VGG weights: pons-*.onnx), ISC licence:\n\n" if text else ""
-            atomic_write(licence, lambda f: f.write(text.rstrip("\n") + block + isc.strip() + "\n"), "w")
+        heading = "musicnn (Pons' MusiCNN and VGG weights: pons-*.onnx), ISC licence:"
+        append_licence(folder, marker="Jordi Pons", heading=heading, text=isc)
 
 
 #: Each family's conversion, keyed by its entries' ``family`` (:mod:`specmusic.models.zoo.registry`).
-CONVERSIONS: dict[str, Conversion] = {"tagger": TaggerConversion(), "pons": PonsConversion()}
+CONVERSIONS: dict[str, Conversion] = {
+    "tagger": TaggerConversion(), "pons": PonsConversion(), "efficientat": EfficientATConversion(),
+}
 
 
 def conversion_for(network: PretrainedNetwork) -> Conversion:

@@ -2,6 +2,7 @@
 
     python -m specmusic.models.zoo --bundle --weights ../shared/weights/sota-music-tagging
     python -m specmusic.models.zoo --bundle pons-msd-musicnn --musicnn-wheel musicnn-0.1.0-py3-none-any.whl
+    python -m specmusic.models.zoo --bundle audioset-mn04 --weights ../shared/weights/efficientat/mn04_as_mAP_432.pt
 
 Each network is converted exactly as the cache conversion does it (the conversion is deterministic,
 so a library embedded with a cached model matches the bundled one), its line of ``SHA256SUMS``
@@ -41,8 +42,9 @@ def bundle_network(
     ----------
     name : a name of :func:`~specmusic.models.zoo.registry.bundled_names`
     weights : the conversion's source: a tagger's ``best_model.pth`` or a folder of
-        ``<dataset>/<arch>/best_model.pth`` (else the cache or a download); a Pons model's musicnn
-        wheel or its unzipped folder (else ``$SPECMUSIC_MUSICNN_WHEEL``)
+        ``<dataset>/<arch>/best_model.pth``, an EfficientAT release file (``mn04_as_mAP_432.pt``) or
+        its folder (else the cache or a download); a Pons model's musicnn wheel or its unzipped
+        folder (else ``$SPECMUSIC_MUSICNN_WHEEL``)
     folder : where to write (default :data:`~specmusic.models.zoo.bundled.BUNDLE_DIR`, the package's ``bundled/``)
 
     Raises
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--musicnn-wheel", help="the musicnn wheel or its unzipped folder, for "
                         f"{', '.join(PONS_MODELS)} "
                         f"(default: ${MUSICNN_WHEEL_ENV})")  # fmt: skip
-    parser.add_argument("--weights", help=f"best_model.pth or a folder of <dataset>/<arch>/best_model.pth "
+    parser.add_argument("--weights", help="a tagger's best_model.pth or a folder of <dataset>/<arch>/best_model.pth; "
+                        "EfficientAT's mn04_as_mAP_432.pt (with its LICENSE beside it) or its folder "
                         f"(default: ${WEIGHTS_ENV}, the cache, else a download)")  # fmt: skip
     args = parser.parse_args(argv)
     sources = {"--weights": args.weights, "--musicnn-wheel": args.musicnn_wheel}  # by Conversion.source_option

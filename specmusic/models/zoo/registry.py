@@ -3,14 +3,17 @@ and which ship inside the package.
 
 Torch-free and light (tag vocabularies and dataclasses): ``classify``'s cold path reads it.
 
-Two families today, each a ``dict`` of entries keyed by specmusic's name plus the tuple of its
+Three families today, each a ``dict`` of entries keyed by specmusic's name plus the tuple of its
 members bundled as ONNX under ``specmusic/models/bundled/``:
 
 * Won et al.'s taggers (:data:`TAGGERS`, :class:`PretrainedTagger`, :data:`BUNDLED_TAGGERS`):
   FCN / CRNN / MusiCNN trained on MagnaTagATune, the Million Song Dataset and MTG-Jamendo, weights
   from minzwon/sota-music-tagging-models (MIT);
 * Pons' MusiCNN and VGG (:data:`PONS_MODELS`, :class:`PonsModel`, :data:`BUNDLED_PONS`): the TF1
-  checkpoints of PyPI's ``musicnn`` wheel (ISC).
+  checkpoints of PyPI's ``musicnn`` wheel (ISC);
+* EfficientAT's AudioSet taggers (:data:`EFFICIENTAT_MODELS`, :class:`EfficientATModel`,
+  :data:`BUNDLED_EFFICIENTAT`): ``mn04_as`` of Schmid, Koutini and Widmer, 527 AudioSet classes,
+  from the GitHub release of fschmid56/EfficientAT (MIT).
 
 Every entry is a :class:`PretrainedNetwork`: a ``name``, a ``family`` (which converter of
 :mod:`specmusic.models.zoo.convert` turns it into ONNX), its ``labels`` in output order, and the
@@ -28,18 +31,23 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
 from specmusic.errors import ConfigError, ModelError, SpecmusicError
+from specmusic.models.audioset import audioset_labels
 from specmusic.models.tags import MSD_TAGS, MTAT_TAGS
 
 __all__ = [
+    "BUNDLED_EFFICIENTAT",
     "BUNDLED_PONS",
     "BUNDLED_TAGGERS",
     "DEFAULT_TAGGER",
+    "EFFICIENTAT_MODELS",
     "JAMENDO_TAGS",
     "PONS_MODELS",
     "TAGGERS",
+    "EfficientATModel",
     "PonsModel",
     "PretrainedNetwork",
     "PretrainedTagger",
+    "PublishedCheckpoint",
     "bundled_list",
     "bundled_names",
     "families",
@@ -67,6 +75,26 @@ class PretrainedNetwork(Protocol):
 
     @property
     def onnx_name(self) -> str: ...  # its converted model's file name in the cache's onnx/ folder
+
+
+class PublishedCheckpoint(PretrainedNetwork, Protocol):
+    """A network converted from one checkpoint file published at a URL: what the cache needs to find it
+    under ``--weights`` / ``$SPECMUSIC_WEIGHTS``, download it and check it (:mod:`specmusic.models.zoo.cache`)."""
+
+    @property
+    def url(self) -> str: ...  # where it is published
+
+    @property
+    def sha256(self) -> str: ...  # of the published file
+
+    @property
+    def relpath(self) -> str: ...  # where it lies in the cache's weights/ folder
+
+    @property
+    def search_paths(self) -> tuple[str, ...]: ...  # where it may lie inside a --weights folder
+
+    @property
+    def folder_layout(self) -> str: ...  # what a --weights folder holds, for messages
 
 
 # -- Won et al.'s taggers (minzwon/sota-music-tagging-models, MIT) ------------------------------------
@@ -116,6 +144,14 @@ class PretrainedTagger:
     @property
     def url(self) -> str:
         return f"{TAGGER_REPO_URL}/raw/master/models/{self.relpath}"
+
+    @property
+    def search_paths(self) -> tuple[str, ...]:
+        return self.relpath, f"models/{self.relpath}"  # a clone's models/ folder, or the clone
+
+    @property
+    def folder_layout(self) -> str:
+        return "<dataset>/<arch>/best_model.pth, e.g. a clone's models/ folder"
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -225,6 +261,68 @@ def get_pons_model(name: str) -> PonsModel:
     return _entry(PONS_MODELS, name, ModelError, "musicnn model")
 
 
+# -- EfficientAT's AudioSet taggers (fschmid56/EfficientAT, MIT) ------------------------------------
+EFFICIENTAT_REPO_URL = "https://github.com/fschmid56/EfficientAT"
+#: The release the authors' code (``models/mn/model.py``) downloads checkpoints from.
+EFFICIENTAT_RELEASE_URL = f"{EFFICIENTAT_REPO_URL}/releases/download/v0.0.1"
+EFFICIENTAT_CREDIT = (
+    "Florian Schmid, Khaled Koutini, Gerhard Widmer: Efficient Large-Scale Audio Tagging via "
+    "Transformer-to-CNN Knowledge Distillation, ICASSP 2023; weights (c) 2022 Florian Schmid, MIT licence"
+)
+#: Bumped whenever the EfficientAT conversion changes, so stale cached ONNX files are not reused.
+EFFICIENTAT_CONVERTER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EfficientATModel:
+    """One EfficientAT checkpoint trained on AudioSet (527 classes; :mod:`specmusic.models.efficientat`)."""
+
+    name: str  # specmusic's name, e.g. "audioset-mn04"
+    checkpoint: str  # the release's file name, e.g. "mn04_as_mAP_432.pt"
+    sha256: str  # of that file as released
+    size: int  # bytes
+
+    family: ClassVar[str] = "efficientat"
+
+    @property
+    def url(self) -> str:
+        return f"{EFFICIENTAT_RELEASE_URL}/{self.checkpoint}"
+
+    @property
+    def relpath(self) -> str:
+        return f"efficientat/{self.checkpoint}"
+
+    @property
+    def search_paths(self) -> tuple[str, ...]:
+        return self.checkpoint, self.relpath  # the file in the folder given, or in its efficientat/
+
+    @property
+    def folder_layout(self) -> str:
+        return f"{self.checkpoint} (or efficientat/{self.checkpoint})"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return audioset_labels()
+
+    @property
+    def onnx_name(self) -> str:
+        return f"{self.name}-{self.sha256[:12]}-c{EFFICIENTAT_CONVERTER_VERSION}.onnx"
+
+
+EFFICIENTAT_MODELS: dict[str, EfficientATModel] = {
+    m.name: m
+    for m in (
+        EfficientATModel(
+            "audioset-mn04", "mn04_as_mAP_432.pt", "899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c",
+            4_066_513,
+        ),
+    )
+}
+#: EfficientAT's networks shipped as ONNX; rebuilt with ``python -m specmusic.models.zoo --bundle
+#: audioset-mn04 --weights mn04_as_mAP_432.pt``.
+BUNDLED_EFFICIENTAT: tuple[str, ...] = ("audioset-mn04",)
+
+
 # -- every family ---------------------------------------------------------------------------------------
 def families() -> tuple[tuple[Mapping[str, PretrainedNetwork], tuple[str, ...], str], ...]:
     """Each family of networks: its registry, its bundled members and that tuple's name here.
@@ -235,6 +333,7 @@ def families() -> tuple[tuple[Mapping[str, PretrainedNetwork], tuple[str, ...], 
     return (
         (TAGGERS, BUNDLED_TAGGERS, "BUNDLED_TAGGERS"),
         (PONS_MODELS, BUNDLED_PONS, "BUNDLED_PONS"),
+        (EFFICIENTAT_MODELS, BUNDLED_EFFICIENTAT, "BUNDLED_EFFICIENTAT"),
     )
 
 
