@@ -34,9 +34,9 @@ from specmusic.models.zoo.bundled import BUNDLE_DIR, bundled_model, read_sums
 from specmusic.models.zoo.cache import find_checkpoint
 from specmusic.models.zoo.ensure import ensure_model
 from tests.conftest import SHARED, chirp, needs_shared, write
-from tests.test_cli_classify import LABELS as TOY_LABELS
-from tests.test_pretrained import _Response, bundle_copy, clean_env  # noqa: F401 — fixtures
-from tests.test_runtime import NO_TORCH_OFFLINE
+from tests.inference.test_classify_cli import LABELS as TOY_LABELS
+from tests.models.test_pretrained import _Response, bundle_copy, clean_env  # noqa: F401 — fixtures
+from tests.cli.test_runtime import NO_TORCH_OFFLINE
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "audioset-mn04"
@@ -288,7 +288,7 @@ def test_labels_from_a_file(clean_env: Path, clip: Path, tmp_path: Path) -> None
 
 
 def test_labels_work_for_any_model(clean_env: Path, clip: Path, tmp_path: Path) -> None:
-    from tests.test_inference import _export
+    from tests.inference.test_inference import export_tiny_classifier as _export
 
     toy = _export(tmp_path / "model.onnx", TOY_LABELS)
     f = tmp_path / "two.txt"
