@@ -12,8 +12,6 @@ from typer.testing import CliRunner
 from specmusic.cli.app import app
 from tests.conftest import tone, write
 
-mutagen = pytest.importorskip("mutagen", reason="mutagen (a runtime dependency) is not installed")
-
 ARTISTS = {"Ann": (110.0, "Jazz", 1995), "Bob": (196.0, "Rock", 1985), "Cy": (349.0, "Jazz", 2005),
            "Dee": (622.0, "Folk", 1975), "Eve": (1109.0, "Rock", 2015)}  # fmt: skip
 
@@ -24,6 +22,8 @@ def run(*args: str, input: str | None = None):
 
 
 def tag(path: Path, **tags: str) -> Path:
+    """Write ``tags`` into ``path`` with mutagen (the test skips where mutagen, a runtime dependency, is missing)."""
+    mutagen = pytest.importorskip("mutagen", reason="mutagen (a runtime dependency) is not installed")
     f = mutagen.File(path, easy=True)
     for key, value in tags.items():
         f[key] = value
