@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "classify": "specmusic.cli.classify:classify_cli",
     "embed": "specmusic.cli.embed:embed_cli",
     "recommend": "specmusic.cli.recommend:recommend_cli",
+    "playlist": "specmusic.cli.playlist:playlist_cli",
     "generate": "specmusic.cli.generate:generate_app",
     "report": "specmusic.cli.report:report_cli",
 }

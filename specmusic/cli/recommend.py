@@ -40,8 +40,15 @@ GROUP_KEY = typer.Option(
     None,
     "--group-key",
     help="Leave out neighbours sharing the query's group, label, dir (parent folder name, e.g. 'rock' "
-    "for /music/rock/a.mp3) or CSV column.",
+    "for /music/rock/a.mp3), artist, album (from the tags) or CSV column.",
 )
+#: ``--where`` / ``--filter`` and ``--year``, as ``specmusic playlist`` takes them too.
+WHERE = typer.Option(
+    None, "--where", "--filter", metavar="FIELD=VALUE",
+    help="Only tracks whose tags meet this (repeatable, all must hold): genre=jazz, 'artist!=X', "
+    "'title~live', 'year=1990..1999', 'duration<300'; also label, group, dir.",
+)
+YEAR = typer.Option(None, "--year", metavar="YYYY|A..B", help="Only tracks of these years (as --where year=A..B).")
 BACKEND = typer.Option(
     Backend.auto,
     "--index",
@@ -87,6 +94,8 @@ def recommend_cli(
         32, "--nprobe", min=1, help="faiss/ivf/ivfpq: inverted lists scanned per query (more: higher recall, slower)."
     ),
     save_index: bool = SAVE_INDEX,
+    where: list[str] = WHERE,
+    year: str = YEAR,
 ) -> None:
     """Recommend the tracks most similar to a query (cosine top-k), with scores.
 
@@ -95,14 +104,23 @@ def recommend_cli(
     flagged audio (mis-scaled, shorter than the model's window) is answered with a `warning:`.
 
     A sharded library (a folder from `embed -o library/`) is searched part by part, exactly,
-    unless --index ivf|ivfpq builds (once) and uses its FAISS index.
+    unless --index ivf|ivfpq builds (once) and uses its FAISS index. Results show `Artist — Title`
+    where the tracks' tags give them; --where/--year keep only the tracks whose tags match.
 
     Example: specmusic recommend library.npz --query rock/song.mp3 --top 10 --json
     """
-    from specmusic.embeddings import open_recommender, query_embedder, read_queries, result_lines, result_notes
+    from specmusic.embeddings import (
+        open_recommender,
+        parse_filter,
+        query_embedder,
+        read_queries,
+        result_lines,
+        result_notes,
+    )
     from specmusic.fileio import json_line
 
     with cli_errors():
+        condition = parse_filter(where, year=year)
         wanted = read_queries(query, queries, source=source)
         rec = open_recommender(
             source, source_format=source_format.value, standardize=standardize, backend=backend.value,
@@ -116,7 +134,9 @@ def recommend_cli(
             failed.append(line)
             err(f"Error: {line}")
 
-        results = rec.recommend(wanted, k=k, group_key=group_key, explain=explain, embedder=embedder, on_error=report)
+        results = rec.recommend(
+            wanted, k=k, group_key=group_key, explain=explain, embedder=embedder, on_error=report, where=condition
+        )
         for result in results:
             for line in result["warnings"]:
                 err(f"warning: {line}")

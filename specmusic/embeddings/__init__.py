@@ -26,6 +26,8 @@ Modules, from the bottom up (each imports only those above it in this list, and 
   * :mod:`~specmusic.embeddings.search.adapt`: a similarity space learnt from the library, without labels
   * :mod:`~specmusic.embeddings.search.space`: what vectors become before cosine (:func:`search_vectors`)
   * :mod:`~specmusic.embeddings.search.explain`: why a match was recommended, in words
+  * :mod:`~specmusic.embeddings.search.filters`: ``--where`` conditions on the tracks' tags, and tags
+    read on demand for libraries kept without them
   * :mod:`~specmusic.embeddings.search.tabular`: rows of a CSV of features as vectors
   * :mod:`~specmusic.embeddings.search.queries`: query resolution (ids, audio files, silence refused)
   * :mod:`~specmusic.embeddings.search.recommender`: the :class:`Recommender` protocol and the one
@@ -56,8 +58,10 @@ from specmusic.embeddings.embedders import (
 )
 from specmusic.embeddings.maps import map_data_path, save_library_map
 from specmusic.embeddings.records import GROUP_KEYS, TOP_TAGS, Tags, TrackRow, top_tags
+from specmusic.embeddings.search.filters import FILTER_FIELDS, TrackFilter, parse_filter
 from specmusic.embeddings.search.memory import InMemoryRecommender
-from specmusic.embeddings.search.recommender import Recommender, query_result, result_lines, result_notes
+from specmusic.embeddings.search.queries import Query
+from specmusic.embeddings.search.recommender import Neighbour, Recommender, query_result, result_lines, result_notes
 from specmusic.embeddings.search.sharded import ShardedRecommender
 from specmusic.embeddings.search.sources import open_recommender, query_embedder, read_queries
 from specmusic.embeddings.search.space import search_vectors
@@ -80,6 +84,7 @@ from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter, compac
 
 __all__ = [
     "ANN_KINDS",
+    "FILTER_FIELDS",
     "LIBRARY_FORMAT_VERSION",
     "LAYERS",
     "DEFAULT_LAYER",
@@ -97,13 +102,16 @@ __all__ = [
     "InMemoryRecommender",
     "MfccEmbedder",
     "ModelDescription",
+    "Neighbour",
     "OnnxEmbedder",
+    "Query",
     "Recommender",
     "ShardCatalog",
     "ShardedLibraryWriter",
     "ShardedRecommender",
     "TabularSource",
     "Tags",
+    "TrackFilter",
     "TrackRow",
     "build_shard_index",
     "compact",
@@ -119,6 +127,7 @@ __all__ = [
     "map_data_path",
     "mfcc_statistics",
     "open_recommender",
+    "parse_filter",
     "pool_windows",
     "query_embedder",
     "query_result",

@@ -3,9 +3,10 @@
 * Tables (CSV): the columns on which the two rows are *actually* close, i.e. whose z-scored values
   differ by at most :data:`CLOSE_SD` standard deviations, each with both values and the difference;
   and the column on which they differ most when that is more than :data:`FAR_SD` deviations.
-* Embeddings: what the two tracks share — label, group, parent folder — and, when the library
-  keeps each track's top tags (embedded with a tagger or another ONNX model), the tags both have,
-  ranked by the lower of the two probabilities. Embedding dimensions are never named: they mean
+* Embeddings: what the two tracks share — label, group, parent folder, and the artist, album and
+  genres their own tags name (:mod:`specmusic.metadata`; not guesses from folder names) — and, when
+  the library keeps each track's top tags (embedded with a tagger or another ONNX model), the tags
+  both have, ranked by the lower of the two probabilities. Embedding dimensions are never named: they mean
   nothing to a listener.
 """
 
@@ -16,9 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.embeddings.records import Tags, TrackRow, folder_of
+from specmusic.embeddings.records import Tags, TrackRow, album_key, artist_key, folder_of
+from specmusic.metadata import TrackMetadata
 
-__all__ = ["CLOSE_SD", "FAR_SD", "SeveralFolders", "explain_columns", "explain_match", "explain_tags", "explain_text"]
+__all__ = [
+    "CLOSE_SD", "FAR_SD", "SeveralFolders", "explain_columns", "explain_match", "explain_tags", "explain_text",
+    "shared_metadata",
+]  # fmt: skip
 
 #: Columns at most this many standard deviations apart are "close".
 CLOSE_SD = 0.5
@@ -92,9 +97,29 @@ def explain_tags(query: Tags | None, match: Tags | None, *, top: int = 3) -> dic
     }
 
 
+def _genres(meta: TrackMetadata) -> dict[str, str]:
+    return {g.strip().casefold(): g.strip() for g in (meta.genre or "").replace("/", ";").split(";") if g.strip()}
+
+
+def shared_metadata(query: TrackMetadata | None, match: TrackMetadata | None) -> list[str]:
+    """What two tracks' own tags share: ``["artist=Nina Simone", "album=Pastel Blues", "genre=Jazz"]``
+    (values read from tags only: a guess from folder names says nothing new)."""
+    if query is None or match is None or query.source != "tags" or match.source != "tags":
+        return []
+    shared = []
+    if artist_key(query) is not None and artist_key(query) == artist_key(match):
+        shared.append(f"artist={query.artist or query.albumartist}")
+    if album_key(query) is not None and album_key(query) == album_key(match):
+        shared.append(f"album={query.album}")
+    genres = _genres(match)
+    shared += [f"genre={name}" for key, name in _genres(query).items() if key in genres]
+    return shared
+
+
 def explain_match(query: TrackRow, match: TrackRow, *, several_folders: Callable[[], bool]) -> dict[str, Any]:
     """What a match shares with its query: label and group, parent folder (when the library spans
-    several: a folder every track shares says nothing), top tags (:func:`explain_tags`).
+    several: a folder every track shares says nothing), artist, album and genres
+    (:func:`shared_metadata`), top tags (:func:`explain_tags`).
 
     Parameters
     ----------
@@ -105,8 +130,8 @@ def explain_match(query: TrackRow, match: TrackRow, *, several_folders: Callable
     Returns
     -------
     dict
-        ``shared``: ``["label=rock", "group=g1", "folder=rock"]`` (what applies), and the tag fields of
-        :func:`explain_tags`.
+        ``shared``: ``["label=rock", "group=g1", "folder=rock", "artist=…"]`` (what applies), and the tag
+        fields of :func:`explain_tags`.
     """
     shared = []
     for name, q, m in (("label", query.label, match.label), ("group", query.group, match.group)):
@@ -116,6 +141,7 @@ def explain_match(query: TrackRow, match: TrackRow, *, several_folders: Callable
     if folder is not None and folder == folder_of(match.id) and f"label={folder}" not in shared:
         if several_folders():
             shared.append(f"folder={folder}")
+    shared += shared_metadata(query.meta, match.meta)
     return {"shared": shared, **explain_tags(query.tags, match.tags)}
 
 

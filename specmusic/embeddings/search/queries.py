@@ -48,6 +48,9 @@ class Query:
     vector: np.ndarray
     row: int | None
     track: TrackRow
+    #: The query's vector as duplicate tests compare it
+    #: (:func:`~specmusic.embeddings.search.space.identity_vectors`), when known.
+    identity: np.ndarray | None = None
 
     @property
     def tags(self) -> Tags | None:
@@ -138,11 +141,13 @@ class LibraryEmbedder:
 
 
 def audio_query(
-    query: str, embedder: Embedder | Callable[[], Embedder], to_space: Callable[[np.ndarray], np.ndarray]
+    query: str, embedder: Embedder | Callable[[], Embedder], to_space: Callable[[np.ndarray], np.ndarray],
+    to_identity: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Query | None:
     """``query`` as an audio file that is not in the library, or None when it names none: embedded with
     ``embedder`` (or the one a function returns, asked only for a file), its vector mapped into the
-    search space by ``to_space``.
+    search space by ``to_space`` and (``to_identity``, given it L2-normalised as a library stores it)
+    into the space of duplicate tests.
 
     Raises
     ------
@@ -158,4 +163,7 @@ def audio_query(
         embedder = embedder()
     warnings: list[str] = []
     vec, tags = embedder.embed_file_tagged(path, warnings=warnings)
-    return Query(query, to_space(vec), None, TrackRow(query, None, None, tags, warnings)).checked()
+    row = TrackRow(query, None, None, tags, warnings)
+    stored = np.asarray(vec, np.float32).reshape(-1)
+    stored = stored / max(float(np.linalg.norm(stored)), 1e-12)
+    return Query(query, to_space(vec), None, row, to_identity(stored) if to_identity else None).checked()

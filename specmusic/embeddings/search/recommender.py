@@ -10,26 +10,54 @@ An answer, one per query (JSON Lines with ``recommend --json``)::
 
     {"query": str, "warnings": [...],
      "neighbors": [{"rank": 1, "id": str, "score": float, "label": str|null, "group": str|null
+                    [, "metadata": {"artist": ..., "title": ..., "source": "tags"}]
                     [, "warnings": [...]][, "explain": {...}]}, ...]}
 
-``id`` and ``query`` as the OS decodes paths; a neighbour's ``warnings`` only when its library entry
-was flagged (silent, mis-scaled or too short audio); ``explain`` with ``--explain``
-(:mod:`~specmusic.embeddings.search.explain`).
+``id`` and ``query`` as the OS decodes paths; ``metadata`` what the track's tags say
+(:class:`specmusic.metadata.TrackMetadata`; ``"source": "folders"``: guessed from its folders); a
+neighbour's ``warnings`` only when its library entry was flagged (silent, mis-scaled or too short
+audio); ``explain`` with ``--explain`` (:mod:`~specmusic.embeddings.search.explain`).
+
+Besides ``recommend``, a recommender answers what a playlist needs (:mod:`specmusic.playlists`):
+:meth:`Recommender.resolve_queries` (tracks or audio files as :class:`~specmusic.embeddings.search.queries.Query`)
+and :meth:`Recommender.neighbours` (the tracks nearest to any vectors, as :class:`Neighbour` records
+holding their vectors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from specmusic.embeddings.description import ModelDescription
 from specmusic.embeddings.embedders import Embedder
 from specmusic.embeddings.records import TrackRow
 from specmusic.embeddings.search.explain import explain_text
+from specmusic.embeddings.search.filters import TrackFilter
 from specmusic.embeddings.search.queries import Query
 from specmusic.fileio import display_path
+from specmusic.metadata import TrackMetadata
 
-__all__ = ["Recommender", "query_result", "result_lines", "result_notes"]
+__all__ = ["Neighbour", "Recommender", "query_result", "result_lines", "result_notes"]
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A library track near a query vector (:meth:`Recommender.neighbours`).
+
+    ``vector``: the track in the search space, L2-normalised [shape=(d,)] (its cosine with the query is
+    ``score``); ``identity``: its stored vector as duplicate tests compare it
+    (:func:`~specmusic.embeddings.search.space.identity_vectors`) [shape=(d_stored,)]: what tells two
+    copies of one recording from two similar recordings.
+    """
+
+    row: TrackRow
+    score: float
+    vector: np.ndarray
+    identity: np.ndarray
 
 
 @runtime_checkable
@@ -53,6 +81,7 @@ class Recommender(Protocol):
         explain: bool = False,
         embedder: Embedder | None = None,
         on_error: Callable[[str], None] | None = None,
+        where: TrackFilter | None = None,
     ) -> list[dict[str, Any]]:
         """The ``k`` nearest tracks to each query, excluding the query and (``group_key``) its group.
 
@@ -66,6 +95,7 @@ class Recommender(Protocol):
         embedder : embeds audio queries (default: the library's own recipe)
         on_error : report a query that cannot be answered (unknown, unreadable, silent, …) here and
             answer the others; without it, the first such query raises
+        where : only tracks meeting these conditions (:mod:`~specmusic.embeddings.search.filters`)
 
         Returns
         -------
@@ -78,6 +108,41 @@ class Recommender(Protocol):
         """
         ...
 
+    def resolve_queries(
+        self,
+        queries: Sequence[str],
+        *,
+        embedder: Embedder | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> list[Query]:
+        """Each query as a :class:`~specmusic.embeddings.search.queries.Query`: its search-space vector, its
+        library row (None: an audio file embedded now), its record with its tags (``track.meta``) and its
+        vector for duplicate tests (``identity``).
+
+        Raises
+        ------
+        InputError
+            Unknown or silent query (without ``on_error``: with it, reported there and left out).
+        """
+        ...
+
+    def neighbours(self, vectors: np.ndarray, *, k: int, where: TrackFilter | None = None) -> list[list[Neighbour]]:
+        """The ``k`` library tracks nearest to each vector, best first, their tags read.
+
+        Parameters
+        ----------
+        vectors : np.ndarray [shape=(q, d)], in the search space (a :class:`Query`'s ``vector``, or a
+            mix of them); normalised here
+        k : tracks per vector (fewer when the library or ``where`` holds fewer)
+        where : only tracks meeting these conditions
+
+        Raises
+        ------
+        InputError
+            Mismatched dimensions, NaN, a damaged part.
+        """
+        ...
+
 
 def query_result(query: Query, hits: Iterable[tuple[TrackRow, float, dict[str, Any] | None]]) -> dict[str, Any]:
     """The answer to one query (see the module docstring): ``hits`` are its neighbours, best first, each
@@ -85,6 +150,8 @@ def query_result(query: Query, hits: Iterable[tuple[TrackRow, float, dict[str, A
     neighbours = []
     for rank, (row, score, explained) in enumerate(hits, 1):
         rec: dict[str, Any] = {"rank": rank, "id": row.id, "score": round(float(score), 6), "label": row.label, "group": row.group}
+        if row.meta is not None:
+            rec["metadata"] = row.meta.to_dict()
         if row.warnings:
             rec["warnings"] = list(row.warnings)
         if explained is not None:
@@ -94,11 +161,14 @@ def query_result(query: Query, hits: Iterable[tuple[TrackRow, float, dict[str, A
 
 
 def result_lines(result: dict[str, Any], *, explain: bool = False) -> list[str]:
-    """A query's neighbours as text: ``# query``, then ``rank<TAB>score<TAB>id[<TAB>label][<TAB>why]``;
-    paths shown with ``\\xNN`` for bytes that are not UTF-8."""
+    """A query's neighbours as text: ``# query``, then ``rank<TAB>score<TAB>id[<TAB>Artist — Title][<TAB>label][<TAB>why]``
+    (``Artist — Title`` where the tags give them); paths shown with ``\\xNN`` for bytes that are not UTF-8."""
     lines = [f"# {display_path(result['query'])}"]
     for n in result["neighbors"]:
         line = f"{n['rank']}\t{n['score']:.4f}\t{display_path(n['id'])}"
+        shown = TrackMetadata.from_dict(n["metadata"]).display if n.get("metadata") else None
+        if shown:
+            line += f"\t{shown}"
         if n.get("label"):
             line += f"\t{n['label']}"
         if explain and "explain" in n:

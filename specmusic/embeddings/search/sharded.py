@@ -9,8 +9,8 @@ group keys, explanations and output records) over a folder of parts:
   (:func:`~specmusic.embeddings.store.shard_stats.shard_statistics`, streamed and cached), so the neighbours
   and scores are those of the same library in one ``.npz``;
 * with the folder's FAISS index (:mod:`~specmusic.embeddings.store.shard_index`, IVF or IVF-PQ), when it
-  is current: candidates come from the index; their parts are read for exclusion by group, for the
-  output records and (IVF-PQ) for exact re-scoring.
+  is current: candidates come from the index; their parts are read for exclusion by group or by
+  ``where``, for the output records and (IVF-PQ) for exact re-scoring.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from specmusic.embeddings.embedders import Embedder
 from specmusic.embeddings.records import TrackRow, folder_of, group_column
 from specmusic.embeddings.search.adapt import note_fallback
 from specmusic.embeddings.search.explain import SeveralFolders, explain_match
+from specmusic.embeddings.search.filters import TagsOnDemand, TrackFilter
 from specmusic.embeddings.search.queries import IdLookup, LibraryEmbedder, Query, audio_query
-from specmusic.embeddings.search.recommender import query_result
-from specmusic.embeddings.search.space import query_space
+from specmusic.embeddings.search.recommender import Neighbour, query_result
+from specmusic.embeddings.search.space import identity_vectors, query_space
 from specmusic.embeddings.store.library import EmbeddingLibrary
 from specmusic.embeddings.store.shard_catalog import index_model, load_part, read_catalog, read_index
 from specmusic.embeddings.store.shard_index import ShardIndex, build_shard_index
@@ -41,8 +42,8 @@ from specmusic.index import l2_normalize
 
 __all__ = ["ShardedRecommender"]
 
-#: What a search keeps of one library row: its record and its (z-scored) vector.
-_Row = tuple[TrackRow, np.ndarray]
+#: What a search keeps of one library row: its record, its search-space (z-scored) vector and its stored one.
+_Row = tuple[TrackRow, np.ndarray, np.ndarray]
 
 
 class ShardedRecommender:
@@ -92,6 +93,9 @@ class ShardedRecommender:
         self._info: dict[tuple[int, int], _Row] = {}
         self._library_embedder = LibraryEmbedder(self.model)
         self._several_folders = SeveralFolders(self.cat.ids)
+        self._tags = TagsOnDemand(display_path(self.folder), on_note)  # parts written before tags were kept
+        self._identity_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self._on_note = on_note
         self.ann = self._open_ann(ann, build, nprobe, on_note)
 
     def _open_ann(self, ann: str, build: bool, nprobe: int, on_note: Callable[[str], None] | None) -> ShardIndex | None:
@@ -153,11 +157,18 @@ class ShardedRecommender:
         for p in sorted(by_part):
             lib = load_part(self.folder, self.index["parts"][p])
             for r in by_part[p]:
-                info[(p, r)] = (lib.track(r), self._space(lib.vectors[r : r + 1])[0])
+                info[(p, r)] = (self._tags(lib.track(r)), self._space(lib.vectors[r : r + 1])[0], lib.vectors[r].copy())
 
     def _values(self, lib: EmbeddingLibrary, rows: np.ndarray, key: str) -> list[str | None]:
+        metadata = [self._tags(lib.track(r)).meta for r in rows] if key in ("artist", "album") else None
         return group_column(key, ids=[lib.ids[r] for r in rows], labels=[lib.labels[r] for r in rows],
-                            groups=[lib.groups[r] for r in rows])  # fmt: skip
+                            groups=[lib.groups[r] for r in rows], metadata=metadata)  # fmt: skip
+
+    def _allowed(self, lib: EmbeddingLibrary, rows: np.ndarray, where: TrackFilter | None) -> np.ndarray | None:
+        """Which of ``rows`` meet ``where`` [shape=(len(rows),)] bool (None: no condition)."""
+        if where is None:
+            return None
+        return np.asarray([where.matches(self._tags(lib.track(int(r)))) for r in rows], bool)
 
     # -- queries ----------------------------------------------------------------------------
     def _resolve(
@@ -185,12 +196,21 @@ class ShardedRecommender:
 
     def _resolve_one(self, query: str, i: int | None, embedder: Embedder | None) -> Query:
         if i is not None:
-            track, z = self._info[self._where(i)]
-            return Query(query, z, i, track).checked()
-        found = audio_query(query, embedder or self._library_embedder, self._query_vector)
+            track, z, stored = self._info[self._where(i)]
+            return Query(query, z, i, track, self.identity(stored)).checked()
+        found = audio_query(query, embedder or self._library_embedder, self._query_vector, self.identity)
         if found is not None:
+            found.track = self._tags(found.track, library_row=False)
             return found
         raise InputError(f"unknown query {display_path(query)!r} — give a path in the library or an audio file")
+
+    def identity(self, stored: np.ndarray) -> np.ndarray:
+        """Stored rows as duplicate tests compare them (:func:`~specmusic.embeddings.search.space.identity_vectors`,
+        with the library's column statistics, streamed once and cached in the folder)."""
+        if self._identity_stats is None:
+            stats = shard_statistics(self.folder, on_note=self._on_note, catalog=(self.index, self.cat))
+            self._identity_stats = (stats[1], stats[2])
+        return identity_vectors(stored, *self._identity_stats)
 
     def _query_vector(self, vec: np.ndarray) -> np.ndarray:
         return query_space(vec, self.dim, self.mean, self.scale, self.space)
@@ -198,11 +218,13 @@ class ShardedRecommender:
     def _query_value(self, q: Query, key: str) -> str | None:
         if q.row is not None:
             return self._info[self._where(q.row)][0].value(key)
+        if key in ("artist", "album"):
+            return q.track.value(key)
         return folder_of(q.text) if key == "dir" else None
 
     # -- search -----------------------------------------------------------------------------
     def _exact(self, qn: np.ndarray, k: int, keys: list[tuple[int, int] | None], key: str | None,
-               qvals: list[str | None]) -> list[list[tuple[float, int, int]]]:  # fmt: skip
+               qvals: list[str | None], where: TrackFilter | None = None) -> list[list[tuple[float, int, int]]]:  # fmt: skip
         """Per query, the best ``(score, part, row)``, streaming over the parts (each read once)."""
         nq = len(qn)
         best_s = np.full((nq, 0), -np.inf, np.float32)
@@ -216,9 +238,12 @@ class ShardedRecommender:
             lib = load_part(self.folder, entry)
             z = self._space(lib.vectors[rows])
             s = qn @ l2_normalize(z).T
-            for qi, where in enumerate(keys):
-                if where is not None and where[0] == p:
-                    s[qi, np.searchsorted(rows, where[1])] = -np.inf
+            allowed = self._allowed(lib, rows, where)
+            if allowed is not None:
+                s[:, ~allowed] = -np.inf
+            for qi, at in enumerate(keys):
+                if at is not None and at[0] == p:
+                    s[qi, np.searchsorted(rows, at[1])] = -np.inf
             if key is not None and any(v is not None for v in qvals):
                 values = np.asarray([v if v is not None else "\0none" for v in self._values(lib, rows, key)], dtype=object)
                 for qi, v in enumerate(qvals):
@@ -235,7 +260,7 @@ class ShardedRecommender:
             best_s, best_p, best_r = cand_s[qrows, top], cand_p[qrows, top], cand_r[qrows, top]
             local = {int(r): j for j, r in enumerate(rows)}
             for r in {int(r) for r in best_r[best_p == p]}:  # the records of this part's winners, kept now
-                self._info.setdefault((p, r), (lib.track(r), z[local[r]].copy()))  # a copy: not the whole part
+                self._info.setdefault((p, r), (lib.track(r), z[local[r]].copy(), lib.vectors[r].copy()))  # copies: not the part
             if len(self._info) > 4 * best_s.size + len(keys):  # forget rows no longer among the best
                 keep = set(zip(best_p.ravel().tolist(), best_r.ravel().tolist())) | {w for w in keys if w is not None}
                 self._info = {w: row for w, row in self._info.items() if w in keep}
@@ -246,17 +271,17 @@ class ShardedRecommender:
         return out
 
     def _approximate(self, qn: np.ndarray, k: int, keys: list[tuple[int, int] | None], key: str | None,
-                     qvals: list[str | None]) -> list[list[tuple[float, int, int]]]:  # fmt: skip
+                     qvals: list[str | None], where: TrackFilter | None = None) -> list[list[tuple[float, int, int]]]:  # fmt: skip
         """Per query, the best ``(score, part, row)`` from the FAISS index (IVF-PQ: re-scored exactly)."""
         assert self.ann is not None
         total = int(self.ann.ann.ntotal)
         rerank = self.rerank if self.ann.kind == "ivfpq" else 0
         out: list[list[tuple[float, int, int]]] = [[] for _ in range(len(qn))]
         pending = list(range(len(qn)))
-        fetch = max(k * max(rerank, 1), k) + 1 + (16 if key is not None else 0)
+        fetch = max(k * max(rerank, 1), k) + 1 + (16 if key is not None or where is not None else 0)
         while pending:
             parts, rows, scores = self.ann.search(qn[pending], fetch)
-            if key is not None or rerank:  # read the candidates' parts, each once
+            if key is not None or rerank or where is not None:  # read the candidates' parts, each once
                 self._rows({(int(p), int(r)) for p, r in zip(parts.ravel(), rows.ravel()) if p >= 0}, self._info)
             still = []
             for n, qi in enumerate(pending):
@@ -265,6 +290,8 @@ class ShardedRecommender:
                     if p < 0 or keys[qi] == (p, r):
                         continue
                     if key is not None and qvals[qi] is not None and self._info[(p, r)][0].value(key) == qvals[qi]:
+                        continue
+                    if where is not None and not where.matches(self._info[(p, r)][0]):
                         continue
                     if rerank:
                         s = float(l2_normalize(self._info[(p, r)][1]) @ qn[qi])
@@ -286,6 +313,7 @@ class ShardedRecommender:
         explain: bool = False,
         embedder: Embedder | None = None,
         on_error: Callable[[str], None] | None = None,
+        where: TrackFilter | None = None,
     ) -> list[dict[str, Any]]:
         """The ``k`` nearest tracks to each query, as
         :meth:`specmusic.embeddings.search.recommender.Recommender.recommend` returns them.
@@ -303,15 +331,57 @@ class ShardedRecommender:
         keys = [self._where(q.row) if q.row is not None else None for q in resolved]
         qvals = [self._query_value(q, group_key) for q in resolved] if group_key else [None] * len(resolved)
         search = self._approximate if self.ann is not None else self._exact
-        hits = search(qn, k, keys, group_key, qvals)
+        hits = search(qn, k, keys, group_key, qvals, where)
         self._rows({(p, r) for found in hits for _, p, r in found}, self._info)
         out = [self._result(q, found, explain) for q, found in zip(resolved, hits)]
+        self._info = {}
+        return out
+
+    def resolve_queries(
+        self, queries: Sequence[str], *, embedder: Embedder | None = None, on_error: Callable[[str], None] | None = None
+    ) -> list[Query]:
+        """Each query resolved (:meth:`specmusic.embeddings.search.recommender.Recommender.resolve_queries`).
+
+        Raises
+        ------
+        InputError
+            Unknown or silent query (without ``on_error``), a damaged part.
+        """
+        self._info = {}
+        try:
+            return self._resolve(queries, embedder, on_error)
+        finally:
+            self._info = {}
+
+    def neighbours(self, vectors: np.ndarray, *, k: int, where: TrackFilter | None = None) -> list[list[Neighbour]]:
+        """The ``k`` tracks nearest to each vector, streaming the parts once for all of them
+        (:meth:`specmusic.embeddings.search.recommender.Recommender.neighbours`).
+
+        Raises
+        ------
+        InputError
+            Mismatched dimensions, NaN, a damaged part.
+        """
+        qn = l2_normalize(np.atleast_2d(np.asarray(vectors, np.float32)))
+        if qn.shape[1] != (self.space.dim if self.space is not None else self.dim):
+            raise InputError(f"vectors of {qn.shape[1]} dimensions for a library searched in "
+                             f"{self.space.dim if self.space is not None else self.dim} — embed with the library's model")  # fmt: skip
+        self._info = {}
+        nothing: list[tuple[int, int] | None] = [None] * len(qn)
+        search = self._approximate if self.ann is not None else self._exact
+        hits = search(qn, min(k, len(self.cat)), nothing, None, [None] * len(qn), where)
+        self._rows({(p, r) for found in hits for _, p, r in found}, self._info)
+        out = []
+        for found in hits:
+            rows = [(self._info[(p, r)], s) for s, p, r in found]
+            out.append([Neighbour(self._tags(t), s, l2_normalize(z[None, :])[0], self.identity(v))
+                        for (t, z, v), s in rows])  # fmt: skip
         self._info = {}
         return out
 
     def _result(self, query: Query, found: list[tuple[float, int, int]], explain: bool) -> dict[str, Any]:
         hits = []
         for s, p, r in found:
-            track = self._info[(p, r)][0]
+            track = self._tags(self._info[(p, r)][0])
             hits.append((track, s, explain_match(query.track, track, several_folders=self._several_folders) if explain else None))
         return query_result(query, hits)

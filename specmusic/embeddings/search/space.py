@@ -6,6 +6,12 @@
 * a library of packed rows (``adapt``): the space learnt from the library itself
   (:mod:`specmusic.embeddings.search.adapt`);
 * otherwise the stored rows as they are (already L2-normalised).
+
+Apart from search, :func:`identity_vectors` tells copies of one recording from similar recordings
+(playlists): the stored rows, each column z-scored with the library's statistics, L2-normalised.
+A byte copy or a re-encode of a track gives (nearly) its vector; z-scoring spreads apart what every
+track of the library shares (docs/playlists.md measures it: the search space, learnt to put similar
+tracks together, cannot tell copies from neighbours).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from specmusic.embeddings.store.library import EmbeddingLibrary
 from specmusic.errors import InputError
 from specmusic.index import check_finite, l2_normalize, standardize_columns
 
-__all__ = ["query_space", "search_vectors"]
+__all__ = ["column_statistics", "identity_vectors", "query_space", "search_vectors"]
 
 
 def search_vectors(library: EmbeddingLibrary, *, standardize: bool | None = None) -> np.ndarray:
@@ -41,6 +47,24 @@ def search_vectors(library: EmbeddingLibrary, *, standardize: bool | None = None
     if not std or len(library) < 2:
         return library.vectors
     return l2_normalize(standardize_columns(library.vectors)[0])
+
+
+def column_statistics(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and scale [shape=(d,)] float64 of ``vectors`` [shape=(n, d)] (constant columns: scale 1),
+    as :func:`specmusic.index.standardize_columns` computes them, without a scaled copy."""
+    x = np.asarray(vectors)
+    mean = x.mean(axis=0, dtype=np.float64)
+    scale = x.std(axis=0, dtype=np.float64)
+    scale[~(scale > 1e-12)] = 1.0
+    return mean, scale
+
+
+def identity_vectors(stored: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Stored rows [shape=(n, d)] (or one [shape=(d,)]) as duplicate tests compare them: each column
+    z-scored with the library's ``mean``/``scale``, then L2-normalised. float32, same shape."""
+    x = np.asarray(stored, np.float64)
+    z = ((x - mean) / scale).astype(np.float32)
+    return l2_normalize(z[None, :])[0] if z.ndim == 1 else l2_normalize(z)
 
 
 def query_space(

@@ -14,6 +14,11 @@ at the end, so every mode gives the same library. :func:`embed_into_shards` does
 sharded library folder (:mod:`specmusic.embeddings.store.shard_writer`) without holding the vectors
 in memory. Both walk the tracks in one loop (:func:`_embed_missing`): stat each file, keep it when
 the destination (a *sink*) holds it unchanged, embed the rest and hand each to the sink.
+
+Each embedded track's tags are read beside its vector (:func:`specmusic.metadata.read_metadata`:
+headers only; a broken tag is a ``warning:``, never a failure). An unchanged track kept from a library
+written before tags were kept has its tags read then (no audio is decoded): rerunning ``embed`` on the
+same inputs fills in the library's tag columns (``EmbedReport.tags_read``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter
 from specmusic.errors import InputError, ModelError
 from specmusic.fileio import display_path
 from specmusic.index import l2_normalize
+from specmusic.metadata import TrackMetadata, read_metadata
 
 __all__ = ["EmbedReport", "embed_into_shards", "embed_tracks"]
 
@@ -50,6 +56,7 @@ class EmbedReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)  # embedded by an interrupted earlier run
     flagged: list[str] = field(default_factory=list)  # embedded now, with warnings (silence, …)
+    tags_read: list[str] = field(default_factory=list)  # unchanged, kept without tags: their tags read now
 
     @property
     def ok(self) -> bool:
@@ -69,11 +76,12 @@ class _Rows:
     mtimes: list[float] = field(default_factory=list)
     tags: list[Tags | None] = field(default_factory=list)
     warnings: list[list[str]] = field(default_factory=list)
+    metadata: list[TrackMetadata | None] = field(default_factory=list)
     order: list[int] = field(default_factory=list)  # where each row goes in the library (input order)
 
     def add(
         self, vec: np.ndarray, id_: str, label: str | None, group: str | None, size: int, mtime: float,
-        tags: Tags | None, warnings: list[str], order: int = -1,
+        tags: Tags | None, warnings: list[str], order: int = -1, metadata: TrackMetadata | None = None,
     ) -> None:  # fmt: skip
         self.order.append(order if order >= 0 else len(self.order) + (1 << 40))
         self.vectors.append(vec)
@@ -84,29 +92,34 @@ class _Rows:
         self.mtimes.append(mtime)
         self.tags.append(tags)
         self.warnings.append(warnings)
+        self.metadata.append(metadata)
 
-    def add_from(self, library: EmbeddingLibrary, j: int, track: Track | None = None, order: int = -1) -> None:
-        """Row ``j`` of ``library``; with ``track``, under its id, label and group."""
-        assert library.tags is not None and library.warnings is not None
+    def add_from(
+        self, library: EmbeddingLibrary, j: int, track: Track | None = None, order: int = -1,
+        metadata: TrackMetadata | None = None,
+    ) -> None:  # fmt: skip
+        """Row ``j`` of ``library``; with ``track``, under its id, label and group; ``metadata`` for its own."""
+        assert library.tags is not None and library.warnings is not None and library.metadata is not None
         id_, label, group = (track.path, track.label, track.group) if track else (
             library.ids[j], library.labels[j], library.groups[j]
         )
         self.add(
             library.vectors[j], id_, label, group, int(library.source_size[j]), float(library.source_mtime[j]),
-            library.tags[j], library.warnings[j], order,
+            library.tags[j], library.warnings[j], order, metadata if metadata is not None else library.metadata[j],
         )  # fmt: skip
 
     def record(self, i: int) -> dict[str, Any]:
         """Row ``i`` as a JSON Lines record without its vector (:func:`track_record`)."""
         return track_record(
-            self.ids[i], self.labels[i], self.groups[i], self.sizes[i], self.mtimes[i], self.tags[i], self.warnings[i]
-        )
+            self.ids[i], self.labels[i], self.groups[i], self.sizes[i], self.mtimes[i], self.tags[i], self.warnings[i],
+            self.metadata[i],
+        )  # fmt: skip
 
     def library(self, description: ModelDescription) -> EmbeddingLibrary:
         """The rows in input order, L2-normalised, under ``description`` (its ``dim`` filled in)."""
         if self.order != sorted(self.order):  # tracks finished out of order: back to input order
             perm = sorted(range(len(self.order)), key=self.order.__getitem__)
-            for name in ("vectors", "ids", "labels", "groups", "sizes", "mtimes", "tags", "warnings"):
+            for name in ("vectors", "ids", "labels", "groups", "sizes", "mtimes", "tags", "warnings", "metadata"):
                 values = getattr(self, name)
                 setattr(self, name, [values[i] for i in perm])
         model = description.copy()
@@ -117,6 +130,7 @@ class _Rows:
         return EmbeddingLibrary(
             matrix, self.ids, self.labels, self.groups, model,
             np.asarray(self.sizes, np.int64), np.asarray(self.mtimes, np.float64), self.tags, self.warnings,
+            self.metadata,
         )  # fmt: skip
 
 
@@ -149,8 +163,20 @@ class _Todo:
     mtime: float
 
 
-def _embed_task(todo: _Todo, embedder: Embedder | str) -> tuple[np.ndarray, Tags | None, list[str]]:
-    """One track's vector, tags and warnings; ``embedder`` as a JSON description is built once per worker."""
+@dataclass(frozen=True)
+class _Embedded:
+    """What a worker sends back for one track."""
+
+    vector: np.ndarray
+    tags: Tags | None
+    warnings: list[str]  # about its audio (kept in the library)
+    metadata: TrackMetadata
+    notes: list[str]  # about its tags (printed, not kept)
+
+
+def _embed_task(todo: _Todo, embedder: Embedder | str) -> _Embedded:
+    """One track's vector, model tags, warnings and metadata; ``embedder`` as a JSON description is built
+    once per worker."""
     from specmusic.batch import require_visible, worker_cached
 
     if isinstance(embedder, str):
@@ -158,13 +184,14 @@ def _embed_task(todo: _Todo, embedder: Embedder | str) -> tuple[np.ndarray, Tags
         embedder = worker_cached(("embed", embedder), lambda: _worker_embedder(embedder))  # type: ignore[arg-type]
     warnings: list[str] = []
     vec, tags = _embed_one(embedder, todo.track.path, warnings)  # type: ignore[arg-type]
-    return vec, tags, warnings
+    notes: list[str] = []
+    return _Embedded(vec, tags, warnings, read_metadata(todo.track.path, warnings=notes), notes)
 
 
 def _embed_todo(
     todo: list[_Todo], embedder: Embedder, report: EmbedReport, *, jobs: int, cluster: str | None,
     on_error: Callable[[str], None] | None, bar: Any,
-) -> Iterator[tuple[_Todo, np.ndarray, Tags | None, list[str]]]:  # fmt: skip
+) -> Iterator[tuple[_Todo, _Embedded]]:  # fmt: skip
     """Embed ``todo`` where ``jobs``/``cluster`` say; yields each success (L2-normalised) as it finishes,
     records failures and warnings in ``report``."""
     from specmusic.batch import TaskFailure, open_executor, run_tasks
@@ -182,17 +209,17 @@ def _embed_todo(
                 if on_error:
                     on_error(f"Error: {result.error}")
                 continue
-            vec, tags, warnings = result
+            vec = result.vector
             if dim is not None and vec.shape != dim:
                 raise ModelError(f"{display_path(path)}: embedding size changed mid-run — check the model")
             dim = vec.shape
             report.embedded.append(path)
-            if warnings:
+            if result.warnings:
                 report.flagged.append(path)
-                for line in warnings:
-                    if on_error:
-                        on_error(f"warning: {line}")
-            yield item, l2_normalize(vec[None, :])[0], tags, warnings
+            for line in [*result.warnings, *result.notes]:
+                if on_error:
+                    on_error(f"warning: {line}")
+            yield item, _Embedded(l2_normalize(vec[None, :])[0], result.tags, result.warnings, result.metadata, [])
     if dim is not None and embedder.description.dim is None:
         embedder.description.dim = int(dim[0])  # workers built their own embedder: record the size here
 
@@ -240,7 +267,7 @@ class _Sink(Protocol):
         """Keep ``track`` when held unchanged (embedded from a file of this size and mtime): True, noted in ``report``."""
         ...
 
-    def add(self, item: _Todo, vector: np.ndarray, tags: Tags | None, warnings: list[str]) -> None:
+    def add(self, item: _Todo, embedded: _Embedded) -> None:
         """One newly embedded track (its vector L2-normalised), as soon as it is done."""
         ...
 
@@ -261,13 +288,27 @@ def _embed_missing(
                 bar.update(1)
                 continue
             todo.append(_Todo(order, track, size, mtime))
-        for item, vec, tags, warnings in _embed_todo(
+        for item, embedded in _embed_todo(
             todo, embedder, report, jobs=jobs, cluster=cluster, on_error=on_error, bar=bar
         ):
-            sink.add(item, vec, tags, warnings)
+            sink.add(item, embedded)
     finally:
         bar.close()
+    if report.tags_read and on_error is not None:
+        on_error(f"note: read the tags of {len(report.tags_read)} unchanged track(s) kept without them "
+                 "(a library from before tags were kept)")  # fmt: skip
     return seen
+
+
+def _tags_now(path: str, report: EmbedReport, on_error: Callable[[str], None] | None) -> TrackMetadata:
+    """The tags of an unchanged track kept without them, read now (noted in ``report``)."""
+    notes: list[str] = []
+    metadata = read_metadata(path, warnings=notes)
+    report.tags_read.append(path)
+    for line in notes:
+        if on_error is not None:
+            on_error(f"warning: {line}")
+    return metadata
 
 
 class _LibrarySink:
@@ -276,10 +317,10 @@ class _LibrarySink:
 
     def __init__(
         self, existing: EmbeddingLibrary | None, resumed: EmbeddingLibrary | None,
-        on_embedded: Callable[[dict[str, Any], np.ndarray], None] | None,
+        on_embedded: Callable[[dict[str, Any], np.ndarray], None] | None, on_error: Callable[[str], None] | None,
     ) -> None:  # fmt: skip
         self.rows = _Rows()
-        self.existing, self.resumed, self.on_embedded = existing, resumed, on_embedded
+        self.existing, self.resumed, self.on_embedded, self.on_error = existing, resumed, on_embedded, on_error
         self.old = {id_: i for i, id_ in enumerate(existing.ids)} if existing is not None else {}
         self.journal = {id_: i for i, id_ in enumerate(resumed.ids)} if resumed is not None else {}
 
@@ -287,16 +328,18 @@ class _LibrarySink:
         for library, rows, kept in ((self.resumed, self.journal, report.resumed), (self.existing, self.old, report.reused)):
             j = _unchanged(library, rows, track.path, size, mtime)
             if j is not None and library is not None:
-                self.rows.add_from(library, j, track, order)
+                assert library.metadata is not None
+                fresh = _tags_now(track.path, report, self.on_error) if library.metadata[j] is None else None
+                self.rows.add_from(library, j, track, order, fresh)
                 kept.append(track.path)
                 return True
         return False
 
-    def add(self, item: _Todo, vector: np.ndarray, tags: Tags | None, warnings: list[str]) -> None:
-        t = item.track
-        self.rows.add(vector, t.path, t.label, t.group, item.size, item.mtime, tags, warnings, item.order)
+    def add(self, item: _Todo, embedded: _Embedded) -> None:
+        t, e = item.track, embedded
+        self.rows.add(e.vector, t.path, t.label, t.group, item.size, item.mtime, e.tags, e.warnings, item.order, e.metadata)
         if self.on_embedded is not None:
-            self.on_embedded(self.rows.record(-1), vector)
+            self.on_embedded(self.rows.record(-1), e.vector)
 
     def keep_others(self, seen: set[str]) -> None:
         """Add the held tracks that were not among the inputs (the resumed ones first)."""
@@ -312,24 +355,27 @@ class _LibrarySink:
 
 class _ShardSink:
     """A sharded library folder (:func:`embed_into_shards`): unchanged tracks are those its catalog holds;
-    one whose label or group changed is noted in :attr:`relabel` (same audio, new label)."""
+    one whose label or group changed, or kept without tags, is noted in :attr:`relabel` (same audio, new
+    label, group or tags)."""
 
-    def __init__(self, writer: ShardedLibraryWriter) -> None:
-        self.writer, self.catalog = writer, writer.catalog
-        self.relabel: list[tuple[int, Track]] = []
+    def __init__(self, writer: ShardedLibraryWriter, on_error: Callable[[str], None] | None) -> None:
+        self.writer, self.catalog, self.on_error = writer, writer.catalog, on_error
+        self.relabel: list[tuple[int, Track, TrackMetadata | None]] = []
 
     def reuse(self, order: int, track: Track, size: int, mtime: float, report: EmbedReport) -> bool:
         if not self.catalog.unchanged(track.path, size, mtime):
             return False
         j = self.catalog.rows[track.path]
         report.reused.append(track.path)
-        if (self.catalog.labels[j], self.catalog.groups[j]) != (track.label, track.group):
-            self.relabel.append((j, track))  # same audio, new label or group (as a single file takes them)
+        fresh = None if self.catalog.has_metadata[j] else _tags_now(track.path, report, self.on_error)
+        if fresh is not None or (self.catalog.labels[j], self.catalog.groups[j]) != (track.label, track.group):
+            self.relabel.append((j, track, fresh))  # same audio, new label, group or tags (as a single file takes them)
         return True
 
-    def add(self, item: _Todo, vector: np.ndarray, tags: Tags | None, warnings: list[str]) -> None:
-        t = item.track
-        self.writer.add(track_record(t.path, t.label, t.group, item.size, item.mtime, tags, warnings), vector)
+    def add(self, item: _Todo, embedded: _Embedded) -> None:
+        t, e = item.track, embedded
+        record = track_record(t.path, t.label, t.group, item.size, item.mtime, e.tags, e.warnings, e.metadata)
+        self.writer.add(record, e.vector)
 
 
 def embed_tracks(
@@ -380,7 +426,7 @@ def embed_tracks(
         if on_error is not None:
             on_error("note: the existing library was made by another model — embedding everything again")
         existing, keep_others = None, False
-    sink = _LibrarySink(existing if existing is not None and len(existing) else None, resumed, on_embedded)
+    sink = _LibrarySink(existing if existing is not None and len(existing) else None, resumed, on_embedded, on_error)
     seen = _embed_missing(
         tracks, embedder, sink, report, progress=progress, on_error=on_error, jobs=jobs, cluster=cluster
     )
@@ -425,7 +471,7 @@ def embed_into_shards(
         A part of the folder is damaged (read to relabel a track).
     """
     report = EmbedReport()
-    sink = _ShardSink(writer)
+    sink = _ShardSink(writer, on_error)
     seen = _embed_missing(
         tracks, embedder, sink, report, progress=progress, on_error=on_error, jobs=jobs, cluster=cluster
     )
@@ -437,17 +483,19 @@ def embed_into_shards(
     return report
 
 
-def _relabel(writer: ShardedLibraryWriter, relabel: list[tuple[int, Track]]) -> None:
-    """Rewrite unchanged tracks whose label or group changed: their vectors read from their parts, one
-    part at a time, appended with the new label and group (the newest row of an id wins)."""
+def _relabel(writer: ShardedLibraryWriter, relabel: list[tuple[int, Track, TrackMetadata | None]]) -> None:
+    """Rewrite unchanged tracks whose label, group or tags changed: their vectors read from their parts,
+    one part at a time, appended with the new label, group and tags (the newest row of an id wins)."""
     if not relabel:
         return
     catalog, parts = writer.catalog, read_index(writer.folder)["parts"]
-    by_part: dict[int, list[tuple[int, Track]]] = {}
-    for j, track in relabel:
-        by_part.setdefault(int(catalog.part[j]), []).append((j, track))
+    by_part: dict[int, list[tuple[int, Track, TrackMetadata | None]]] = {}
+    for j, track, metadata in relabel:
+        by_part.setdefault(int(catalog.part[j]), []).append((j, track, metadata))
     for p, items in sorted(by_part.items()):
         part = load_part(writer.folder, parts[p])
-        for j, track in items:
+        for j, track, metadata in items:
             record = {**part.record(int(catalog.row[j])), "label": track.label, "group": track.group}
+            if metadata is not None:
+                record["metadata"] = metadata.to_dict()
             writer.add(record, part.vectors[int(catalog.row[j])])

@@ -11,14 +11,17 @@ A library ``.npz`` holds named arrays (read with ``allow_pickle=False``)::
     tag_scores      float32 [n, t]   their probabilities (nan padding)                        } a model tagged
     warning_rows    int64 [m]        rows whose audio was flagged (silence, mis-scaled, shorter  } only when
     warnings        str [m]          than a window): their warning lines, joined by newlines    } one was flagged
+    meta_<field>    [n]              each track's tags (artist, album, title, …; ``meta_source``  } only when
+                                     "" where none were read): :mod:`specmusic.metadata`        } tags were read
     format_version  int              LIBRARY_FORMAT_VERSION
     model           str (JSON)       what made the vectors: kind, path, sha256, feature config, dim
 
 JSON Lines (for pipes) is one header line ``{"format_version": 1, "model": {...}}`` and then one
-record a line ``{"id": ..., "label": ..., "group": ...[, "tags": {"rock": 0.62, ...}], "warnings": [...],
-"vector": [...]}``; readers accept files without the header (then the model is unknown). ``tags`` and
-``warnings`` are optional in both formats (older readers ignore them), so they need no new format
-version. An id is the track's path as the OS decodes it: a byte that is not UTF-8 is a lone surrogate,
+record a line ``{"id": ..., "label": ..., "group": ...[, "tags": {"rock": 0.62, ...}], "warnings": [...]
+[, "metadata": {"artist": ..., "title": ..., "source": "tags"}], "vector": [...]}``; readers accept files
+without the header (then the model is unknown). ``tags``, ``warnings`` and ``metadata`` are optional in
+both formats (older readers ignore them; a library without them reads its tracks' tags on demand), so
+they need no new format version. An id is the track's path as the OS decodes it: a byte that is not UTF-8 is a lone surrogate,
 written ``\\udcNN`` in JSON (``os.fsencode(id)`` gives back the file name's bytes).
 
 Readers refuse what cannot be a library: vectors that are not one row per id ([n, d]), an id listed
@@ -44,6 +47,7 @@ from specmusic.embeddings.description import ModelDescription
 from specmusic.embeddings.records import Tags, TrackRow
 from specmusic.errors import InputError
 from specmusic.fileio import PICKLE_REASON, atomic_write, display_path, json_line, numpy_load_reason, save_npz_atomic
+from specmusic.metadata import TrackMetadata, metadata_columns, metadata_from_columns
 
 __all__ = [
     "LIBRARY_FORMAT_VERSION",
@@ -76,6 +80,7 @@ class EmbeddingLibrary:
     source_mtime: np.ndarray | None = None  # float64 [n], nan unknown
     tags: list[Tags | None] | None = None  # None: the model gave no tags for that track
     warnings: list[list[str]] | None = None  # per track: why its vector may be meaningless ([] none)
+    metadata: list[TrackMetadata | None] | None = None  # per track: its tags (None: not read)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -97,9 +102,11 @@ class EmbeddingLibrary:
             self.tags = [None] * n
         if self.warnings is None:
             self.warnings = [[] for _ in range(n)]
+        if self.metadata is None:
+            self.metadata = [None] * n
         lengths = {
             len(self.labels), len(self.groups), n, len(self.source_size), len(self.source_mtime), len(self.tags),
-            len(self.warnings),
+            len(self.warnings), len(self.metadata),
         }  # fmt: skip
         if len(lengths) != 1:
             raise InputError("library fields have different lengths — the file is corrupt; re-embed")
@@ -112,10 +119,15 @@ class EmbeddingLibrary:
         """Vector dimension."""
         return int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0
 
+    @property
+    def has_metadata(self) -> bool:
+        """Whether the library keeps its tracks' tags (libraries embedded before tags were kept do not)."""
+        return any(m is not None for m in self.metadata or [])
+
     def subset(self, rows: Sequence[int] | np.ndarray) -> EmbeddingLibrary:
         """The library restricted to ``rows``."""
         rows = np.asarray(rows, dtype=np.int64)
-        assert self.tags is not None and self.warnings is not None
+        assert self.tags is not None and self.warnings is not None and self.metadata is not None
         return EmbeddingLibrary(
             self.vectors[rows],
             [self.ids[i] for i in rows],
@@ -126,32 +138,37 @@ class EmbeddingLibrary:
             self.source_mtime[rows],
             [self.tags[i] for i in rows],
             [self.warnings[i] for i in rows],
+            [self.metadata[i] for i in rows],
         )
 
     def record(self, i: int) -> dict[str, Any]:
         """Row ``i`` as a JSON Lines record, without its vector (see the module docstring)."""
-        assert self.tags is not None and self.warnings is not None
+        assert self.tags is not None and self.warnings is not None and self.metadata is not None
         return track_record(
             self.ids[i], self.labels[i], self.groups[i], int(self.source_size[i]), float(self.source_mtime[i]),
-            self.tags[i], self.warnings[i],
+            self.tags[i], self.warnings[i], self.metadata[i],
         )  # fmt: skip
 
     def track(self, i: int) -> TrackRow:
         """Row ``i`` as a search result shows it (:class:`~specmusic.embeddings.records.TrackRow`)."""
-        assert self.tags is not None and self.warnings is not None
-        return TrackRow(self.ids[i], self.labels[i], self.groups[i], self.tags[i], list(self.warnings[i]))
+        assert self.tags is not None and self.warnings is not None and self.metadata is not None
+        return TrackRow(self.ids[i], self.labels[i], self.groups[i], self.tags[i], list(self.warnings[i]), self.metadata[i])
 
 
 def track_record(
-    id_: str, label: str | None, group: str | None, size: int, mtime: float, tags: Tags | None, warnings: list[str]
-) -> dict[str, Any]:
-    """A JSON Lines library record without its vector: id, label, group[, source_size, source_mtime][, tags], warnings."""
+    id_: str, label: str | None, group: str | None, size: int, mtime: float, tags: Tags | None, warnings: list[str],
+    metadata: TrackMetadata | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A JSON Lines library record without its vector: id, label, group[, source_size, source_mtime][, tags],
+    warnings[, metadata]."""
     rec: dict[str, Any] = {"id": id_, "label": label, "group": group}
     if size >= 0:
         rec["source_size"], rec["source_mtime"] = int(size), float(mtime)
     if tags:
         rec["tags"] = tags
     rec["warnings"] = list(warnings)
+    if metadata is not None:
+        rec["metadata"] = metadata.to_dict()
     return rec
 
 
@@ -193,6 +210,7 @@ def save_library(library: EmbeddingLibrary, path: str | os.PathLike[str]) -> Non
         "source_mtime": np.asarray(library.source_mtime, np.float64),
         **_tag_arrays(library.tags or []),
         **_warning_arrays(library.warnings or []),
+        **metadata_columns(library.metadata or []),
         "format_version": np.array(LIBRARY_FORMAT_VERSION),
         "model": np.array(json.dumps(library.model.to_dict(), sort_keys=True)),
     }
@@ -314,6 +332,7 @@ def read_npz_library(path: str | os.PathLike[str] | IO[bytes], *, name: str | No
 
             has_tags = "tags" in z.files and "tag_scores" in z.files
             has_warnings = "warning_rows" in z.files and "warnings" in z.files
+            metadata = metadata_from_columns(lambda key: z[key] if key in z.files else None, n)
             return EmbeddingLibrary(
                 z["vectors"].astype(np.float32, copy=False),
                 ids,
@@ -324,6 +343,7 @@ def read_npz_library(path: str | os.PathLike[str] | IO[bytes], *, name: str | No
                 z["source_mtime"].astype(np.float64) if "source_mtime" in z.files else None,
                 _tags_from_arrays(z["tags"], z["tag_scores"]) if has_tags else None,
                 _warnings_from_arrays(n, z["warning_rows"], z["warnings"]) if has_warnings else None,
+                metadata,
             )
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         reason = numpy_load_reason(exc, path if isinstance(path, (str, os.PathLike)) else None)  # never unpickle
@@ -339,6 +359,19 @@ def _record_tags(rec: dict[str, Any], where: str) -> Tags | None:
     if not isinstance(tags, dict) or not all(isinstance(v, (int, float)) for v in tags.values()):
         raise InputError(f"{where}: \"tags\" must map tag names to probabilities — fix the record or drop the field")
     return {str(k): float(v) for k, v in tags.items()}
+
+
+def _record_metadata(rec: dict[str, Any], where: str) -> TrackMetadata | None:
+    metadata = rec.get("metadata")
+    if metadata in (None, {}):
+        return None
+    try:
+        if not isinstance(metadata, dict):
+            raise ValueError
+        return TrackMetadata.from_dict(metadata)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: \"metadata\" must map fields (artist, title, year, …) to values — fix the record or "
+                         "drop the field") from None  # fmt: skip
 
 
 def _record_warnings(rec: dict[str, Any], where: str) -> list[str]:
@@ -363,6 +396,7 @@ class _JsonlColumns:
         self.mtimes: list[float] = []
         self.tags: list[Tags | None] = []
         self.warnings: list[list[str]] = []
+        self.metadata: list[TrackMetadata | None] = []
 
     def add(self, rec: dict[str, Any], name: str, lineno: int) -> None:
         vec = rec["vector"]
@@ -381,6 +415,7 @@ class _JsonlColumns:
         self.mtimes.append(float(rec.get("source_mtime", math.nan)))
         self.tags.append(_record_tags(rec, f"{name}:{lineno}"))
         self.warnings.append(_record_warnings(rec, f"{name}:{lineno}"))
+        self.metadata.append(_record_metadata(rec, f"{name}:{lineno}"))
 
     def library(self, name: str) -> EmbeddingLibrary:
         try:
@@ -392,6 +427,7 @@ class _JsonlColumns:
         return EmbeddingLibrary(
             arr, self.ids, self.labels, self.groups, self.model,
             np.asarray(self.sizes, np.int64), np.asarray(self.mtimes, np.float64), self.tags, self.warnings,
+            self.metadata,
         )  # fmt: skip
 
 
@@ -440,5 +476,5 @@ def concat_libraries(parts: Sequence[EmbeddingLibrary], model: ModelDescription)
     return EmbeddingLibrary(
         np.concatenate([lib.vectors for lib in parts]), cat("ids"), cat("labels"), cat("groups"), model.copy(),
         np.concatenate([lib.source_size for lib in parts]), np.concatenate([lib.source_mtime for lib in parts]),
-        cat("tags"), cat("warnings"),
+        cat("tags"), cat("warnings"), cat("metadata"),
     )  # fmt: skip

@@ -186,8 +186,11 @@ def unlock_folder(fd: int) -> None:
 
 
 # -- reading --------------------------------------------------------------------------------
-def _part_columns(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str | None], list[str | None]]:
-    """A part's ids, source sizes and mtimes, labels and groups, without reading its vectors."""
+def _part_columns(
+    path: Path,
+) -> tuple[list[str], np.ndarray, np.ndarray, list[str | None], list[str | None], np.ndarray]:
+    """A part's ids, source sizes and mtimes, labels and groups, and which rows keep tags, without reading
+    its vectors."""
 
     def text(z: Any, key: str, n: int) -> list[str | None]:
         return [str(v) or None for v in z[key]] if key in z.files else [None] * n
@@ -198,15 +201,16 @@ def _part_columns(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[s
             size = z["source_size"].astype(np.int64) if "source_size" in z.files else np.full(len(ids), -1, np.int64)
             mtime = z["source_mtime"].astype(np.float64) if "source_mtime" in z.files else np.full(len(ids), np.nan)
             labels, groups = text(z, "labels", len(ids)), text(z, "groups", len(ids))
+            has_meta = z["meta_source"] != "" if "meta_source" in z.files else np.zeros(len(ids), bool)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         reason = numpy_load_reason(exc, path)
         raise InputError(
             f"{display_path(path)}: cannot read this part ({reason}) — the part is damaged; restore it, or re-embed "
             "into a new folder"
         ) from None
-    if len({len(ids), len(size), len(mtime), len(labels), len(groups)}) != 1:
+    if len({len(ids), len(size), len(mtime), len(labels), len(groups), len(has_meta)}) != 1:
         raise InputError(f"{display_path(path)}: fields of different lengths — the part is damaged; re-embed")
-    return ids, size, mtime, labels, groups
+    return ids, size, mtime, labels, groups, np.asarray(has_meta, bool)
 
 
 @dataclass
@@ -224,6 +228,7 @@ class ShardCatalog:
     row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     labels: list[str | None] = field(default_factory=list)
     groups: list[str | None] = field(default_factory=list)
+    has_metadata: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # the row keeps its tags
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -244,9 +249,10 @@ def scan_catalog(folder: Path, index: dict[str, Any]) -> ShardCatalog:
     tombstones drop older rows), not their vectors."""
     removed: dict[str, int] = index.get("removed", {})
     where: dict[str, tuple[int, int]] = {}
-    sizes, mtimes, labels, groups = [], [], [], []
+    sizes, mtimes, labels, groups, metas = [], [], [], [], []
     for p, entry in enumerate(index["parts"]):
-        ids, size, mtime, label, group = _part_columns(folder / entry["name"])
+        ids, size, mtime, label, group, meta = _part_columns(folder / entry["name"])
+        metas.append(meta)
         sizes.append(size)
         mtimes.append(mtime)
         labels.append(label)
@@ -263,6 +269,7 @@ def scan_catalog(folder: Path, index: dict[str, Any]) -> ShardCatalog:
     cat.source_mtime = np.asarray([mtimes[p][r] for p, r in zip(cat.part, cat.row)], np.float64)
     cat.labels = [labels[p][r] for p, r in zip(cat.part, cat.row)]
     cat.groups = [groups[p][r] for p, r in zip(cat.part, cat.row)]
+    cat.has_metadata = np.asarray([metas[p][r] for p, r in zip(cat.part, cat.row)], bool)
     return cat
 
 
@@ -345,4 +352,4 @@ def read_sharded(folder: str | os.PathLike[str]) -> EmbeddingLibrary:
     if rest is None:
         return EmbeddingLibrary(vectors[:0], [], [], [], model)
     return EmbeddingLibrary(vectors[:at], rest.ids, rest.labels, rest.groups, model, rest.source_size,
-                            rest.source_mtime, rest.tags, rest.warnings)  # fmt: skip
+                            rest.source_mtime, rest.tags, rest.warnings, rest.metadata)  # fmt: skip

@@ -42,6 +42,7 @@ from specmusic.embeddings.store.shard_catalog import (
 )
 from specmusic.errors import InputError
 from specmusic.fileio import display_path
+from specmusic.metadata import TrackMetadata
 
 __all__ = ["ShardedLibraryWriter", "compact"]
 
@@ -246,12 +247,13 @@ def _buffer_library(rows: list[tuple[dict[str, Any], np.ndarray]], model: ModelD
     vectors = np.stack([v for _, v in rows]).astype(np.float32)
     recs = [r for r, _ in rows]
     tags: list[Tags | None] = [r.get("tags") or None for r in recs]
+    metadata = [TrackMetadata.from_dict(r["metadata"]) if r.get("metadata") else None for r in recs]
     return EmbeddingLibrary(
         vectors, [str(r["id"]) for r in recs], [r.get("label") for r in recs], [r.get("group") for r in recs],
         model.with_dim(int(vectors.shape[1])),
         np.asarray([int(r.get("source_size", -1)) for r in recs], np.int64),
         np.asarray([float(r.get("source_mtime", np.nan)) for r in recs], np.float64),
-        tags, [list(r.get("warnings") or []) for r in recs],
+        tags, [list(r.get("warnings") or []) for r in recs], metadata,
     )  # fmt: skip
 
 
