@@ -1,4 +1,9 @@
-"""Pictures: spectrograms with real time/frequency axes (matplotlib, Agg backend, imported lazily)."""
+"""Pictures: spectrograms with real time/frequency axes (matplotlib, Agg backend, imported lazily).
+
+Any name drawn (a title, a tick label, a legend entry) goes through :func:`drawable_text`: a file
+name or label that is not UTF-8, holds a newline or a ``$`` is drawn as text, never a crash or
+matplotlib's math; :func:`save_figure_atomic` passes every text of a figure through it once more.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from specmusic.display import printable_text
 from specmusic.features import FeatureConfig, mel_frequencies
 
-__all__ = ["pyplot", "save_spectrogram_png", "save_figure_atomic"]
+__all__ = ["drawable_text", "pyplot", "save_spectrogram_png", "save_figure_atomic"]
 
 _PITCH_CLASSES = ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B"]
 
@@ -28,8 +34,37 @@ def pyplot() -> Any:
     return plt
 
 
+def drawable_text(text: object) -> str:
+    """``text`` as matplotlib can draw it: :func:`~specmusic.display.printable_text` (a byte that is not
+    UTF-8 as ``\\xNN``, control characters escaped), and ``$`` escaped so it is not read as math.
+
+    matplotlib fails at draw time (``TypeError`` from ``FT2Font.set_text``) on the lone surrogates that
+    stand for such bytes, and on an unbalanced ``$``; every name drawn goes through here. Idempotent.
+    """
+    out = printable_text(str(text))
+    return out.replace("\\$", "$").replace("$", "\\$")
+
+
+def _drawable_texts(fig: Any) -> None:
+    """Pass every text of ``fig`` already made (titles, labels, legends, fixed tick labels) through
+    :func:`drawable_text`: a picture with a name nobody escaped is still drawn."""
+    from matplotlib.text import Text
+
+    for artist in fig.findobj(Text):
+        text = artist.get_text()
+        if text and drawable_text(text) != text and not _is_math(text):
+            artist.set_text(drawable_text(text))
+
+
+def _is_math(text: str) -> bool:
+    """Math on purpose: a whole ``$...$`` with printable text inside (specmusic draws none, a caller might)."""
+    return len(text) > 2 and text[0] == text[-1] == "$" and text.count("$") == 2 and printable_text(text) == text
+
+
 def save_figure_atomic(fig, path: str | os.PathLike[str], *, dpi: int = 100) -> None:
-    """Save a matplotlib figure through a temporary file + rename, then close it."""
+    """Save a matplotlib figure through a temporary file + rename, then close it (every text of it
+    drawable: :func:`drawable_text`)."""
+    _drawable_texts(fig)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
@@ -91,6 +126,6 @@ def save_spectrogram_png(
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"{config.kind} ({unit})")
     if title:
-        ax.set_title(title)
+        ax.set_title(drawable_text(title))
     fig.colorbar(im, ax=ax, label="dB" if config.kind in ("mel", "stft", "cqt") else "value")
     save_figure_atomic(fig, path)
