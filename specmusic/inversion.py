@@ -216,13 +216,13 @@ def invert_array(
             f"{name}: shape {a.shape} is not a {config.kind} spectrogram of {rows} rows × ≥2 frames — "
             f"pass {hint} or the matching --kind/--n-fft"
         )
+    _check_memory(a.shape, config, name, max_gb)  # from the shape alone: before a value is read
     if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a) or not np.all(np.isfinite(a)):
         raise InputError(f"{name}: values must be real and finite — save the magnitude (np.abs) or dB array")
     if scale not in ("db", "power", "magnitude"):
         raise InputError(f"scale {scale!r} — use db, power or magnitude")
     if config.kind not in ("mel", "stft"):
         raise InputError(f"{name}: {config.kind} arrays cannot be inverted — only mel and stft")
-    _check_memory(a.shape, config, name, max_gb)
     a = a.astype(np.float64)
     if (a.max() <= SILENT_DB) if scale == "db" else (a.max() <= 0.0):
         if warnings is not None:
@@ -279,7 +279,10 @@ def load_invertible_array(
         data, fc = load_spectrogram(path)
         return data, fc, "db" if fc.top_db is not None or fc.kind in ("mel", "stft") else scale
     try:
-        data = np.load(path, allow_pickle=False)
+        try:  # mapped, not read: the shape (and the memory it needs) is checked before the values are loaded
+            data = np.load(path, allow_pickle=False, mmap_mode="r")
+        except ValueError:  # what cannot be mapped (Python objects): loading it says why in numpy's words
+            data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"{name}: not a .npy array ({numpy_load_reason(exc, path)}) — save it with numpy.save") from None
     if not isinstance(data, np.ndarray):
