@@ -46,14 +46,30 @@ def drawable_text(text: object) -> str:
 
 
 def _drawable_texts(fig: Any) -> None:
-    """Pass every text of ``fig`` already made (titles, labels, legends, fixed tick labels) through
-    :func:`drawable_text`: a picture with a name nobody escaped is still drawn."""
+    """Pass every text of ``fig`` through :func:`drawable_text`: titles, labels, legends, and the tick
+    labels given as strings or categories (their formatters make them again at draw time). A picture
+    with a name nobody escaped is still drawn."""
+    from matplotlib.category import StrCategoryFormatter
     from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
 
     for artist in fig.findobj(Text):
         text = artist.get_text()
-        if text and drawable_text(text) != text and not _is_math(text):
-            artist.set_text(drawable_text(text))
+        if text and _drawable_label(text) != text:
+            artist.set_text(_drawable_label(text))
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                             (axis.get_minor_formatter, axis.set_minor_formatter)):
+                names = get()
+                if isinstance(names, (FixedFormatter, FuncFormatter, StrCategoryFormatter)):
+                    put(FuncFormatter(lambda x, pos, names=names: _drawable_label(names(x, pos))))
+
+
+def _drawable_label(text: str) -> str:
+    """:func:`drawable_text` of a text already in a figure, line by line (a title's line breaks are the
+    caller's), leaving math the caller wrote (``$...$``) as it is."""
+    return "\n".join(line if _is_math(line) else drawable_text(line) for line in str(text).split("\n"))
 
 
 def _is_math(text: str) -> bool:
