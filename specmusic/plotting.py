@@ -8,13 +8,13 @@ matplotlib's math; :func:`save_figure_atomic` passes every text of a figure thro
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from specmusic.display import printable_text
 from specmusic.features import FeatureConfig, mel_frequencies
+from specmusic.fileio import atomic_path
 
 __all__ = ["drawable_text", "pyplot", "save_spectrogram_png", "save_figure_atomic"]
 
@@ -78,17 +78,13 @@ def _is_math(text: str) -> bool:
 
 
 def save_figure_atomic(fig, path: str | os.PathLike[str], *, dpi: int = 100) -> None:
-    """Save a matplotlib figure through a temporary file + rename, then close it (every text of it
-    drawable: :func:`drawable_text`)."""
+    """Save a matplotlib figure through a temporary file + rename (:func:`~specmusic.fileio.atomic_path`: a
+    worker stopped mid-write leaves none behind), then close it (every text of it drawable: :func:`drawable_text`)."""
     _drawable_texts(fig)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, target)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
-        tmp.unlink(missing_ok=True)
         pyplot().close(fig)
 
 
