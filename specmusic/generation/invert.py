@@ -15,7 +15,7 @@ from typing import Any
 
 from specmusic.audio import check_audio_output, save_audio
 from specmusic.display import printable_path
-from specmusic.inversion import invert_array, load_invertible_array
+from specmusic.inversion import MAX_INVERSION_GB, invert_array, load_invertible_array
 
 __all__ = ["Inversion", "invert_file", "print_warning"]
 
@@ -59,6 +59,7 @@ def invert_file(
     momentum: float = 0.99,
     seed: int = 0,
     on_warning: Callable[[str], None] | None = print_warning,
+    max_gb: float = MAX_INVERSION_GB,
 ) -> Inversion:
     """Turn the mel or STFT array in ``array`` into audio written to ``output`` (``-``: WAV on stdout).
 
@@ -66,21 +67,22 @@ def invert_file(
     ``sample_rate``, ``n_fft``, ``hop_length`` and ``n_mels`` (see
     :func:`~specmusic.inversion.load_invertible_array`). ``gl_iter`` Griffin-Lim iterations with
     ``momentum`` (0: plain), seeded by ``seed``. A spectrogram of digital silence becomes silence, and
-    ``on_warning`` (default: a ``warning:`` line on stderr) is told.
+    ``on_warning`` (default: a ``warning:`` line on stderr) is told. An inversion estimated above
+    ``max_gb`` of memory is refused before the work.
 
     Raises
     ------
     InputError
         An output name no audio format can be written to (checked first); a missing or unusable array,
-        rows no feature config has, or an inversion that would need more memory than
-        :data:`~specmusic.inversion.MAX_INVERSION_GB` (refused before the work, with the frames that fit).
+        rows no feature config has, or an inversion that would need more memory than ``max_gb``
+        (refused before the work, with the frames that fit).
     """
     check_audio_output(output, option="-o")  # before any work: a name no format can be written to
     data, fc, scale_used = load_invertible_array(array, kind=kind, scale=scale, sample_rate=sample_rate,
                                                  n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
     warnings: list[str] = []
     y, sc = invert_array(data, config=fc, scale=scale_used, n_iter=gl_iter, momentum=momentum, seed=seed,
-                         name=printable_path(array), warnings=warnings)
+                         name=printable_path(array), warnings=warnings, max_gb=max_gb)
     for line in warnings if on_warning is not None else ():
         on_warning(line)
     save_audio(output, y, fc.sample_rate)
