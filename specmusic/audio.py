@@ -11,22 +11,32 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from specmusic.display import printable_path, printable_text
 from specmusic.errors import AudioError
 from specmusic.fileio import atomic_path, display_path
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "AudioInfo",
+    "AudioStream",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
     "display_path",
+    "sample_rate_problem",
+    "BAND_SHARE_FLOOR",
+    "PeakMeter",
+    "SILENCE_PEAK",
+    "signal_warnings",
     "read_info",
     "stream_audio",
     "stream_audio_frames",
@@ -46,6 +56,14 @@ AUDIO_EXTENSIONS = frozenset(
 
 _FIX = "check that it is a complete WAV, FLAC, MP3, OGG, Opus or AU file"
 
+#: The sample rates of real audio: outside them a header or metadata is corrupt (1 Hz makes 66 KB 18 hours long)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+
+
+def sample_rate_problem(rate: float) -> str | None:
+    """Why ``rate`` (Hz) is no real sample rate (``"1 Hz, outside the 1000–768000 Hz of real audio"``), or None."""
+    real = MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE
+    return None if real else f"{rate:g} Hz, outside the {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz of real audio"
 
 
 @dataclass(frozen=True)
@@ -102,30 +120,68 @@ def mpeg_quiet(path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
-    """Open ``path`` with soundfile, turning every failure into a one-line :class:`AudioError`."""
-    name = display_path(path)
+    """Open ``path`` with soundfile, turning every failure into a one-line :class:`AudioError`.
+
+    Every reader passes here: a header whose sample rate is no real one (:func:`sample_rate_problem`)
+    is refused before a sample is decoded.
+    """
+    name = printable_path(path)
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
     except FileNotFoundError:
         raise AudioError(f"{name}: no such file — check the path") from None
     except PermissionError:
         raise AudioError(f"{name}: permission denied — make the file readable") from None
     except OSError as exc:
         raise AudioError(f"{name}: cannot stat ({exc.strerror}) — check the path") from None
-    if os.path.isdir(path):
+    if stat.S_ISDIR(info.st_mode):
         raise AudioError(f"{name}: is a folder, not an audio file — give one audio file here")
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        what = next((what for test, what in _SPECIAL_FILES if test(info.st_mode)), "a special file")
+        raise AudioError(f"{name}: is {what}, not a regular file — save the audio to a file and give its path")
+    if info.st_size == 0:
         raise AudioError(f"{name}: file is empty (0 bytes) — re-export or remove it")
     if not os.access(path, os.R_OK):
         raise AudioError(f"{name}: permission denied — make the file readable")
     try:
         with mpeg_quiet(path):
-            return sf.SoundFile(os.fsencode(path))  # bytes: names that are not valid UTF-8 work too
+            f = sf.SoundFile(os.fsencode(path))  # bytes: names that are not valid UTF-8 work too
     except sf.LibsndfileError as exc:
-        reason = str(exc.error_string).strip().rstrip(".") or "unknown format"
-        raise AudioError(f"{name}: not a readable audio file ({reason}) — {_FIX}") from None
+        raise AudioError(f"{name}: {_unreadable_reason(path, exc, info.st_size)} — {_FIX}") from None
     except (RuntimeError, OSError, TypeError) as exc:
         raise AudioError(f"{name}: cannot decode ({exc}) — {_FIX}") from None
+    problem = sample_rate_problem(f.samplerate)
+    if problem is not None:
+        f.close()
+        raise AudioError(f"{name}: the header's sample rate is {problem}: the header is corrupt — re-encode "
+                         "the file from its original")
+    return f
+
+
+#: What a path that is not a regular file is (after symlinks), for the error line.
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISCHR, "a character device (such as /dev/zero)"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _unreadable_reason(path: str | os.PathLike[str], exc: sf.LibsndfileError, size: int) -> str:
+    """libsndfile's refusal, in words that fit a regular file that exists (its MPEG reader says "File does
+    not exist or is not a regular file (possibly a pipe?)" of an MP3 with no audio frame: an ID3 tag alone)."""
+    reason = str(exc.error_string).strip().rstrip(".") or "unknown format"
+    if "possibly a pipe" not in reason:
+        return f"not a readable audio file ({reason})"
+    tag = _id3_size(path)
+    if tag and tag >= size:
+        return f"holds only an ID3 tag ({size} bytes) and no MPEG audio"
+    return "no audio stream libsndfile recognises (damaged, or a format it does not read)"
+
+
+def _id3_size(path: str | os.PathLike[str]) -> int:
+    """Bytes of the ID3v2 tag at the start of ``path`` (header and footer included); 0 without one."""
+    with contextlib.suppress(OSError), open(os.fsencode(os.fspath(path)), "rb") as fh:
+        h = fh.read(10)
+        if len(h) == 10 and h[:3] == b"ID3" and not any(b & 0x80 for b in h[6:10]):  # a syncsafe size
+            return 10 + ((h[6] << 21) | (h[7] << 14) | (h[8] << 7) | h[9]) + (10 if h[5] & 0x10 else 0)
+    return 0
 
 
 def read_info(path: str | os.PathLike[str]) -> AudioInfo:
@@ -148,7 +204,7 @@ def stream_audio(
     offset: float = 0.0,
     duration: float | None = None,
     block_seconds: float = 20.0,
-) -> Iterator[np.ndarray]:
+) -> AudioStream:
     """Yield consecutive blocks of decoded, mixed-down and resampled audio.
 
     Parameters
@@ -160,21 +216,26 @@ def stream_audio(
     duration : seconds to read at most (``None``: to the end)
     block_seconds : length of a decoded block at the native rate; memory stays bounded by it
 
-    Yields
-    ------
-    block : np.ndarray [shape=(n,) if mono else (channels, n)], float32
-        Concatenating the blocks gives the whole resampled signal.
+    Returns
+    -------
+    AudioStream
+        Blocks np.ndarray [shape=(n,) if mono else (channels, n)], float32, that make up the resampled
+        signal (the file is opened on the first ``next``), and ``native_peak``.
 
     Raises
     ------
     AudioError
         Missing, empty, undecodable or truncated file, or non-finite samples.
     """
-    with _open(path) as f:
-        native = f.samplerate
-        start = int(round(max(offset, 0.0) * native))
-        stop = None if duration is None else start + int(round(duration * native))
-        yield from _stream(f, path, start=start, stop=stop, sr=sr, mono=mono, block_seconds=block_seconds)
+    def blocks(stream: AudioStream) -> Iterator[np.ndarray]:
+        with _open(path) as f:
+            native = f.samplerate
+            start = int(round(max(offset, 0.0) * native))
+            stop = None if duration is None else start + int(round(duration * native))
+            yield from _stream(f, path, start=start, stop=stop, sr=sr, mono=mono, block_seconds=block_seconds,
+                               stream=stream)
+
+    return AudioStream(blocks)
 
 
 def stream_audio_frames(
@@ -185,7 +246,7 @@ def stream_audio_frames(
     sr: int | None = 22050,
     mono: bool = True,
     block_seconds: float = 20.0,
-) -> Iterator[np.ndarray]:
+) -> AudioStream:
     """:func:`stream_audio` of the native sample frames ``start`` to ``stop``, found by seeking.
 
     libsndfile seeks to the exact sample in WAV, FLAC, Ogg Vorbis and Opus; in an MP3 the first
@@ -204,8 +265,12 @@ def stream_audio_frames(
         As :func:`stream_audio`; a read that ends short of ``stop`` by more than the truncation
         tolerance (5% of the file or half a second) is a truncated file.
     """
-    with _open(path) as f:
-        yield from _stream(f, path, start=start, stop=stop, sr=sr, mono=mono, block_seconds=block_seconds)
+    def blocks(stream: AudioStream) -> Iterator[np.ndarray]:
+        with _open(path) as f:
+            yield from _stream(f, path, start=start, stop=stop, sr=sr, mono=mono, block_seconds=block_seconds,
+                               stream=stream)
+
+    return AudioStream(blocks)
 
 
 def check_complete(path: str | os.PathLike[str], info: AudioInfo) -> None:
@@ -221,7 +286,7 @@ def check_complete(path: str | os.PathLike[str], info: AudioInfo) -> None:
     """
     if info.format == "OGG" and not ogg_has_end(path):
         raise AudioError(
-            f"{display_path(path)}: truncated — the Ogg stream stops after {info.duration:.1f} s without its "
+            f"{printable_path(path)}: truncated — the Ogg stream stops after {info.duration:.1f} s without its "
             "end-of-stream page; re-download or re-encode the file"
         )
 
@@ -235,11 +300,13 @@ def _stream(
     sr: int | None,
     mono: bool,
     block_seconds: float,
+    stream: AudioStream,
 ) -> Iterator[np.ndarray]:
-    """Blocks of the open file ``f`` from native frame ``start`` to ``stop`` (None: the end)."""
+    """Blocks of the open file ``f`` from native frame ``start`` to ``stop`` (None: the end); the peak of
+    the decoded (mixed-down) samples goes to ``stream.native_peak`` before they are resampled."""
     import soxr  # small C extension; imported here to keep `import specmusic.audio` light
 
-    name = display_path(path)
+    name = printable_path(path)
     native = f.samplerate
     channels = 1 if mono else f.channels
     start = max(int(start), 0)
@@ -284,6 +351,8 @@ def _stream(
         x = x.mean(axis=1, keepdims=True, dtype=np.float32) if mono else x
         if not np.isfinite(x).all():
             raise AudioError(f"{name}: contains NaN or infinite samples — {_FIX}")
+        if x.size:
+            stream.native_peak = max(stream.native_peak, float(np.abs(x).max()))
         if resampler is not None:
             x = resampler.resample_chunk(x, last=last)
         out = np.ascontiguousarray(x[:, 0] if mono else x.T, dtype=np.float32)
@@ -312,38 +381,88 @@ def ogg_has_end(path: str | os.PathLike[str], *, tail: int = 1 << 16) -> bool:
     return False
 
 
+class AudioStream:
+    """The blocks of :func:`stream_audio`; ``native_peak`` is the largest sample decoded so far, before
+    resampling (a legal file stays within full scale there; the resampler's ringing does not: full-scale
+    noise at 44.1 kHz reaches ±1.8 at 22.05 kHz)."""
+
+    def __init__(self, blocks: Callable[[AudioStream], Iterator[np.ndarray]]) -> None:
+        self.native_peak = 0.0
+        self._blocks = blocks(self)
+
+    def __iter__(self) -> AudioStream:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._blocks)
+
+    def close(self) -> None:  # stop early: the file is closed
+        self._blocks.close()
+
+
 class PeakMeter:
     """Pass audio blocks through, noting the largest absolute sample and the sample count.
 
     ``PeakMeter(stream_audio(path))`` feeds :func:`specmusic.features.compute_features_stream`
-    while measuring what :func:`signal_warnings` needs, without a second pass over the file.
+    while measuring what :func:`signal_warnings` needs, without a second pass over the file (over an
+    :class:`AudioStream`, the peak before resampling). With ``band=(low_hz, high_hz, blocks' rate)`` it
+    sums each mono block's power in the band and in all (Hann-windowed: DC or 5 Hz leaks below -100 dB
+    into a band from 20 Hz): ``band_power / power`` is the share a model hearing that band can hear.
     """
 
-    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+    def __init__(self, blocks: Iterator[np.ndarray], *, band: tuple[float, float, int] | None = None) -> None:
         self._blocks = blocks
-        self.peak = 0.0
+        self._peak = 0.0
         self.samples = 0
+        self.band = band
+        self.band_power = 0.0
+        self.power = 0.0
+
+    @property
+    def peak(self) -> float:
+        """The largest absolute sample seen (the decoded file's, for an :class:`AudioStream`)."""
+        native = getattr(self._blocks, "native_peak", None)
+        return self._peak if native is None else native
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for block in self._blocks:
             if block.size:
-                self.peak = max(self.peak, float(np.abs(block).max()))
+                self._peak = max(self._peak, float(np.abs(block).max()))
                 self.samples += block.shape[-1]
+                if self.band is not None and block.ndim == 1 and block.size > 1:
+                    self._measure_band(block)
             yield block
+
+    def _measure_band(self, block: np.ndarray) -> None:
+        low, high, sr = self.band  # type: ignore[misc]
+        n = block.size
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+        power = np.abs(np.fft.rfft(block * window)) ** 2
+        freqs = np.arange(power.size) * (sr / n)
+        self.power += float(power.sum())
+        self.band_power += float(power[(freqs >= low) & (freqs <= high)].sum())
 
 
 SILENCE_PEAK = 1e-5  # -100 dBFS
+BAND_SHARE_FLOOR = 1e-6  # -60 dB: less of the power in the model's band (DC, infrasound) is nothing to hear
 
 
-def signal_warnings(name: str, *, peak: float, seconds: float, window_seconds: float | None = None) -> list[str]:
-    """What makes a result from this audio untrustworthy: digital silence, a mis-scaled signal, a clip too short.
+def signal_warnings(name: str, *, peak: float, seconds: float, window_seconds: float | None = None,
+                    band: tuple[float, float] | None = None, band_share: float | None = None) -> list[str]:
+    """What makes a result from this audio untrustworthy: digital silence, no energy in the model's band,
+    a mis-scaled signal, a clip too short.
 
-    Returns one line per problem (empty when the audio looks like music a model can judge).
+    ``name`` is shown as :func:`printable_text`; ``peak`` and ``band_share`` (of the power inside ``band``,
+    Hz) as :class:`PeakMeter` measures them. Returns one line per problem (none for music a model can judge).
     """
+    name = printable_text(name)
     out = []
     if peak < SILENCE_PEAK:
         out.append(f"{name}: digital silence (peak below -100 dBFS) — any label or vector for it is meaningless")
-    elif peak > 1.5:
+    elif band is not None and band_share is not None and band_share < BAND_SHARE_FLOOR:
+        out.append(f"{name}: no energy between {band[0]:g} and {band[1]:g} Hz, the band the model hears (only DC "
+                   "or infrasound) — any label or vector for it is meaningless")
+    if peak > 1.5:
         out.append(f"{name}: samples reach ±{peak:.3g}, far beyond full scale (±1) — the file is mis-scaled or "
                    "corrupt; results are unreliable")
     if window_seconds is not None and seconds < window_seconds:
@@ -377,7 +496,7 @@ def load_audio(
         sr = read_info(path).sample_rate
     if not blocks:
         raise AudioError(
-            f"{display_path(path)}: contains no audio samples"
+            f"{printable_path(path)}: contains no audio samples"
             + (f" after offset {offset:g} s" if offset else "")
             + " — check the file or the --offset"
         )
@@ -425,7 +544,7 @@ def audio_output_format(path: str | os.PathLike[str]) -> str:
     if fmt is None:
         what = f"the extension {ext!r} is not an audio format specmusic writes" if ext else "it has no extension"
         raise InputError(
-            f"{display_path(path)}: {what} — end the name in {', '.join(sorted(AUDIO_OUTPUT_FORMATS))} "
+            f"{printable_path(path)}: {what} — end the name in {', '.join(sorted(AUDIO_OUTPUT_FORMATS))} "
             "(or give - for WAV on stdout)"
         )
     return fmt
@@ -449,7 +568,7 @@ def check_audio_output(path: str | os.PathLike[str], *, option: str = "-o") -> N
     if os.fspath(path) == "-":
         return
     if os.path.isdir(path):
-        raise InputError(f"{display_path(path)}: is a folder — give {option} a file name such as out.wav")
+        raise InputError(f"{printable_path(path)}: is a folder — give {option} a file name such as out.wav")
     ensure_writable_dir(Path(path).parent, option=option)
 
 

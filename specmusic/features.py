@@ -125,6 +125,12 @@ class FeatureConfig(ConfigBase):
             raise ConfigError("sample_rate, n_fft, hop_length and n_mels must be positive — fix the options")
         if self.n_fft % 2:
             raise ConfigError(f"n_fft={self.n_fft} is odd — use an even FFT size such as 2048")
+        from specmusic.audio import sample_rate_problem
+        if (problem := sample_rate_problem(self.sample_rate)) is not None:  # (audio never imports features)
+            raise ConfigError(f"sample_rate {problem} — fix --sr or the config")
+        if self.n_fft > 65536 or (self.kind in ("mel", "mfcc") and self.n_mels > self.n_fft // 2 + 1):  # ≤ 32769 rows
+            raise ConfigError(f"n_fft={self.n_fft}, n_mels={self.n_mels}: a spectrogram has at most 65536 FFT points and "
+                              "n_fft/2+1 mel bands (32769 rows) — fix --n-fft/--n-mels, or the array is no spectrogram")
         nyquist = self.sample_rate / 2
         if self.fmax is not None and not (self.fmin < self.fmax <= nyquist):
             raise ConfigError(f"fmax={self.fmax} must lie in (fmin, {nyquist:g}] — lower --fmax or raise --sr")
@@ -572,12 +578,6 @@ def chunk_starts(n_frames: int, chunk_frames: int, hop_frames: int) -> np.ndarra
     return starts
 
 
-def _wrap(spec: np.ndarray, chunk_frames: int) -> np.ndarray:
-    """Repeat a short track along time until it fills one chunk."""
-    reps = -(-chunk_frames // spec.shape[1])
-    return np.tile(spec, (1, reps))[:, :chunk_frames]
-
-
 def chunk_features(spec: np.ndarray, chunk_frames: int, hop_frames: int) -> np.ndarray:
     """Cut a feature matrix into chunks.
 
@@ -594,7 +594,7 @@ def chunk_features(spec: np.ndarray, chunk_frames: int, hop_frames: int) -> np.n
     spec = np.asarray(spec, dtype=np.float32)
     if spec.ndim != 2 or spec.shape[1] == 0:
         raise InputError(f"expected features of shape (n_rows, n_frames>0), got {spec.shape} — check the input")
-    if spec.shape[1] < chunk_frames:
-        spec = _wrap(spec, chunk_frames)
+    if spec.shape[1] < chunk_frames:  # a short track is repeated along time until it fills one chunk
+        spec = np.tile(spec, (1, -(-chunk_frames // spec.shape[1])))[:, :chunk_frames]
     starts = chunk_starts(spec.shape[1], chunk_frames, hop_frames)
     return np.stack([spec[None, :, s : s + chunk_frames] for s in starts])

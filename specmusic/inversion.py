@@ -4,6 +4,11 @@ Inversion: mel power → linear power by non-negative least squares (multiplicat
 project's own mel filterbank), then fast Griffin-Lim (Perraudin et al. 2013, momentum 0.99) on
 :mod:`specmusic.stft`; the output is DC-free, loudness-normalised (-20 dBFS RMS, peaks ≤ -1 dBFS).
 Used by ``specmusic generate sample`` and ``specmusic generate invert``.
+
+Before any work the memory is estimated from the shape (:func:`inversion_memory`: Griffin-Lim holds
+about a dozen float64/complex128 copies of the linear spectrogram) and a run above
+:data:`MAX_INVERSION_GB` is refused with the frames that fit; a spectrogram of digital silence
+becomes silence (with a warning), not normalised noise.
 """
 
 from __future__ import annotations
@@ -13,19 +18,52 @@ import os
 import numpy as np
 
 from specmusic.audio import loudness_normalize
-from specmusic.errors import InputError
+from specmusic.display import printable_path
+from specmusic.errors import ConfigError, InputError
 from specmusic.features import FeatureConfig, mel_filterbank
-from specmusic.fileio import display_path, numpy_load_reason
+from specmusic.fileio import numpy_load_reason
 from specmusic.stft import istft, stft
 
 __all__ = [
+    "MAX_INVERSION_GB",
+    "SILENT_DB",
     "griffin_lim",
+    "inversion_memory",
     "invert_array",
     "load_invertible_array",
     "mel_to_audio",
     "mel_to_linear",
     "spectral_convergence_db",
 ]
+
+
+#: The most memory (GB) an inversion may take: a longer array is refused before the work, with the
+#: frames that fit (a 128 × 2,000,000 mel would need ~260 GB).
+MAX_INVERSION_GB = 4.0
+#: Power dB at or below which a spectrogram is digital silence (``power_to_db``'s floor, 10·log10(1e-10)).
+SILENT_DB = -100.0
+_BYTES_PER_BIN_FRAME = 128  # Griffin-Lim's float64/complex128 arrays per linear bin and frame (measured: 114-126)
+_BYTES_PER_ROW_FRAME = 40  # the mel → linear NNLS's float64 arrays per mel row and frame
+
+
+def inversion_memory(n_rows: int, n_frames: int, config: FeatureConfig) -> int:
+    """Bytes an inversion of a [shape=(n_rows, n_frames)] array takes at its peak (tracemalloc-measured rule)."""
+    bins = config.n_fft // 2 + 1
+    return int(n_frames * (_BYTES_PER_BIN_FRAME * bins + _BYTES_PER_ROW_FRAME * n_rows))
+
+
+def _check_memory(shape: tuple[int, int], config: FeatureConfig, name: str, max_gb: float) -> None:
+    need = inversion_memory(shape[0], shape[1], config)
+    if need <= max_gb * 1e9:
+        return
+    fits = int(max_gb * 1e9 // inversion_memory(shape[0], 1, config))
+    seconds = shape[1] * config.hop_length / config.sample_rate
+    raise InputError(
+        f"{name}: inverting {shape[0]} × {shape[1]} frames ({seconds / 60:.0f} min of audio) needs about "
+        f"{need / 1e9:.0f} GB of memory, more than {max_gb:g} GB — invert at most {fits} frames "
+        f"({fits * config.hop_length / config.sample_rate / 60:.1f} min) at a time: save slices of the array "
+        "(np.save('part.npy', a[:, :N])) and invert each"
+    )
 
 
 def spectral_convergence_db(y: np.ndarray, magnitude: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> float:
@@ -150,6 +188,8 @@ def invert_array(
     momentum: float = 0.99,
     seed: int = 0,
     name: str = "array",
+    warnings: list[str] | None = None,
+    max_gb: float = MAX_INVERSION_GB,
 ) -> tuple[np.ndarray, float]:
     """Any mel or STFT-magnitude array back to audio (see :func:`mel_to_audio`).
 
@@ -158,11 +198,15 @@ def invert_array(
     array : np.ndarray [shape=(n_mels, n_frames)] when ``config.kind == "mel"``,
         [shape=(1 + n_fft // 2, n_frames)] when ``"stft"``
     scale : ``"db"`` (power dB, as ``specmusic spectro``), ``"power"`` or ``"magnitude"``
+    warnings : receives a line when the array is digital silence (dB at or below :data:`SILENT_DB`,
+        or no positive power): its audio is silence, not noise normalised to -20 dBFS
+    max_gb : refuse (before the work) an array whose inversion would take more memory (:func:`inversion_memory`)
 
     Raises
     ------
     InputError
-        Wrong number of dimensions or rows, too few frames, non-finite values, unknown scale.
+        Wrong number of dimensions or rows, too few frames, non-finite values, unknown scale, or more
+        memory than ``max_gb``.
     """
     a = np.asarray(array)
     rows = config.n_rows
@@ -172,23 +216,28 @@ def invert_array(
             f"{name}: shape {a.shape} is not a {config.kind} spectrogram of {rows} rows × ≥2 frames — "
             f"pass {hint} or the matching --kind/--n-fft"
         )
+    _check_memory(a.shape, config, name, max_gb)  # from the shape alone: before a value is read
     if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a) or not np.all(np.isfinite(a)):
         raise InputError(f"{name}: values must be real and finite — save the magnitude (np.abs) or dB array")
+    if scale not in ("db", "power", "magnitude"):
+        raise InputError(f"scale {scale!r} — use db, power or magnitude")
+    if config.kind not in ("mel", "stft"):
+        raise InputError(f"{name}: {config.kind} arrays cannot be inverted — only mel and stft")
     a = a.astype(np.float64)
+    if (a.max() <= SILENT_DB) if scale == "db" else (a.max() <= 0.0):
+        if warnings is not None:
+            warnings.append(f"{name}: the spectrogram is digital silence (nothing above {SILENT_DB:g} dB) — "
+                            "its audio is silence")
+        y = np.zeros(config.hop_length * (a.shape[1] - 1), dtype=np.float32)
+        return y, spectral_convergence_db(y, np.zeros((config.n_fft // 2 + 1, a.shape[1])), n_fft=config.n_fft,
+                                          hop_length=config.hop_length)
     if scale == "db":
         power = 10.0 ** ((a - a.max()) / 10.0)
     elif scale == "power":
         power = np.maximum(a, 0.0)
-    elif scale == "magnitude":
+    else:
         power = np.maximum(a, 0.0) ** 2
-    else:
-        raise InputError(f"scale {scale!r} — use db, power or magnitude")
-    if config.kind == "mel":
-        magnitude = np.sqrt(mel_to_linear(power, config=config))
-    elif config.kind == "stft":
-        magnitude = np.sqrt(power)
-    else:
-        raise InputError(f"{name}: {config.kind} arrays cannot be inverted — only mel and stft")
+    magnitude = np.sqrt(mel_to_linear(power, config=config) if config.kind == "mel" else power)
     y, sc = griffin_lim(magnitude, n_fft=config.n_fft, hop_length=config.hop_length, n_iter=n_iter,
                         momentum=momentum, seed=seed)
     return loudness_normalize(y), sc
@@ -221,7 +270,7 @@ def load_invertible_array(
     InputError
         No such file, not a ``.npy``/``.npz`` array, several arrays, or a ``kind`` other than mel/stft.
     """
-    name = display_path(path)
+    name = printable_path(path)
     if not os.path.isfile(path):
         raise InputError(f"{name}: no such file — check the path")
     if os.fspath(path).lower().endswith(".npz"):
@@ -230,7 +279,10 @@ def load_invertible_array(
         data, fc = load_spectrogram(path)
         return data, fc, "db" if fc.top_db is not None or fc.kind in ("mel", "stft") else scale
     try:
-        data = np.load(path, allow_pickle=False)
+        try:  # mapped, not read: the shape (and the memory it needs) is checked before the values are loaded
+            data = np.load(path, allow_pickle=False, mmap_mode="r")
+        except ValueError:  # what cannot be mapped (Python objects): loading it says why in numpy's words
+            data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"{name}: not a .npy array ({numpy_load_reason(exc, path)}) — save it with numpy.save") from None
     if not isinstance(data, np.ndarray):
@@ -238,6 +290,9 @@ def load_invertible_array(
     if kind not in ("mel", "stft"):
         raise InputError(f"--kind {kind!r} — use mel or stft")
     rows = data.shape[0] if data.ndim == 2 else 128
-    fc = FeatureConfig(kind=kind, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-                       n_mels=n_mels or (rows if kind == "mel" else 128))
+    try:  # rows no feature config has (a 100,000-row "mel"), a rate no audio has: refused, naming the file
+        fc = FeatureConfig(kind=kind, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+                           n_mels=n_mels or (rows if kind == "mel" else 128))
+    except ConfigError as exc:
+        raise InputError(f"{name}: {exc}") from None
     return data, fc, scale

@@ -1,16 +1,22 @@
-"""Pictures: spectrograms with real time/frequency axes (matplotlib, Agg backend, imported lazily)."""
+"""Pictures: spectrograms with real time/frequency axes (matplotlib, Agg backend, imported lazily).
+
+Any name drawn (a title, a tick label, a legend entry) goes through :func:`drawable_text`: a file
+name or label that is not UTF-8, holds a newline or a ``$`` is drawn as text, never a crash or
+matplotlib's math; :func:`save_figure_atomic` passes every text of a figure through it once more.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from specmusic.display import printable_text
 from specmusic.features import FeatureConfig, mel_frequencies
+from specmusic.fileio import atomic_path
 
-__all__ = ["pyplot", "save_spectrogram_png", "save_figure_atomic"]
+__all__ = ["drawable_text", "pyplot", "save_spectrogram_png", "save_figure_atomic"]
 
 _PITCH_CLASSES = ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B"]
 
@@ -28,16 +34,57 @@ def pyplot() -> Any:
     return plt
 
 
+def drawable_text(text: object) -> str:
+    """``text`` as matplotlib can draw it: :func:`~specmusic.display.printable_text` (a byte that is not
+    UTF-8 as ``\\xNN``, control characters escaped), and ``$`` escaped so it is not read as math.
+
+    matplotlib fails at draw time (``TypeError`` from ``FT2Font.set_text``) on the lone surrogates that
+    stand for such bytes, and on an unbalanced ``$``; every name drawn goes through here. Idempotent.
+    """
+    out = printable_text(str(text))
+    return out.replace("\\$", "$").replace("$", "\\$")
+
+
+def _drawable_texts(fig: Any) -> None:
+    """Pass every text of ``fig`` through :func:`drawable_text`: titles, labels, legends, and the tick
+    labels given as strings or categories (their formatters make them again at draw time). A picture
+    with a name nobody escaped is still drawn."""
+    from matplotlib.category import StrCategoryFormatter
+    from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
+
+    for artist in fig.findobj(Text):
+        text = artist.get_text()
+        if text and _drawable_label(text) != text:
+            artist.set_text(_drawable_label(text))
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                             (axis.get_minor_formatter, axis.set_minor_formatter)):
+                names = get()
+                if isinstance(names, (FixedFormatter, FuncFormatter, StrCategoryFormatter)):
+                    put(FuncFormatter(lambda x, pos, names=names: _drawable_label(names(x, pos))))
+
+
+def _drawable_label(text: str) -> str:
+    """:func:`drawable_text` of a text already in a figure, line by line (a title's line breaks are the
+    caller's), leaving math the caller wrote (``$...$``) as it is."""
+    return "\n".join(line if _is_math(line) else drawable_text(line) for line in str(text).split("\n"))
+
+
+def _is_math(text: str) -> bool:
+    """Math on purpose: a whole ``$...$`` with printable text inside (specmusic draws none, a caller might)."""
+    return len(text) > 2 and text[0] == text[-1] == "$" and text.count("$") == 2 and printable_text(text) == text
+
+
 def save_figure_atomic(fig, path: str | os.PathLike[str], *, dpi: int = 100) -> None:
-    """Save a matplotlib figure through a temporary file + rename, then close it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
+    """Save a matplotlib figure through a temporary file + rename (:func:`~specmusic.fileio.atomic_path`: a
+    worker stopped mid-write leaves none behind), then close it (every text of it drawable: :func:`drawable_text`)."""
+    _drawable_texts(fig)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, target)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
-        tmp.unlink(missing_ok=True)
         pyplot().close(fig)
 
 
@@ -91,6 +138,6 @@ def save_spectrogram_png(
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"{config.kind} ({unit})")
     if title:
-        ax.set_title(title)
+        ax.set_title(drawable_text(title))
     fig.colorbar(im, ax=ax, label="dB" if config.kind in ("mel", "stft", "cqt") else "value")
     save_figure_atomic(fig, path)

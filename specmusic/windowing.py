@@ -32,6 +32,7 @@ from specmusic.errors import InputError
 from specmusic.features import FeatureConfig, chunk_starts
 
 __all__ = [
+    "listening_band",
     "DEFAULT_WINDOWS",
     "parse_windows",
     "select_windows",
@@ -214,20 +215,29 @@ def plan_windows(
     return WindowPlan(starts, total, n_samples, native, pieces)
 
 
+def listening_band(config: FeatureConfig) -> tuple[float, float]:
+    """The frequencies (Hz) a model on ``config``'s features hears: its mel bands' ``fmin``..``fmax`` (the
+    whole spectrum for other kinds), from 20 Hz up (below is DC and infrasound, whatever the filters)."""
+    mel = config.kind in ("mel", "mfcc")
+    return max(config.fmin if mel else 0.0, 20.0), float(config.fmax if mel and config.fmax else config.sample_rate / 2)
+
+
 def _decode_piece(
     path: str | os.PathLike[str], config: FeatureConfig, native: int, piece: Piece
-) -> tuple[np.ndarray, float, int | None]:
-    """Features of frames ``piece.lo``..``hi`` (dB not yet floored), the peak sample, and the track's
-    length in samples at the model's rate when this read reached the end of the file (else None)."""
+) -> tuple[np.ndarray, Any, int | None]:
+    """Features of frames ``piece.lo``..``hi`` (dB not yet floored), the :class:`~specmusic.audio.PeakMeter`
+    that measured the piece (peak, power in :func:`listening_band`), and the track's length in samples at
+    the model's rate when this read reached the end of the file (else None)."""
     from specmusic.audio import PeakMeter, stream_audio_frames
     from specmusic.features import compute_features_stream
 
-    meter = PeakMeter(stream_audio_frames(path, start=piece.start, stop=piece.stop, sr=config.sample_rate, mono=True))
+    meter = PeakMeter(stream_audio_frames(path, start=piece.start, stop=piece.stop, sr=config.sample_rate, mono=True),
+                      band=(*listening_band(config), config.sample_rate))
     spec, n = compute_features_stream(meter, dataclasses.replace(config, top_db=None))
     end = None
     if piece.stop is None or n < _resampled_length(piece.stop - piece.start, native, config.sample_rate) - 1:
         end = piece.first * config.hop_length + n  # the file ended here
-    return spec[:, piece.lo - piece.first : piece.hi - piece.first], meter.peak, end
+    return spec[:, piece.lo - piece.first : piece.hi - piece.first], meter, end
 
 
 def ordered(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[tuple[Any, Any]]:
@@ -263,7 +273,8 @@ class DecodedWindows:
     Pieces are decoded on ``threads`` threads while the caller works on the windows already handed
     over; a window is a view, valid until the next one is asked for (copy it to keep it). dB
     features come unfloored (``top_db`` is the caller's: relative to the loudest analysed frame).
-    After the iteration, ``peak`` is the largest absolute sample decoded.
+    After the iteration, ``peak`` is the largest absolute sample decoded, ``band_power`` and ``power``
+    the pieces' power in :func:`listening_band` and in all (:class:`~specmusic.audio.PeakMeter`).
 
     Raises
     ------
@@ -277,7 +288,7 @@ class DecodedWindows:
         self, path: str | os.PathLike[str], config: FeatureConfig, chunk_frames: int, plan: WindowPlan, *, threads: int
     ) -> None:
         self.path, self.config, self.chunk_frames, self.plan, self.threads = path, config, chunk_frames, plan, threads
-        self.peak = 0.0
+        self.peak = self.band_power = self.power = 0.0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         C, plan = self.chunk_frames, self.plan
@@ -286,10 +297,12 @@ class DecodedWindows:
         n_frames = self.config.n_frames(plan.n_samples)
         work = functools.partial(_decode_piece, self.path, self.config, plan.native)
         with contextlib.closing(ordered(work, plan.pieces, self.threads)) as results:
-            for piece, (frames, peak, end) in results:
+            for piece, (frames, meter, end) in results:
                 if end is not None and self.config.n_frames(end) != n_frames:
                     raise Replan(end)
-                self.peak = max(self.peak, peak)
+                self.peak = max(self.peak, meter.peak)
+                self.band_power += meter.band_power
+                self.power += meter.power
                 if piece.lo != base + buf.shape[1]:  # the first piece of another stretch of windows
                     buf, base = frames, piece.lo
                 else:

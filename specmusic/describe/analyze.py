@@ -5,9 +5,13 @@ each block feeds, side by side,
 
 - a hash of the decoded PCM (BLAKE2b): identical hashes are exact duplicates;
 - the :class:`~specmusic.describe.loudness.LoudnessMeter` (LUFS, peak, clipping, silence);
-- a streaming soxr resampler to 11025 Hz mono: a coarse STFT of it (93 ms frames side by side)
-  gives a small log-mel picture for the label's mean spectrogram; halved to 5512 Hz, a fine one
-  (186 ms frames every 23 ms) gives the fingerprint.
+- a streaming soxr resampler to 11025 Hz mono: a coarse STFT of its first 30 s (93 ms frames side
+  by side) gives a small log-mel picture for the label's mean spectrogram; halved to 5512 Hz (a
+  second streaming resampler), a fine one (186 ms frames every 23 ms) gives the fingerprint, a
+  block at a time.
+
+Nothing but those results grows with the file: a 2-hour file is described in the memory of a
+20 s block (docs/failures.md has the measurement).
 
 What comes back (:class:`FileAnalysis`) is small: numbers, a 32-bit word per 23 ms and a
 64 x 60 picture, so ``--jobs`` workers send little to the parent.
@@ -28,6 +32,7 @@ from specmusic.describe.fingerprint import (
     fingerprint_from_power,
 )
 from specmusic.describe.loudness import LoudnessMeter
+from specmusic.display import printable_path
 from specmusic.errors import AudioError
 
 __all__ = [
@@ -114,8 +119,62 @@ def _picture(y: np.ndarray) -> np.ndarray:
     return out
 
 
+class _FingerprintStream:
+    """Sub-fingerprints of mono audio at ``config.sample_rate``, fed block by block.
+
+    The frames are those :func:`~specmusic.features.power_spectrogram` gives for the whole signal
+    (centred, zero-padded), computed a block at a time; only the last frame is kept between blocks,
+    so memory is a block's, not the file's (a 32-bit word and a flag per 23 ms are what grows).
+    """
+
+    def __init__(self, config: FingerprintConfig) -> None:
+        self.config = config
+        self.pad = config.n_fft // 2
+        self.buffer = np.zeros(self.pad, dtype=np.float32)  # the left centring pad
+        self.previous: np.ndarray | None = None  # the last frame, the first of the next block's pairs
+        self.bits: list[np.ndarray] = []
+        self.valid: list[np.ndarray] = []
+
+    def push(self, y: np.ndarray) -> None:
+        """Add samples; fingerprint the frames they complete."""
+        self.buffer = np.concatenate([self.buffer, np.asarray(y, dtype=np.float32)])
+        self._drain()
+
+    def finish(self) -> Fingerprint:
+        """Pad the right edge, fingerprint the last frames, and return the whole fingerprint."""
+        self.buffer = np.concatenate([self.buffer, np.zeros(self.pad, dtype=np.float32)])
+        self._drain()
+        if not self.bits:
+            return Fingerprint(np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=bool))
+        return Fingerprint(np.concatenate(self.bits), np.concatenate(self.valid))
+
+    def _drain(self) -> None:
+        from specmusic.features import power_spectrogram
+
+        n_fft, hop = self.config.n_fft, self.config.hop_length
+        if len(self.buffer) < n_fft:
+            return
+        n = 1 + (len(self.buffer) - n_fft) // hop  # whole frames in the buffer, the first at its start
+        segment = self.buffer[: (n - 1) * hop + n_fft]
+        # power_spectrogram centres frame t on sample t*hop of what it gets: the frames whose window
+        # lies inside ``segment`` (no padding of its own) are frames 0..n-1 of the buffer.
+        first = -(-self.pad // hop)
+        shift = first * hop - self.pad  # 0 when hop divides n_fft/2 (the default); else pad on the left
+        padded = np.concatenate([np.zeros(shift, dtype=np.float32), segment]) if shift else segment
+        frames = power_spectrogram(padded, n_fft=n_fft, hop_length=hop).T[first : first + n]  # [n, bins]
+        if self.previous is not None:
+            frames = np.concatenate([self.previous, frames])
+        if len(frames) >= 2:
+            fp = fingerprint_from_power(frames, self.config)
+            self.bits.append(fp.bits)
+            self.valid.append(fp.valid)
+        self.previous = frames[-1:].copy()
+        self.buffer = self.buffer[n * hop :].copy()
+
+
 def analyse_file(path: str, config: DescribeConfig = DescribeConfig()) -> FileAnalysis:
-    """Decode ``path`` once and measure it.
+    """Decode ``path`` once and measure it, block by block: memory is bounded by a block (20 s at the
+    file's rate) and the first 30 s of the picture, whatever the file's length.
 
     Raises
     ------
@@ -124,8 +183,6 @@ def analyse_file(path: str, config: DescribeConfig = DescribeConfig()) -> FileAn
     """
     import soxr
 
-    from specmusic.features import power_spectrogram
-
     fp_config = config.fingerprint
     info = read_info(path)
     meter = LoudnessMeter(info.sample_rate, info.channels, clip_level=config.clip_level,
@@ -133,21 +190,28 @@ def analyse_file(path: str, config: DescribeConfig = DescribeConfig()) -> FileAn
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{info.sample_rate}/{info.channels}:".encode())  # the same samples at another rate are other audio
     resampler = soxr.ResampleStream(info.sample_rate, SPEC_RATE, 1, dtype="float32", quality="HQ")
-    mono_parts = []
+    to_fp = (None if fp_config.sample_rate == SPEC_RATE
+             else soxr.ResampleStream(SPEC_RATE, fp_config.sample_rate, 1, dtype="float32", quality="HQ"))
+    fingerprint = _FingerprintStream(fp_config)
+    picture: list[np.ndarray] = []  # the first SPEC_SECONDS at SPEC_RATE
+    kept = 0
+
+    def feed(y: np.ndarray, last: bool) -> None:
+        nonlocal kept
+        if kept < SPEC_SECONDS * SPEC_RATE:
+            picture.append(y[: int(SPEC_SECONDS * SPEC_RATE) - kept])
+            kept += len(picture[-1])
+        fingerprint.push(y if to_fp is None else to_fp.resample_chunk(y, last=last))
+
     for block in stream_audio(path, sr=None, mono=False):
         digest.update(np.ascontiguousarray(block, dtype=np.float32).tobytes())
         meter.add(block)
         mono = block.mean(axis=0, dtype=np.float32) if block.shape[0] > 1 else block[0]
-        mono_parts.append(resampler.resample_chunk(mono, last=False))
-    mono_parts.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        feed(resampler.resample_chunk(mono, last=False), last=False)
+    feed(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True), last=True)
     loud = meter.result()
     if loud.samples == 0:
-        from specmusic.fileio import display_path
-
-        raise AudioError(f"{display_path(path)}: contains no audio samples — check the file or remove it")
-    y = np.concatenate(mono_parts) if mono_parts else np.zeros(0, dtype=np.float32)
-    y_fp = y if fp_config.sample_rate == SPEC_RATE else soxr.resample(y, SPEC_RATE, fp_config.sample_rate, "HQ")
-    frames = power_spectrogram(y_fp, n_fft=fp_config.n_fft, hop_length=fp_config.hop_length).T  # [T, bins]
+        raise AudioError(f"{printable_path(path)}: contains no audio samples — check the file or remove it")
     return FileAnalysis(
         path=path,
         duration=loud.samples / info.sample_rate,
@@ -159,20 +223,18 @@ def analyse_file(path: str, config: DescribeConfig = DescribeConfig()) -> FileAn
         clipping_share=loud.clipping_share,
         silence_share=loud.silence_share,
         pcm_hash=digest.hexdigest(),
-        fingerprint=fingerprint_from_power(frames, fp_config),
-        spectrogram=_picture(y),
+        fingerprint=fingerprint.finish(),
+        spectrogram=_picture(np.concatenate(picture) if picture else np.zeros(0, dtype=np.float32)),
     )
 
 
 def safe_analyse_file(path: str, config: DescribeConfig) -> tuple[str, FileAnalysis | None, str | None]:
     """:func:`analyse_file`, with a failure returned as a one-line message instead of raised."""
-    from specmusic.fileio import display_path
-
     try:
         return path, analyse_file(path, config), None
     except AudioError as exc:
         return path, None, str(exc)
     except PermissionError:
-        return path, None, f"{display_path(path)}: permission denied — make the file readable"
+        return path, None, f"{printable_path(path)}: permission denied — make the file readable"
     except MemoryError:
-        return path, None, f"{display_path(path)}: out of memory — describe it alone or split the file"
+        return path, None, f"{printable_path(path)}: out of memory — describe it alone or split the file"

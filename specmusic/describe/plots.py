@@ -17,7 +17,7 @@ import numpy as np
 
 from specmusic.describe.analyze import SPEC_COLUMNS, SPEC_MELS, SPEC_RATE, SPEC_SECONDS
 from specmusic.describe.run import SPLIT_NAMES, Description, label_of
-from specmusic.plotting import pyplot, save_figure_atomic
+from specmusic.plotting import drawable_text, pyplot, save_figure_atomic
 
 __all__ = ["PLOT_NAMES", "save_plots"]
 
@@ -54,7 +54,7 @@ def _clips(desc: Description, groups: dict[str, list[int]], path: Path) -> None:
     else:
         ax.bar(x, [len(groups[n]) for n in names])
     ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_xticklabels([drawable_text(n) for n in names], rotation=45, ha="right")
     from matplotlib.ticker import MaxNLocator
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -70,7 +70,7 @@ def _boxes(groups: dict[str, list[int]], values: list[float | None], path: Path,
     fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(names) + 2), 4))
     ax.boxplot(data, showfliers=True)
     ax.set_xticks(np.arange(1, len(names) + 1))
-    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_xticklabels([drawable_text(n) for n in names], rotation=45, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     save_figure_atomic(fig, path)
@@ -95,7 +95,7 @@ def _spectrograms(desc: Description, groups: dict[str, list[int]], path: Path) -
     for ax, name, pic in zip(axes.flat, names, pictures):
         image = ax.imshow(pic, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi,
                           extent=(0.0, SPEC_SECONDS, -0.5, SPEC_MELS - 0.5), interpolation="nearest")
-        ax.set_title(f"{name} ({len(groups[name])})", fontsize=9)
+        ax.set_title(f"{drawable_text(name)} ({len(groups[name])})", fontsize=9)
         ax.set_yticks([float(np.interp(f, centres, np.arange(SPEC_MELS))) for f in marks])
         ax.set_yticklabels([f"{f / 1000:g}k" if f >= 1000 else str(f) for f in marks], fontsize=7)
         ax.tick_params(axis="x", labelsize=7)

@@ -8,14 +8,16 @@ only: no torch.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from specmusic.audio import check_audio_output, save_audio
-from specmusic.fileio import display_path
-from specmusic.inversion import invert_array, load_invertible_array
+from specmusic.display import printable_path
+from specmusic.inversion import MAX_INVERSION_GB, invert_array, load_invertible_array
 
-__all__ = ["Inversion", "invert_file"]
+__all__ = ["Inversion", "invert_file", "print_warning"]
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,19 @@ class Inversion:
     shape: tuple[int, int]  # the array's (rows, frames)
     seconds: float  # length of the audio written
     spectral_convergence_db: float  # of the audio's STFT against the array's (lower is better)
+    warnings: tuple[str, ...] = ()  # why the audio is not what was hoped (a silent spectrogram)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON line of ``specmusic generate invert``."""
-        return {"input": self.input, "output": self.output, "seconds": round(self.seconds, 3),
-                "spectral_convergence_db": round(self.spectral_convergence_db, 2)}
+        """The JSON line of ``specmusic generate invert`` (``warnings`` only when there are some)."""
+        out = {"input": self.input, "output": self.output, "seconds": round(self.seconds, 3),
+               "spectral_convergence_db": round(self.spectral_convergence_db, 2)}
+        return {**out, "warnings": list(self.warnings)} if self.warnings else out
+
+
+def print_warning(line: str) -> None:
+    """``warning: LINE`` on stderr (never stdout: it carries the audio or the JSON line)."""
+    sys.stderr.write(f"warning: {line}\n")
+    sys.stderr.flush()
 
 
 def invert_file(
@@ -48,24 +58,33 @@ def invert_file(
     gl_iter: int = 64,
     momentum: float = 0.99,
     seed: int = 0,
+    on_warning: Callable[[str], None] | None = print_warning,
+    max_gb: float = MAX_INVERSION_GB,
 ) -> Inversion:
     """Turn the mel or STFT array in ``array`` into audio written to ``output`` (``-``: WAV on stdout).
 
     A ``spectro`` ``.npz`` carries its own settings; a ``.npy`` is described by ``kind``, ``scale``,
     ``sample_rate``, ``n_fft``, ``hop_length`` and ``n_mels`` (see
     :func:`~specmusic.inversion.load_invertible_array`). ``gl_iter`` Griffin-Lim iterations with
-    ``momentum`` (0: plain), seeded by ``seed``.
+    ``momentum`` (0: plain), seeded by ``seed``. A spectrogram of digital silence becomes silence, and
+    ``on_warning`` (default: a ``warning:`` line on stderr) is told. An inversion estimated above
+    ``max_gb`` of memory is refused before the work.
 
     Raises
     ------
     InputError
-        An output name no audio format can be written to (checked first); a missing or unusable array.
+        An output name no audio format can be written to (checked first); a missing or unusable array,
+        rows no feature config has, or an inversion that would need more memory than ``max_gb``
+        (refused before the work, with the frames that fit).
     """
     check_audio_output(output, option="-o")  # before any work: a name no format can be written to
     data, fc, scale_used = load_invertible_array(array, kind=kind, scale=scale, sample_rate=sample_rate,
                                                  n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+    warnings: list[str] = []
     y, sc = invert_array(data, config=fc, scale=scale_used, n_iter=gl_iter, momentum=momentum, seed=seed,
-                         name=display_path(array))
+                         name=printable_path(array), warnings=warnings, max_gb=max_gb)
+    for line in warnings if on_warning is not None else ():
+        on_warning(line)
     save_audio(output, y, fc.sample_rate)
     return Inversion(input=str(array), output=str(output), kind=fc.kind, shape=(data.shape[0], data.shape[1]),
-                     seconds=len(y) / fc.sample_rate, spectral_convergence_db=sc)
+                     seconds=len(y) / fc.sample_rate, spectral_convergence_db=sc, warnings=tuple(warnings))

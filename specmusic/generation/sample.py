@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from specmusic.display import printable_path, printable_text
 from specmusic.errors import InputError, ModelError
 from specmusic.fileio import display_path
 from specmusic.generation.config import (
@@ -143,7 +144,8 @@ class Generator:
         if not self.labels:
             raise InputError(f"{self.path}: the model is unconditional (trained without labels) — drop --label")
         if label not in self.labels:
-            raise InputError(f"{self.path}: label {label!r} was never seen in training — use one of: {', '.join(self.labels)}")
+            raise InputError(f"{printable_path(self.path)}: label '{printable_text(label)}' was never seen in training — "
+                             f"use one of: {printable_text(', '.join(self.labels))}")
         return self.labels.index(label)
 
 
@@ -522,7 +524,7 @@ def sample_to_folder(
     ensure_writable_dir(out_dir, option="-o")
     gen = load_generator(model, threads=threads, log=say)
     gen.label_index(label)
-    say(f"{n} × {seconds:g} s" + (f" of {label!r}" if label else "") + f", {steps} steps, seed {seed}")
+    say(f"{n} × {seconds:g} s" + (f" of '{printable_text(label)}'" if label else "") + f", {steps} steps, seed {seed}")
     records = write_samples(gen, out_dir, n=n, label=label, seconds=seconds, steps=steps, guidance=guidance,
                             gl_iter=gl_iter, seed=seed, png=png)
     return _counted(records, total=n, progress=progress)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from specmusic.display import printable_path
 from specmusic.errors import AudioError, ConfigError, InputError, ModelError
 from specmusic.features import chunk_features, chunk_starts
-from specmusic.fileio import display_path
 from specmusic.inference.contract import FIX_MODEL
 from specmusic.inference.model import Model
 from specmusic.windowing import (
@@ -27,6 +28,7 @@ from specmusic.windowing import (
     Replan,
     WindowPlan,
     decode_threads,
+    listening_band,
     plan_windows,
     select_windows,
 )
@@ -76,7 +78,7 @@ def track_features(
         spec, cfg = load_spectrogram(source)
         if cfg.digest() != fc.digest():
             raise ConfigError(
-                f"{display_path(source)}: computed with other features ({cfg.kind}, {cfg.n_rows} rows, "
+                f"{printable_path(source)}: computed with other features ({cfg.kind}, {cfg.n_rows} rows, "
                 f"sr {cfg.sample_rate}) than the model expects ({fc.kind}, {fc.n_rows} rows, sr {fc.sample_rate}) "
                 "— classify the audio file instead, or recompute the arrays with `specmusic spectro AUDIO --like MODEL.onnx -o DIR`"
             )
@@ -93,18 +95,29 @@ def track_features(
 
 def _audio_features(model: Model, path: str | os.PathLike[str], warnings: list[str] | None) -> tuple[np.ndarray, float]:
     """The features of the whole file (decoded block by block); the path of kinds that need all of it."""
-    from specmusic.audio import PeakMeter, signal_warnings, stream_audio
+    from specmusic.audio import PeakMeter, stream_audio
     from specmusic.features import compute_features_stream
 
     fc = model.feature_config
-    meter = PeakMeter(stream_audio(path, sr=fc.sample_rate, mono=True))
+    meter = PeakMeter(stream_audio(path, sr=fc.sample_rate, mono=True), band=(*listening_band(fc), fc.sample_rate))
     spec, n = compute_features_stream(meter, fc)
     if n == 0:
-        raise AudioError(f"{display_path(path)}: contains no audio samples — check the file")
+        raise AudioError(f"{printable_path(path)}: contains no audio samples — check the file")
     seconds = n / fc.sample_rate
     if warnings is not None:
-        warnings += signal_warnings(display_path(path), peak=meter.peak, seconds=seconds, window_seconds=_window_seconds(model))
+        warnings += _signal_warnings(model, path, meter, seconds)
     return spec, seconds
+
+
+def _signal_warnings(model: Model, path: str | os.PathLike[str], meter: Any, seconds: float) -> list[str]:
+    """Why not to trust the track's result, from what ``meter`` (a :class:`~specmusic.audio.PeakMeter` or
+    :class:`~specmusic.windowing.DecodedWindows`) measured: silence, nothing in the band the model hears
+    (DC, a 5 Hz tone), a mis-scaled file, a clip shorter than a window."""
+    from specmusic.audio import signal_warnings
+
+    share = meter.band_power / meter.power if meter.power > 0 else None
+    return signal_warnings(printable_path(path), peak=meter.peak, seconds=seconds, window_seconds=_window_seconds(model),
+                           band=listening_band(model.feature_config), band_share=share)
 
 
 def _window_seconds(model: Model) -> float:
@@ -179,7 +192,7 @@ def analyse_track(
     if "logits" in names:
         probs = probabilities_from_logits(outs[names.index("logits")], model.task)
         if probs.shape[-1] != len(model.labels):
-            raise ModelError(f"{display_path(model.path)}: the network gave {probs.shape[-1]} outputs for "
+            raise ModelError(f"{printable_path(model.path)}: the network gave {probs.shape[-1]} outputs for "
                              f"{len(model.labels)} labels — {FIX_MODEL}")
         probs = probs.mean(axis=0).astype(np.float32)
     if "embedding" in names:
@@ -240,7 +253,7 @@ def _run_audio(
     model: Model, path: str | os.PathLike[str], windows: int | None, names: list[str], warnings: list[str] | None
 ) -> tuple[list[np.ndarray], int, float]:
     """Network outputs of the selected windows of an audio file, its window count and its seconds."""
-    from specmusic.audio import check_complete, read_info, signal_warnings
+    from specmusic.audio import check_complete, read_info
 
     info = read_info(path)
     fc = model.feature_config
@@ -253,16 +266,16 @@ def _run_audio(
         if not planned_again:
             check_complete(path, info)
         try:
-            outs, peak = _run_plan(model, path, plan, names)
+            outs, decoded = _run_plan(model, path, plan, names)
             break
         except Replan as again:  # a header that over- or under-states the length (some MP3s): plan again
             if planned_again:
-                raise AudioError(f"{display_path(path)}: its length differs from read to read — re-encode the file") from None
+                raise AudioError(f"{printable_path(path)}: its length differs from read to read — re-encode the file") from None
             plan = _plan(model, info.sample_rate, info.frames, windows, n_samples=again.n_samples)
             planned_again = True
     seconds = plan.n_samples / fc.sample_rate
     if warnings is not None:
-        warnings += signal_warnings(display_path(path), peak=peak, seconds=seconds, window_seconds=_window_seconds(model))
+        warnings += _signal_warnings(model, path, decoded, seconds)
     return outs, plan.total, seconds
 
 
@@ -271,8 +284,11 @@ def _plan(model: Model, native: int, frames: int, windows: int | None, n_samples
                         windows=windows, n_samples=n_samples)
 
 
-def _run_plan(model: Model, path: str | os.PathLike[str], plan: WindowPlan, names: list[str]) -> tuple[list[np.ndarray], float]:
-    """The network on the plan's windows as their pieces are decoded; returns its outputs and the peak sample."""
+def _run_plan(
+    model: Model, path: str | os.PathLike[str], plan: WindowPlan, names: list[str]
+) -> tuple[list[np.ndarray], DecodedWindows]:
+    """The network on the plan's windows as their pieces are decoded; returns its outputs and what the
+    decoding measured (peak, power in the model's band)."""
     top_db = model.feature_config.top_db
     runner = _Runner(model, names)
     held: list[np.ndarray] = []  # windows waiting for the dB floor (top_db), else straight to the network
@@ -286,7 +302,7 @@ def _run_plan(model: Model, path: str | os.PathLike[str], plan: WindowPlan, name
         floor = max(float(w.max()) for w in held) - top_db
         for w in held:
             runner.add(np.maximum(w, floor))
-    return runner.result(), decoded.peak
+    return runner.result(), decoded
 
 
 def run_chunks(model: Model, chunks: np.ndarray, *, embedding: bool = False) -> np.ndarray:

@@ -91,8 +91,10 @@ def parse_metadata(raw: str, *, name: str) -> dict[str, Any]:
     Raises
     ------
     ModelError
-        Not JSON, not an object, a missing field, a format newer than this specmusic, or a field
-        of the wrong kind (the message ends with :data:`FIX_MODEL` or says to upgrade).
+        Not JSON, not an object, a missing field, a format newer than this specmusic, a field of the
+        wrong kind, a label named twice, or features no real audio has (a sample rate outside 1 kHz to
+        768 kHz: :class:`~specmusic.features.FeatureConfig`); the message ends with :data:`FIX_MODEL`
+        or says to upgrade.
     """
     try:
         meta = json.loads(raw)
@@ -117,7 +119,7 @@ def parse_metadata(raw: str, *, name: str) -> dict[str, Any]:
         meta["feature_config"] = FeatureConfig.from_dict(dict(meta["feature_config"]))
         chunk, hop = int(meta["chunk_frames"]), int(meta["chunk_hop_frames"])
     except (ConfigError, TypeError, ValueError) as exc:
-        raise ModelError(f"{name}: bad feature_config/chunking in metadata ({exc}) — {FIX_MODEL}") from None
+        raise ModelError(f"{name}: bad feature_config/chunking in metadata ({str(exc).split(' — ')[0]}) — {FIX_MODEL}") from None
     if chunk < 1 or hop < 1:
         raise ModelError(f"{name}: chunk_frames and chunk_hop_frames must be positive — {FIX_MODEL}")
     if chunk > MAX_CHUNK_FRAMES or hop > MAX_CHUNK_FRAMES:
@@ -125,6 +127,10 @@ def parse_metadata(raw: str, *, name: str) -> dict[str, Any]:
                          f"the metadata is corrupt; {FIX_MODEL}")
     if not all(isinstance(x, str) for x in labels):
         raise ModelError(f"{name}: metadata 'labels' must be strings — {FIX_MODEL}")
+    twice = next((x for i, x in enumerate(labels) if x in labels[:i]), None)
+    if twice is not None:  # two outputs under one name: `probabilities` by label would keep only one of them
+        raise ModelError(f"{name}: metadata names the label {json.dumps(twice, ensure_ascii=False)} twice — each "
+                         f"output needs its own label; {FIX_MODEL}")
     norm = meta.get("input_norm")
     if norm is not None and not (isinstance(norm, dict) and {"mean", "std"} <= set(norm) and _positive(norm["std"])
                                  and _finite(norm["mean"])):

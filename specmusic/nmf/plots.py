@@ -56,7 +56,7 @@ def templates_figure(W: np.ndarray, *, sr: int, n_fft: int, title: str = "") -> 
     ax.set_ylabel("frequency (Hz, log scale)")
     ax.set_xlabel("component")
     ax.set_xticks(range(1, k + 1))
-    ax.set_title(f"W: spectral templates {title}".strip())
+    ax.set_title(_drawable(f"W: spectral templates {title}".strip()))
     fig.colorbar(mesh, ax=ax, label="dB (per template)")
     return fig
 
@@ -74,7 +74,7 @@ def activations_figure(H: np.ndarray, *, sr: int, hop_length: int, title: str = 
     ax.set_xlabel("time (s)")
     ax.set_ylabel("component")
     ax.set_yticks(range(1, k + 1))
-    ax.set_title(f"H: activations {title}".strip())
+    ax.set_title(_drawable(f"H: activations {title}".strip()))
     fig.colorbar(im, ax=ax, label="activation / row max")
     return fig
 
@@ -87,7 +87,7 @@ def loss_figure(result: NMFResult, *, title: str = "") -> Any:
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"{loss_name(result.beta)} divergence")
-    ax.set_title(title)
+    ax.set_title(_drawable(title))
     ax.grid(alpha=0.3)
     return fig
 
@@ -116,7 +116,7 @@ def save_report_plot(path: str | os.PathLike[str], rows: list[dict[str, Any]], *
     ax.set_ylabel(f"final {rows[0]['loss_name']} divergence" if rows else "loss")
     ax.set_xticks(ks)
     ax.grid(alpha=0.3)
-    ax.set_title(f"loss vs k {title}".strip())
+    ax.set_title(_drawable(f"loss vs k {title}".strip()))
     save_figure_atomic(fig, path)
 
 
@@ -138,3 +138,9 @@ def _plt() -> Any:
     from specmusic.plotting import pyplot
 
     return pyplot()
+
+
+def _drawable(text: str) -> str:
+    from specmusic.plotting import drawable_text  # only when drawing
+
+    return drawable_text(text)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,11 @@ def _map_record(path: Path) -> dict[str, Any]:
     library = read_library(path)
     if len(library) < 2:
         raise InputError(f"{display_path(path)}: a map needs at least 2 tracks — embed more tracks")
-    result = cluster_embeddings(search_vectors(library), labels=library.labels, ids=library.ids, seed=0)
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():  # duplicates make fewer clusters than asked: the map shows it, not stderr
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = cluster_embeddings(search_vectors(library), labels=library.labels, ids=library.ids, seed=0)
     return cluster_record(result, ids=library.ids, labels=library.labels)
 
 

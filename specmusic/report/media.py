@@ -66,8 +66,15 @@ def resolve_audio(path: str, bases: list[Path]) -> Path | None:
 
 
 def thumbnail_array(spec: np.ndarray, *, rows: int = THUMB_ROWS, columns: int = THUMB_COLUMNS) -> np.ndarray:
-    """A spectrogram [shape=(n_rows, n_frames)] pooled to at most ``rows`` × ``columns`` and scaled to [0, 1]."""
-    x = np.nan_to_num(np.asarray(spec, dtype=np.float32))
+    """A spectrogram [shape=(n_rows, n_frames)] pooled to at most ``rows`` × ``columns`` and scaled to [0, 1].
+
+    A complex array (an STFT saved as is) is drawn by its magnitude (numpy would drop the imaginary part
+    with a ``ComplexWarning`` on stderr); anything not numeric, not 2-D or empty is a blank picture.
+    """
+    x = np.asarray(spec)
+    if x.ndim != 2 or x.size == 0 or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        return np.zeros((1, 1), dtype=np.float32)
+    x = np.nan_to_num((np.abs(x) if np.iscomplexobj(x) else x).astype(np.float32))
     if x.ndim != 2 or x.size == 0:
         return np.zeros((1, 1), dtype=np.float32)
     r = max(1, -(-x.shape[0] // rows))

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.plotting import pyplot, save_figure_atomic
+from specmusic.plotting import drawable_text, pyplot, save_figure_atomic
 
 __all__ = ["confusion_figure", "save_plots", "training_curve_figure"]
 
@@ -37,7 +37,7 @@ def training_curve_figure(history: list[dict[str, float]]) -> Any:
 
 def confusion_figure(metrics: dict[str, Any], split: str) -> Any:
     """The confusion matrix of ``metrics[split]`` with counts in the cells; a matplotlib Figure."""
-    labels = metrics["labels"]
+    labels = [drawable_text(lab) for lab in metrics["labels"]]
     cm = np.asarray(metrics[split]["confusion"])
     size = max(4.0, 0.5 * len(labels) + 2)
     fig, ax = pyplot().subplots(figsize=(size, size))
