@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tone, write
-from tests.test_inference import _export
+from tests.inference.test_inference import export_tiny_classifier as _export
 
 
 @pytest.fixture(scope="package")

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import tone, write
-from tests.test_failures import _with_meta, assert_clean_failure, error_lines, run
+from tests.failures.test_failures import _with_meta, assert_clean_failure, error_lines, run
 
 SR = 22050
 

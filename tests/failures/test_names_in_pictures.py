@@ -16,8 +16,8 @@ import pytest
 from specmusic.display import printable_path, printable_text
 from specmusic.plotting import drawable_text, pyplot, save_figure_atomic
 from tests.conftest import tone, write
-from tests.test_cli_train import FAST
-from tests.test_failures import TINY_GEN, run
+from tests.training.test_train_cli import FAST
+from tests.failures.test_failures import TINY_GEN, run
 
 LATIN1 = os.fsdecode(b"m\xe9d")  # a Latin-1 folder name: not valid UTF-8
 

@@ -18,7 +18,7 @@ from specmusic.features import FeatureConfig
 from specmusic.inversion import invert_array, inversion_memory
 from tests.conftest import melody, tone, write
 from tests.failures.conftest import wav_claiming_rate
-from tests.test_failures import _with_meta, assert_clean_failure, no_partial_files, run
+from tests.failures.test_failures import _with_meta, assert_clean_failure, no_partial_files, run
 
 
 @pytest.fixture(params=[1, 999, 1_000_000], ids=["1Hz", "999Hz", "1MHz"])
