@@ -13,6 +13,7 @@ Defaults (one block)::
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ def cluster_embeddings(
         Unknown projection, or t-SNE/UMAP not installed.
     """
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
     x = np.asarray(vectors, dtype=np.float32)
@@ -95,7 +97,9 @@ def cluster_embeddings(
     if k is None:
         k = len(known) if len(known) >= 2 else 8
     k = max(1, min(int(k), len(x)))
-    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
+    with warnings.catch_warnings():  # duplicate vectors leave fewer distinct points than k: not the user's concern
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
     assign = km.labels_.astype(np.int64)
     metrics: dict[str, float] = {}
     if 2 <= k < len(x) and len(set(assign.tolist())) >= 2:
@@ -130,7 +134,8 @@ def project_2d(x: np.ndarray, *, method: str = "pca", seed: int = 0) -> np.ndarr
     elif method == "tsne":
         from sklearn.manifold import TSNE
 
-        out = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), random_state=seed, init="pca").fit_transform(x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # identical points: t-SNE's affinities divide by zero
+            out = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), random_state=seed, init="pca").fit_transform(x)
     else:
         try:
             import umap  # type: ignore[import-not-found]
@@ -194,12 +199,12 @@ def cluster_map_figure(
     """
     from matplotlib.lines import Line2D
 
-    from specmusic.plotting import pyplot as _pyplot
+    from specmusic.plotting import drawable_text, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     xy = result.coords
     labs = list(labels) if labels is not None and any(lab is not None for lab in labels) else None
-    colour_by = [lab if lab is not None else "(unlabelled)" for lab in labs] if labs else [f"cluster {a}" for a in result.assignments]
+    colour_by = [drawable_text(lab) if lab is not None else "(unlabelled)" for lab in labs] if labs else [f"cluster {a}" for a in result.assignments]
     names = sorted(set(colour_by))
     cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
     fig, ax = plt.subplots(figsize=(9.5, 6.5))
@@ -233,7 +238,7 @@ def cluster_map_figure(
     ax.set_ylabel(f"{axis}2")
     m = result.metrics
     sub = "  ".join(f"{key.upper()}={m[key]:.2f}" for key in ("nmi", "ari", "silhouette") if key in m)
-    ax.set_title((title or f"{len(xy)} tracks, k={result.k} KMeans clusters") + (f"\n{sub}" if sub else ""))
+    ax.set_title(drawable_text(title or f"{len(xy)} tracks, k={result.k} KMeans clusters") + (f"\n{sub}" if sub else ""))
     return fig
 
 
