@@ -62,6 +62,7 @@ __all__ = [
     "build_efficientat",
     "convert_efficientat",
     "efficientat_metadata",
+    "fetch_efficientat_checkpoint",
     "load_efficientat",
     "make_divisible",
     "read_audioset_labels",
@@ -76,6 +77,8 @@ CHECKPOINT = "mn04_as_mAP_432.pt"
 #: sha256 of the released ``mn04_as_mAP_432.pt`` (4,066,513 bytes), recorded in the converted model's metadata.
 CHECKPOINT_SHA256 = "899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c"
 LABELS_CSV = "audioset_class_labels_indices.csv"
+#: Where EfficientAT publishes the checkpoint (its ``models/mn/model.py`` ``pretrained_models``).
+CHECKPOINT_URL = f"{URL}/releases/download/v0.0.1/{CHECKPOINT}"
 CONVERTER_VERSION = 1
 WIDTH = 0.4  # mn04: width_mult 0.4
 N_CLASSES = 527
@@ -342,3 +345,52 @@ def convert_efficientat(
     meta = efficientat_metadata(labels, chunk_seconds=chunk_seconds, checkpoint_sha256=digest)
     with torch.no_grad():
         return export_onnx(net, out_path, n_rows=EFFICIENTAT_FEATURES.n_mels, metadata=meta)
+
+
+# -- the checkpoint, for finetuning (specmusic train --arch audioset-mn04 --pretrained) -----------
+def _supply_hint() -> str:
+    return (f"download {CHECKPOINT_URL} by hand and pass --weights FILE (or set SPECMUSIC_WEIGHTS to the folder "
+            "that holds it)")
+
+
+def fetch_efficientat_checkpoint(
+    *, weights: str | os.PathLike[str] | None = None, progress: bool | None = None
+) -> Path:
+    """The ``mn04_as`` state dict to start a finetune from.
+
+    ``weights`` (a file, used as it is; or a folder holding ``mn04_as_mAP_432.pt`` or
+    ``efficientat/mn04_as_mAP_432.pt``), else such a folder in ``$SPECMUSIC_WEIGHTS``, else the cache
+    (``<cache>/weights/efficientat/``), else downloaded there from :data:`CHECKPOINT_URL`. Files found
+    in a folder, the cache or the download must have the published sha256 (:data:`CHECKPOINT_SHA256`).
+
+    Raises
+    ------
+    ModelError
+        ``weights`` names nothing usable, a file is not the published one, or the download failed
+        (offline: the message says to pass ``--weights``).
+    """
+    from specmusic.fileio import cache_dir, download, sha256_file
+
+    def checked(path: Path) -> Path:
+        got = sha256_file(path)
+        if got != CHECKPOINT_SHA256:
+            raise ModelError(f"{path}: sha256 {got[:16]}…, not that of {CHECKPOINT} ({CHECKPOINT_SHA256[:16]}…) — "
+                             "it is corrupt or another file; " + _supply_hint())
+        return path
+
+    for root, option in ((weights, "--weights"), (os.environ.get("SPECMUSIC_WEIGHTS") or None, "SPECMUSIC_WEIGHTS")):
+        if root is None:
+            continue
+        where = Path(root).expanduser()
+        if where.is_file() and option == "--weights":
+            return where
+        for candidate in (where / CHECKPOINT, where / "efficientat" / CHECKPOINT):
+            if where.is_dir() and candidate.is_file():
+                return checked(candidate)
+        if option == "--weights":
+            raise ModelError(f"{where}: no such file, nor a folder holding {CHECKPOINT} — fix --weights")
+    cached = cache_dir() / "weights" / "efficientat" / CHECKPOINT
+    if cached.is_file():
+        return checked(cached)
+    return download(CHECKPOINT_URL, cached, what="EfficientAT mn04_as", how_to_fix=_supply_hint(),
+                    sha256=CHECKPOINT_SHA256, progress=progress)
