@@ -219,6 +219,8 @@ complete -c specmusic -n '__fish_seen_subcommand_from train' -l finetune-lr -r -
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l linear-probe -d 'Keep the backbone frozen for every epoch (train the new head only).'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l freeze-front -d 'Keep the first layers (tagger front end, CNN stem) frozen while finetuning.'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l img-size -r -d 'Resize the input to N or HxW inside the model (ViT default: its native 224).'
+complete -c specmusic -n '__fish_seen_subcommand_from train' -l head -r -d 'Fit only a head on a pretrained network'\''s frozen features instead of training a network: linear (standardised logistic regression on the --backbone'\''s embedding of each window).'
+complete -c specmusic -n '__fish_seen_subcommand_from train' -l backbone -r -d 'The network whose embedding --head reads (alone: --head linear): a name the zoo knows (audioset-mn04, pons-msd-musicnn, jamendo-fcn…) or a specmusic .onnx with an embedding output.'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l time-budget -r -d 'Stop after the epoch that passes this many seconds of training (0 = none).'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l force -d 'Start over even when the run folder holds a run (default: resume or continue it).'
 complete -c specmusic -n '__fish_seen_subcommand_from train' -l seed -r -d 'Random seed.'
