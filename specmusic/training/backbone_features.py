@@ -31,7 +31,12 @@ from typing import Any
 import numpy as np
 
 from specmusic.errors import InputError, ModelError
-from specmusic.fileio import display_path, save_npz_atomic, sha256_file, write_jsonl_atomic
+from specmusic.fileio import (
+    display_path,
+    save_npz_atomic,
+    sha256_file,
+    write_jsonl_atomic,
+)
 from specmusic.training.data import TrainingFile
 
 __all__ = ["Backbone", "WindowFeatures", "backbone_features", "embed_windows", "open_backbone"]
@@ -98,8 +103,7 @@ class WindowFeatures:
 
 
 def _cache_folder(cache_dir: Path, backbone: Backbone, windows: int | None) -> Path:
-    stem = Path(backbone.name).stem if backbone.path.name == Path(backbone.name).name else backbone.name
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:40]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(backbone.name).stem)[:40]
     return cache_dir / f"{safe}-{backbone.sha256[:12]}-w{windows if windows is not None else 'all'}"
 
 

@@ -38,11 +38,26 @@ from specmusic.config import ConfigBase
 from specmusic.errors import ConfigError, InputError
 from specmusic.features import FeatureConfig
 from specmusic.fileio import display_path, ensure_writable_dir, write_json_atomic
-from specmusic.training.backbone_features import Backbone, WindowFeatures, backbone_features, open_backbone
+from specmusic.training.backbone_features import (
+    Backbone,
+    WindowFeatures,
+    backbone_features,
+    open_backbone,
+)
 from specmusic.training.config import TrainConfig
 from specmusic.training.data import keep_labelled, list_training_inputs, make_splits
-from specmusic.training.metrics import accuracy_and_loss, pool_chunk_probabilities, split_metrics
-from specmusic.training.outputs import CHECKPOINT, TrainResult, describe_splits, write_metrics, write_splits
+from specmusic.training.metrics import (
+    accuracy_and_loss,
+    pool_chunk_probabilities,
+    split_metrics,
+)
+from specmusic.training.outputs import (
+    CHECKPOINT,
+    TrainResult,
+    describe_splits,
+    write_metrics,
+    write_splits,
+)
 from specmusic.windowing import DEFAULT_WINDOWS
 
 __all__ = ["C_GRID", "DEFAULT_BACKBONE", "HEADS", "LinearHead", "ProbeConfig", "fit_linear_head", "train_probe"]
