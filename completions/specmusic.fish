@@ -8,7 +8,7 @@ complete -c specmusic -f -n '__fish_use_subcommand' -a nmf -d 'Non-negative matr
 complete -c specmusic -f -n '__fish_use_subcommand' -a recommend -d 'Recommend the tracks most similar to a query (cosine top-k), with scores.'
 complete -c specmusic -f -n '__fish_use_subcommand' -a report -d 'Write an HTML report of a specmusic output: pictures, metrics and a player for every clip.'
 complete -c specmusic -f -n '__fish_use_subcommand' -a spectro -d 'Turn audio into spectrogram arrays (.npz) plus manifest.jsonl, and PNG pictures on request.'
-complete -c specmusic -f -n '__fish_use_subcommand' -a train -d 'Train a spectrogram classifier (CNN, or a pretrained backbone); writes model.onnx, metrics.json and plots.'
+complete -c specmusic -f -n '__fish_use_subcommand' -a train -d 'Train a classifier (CNN, pretrained backbone, or a head on its features); writes model.onnx, metrics, plots.'
 complete -c specmusic -n '__fish_use_subcommand' -l verbose -s v -d 'Show tracebacks on errors.'
 complete -c specmusic -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
 complete -c specmusic -n '__fish_use_subcommand' -l help -s h -d 'Show help and exit.'

@@ -188,7 +188,7 @@ def train_cli(
     jobs: int = JOBS,
     progress: bool = PROGRESS,
 ) -> None:
-    """Train a spectrogram classifier (CNN, or a pretrained backbone); writes model.onnx, metrics.json and plots.
+    """Train a classifier (CNN, pretrained backbone, or a head on its features); writes model.onnx, metrics, plots.
 
     Example: specmusic train ~/gtzan -o runs/cnn
 
