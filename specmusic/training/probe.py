@@ -60,7 +60,8 @@ from specmusic.training.outputs import (
 )
 from specmusic.windowing import DEFAULT_WINDOWS
 
-__all__ = ["C_GRID", "DEFAULT_BACKBONE", "HEADS", "LinearHead", "ProbeConfig", "fit_linear_head", "train_probe"]
+__all__ = ["C_GRID", "DEFAULT_BACKBONE", "HEADS", "LinearHead", "ProbeConfig", "choose_linear_head", "fit_linear_head",
+           "train_probe"]
 
 Log = Callable[[str], None]
 DEFAULT_BACKBONE = "audioset-mn04"
