@@ -198,8 +198,7 @@ def train_cli(
     """
     require_torch("specmusic train", onnx=True)
     with cli_errors():
-        from specmusic.models.transfer import ModelSpec
-        from specmusic.training import ProbeConfig, TrainConfig, requested_features, train, train_probe
+        from specmusic.training import ProbeConfig, TrainConfig, train_probe  # numpy, onnx, scikit-learn
 
         split_files = {"train": split_file, "valid": valid_file, "test": test_file}
         if head is not None or backbone is not None:
@@ -212,6 +211,9 @@ def train_cli(
             )
             err(f"train: wrote {result.model_path} and {output / 'metrics.json'} in {result.seconds:.0f} s")
             return
+        from specmusic.models.transfer import ModelSpec  # torch: only to train a network
+        from specmusic.training import requested_features, train
+
         spec = ModelSpec(arch=arch, pretrained=pretrained, weights=None if weights is None else str(weights),
                          img_size=_parse_size(img_size))
         config = TrainConfig(
