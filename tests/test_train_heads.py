@@ -93,6 +93,20 @@ def _metadata(path: Path) -> str:
     return next(p.value for p in onnx.load(str(path)).metadata_props if p.key == "specmusic")
 
 
+def test_train_head_imports_no_torch(grouped_tree: Path, tmp_path: Path) -> None:
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['specmusic', 'train', {str(grouped_tree)!r}, '--backbone', {BACKBONE!r}, '-o', "
+        f"{str(tmp_path / 'run')!r}, '--no-progress']\n"
+        "try:\n    runpy.run_module('specmusic', run_name='__main__')\nexcept SystemExit as exc:\n    assert not exc.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "model.onnx").is_file()
+
+
 def test_a_rerun_with_another_seed_reads_the_features_back(grouped_tree: Path, tmp_path: Path) -> None:
     from specmusic.training import ProbeConfig, TrainConfig, train_probe
 
