@@ -267,11 +267,13 @@ _specmusic() {
             --freeze-epochs) COMPREPLY=(); return;;
             --finetune-lr) COMPREPLY=(); return;;
             --img-size) COMPREPLY=(); return;;
+            --head) COMPREPLY=(); return;;
+            --backbone) COMPREPLY=(); return;;
             --time-budget) COMPREPLY=(); return;;
             --seed) COMPREPLY=(); return;;
             --jobs|-j) COMPREPLY=(); return;;
         esac
-        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --split-file --valid-file --test-file --manifest --chunk-seconds --epochs --patience --batch-size --lr --augment --drop-hard --drop-hard-after --track-pooling --n-mels --sr --cache-dir --threads --device --arch --pretrained --weights --freeze-epochs --finetune-lr --linear-probe --freeze-front --img-size --time-budget --force --seed --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
+        if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--output -o --split-file --valid-file --test-file --manifest --chunk-seconds --epochs --patience --batch-size --lr --augment --drop-hard --drop-hard-after --track-pooling --n-mels --sr --cache-dir --threads --device --arch --pretrained --weights --freeze-epochs --finetune-lr --linear-probe --freeze-front --img-size --head --backbone --time-budget --force --seed --jobs -j --progress --no-progress --help -h' -- "$cur")); return; fi
         COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     esac

@@ -1,4 +1,5 @@
-"""``specmusic train``: labelled audio or spectrograms → CNN → ``model.onnx`` + honest metrics."""
+"""``specmusic train``: labelled audio or spectrograms → CNN (or a head on a pretrained network's features)
+→ ``model.onnx`` + honest metrics."""
 
 from __future__ import annotations
 
@@ -101,9 +102,38 @@ FREEZE_FRONT = typer.Option(
 IMG_SIZE = typer.Option(
     None, "--img-size", help="Resize the input to N or HxW inside the model (ViT default: its native 224)."
 )
+HEAD = typer.Option(
+    None, "--head", metavar="linear",
+    help="Fit only a head on a pretrained network's frozen features instead of training a network: linear "
+    "(standardised logistic regression on the --backbone's embedding of each window). Network options "
+    "(--arch, --epochs, --lr…) do not apply.",
+)
+BACKBONE = typer.Option(
+    None, "--backbone", metavar="NAME|MODEL.onnx",
+    help="The network whose embedding --head reads (alone: --head linear): a name the zoo knows "
+    "(audioset-mn04, pons-msd-musicnn, jamendo-fcn…) or a specmusic .onnx with an embedding output. "
+    "Default: audioset-mn04.",
+)
+#: What only network training takes: given with --head/--backbone, each is refused in one line.
+_NETWORK_OPTIONS = (
+    "chunk_seconds", "epochs", "patience", "batch_size", "lr", "augment", "drop_hard", "drop_hard_after", "n_mels",
+    "sample_rate", "device", "arch", "pretrained", "weights", "freeze_epochs", "finetune_lr", "linear_probe",
+    "freeze_front", "img_size", "time_budget",
+)
+
+
+def _refuse_network_options(ctx: typer.Context) -> None:
+    given = [n for n in _NETWORK_OPTIONS if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    if given:
+        from specmusic.errors import ConfigError
+
+        flag = next(o for o in ctx.command.params if o.name == given[0]).opts[0]
+        raise ConfigError(f"{flag} trains a network; --head fits a head on a backbone's frozen features — drop {flag} "
+                          "or --head/--backbone")
 
 
 def train_cli(
+    ctx: typer.Context,
     data: Path = typer.Argument(
         ..., help="Audio folder (one sub-folder per label) or a `specmusic spectro` output folder."
     ),
@@ -146,6 +176,8 @@ def train_cli(
     linear_probe: bool = LINEAR_PROBE,
     freeze_front: bool = FREEZE_FRONT,
     img_size: str = IMG_SIZE,
+    head: str = HEAD,
+    backbone: str = BACKBONE,
     time_budget: float = typer.Option(
         0.0, "--time-budget", min=0.0, help="Stop after the epoch that passes this many seconds of training (0 = none)."
     ),
@@ -156,16 +188,31 @@ def train_cli(
     jobs: int = JOBS,
     progress: bool = PROGRESS,
 ) -> None:
-    """Train a spectrogram classifier (CNN, or a pretrained backbone); writes model.onnx, metrics.json and plots.
+    """Train a classifier (CNN, pretrained backbone, or a head on its features); writes model.onnx, metrics, plots.
 
     Example: specmusic train ~/gtzan -o runs/cnn
 
     Transfer: specmusic train ~/gtzan --arch musicnn --pretrained mtat --freeze-epochs 3 -o runs/tl
+
+    Head on frozen features: specmusic train ~/gtzan --head linear --backbone audioset-mn04 -o runs/probe
     """
     require_torch("specmusic train", onnx=True)
     with cli_errors():
-        from specmusic.models.transfer import ModelSpec
-        from specmusic.training import TrainConfig, requested_features, train
+        from specmusic.training import ProbeConfig, TrainConfig, train_probe  # numpy, onnx, scikit-learn
+
+        split_files = {"train": split_file, "valid": valid_file, "test": test_file}
+        if head is not None or backbone is not None:
+            _refuse_network_options(ctx)
+            probe = ProbeConfig(head=head or "linear", **({"backbone": backbone} if backbone else {}))
+            result = train_probe(
+                data, output, probe=probe, config=TrainConfig(track_pooling=pooling, seed=seed, threads=threads),
+                manifest=manifest, split_files=split_files, cache_dir=cache_dir, jobs=jobs, force=force,
+                progress=progress, log=err,
+            )
+            err(f"train: wrote {result.model_path} and {output / 'metrics.json'} in {result.seconds:.0f} s")
+            return
+        from specmusic.models.transfer import ModelSpec  # torch: only to train a network
+        from specmusic.training import requested_features, train
 
         spec = ModelSpec(arch=arch, pretrained=pretrained, weights=None if weights is None else str(weights),
                          img_size=_parse_size(img_size))
@@ -179,7 +226,7 @@ def train_cli(
         result = train(
             data, output, config=config, model_spec=spec,
             feature_config=requested_features(n_mels=n_mels, sample_rate=sample_rate),  # a tagger arch takes its own
-            manifest=manifest, split_files={"train": split_file, "valid": valid_file, "test": test_file},
+            manifest=manifest, split_files=split_files,
             cache_dir=cache_dir, jobs=jobs, force=force, progress=progress, log=err,
         )
         err(f"train: wrote {result.model_path} and {output / 'metrics.json'} in {result.seconds:.0f} s")

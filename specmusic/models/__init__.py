@@ -13,6 +13,8 @@ ARCHITECTURES: dict[str, str] = {
     "cnn": "specmusic.models.cnn:SpecCNN",
     # pretrained music taggers with a new head (specmusic train --arch musicnn --pretrained mtat)
     **{name: "specmusic.models.transfer:TaggerClassifier" for name in ("musicnn", "fcn", "crnn")},
+    # EfficientAT's AudioSet tagger with a new last layer (specmusic train --arch audioset-mn04 --pretrained)
+    "audioset-mn04": "specmusic.models.transfer:AudioSetClassifier",
     # ImageNet backbones with timm's parameter names (specmusic train --arch resnet18 --pretrained)
     "resnet18": "specmusic.models.backbones:ResNet",
     "resnet34": "specmusic.models.backbones:ResNet",

@@ -115,26 +115,32 @@ def requested_features(*, n_mels: int | None = None, sample_rate: int | None = N
 
 
 def model_features(model_spec: ModelSpec, requested: FeatureConfig | None = None) -> FeatureConfig | None:
-    """The features a run trains on, given its model: the one rule for tagger archs.
+    """The features a run trains on, given its model: the one rule for archs with their own front end.
 
-    A music tagger takes its own features (:func:`~specmusic.models.taggers.tagger_feature_config`);
-    any other arch takes ``requested`` (None: :data:`DEFAULT_FEATURES` for audio input, the arrays' own
+    A music tagger takes its own features (:func:`~specmusic.models.taggers.tagger_feature_config`),
+    ``audioset-mn04`` EfficientAT's (:data:`~specmusic.models.efficientat.EFFICIENTAT_FEATURES`); any
+    other arch takes ``requested`` (None: :data:`DEFAULT_FEATURES` for audio input, the arrays' own
     for a spectro folder).
 
     Raises
     ------
     ConfigError
-        Other features requested for a tagger.
+        Other features requested for an arch with its own.
     """
-    if model_spec.family != "tagger":
-        return requested
-    from specmusic.models.taggers import tagger_feature_config
+    if model_spec.family == "tagger":
+        from specmusic.models.taggers import tagger_feature_config
 
-    own = tagger_feature_config()
+        own, whose = tagger_feature_config(), "the tagger's"
+    elif model_spec.family == "efficientat":
+        from specmusic.models.efficientat import EFFICIENTAT_FEATURES
+
+        own, whose = EFFICIENTAT_FEATURES, "EfficientAT's"
+    else:
+        return requested
     if requested is not None:
         requested.require_same(
             own, fix="drop --n-mels/--sr",
-            what=f"--arch {model_spec.arch} takes the tagger's own features ({own.sample_rate / 1000:g} kHz, "
+            what=f"--arch {model_spec.arch} takes {whose} own features ({own.sample_rate / 1000:g} kHz, "
                  f"{own.n_mels} mel bands, hop {own.hop_length})",
         )
     return own

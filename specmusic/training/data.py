@@ -17,17 +17,27 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
-from specmusic.data import Track, apply_split_lists, discover_tracks, read_manifest, read_split_list, split_by_group, track_key
+from specmusic.data import (
+    FailedInput,
+    Track,
+    apply_split_lists,
+    discover_tracks,
+    read_manifest,
+    read_split_list,
+    split_by_group,
+    track_key,
+)
 from specmusic.errors import InputError
 from specmusic.features import FeatureConfig
 from specmusic.fileio import display_path, write_jsonl_atomic
 from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, load_spectrogram, read_spectro_manifest
 
-__all__ = ["TrackData", "load_training_data", "make_splits"]
+__all__ = ["Labelled", "TrackData", "TrainingFile", "TrainingInputs", "list_training_inputs", "load_training_data",
+           "make_splits"]
 
 Log = Callable[[str], None]
 PathLike = str | os.PathLike[str]
@@ -48,14 +58,47 @@ class TrackData:
     spec: np.ndarray  # [n_rows, n_frames]
 
 
-class _Array(NamedTuple):
-    """A spectrogram array to read, and what the track it holds is called."""
+class Labelled(Protocol):
+    """What splitting needs of a track: its key (what split lists name), label and group."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def label(self) -> str | None: ...
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+
+T = TypeVar("T", bound=Labelled)
+
+
+class TrainingFile(NamedTuple):
+    """A file to train on, before it is read: a spectrogram array or an audio file, and what its track is called."""
 
     path: Path
     key: str
     label: str | None
     group: str
     source: str
+
+
+@dataclass
+class TrainingInputs:
+    """What the inputs hold, listed but not read (:func:`list_training_inputs`)."""
+
+    arrays: list[TrainingFile]  # spectrogram arrays (spectro folders, single .npz files): read as they are
+    audio: list[Track]  # audio files: features still to compute
+    failed: list[FailedInput]  # inputs that could not even be listed
+
+    def files(self) -> list[TrainingFile]:
+        """Arrays and audio files alike (an audio file's ``path`` is the file itself)."""
+        return self.arrays + [TrainingFile(Path(t.path), track_key(t.relpath), t.label, t.group_id, t.path)
+                              for t in self.audio]
 
 
 @dataclass
@@ -127,35 +170,15 @@ def load_training_data(
     ConfigError
         An array computed with other feature settings than the rest (or than ``feature_config``).
     """
-    paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
-    if not any(p.exists() for p in paths):
-        raise InputError(
-            f"{display_path(paths[0]) if paths else 'no input'}: no such file or folder — "
-            "give an audio folder (one sub-folder per label) or a spectro output folder"
-        )
-    keep = read_split_list(split_list) if split_list is not None else None
+    paths = _input_paths(inputs)
+    listed = list_training_inputs(paths, manifest=manifest, split_list=split_list, log=log)
     failed = _Failures()
-    arrays: list[_Array] = []
-    spectro = [p for p in paths if _is_spectro_output(p)]
-    sources = [p for p in paths if p not in spectro]
-    for folder in spectro:
-        arrays += _spectro_arrays(folder, prefix=f"{folder.resolve().name}/" if len(paths) > 1 else "")
-    if sources:
-        arrays += _source_arrays(sources, manifest, cache_dir, feature_config, keep, failed,
-                                 jobs=jobs, progress=progress, log=log)
-    if keep is not None:
-        arrays = [a for a in arrays if a.key in keep]
-    if not arrays and not failed.count:
-        raise InputError(
-            f"{', '.join(display_path(p) for p in paths)}: no audio files found"
-            + (f" listed in {display_path(split_list)}" if split_list is not None else "")
-            + " — put audio in one sub-folder per label (rock/a.wav, jazz/b.wav)"
-        )
+    arrays = listed.arrays
+    if listed.audio or listed.failed:
+        arrays = arrays + _compute_features(listed, cache_dir, feature_config, failed, jobs=jobs, progress=progress,
+                                            log=log)
     if not unlabelled:
-        labelled = [a for a in arrays if a.label]
-        if len(labelled) < len(arrays):
-            log(f"{len(arrays) - len(labelled)} file(s) without a label are left out (labels are sub-folder names)")
-        arrays = labelled
+        arrays = keep_labelled(arrays, log=log)
     items, config = _read_arrays(arrays, feature_config, ignore, failed, dtype=dtype, log=log)
     if failed.count:
         errors = failed.write(Path(cache_dir))
@@ -168,6 +191,74 @@ def load_training_data(
     return items, config
 
 
+def _input_paths(inputs: PathLike | Sequence[PathLike]) -> list[Path]:
+    return [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
+
+
+def list_training_inputs(
+    inputs: PathLike | Sequence[PathLike],
+    *,
+    manifest: PathLike | None = None,
+    split_list: PathLike | None = None,
+    log: Log = _quiet,
+) -> TrainingInputs:
+    """What ``inputs`` hold, listed but not read: the arrays of ``spectro`` output folders and single
+    ``.npz`` files, and audio files (labels and groups from a manifest, else from sub-folders).
+
+    Parameters
+    ----------
+    inputs, manifest, split_list, log : as :func:`load_training_data`
+
+    Raises
+    ------
+    InputError
+        No input exists, or nothing (that ``split_list`` names) is found in them.
+    """
+    paths = _input_paths(inputs)
+    if not any(p.exists() for p in paths):
+        raise InputError(
+            f"{display_path(paths[0]) if paths else 'no input'}: no such file or folder — "
+            "give an audio folder (one sub-folder per label) or a spectro output folder"
+        )
+    keep = read_split_list(split_list) if split_list is not None else None
+    spectro = [p for p in paths if _is_spectro_output(p)]
+    sources = [p for p in paths if p not in spectro]
+    arrays: list[TrainingFile] = []
+    for folder in spectro:
+        arrays += _spectro_arrays(folder, prefix=f"{folder.resolve().name}/" if len(paths) > 1 else "")
+    tracks: list[Track] = []
+    listing: list[FailedInput] = []
+    if sources:
+        manifest_path = Path(manifest) if manifest is not None else _find_manifest(sources)
+        if manifest_path is not None:
+            tracks = read_manifest(manifest_path)
+            log(f"labels and groups from {display_path(manifest_path)}")
+        else:
+            tracks, listing = discover_tracks(sources, on_skip=log)
+        if keep is not None:
+            tracks = [t for t in tracks if track_key(t.relpath) in keep]
+        arrays += [TrainingFile(Path(t.path), track_key(t.relpath), t.label, t.group_id, t.path)
+                   for t in tracks if t.path.lower().endswith(".npz")]
+    if keep is not None:
+        arrays = [a for a in arrays if a.key in keep]
+    listed = TrainingInputs(arrays, [t for t in tracks if not t.path.lower().endswith(".npz")], listing)
+    if not listed.arrays and not listed.audio and not listed.failed:
+        raise InputError(
+            f"{', '.join(display_path(p) for p in paths)}: no audio files found"
+            + (f" listed in {display_path(split_list)}" if split_list is not None else "")
+            + " — put audio in one sub-folder per label (rock/a.wav, jazz/b.wav)"
+        )
+    return listed
+
+
+def keep_labelled(files: list[TrainingFile], *, log: Log = _quiet) -> list[TrainingFile]:
+    """The files that have a label; says how many were left out."""
+    labelled = [f for f in files if f.label]
+    if len(labelled) < len(files):
+        log(f"{len(files) - len(labelled)} file(s) without a label are left out (labels are sub-folder names)")
+    return labelled
+
+
 def _is_spectro_output(folder: Path) -> bool:
     if not (folder / MANIFEST_NAME).is_file():
         return False
@@ -175,52 +266,37 @@ def _is_spectro_output(folder: Path) -> bool:
     return bool(records) and all("config_hash" in r for r in records)
 
 
-def _record_array(folder: Path, record: dict[str, Any], prefix: str = "") -> _Array:
+def _record_array(folder: Path, record: dict[str, Any], prefix: str = "") -> TrainingFile:
     key = prefix + track_key(record["path"])
-    return _Array(folder / record["path"], key, record.get("label") or None, str(record.get("group") or key),
+    return TrainingFile(folder / record["path"], key, record.get("label") or None, str(record.get("group") or key),
                   str(record.get("source") or folder / record["path"]))
 
 
-def _spectro_arrays(folder: Path, *, prefix: str) -> list[_Array]:
+def _spectro_arrays(folder: Path, *, prefix: str) -> list[TrainingFile]:
     return [_record_array(folder, r, prefix) for r in read_spectro_manifest(folder)]
 
 
-def _source_arrays(
-    sources: list[Path],
-    manifest: PathLike | None,
+def _compute_features(
+    listed: TrainingInputs,
     cache_dir: PathLike,
     wanted: FeatureConfig | None,
-    keep: set[str] | None,
     failed: _Failures,
     *,
     jobs: int,
     progress: bool | None,
     log: Log,
-) -> list[_Array]:
-    """Audio files and folders (features computed into ``cache_dir``) and single ``.npz`` arrays."""
+) -> list[TrainingFile]:
+    """The arrays of the listed audio files, their features computed into ``cache_dir`` (failures to ``failed``)."""
     from specmusic.spectro import run_spectro
     from specmusic.training.config import DEFAULT_FEATURES
 
-    manifest_path = Path(manifest) if manifest is not None else _find_manifest(sources)
-    if manifest_path is not None:
-        tracks, listing = read_manifest(manifest_path), []
-        log(f"labels and groups from {display_path(manifest_path)}")
-    else:
-        tracks, listing = discover_tracks(sources, on_skip=log)
-    if keep is not None:
-        tracks = [t for t in tracks if track_key(t.relpath) in keep]
-    arrays = [_Array(Path(t.path), track_key(t.relpath), t.label, t.group_id, t.path)
-              for t in tracks if t.path.lower().endswith(".npz")]
-    audio = [t for t in tracks if not t.path.lower().endswith(".npz")]
-    if not audio and not listing:
-        return arrays
     report = run_spectro(
-        audio, cache_dir, config=wanted or DEFAULT_FEATURES, jobs=jobs, failures=listing, progress=progress,
-        on_error=lambda line: log("skipped: " + line),
+        listed.audio, cache_dir, config=wanted or DEFAULT_FEATURES, jobs=jobs, failures=listed.failed,
+        progress=progress, on_error=lambda line: log("skipped: " + line),
     )
     failed.spectro, failed.spectro_ran = len(report.failed), True
     records = sorted(report.written + report.skipped, key=lambda r: r["path"])
-    return arrays + [_record_array(Path(cache_dir), r) for r in records]
+    return [_record_array(Path(cache_dir), r) for r in records]
 
 
 def _find_manifest(sources: list[Path]) -> Path | None:
@@ -233,7 +309,7 @@ def _find_manifest(sources: list[Path]) -> Path | None:
 
 
 def _read_arrays(
-    arrays: list[_Array],
+    arrays: list[TrainingFile],
     wanted: FeatureConfig | None,
     ignore: Iterable[str],
     failed: _Failures,
@@ -243,7 +319,7 @@ def _read_arrays(
 ) -> tuple[list[TrackData], FeatureConfig]:
     """Load every array; unreadable ones go to ``failed``. All must have ``wanted``'s features (or, without
     it, the features most of them have): the odd one out raises ConfigError."""
-    loaded: list[tuple[_Array, np.ndarray, FeatureConfig]] = []
+    loaded: list[tuple[TrainingFile, np.ndarray, FeatureConfig]] = []
     for a in arrays:
         try:
             spec, found = load_spectrogram(a.path)
@@ -273,16 +349,16 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 # -- splits -----------------------------------------------------------------------------------
 def make_splits(
-    items: Sequence[TrackData],
+    items: Sequence[T],
     *,
     split_files: dict[str, PathLike | None] | None = None,
     valid_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
-) -> dict[str, list[TrackData]]:
+) -> dict[str, list[T]]:
     """Train / valid / test by GTZAN-style lists, the rest carved by group (stratified by label).
 
-    ``split_files`` may name ``train``, ``valid``, ``test``. Without a train list, training gets every
+    ``items``: :class:`TrackData`, or anything :class:`Labelled`. ``split_files`` may name ``train``, ``valid``, ``test``. Without a train list, training gets every
     track in no given list. A missing valid or test split is carved from the training tracks.
 
     Raises
@@ -321,7 +397,7 @@ def make_splits(
     return {name: out[name] for name in ("train", "valid", "test")}
 
 
-def _check_classes(items: Sequence[TrackData]) -> None:
+def _check_classes(items: Sequence[Labelled]) -> None:
     """At least two labels, each with two groups (one to train on, one to test)."""
     if not items:
         raise InputError("the dataset is empty — give a folder with labelled audio or spectro arrays")

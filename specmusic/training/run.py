@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,27 +42,15 @@ from specmusic.training.device import resolve_device
 from specmusic.workers import auto_threads
 from specmusic.training.evaluate import Chunking, final_metrics
 from specmusic.training.loop import EpochResult, TrainingChunks, train_epochs
-from specmusic.training.plots import save_plots
+from specmusic.training.outputs import CHECKPOINT, TrainResult, describe_splits, write_metrics, write_splits
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["train"]
 
 Log = Callable[[str], None]
-CHECKPOINT = "checkpoint.pt"
 
 
 def _quiet(_: str) -> None:
     pass
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` produced."""
-
-    out_dir: Path
-    model_path: Path
-    metrics: dict[str, Any]
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def train(
@@ -155,11 +143,7 @@ def train(
     metrics = final_metrics(model, splits, labels, chunking, config.track_pooling)
     metrics.update({"best_epoch": state.best_epoch, "epochs_run": len(state.history), "chunk_frames": chunking.chunk,
                     "train_seconds": round(time.perf_counter() - t0, 1), "device": str(device)})
-    write_json_atomic(out / "metrics.json", metrics)
-    save_plots(out, state.history, metrics)
-    test = metrics.get("test") or {}
-    if test:
-        log(f"test: accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} on {test['n_tracks']} tracks")
+    write_metrics(out, metrics, state.history, log=log)
     return TrainResult(out, model_path, metrics, state.history, time.perf_counter() - t0)
 
 
@@ -198,13 +182,8 @@ def _load_and_split(
     )
     splits = make_splits(items, split_files=split_files, valid_fraction=config.valid_fraction,
                          test_fraction=config.test_fraction, seed=config.seed)
-    log(f"{len(items)} tracks, {len({t.label for t in items})} classes; train {len(splits['train'])}, "
-        f"valid {len(splits['valid'])}, test {len(splits['test'])}; features {features.kind} {features.n_rows} rows "
-        f"at {features.sample_rate} Hz")
-    write_json_atomic(out / "splits.json", {
-        name: [{"key": t.key, "label": t.label, "group": t.group, "source": t.source} for t in ts]
-        for name, ts in splits.items()
-    })
+    log(f"{describe_splits(items, splits)}; features {features.kind} {features.n_rows} rows at {features.sample_rate} Hz")
+    write_splits(out, splits)
     return items, features, splits
 
 
@@ -226,6 +205,10 @@ def _chunking(
             t.spec = np.tile(t.spec, (1, -(-chunk // t.spec.shape[1])))[:, :chunk]
     if spec.family == "tagger":
         return Chunking(chunk, hop, (0.0, 1.0))  # the checkpoint's spec_bn normalises the dB mel inside the network
+    if spec.family == "efficientat":
+        from specmusic.models.efficientat import INPUT_NORM
+
+        return Chunking(chunk, hop, INPUT_NORM)  # the scaling the network was trained with, whatever the data
     total = sum(float(t.spec.astype(np.float64).sum()) for t in train_items)
     count = sum(t.spec.size for t in train_items)
     mean = total / count
