@@ -540,8 +540,7 @@ def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, m
     assert "adapt" not in plain.description.to_dict() and plain.embed_file(str(a)).shape == (16,)
     assert "adapt" not in make_embedder(None, pooling="max").description.to_dict()  # another pooling: not packed
     assert make_embedder(str(m2), adapt=True).description.to_dict()["adapt"] == {"groups": GROUPS}
-    with pytest.raises(ConfigError, match="one model, not a concatenation"):
-        make_embedder(f"{m1}+{m2}", adapt=True)
+    assert make_embedder(f"{m1}+{m2}", adapt=True).description.adapt_groups == GROUPS  # joined: tests/test_adapt_joined.py
     with pytest.raises(ConfigError, match="MFCC statistics have no windows"):
         make_embedder("mfcc", adapt=True)
     with pytest.raises(ConfigError, match="--no-adapt"):

@@ -183,7 +183,7 @@ def query_embedder(model: str, *, library: ModelDescription) -> Embedder:
     """
     if not library.adapt_groups:
         return make_embedder(model)
-    plain = resolve_model(model).kind in ("mfcc", "joined")
+    plain = resolve_model(model).kind == "mfcc"
     embedder = None if plain else make_embedder(model, adapt=True)
     if embedder is None or not library.same_as(embedder.description):
         raise InputError(
