@@ -112,7 +112,7 @@ EMBED = (
     Candidate("jamendo-fcn+mtat-musicnn --adapt", "jamendo-fcn+mtat-musicnn", True, role="extra"),
     Candidate("mtat-musicnn --adapt", "mtat-musicnn", True, role="extra"),
     Candidate("pons-msd-musicnn --no-adapt", "pons-msd-musicnn", False),
-    Candidate("pons-msd-musicnn --adapt", "pons-msd-musicnn", True, role="today's default"),
+    Candidate("pons-msd-musicnn --adapt", "pons-msd-musicnn", True, role="default before this benchmark"),
     Candidate("audioset-mn04 --no-adapt", MN04, False),
     Candidate("audioset-mn04 --adapt", MN04, True),
     Candidate("audioset-mn04+pons-msd-musicnn", f"{MN04}+pons-msd-musicnn", False),
@@ -121,9 +121,11 @@ EMBED = (
     Candidate("audioset-mn04+jamendo-fcn --adapt", f"{MN04}+jamendo-fcn", True),
 )
 CLASSIFY = tuple(
-    Candidate(f"{name} --layer probabilities", name, False, "probabilities", "today's default" if name == DEFAULT_TAGGER else "")
+    Candidate(f"{name} --layer probabilities", name, False, "probabilities",
+              "classify's default before this benchmark" if name == "jamendo-fcn" else "")
     for name in ("jamendo-fcn", "mtat-musicnn", "pons-msd-musicnn", MN04)
 )  # fmt: skip
+BEFORE = ("pons-msd-musicnn --adapt", "jamendo-fcn --layer probabilities")  # the defaults the rule was run against
 JOINED = ("jamendo-fcn+mtat-musicnn", f"{MN04}+pons-msd-musicnn", f"{MN04}+jamendo-fcn")
 
 
@@ -226,13 +228,14 @@ def table(title: str, scores: dict[str, dict[str, Score]], speed: dict[str, floa
     """Every candidate's P@10 and NMI on every collection, the means, shortfall, speed, vs ``ref``."""
     names = list(next(iter(scores.values())))
     head = " | ".join(f"{n[:14]:>14} P@10    NMI" for n in names)
-    out = [title, f"{'recipe':<42} | {head} | mean P@10    NMI | short | s/track | vs {ref[:18]:<18} | role"]
+    out = [title, f"(short: points below the best P@10 on its worst collection; vs before: mean P@10 against {ref})",
+           f"{'recipe':<42} | {head} | mean P@10    NMI | short | s/track | vs before | role"]
     for c, s in scores.items():
         cells = " | ".join(f"{s[n].p10:>19.3f} {s[n].nmi:>6.3f}" for n in names)
         mnmi = float(np.mean([s[n].nmi for n in names]))
         mark = " <- verdict" if c == v.winner else ""
         out.append(f"{c:<42} | {cells} | {v.mean[c]:>9.3f} {mnmi:>6.3f} | {100 * v.shortfall[c]:>5.1f} | "
-                   f"{speed[c]:>7.2f} | {100 * (v.mean[c] - v.mean[ref]):>+15.1f} pt | {roles.get(c, '')}{mark}")  # fmt: skip
+                   f"{speed[c]:>7.2f} | {100 * (v.mean[c] - v.mean[ref]):>+6.1f} pt | {roles.get(c, '')}{mark}")  # fmt: skip
     first = next(iter(scores.values()))
     out.append("chance P@10: " + ", ".join(f"{n} {first[n].chance:.3f}" for n in names))
     return out
@@ -287,7 +290,7 @@ def main() -> None:
     args = parse_args()
     t_start = time.perf_counter()
     print(f"# THE RULE: {RULE}\n# {FALLBACK}", flush=True)
-    print(f"# load average before: {loadavg()}; today's defaults: embed {'+'.join(DEFAULT_EMBEDDING)} "
+    print(f"# load average before: {loadavg()}; this checkout's defaults: embed -m {'+'.join(DEFAULT_EMBEDDING)} "
           f"{'--adapt' if DEFAULT_ADAPT else '--no-adapt'}, classify {DEFAULT_TAGGER}", flush=True)  # fmt: skip
     colls = {d.name: read_dataset(d, None) for d in args.data}
     for name, tracks in colls.items():
@@ -309,7 +312,7 @@ def main() -> None:
     v_emb, v_cls = decide(emb, sp), decide(cls, sp)
     roles = {c.recipe: c.role for c in EMBED + CLASSIFY}
     print("\n" + "\n".join(table("embed: one library per collection, every clip a query", emb, sp, roles,
-                                   "pons-msd-musicnn --adapt", v_emb)))  # fmt: skip
+                                   BEFORE[0], v_emb)))  # fmt: skip
     print("\n".join(verdict_lines("embed", v_emb, sp)))
     cls_rows = {**cls, "mfcc (reference, not a candidate)": cls_ref["mfcc"]}
     sp["mfcc (reference, not a candidate)"] = sp["mfcc"]
@@ -317,7 +320,7 @@ def main() -> None:
     shown.shortfall["mfcc (reference, not a candidate)"] = float("nan")
     shown.mean["mfcc (reference, not a candidate)"] = float(np.mean([s.p10 for s in cls_ref["mfcc"].values()]))
     print("\n" + "\n".join(table("classify: label scores as vectors (--layer probabilities), same protocol", cls_rows,
-                                   sp, roles, f"{DEFAULT_TAGGER} --layer probabilities", shown)))  # fmt: skip
+                                   sp, roles, BEFORE[1], shown)))  # fmt: skip
     print("\n".join(verdict_lines("classify", v_cls, sp)))
     print(f"# load average after: {loadavg()}; {time.perf_counter() - t_start:.0f} s in all "
           f"({t_scores:.0f} s to the scores, the rest timing speeds)", flush=True)  # fmt: skip

@@ -31,6 +31,24 @@ def models(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
+def default_networks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``embed``'s default networks by name: as the zoo has them, and a tiny stand-in ONNX for any it does not
+    name yet (audioset-mn04 before the zoo bundles it; the recipe, packing and search are what is tested)."""
+    from specmusic.models import resolve
+    from specmusic.models.zoo import ensure
+
+    names = resolve.known_names()
+    missing = [n for n in embedders.DEFAULT_EMBEDDING if n not in names]
+    if not missing:
+        return
+    folder = tmp_path_factory.mktemp("stand-in")
+    stand_in = {n: make_tiny_onnx(folder / f"{n}.onnx", seed=7 + i) for i, n in enumerate(missing)}
+    real = ensure.ensure_model
+    monkeypatch.setattr(resolve, "known_names", lambda: (*names, *missing))
+    monkeypatch.setattr(ensure, "ensure_model", lambda name, **kw: stand_in[name] if name in stand_in else real(name, **kw))
+
+
+@pytest.fixture
 def forty_tracks(tmp_path: Path) -> Path:
     """4 labels x 10 tracks of 0.8 s, two tones each (the windows differ within a track): enough to learn a space."""
     root = tmp_path / "forty"
@@ -207,5 +225,44 @@ def test_another_recipe_on_a_joined_adapt_library_is_one_line(tmp_path: Path, mo
         assert bad.exit_code == 1 and "is not the model that made the library (model.onnx+model.onnx" in bad.stderr, bad.stderr
         assert len([line for line in bad.stderr.splitlines() if line.startswith("Error:")]) == 1
     refused = _run("embed", str(genre_tree / "low"), "-m", joined, "--no-adapt", "-o", str(lib), "--no-progress")
-    assert refused.exit_code == 1 and "was made by another model (model.onnx+model.onnx)" in refused.stderr, refused.stderr
+    assert refused.exit_code == 1 and "was made by another model (model.onnx+model.onnx --adapt)" in refused.stderr, refused.stderr
     assert len(read_library(lib)) == 12  # untouched
+
+
+def test_the_default_is_every_default_network_packed_then_searched(tmp_path: Path, genre_tree: Path, default_networks) -> None:
+    """``embed`` without -m: DEFAULT_EMBEDDING joined and packed (DEFAULT_ADAPT), an audio query embedded the same way."""
+    lib = tmp_path / "lib.npz"
+    r = _run("embed", str(genre_tree), "-o", str(lib), "--no-progress")
+    assert r.exit_code == 0, r.stderr
+    model = read_library(lib).model
+    assert model.kind == "concat" and model.name == "+".join(embedders.DEFAULT_EMBEDDING) and embedders.DEFAULT_ADAPT
+    assert model.adapt_groups == GROUPS and len(model.adapt_groups.blocks) == len(embedders.DEFAULT_EMBEDDING)
+    assert _run("embed", str(genre_tree), "-m", model.name, "-o", str(lib), "--no-progress").stderr.count("0 embedded") == 1
+    source = sorted(genre_tree.rglob("*.wav"))[3]
+    query = tmp_path / "elsewhere" / source.name
+    query.parent.mkdir()
+    shutil.copy(source, query)
+    out = _run("recommend", str(lib), "-q", str(query), "-k", "3", "--json")
+    assert out.exit_code == 0 and "12 tracks are too few to learn" in out.stderr, out.stderr
+    found = json.loads(out.stdout.splitlines()[0])["neighbors"]
+    assert found[0]["id"] == str(source) and found[0]["score"] > 0.999
+
+
+def test_a_library_of_the_previous_default_keeps_working(tmp_path: Path, genre_tree: Path, default_networks) -> None:
+    """pons-msd-musicnn packed (``embed``'s default until benchmarks/similarity_generalise.py): searched as before;
+    adding tracks with today's default is refused in one line that names the recipe to type."""
+    lib = tmp_path / "old.npz"
+    old = ["-m", "pons-msd-musicnn", "--adapt"]
+    assert _run("embed", str(genre_tree / "low"), str(genre_tree / "mid"), *old, "-o", str(lib), "--no-progress").exit_code == 0
+    source = sorted((genre_tree / "low").glob("*.wav"))[1]
+    query = tmp_path / "q" / source.name
+    query.parent.mkdir()
+    shutil.copy(source, query)
+    out = _run("recommend", str(lib), "-q", str(query), "-k", "2", "--json")
+    assert out.exit_code == 0 and json.loads(out.stdout.splitlines()[0])["neighbors"][0]["id"] == str(source), out.stderr
+    refused = _run("embed", str(genre_tree / "high"), "-o", str(lib), "--no-progress")
+    assert refused.exit_code == 1 and len(read_library(lib)) == 8, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "was made by another model (pons-msd-musicnn --adapt) — pass -m pons-msd-musicnn --adapt" in errors[0]
+    added = _run("embed", str(genre_tree / "high"), *old, "-o", str(lib), "--no-progress")
+    assert added.exit_code == 0 and len(read_library(lib)) == 12, added.stderr

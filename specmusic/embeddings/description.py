@@ -227,10 +227,13 @@ class ModelDescription:
 
     @property
     def label(self) -> str:
-        """The model as a user names it to ``--model``: ``mfcc``, a network's name (or ``A+B``), a model file."""
+        """The model as a user names it to ``--model``: ``mfcc``, a network's name (or ``A+B``), a model
+        file; followed by `` --adapt`` for packed rows, so that the words are the recipe to type again
+        (a model's packing is on by default only while it is ``embed``'s default)."""
         if self.kind == "mfcc":
             return "mfcc"
-        return str(self.name or self.path or self.kind or "another model")
+        name = str(self.name or self.path or self.kind or "another model")
+        return f"{name} --adapt" if self.adapt_groups else name
 
     def same_as(self, other: ModelDescription) -> bool:
         """Whether two descriptions name the same embedding: the same models (by sha256), layer, pooling,

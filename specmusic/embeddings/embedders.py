@@ -10,10 +10,12 @@ Embedding sources (:func:`make_embedder`):
 * several of those joined by ``+`` (``jamendo-fcn+mtat-musicnn``): :class:`ConcatEmbedder`, one
   block per model, each block L2-normalised, blocks concatenated; the library records
   ``"standardize": true`` so that search z-scores the columns with the library's own statistics.
-* ``None``: :data:`DEFAULT_EMBEDDING` (Pons' MSD MusiCNN) with ``adapt``: each row keeps the
-  track's mean window feature and a few within-track contrasts, and search learns a space from the
-  library itself without labels (:mod:`specmusic.embeddings.search.adapt`); chosen by
-  ``benchmarks/similarity_default.py`` (docs/similarity.md).
+* ``None``: :data:`DEFAULT_EMBEDDING` (EfficientAT mn04 and Pons' MSD MusiCNN, joined) with
+  ``adapt`` (:data:`DEFAULT_ADAPT`): each network's part of a row keeps the track's mean window
+  feature and a few within-track contrasts, and search learns a space per network from the library
+  itself without labels (:mod:`specmusic.embeddings.search.adapt`); chosen by
+  ``benchmarks/similarity_generalise.py`` on three collections (docs/similarity.md).
+* ``adapt`` with one model or several (``-m a+b --adapt``): packed rows, as above.
 
 A model's per-window vectors become one track vector by :func:`pool_windows` (``pooling``:
 ``mean``, the default, ``meanstd`` or ``max``).
@@ -68,12 +70,14 @@ __all__ = [
 
 #: Which output of a model becomes the track vector when ``--layer`` is not given.
 DEFAULT_LAYER = {"pretrained": "embedding", "onnx": "embedding"}
-#: What ``embed`` makes without ``--model``: this pretrained tagger's penultimate features, packed
-#: for a space learnt from the library (``adapt``, :mod:`specmusic.embeddings.search.adapt`); it also gives
-#: the library's tags. Chosen by benchmarks/similarity_default.py (docs/similarity.md).
-DEFAULT_EMBEDDING: tuple[str, ...] = ("pons-msd-musicnn",)
+#: What ``embed`` makes without ``--model``: these networks' penultimate features, joined, each packed
+#: for a space learnt from the library (``adapt``, :mod:`specmusic.embeddings.search.adapt`); the first
+#: gives the library's tags. Chosen by benchmarks/similarity_generalise.py on three collections
+#: (docs/similarity.md); before it, ``("pons-msd-musicnn",)`` with adapt. ``audioset-mn04`` is
+#: EfficientAT mn04 (AudioSet), bundled by the zoo.
+DEFAULT_EMBEDDING: tuple[str, ...] = ("audioset-mn04", "pons-msd-musicnn")
 #: Whether the default recipe packs its rows for the learnt space (``embed`` without ``--model``
-#: and without ``--no-adapt``; also when DEFAULT_EMBEDDING's models are named).
+#: and without ``--no-adapt``; also when DEFAULT_EMBEDDING's models are named, in that order).
 DEFAULT_ADAPT = True
 
 

@@ -187,7 +187,7 @@ def query_embedder(model: str, *, library: ModelDescription) -> Embedder:
     embedder = None if plain else make_embedder(model, adapt=True)
     if embedder is None or not library.same_as(embedder.description):
         raise InputError(
-            f"--model {model} is not the model that made the library ({library.label}, with --adapt) — leave out --model: "
+            f"--model {model} is not the model that made the library ({library.label}) — leave out --model: "
             "queries are embedded with the library's own recipe"
         )
     return embedder
