@@ -18,13 +18,14 @@ new embedder's description is the dict written today:
     windows     windows analysed per track, or "all" (absent in libraries from before --windows: all)
     dim         the vector size (null until the first track is embedded)
     adapt       {"groups": G}: packed rows, searched in a space learnt from the library
-                (:mod:`specmusic.embeddings.search.adapt`)
+                (:mod:`specmusic.embeddings.search.adapt`); joined models add "blocks": [d_1, …]
     standardize true: search z-scores the columns (or learns the space) from the library first
     members     concat: one description per model, in order
     columns     tabular: the CSV's feature columns
 
 ``adapt`` belongs to the description, not to one kind: a concatenation may carry it as well as
-one model does.
+one model does (``embed -m a+b --adapt``: each member records it too, and the concatenation's
+``"blocks"``, each model's feature size, tell search where each model's block lies: :class:`PackedGroups`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "POOLINGS",
     "Adaptation",
     "ModelDescription",
+    "PackedGroups",
 ]
 
 #: What a description's ``kind`` may be.
@@ -73,18 +75,43 @@ _WRITTEN_NULL = {
 @dataclass(frozen=True)
 class Adaptation:
     """Packed rows (``{"groups": G}``): each row is a track's mean window feature and ``G - 1``
-    within-track contrasts, from which search learns its space (:mod:`specmusic.embeddings.search.adapt`)."""
+    within-track contrasts, from which search learns its space (:mod:`specmusic.embeddings.search.adapt`).
+
+    ``blocks`` (joined models only, ``{"groups": G, "blocks": [d_1, d_2]}``): each model's feature
+    size, in the row's order; search learns one space per model (:class:`PackedGroups`).
+    """
 
     groups: int
+    blocks: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"groups": G}``, as libraries store it."""
-        return {"groups": self.groups}
+        """``{"groups": G}`` (and ``"blocks"`` when there are some), as libraries store it."""
+        return {"groups": self.groups, "blocks": list(self.blocks)} if self.blocks else {"groups": self.groups}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Adaptation:
-        """Read ``{"groups": G}`` (a missing ``groups`` reads as 0: no packed rows)."""
-        return cls(int(data.get("groups", 0)))
+        """Read ``{"groups": G}`` (a missing ``groups`` reads as 0: no packed rows; ``blocks`` as none)."""
+        blocks = data.get("blocks") or ()
+        return cls(int(data.get("groups", 0)), tuple(int(b) for b in blocks) if isinstance(blocks, list) else ())
+
+
+class PackedGroups(int):
+    """The window groups ``G`` of a library's packed rows — an ``int`` wherever search reads one — and,
+    for joined models, ``blocks``: each model's feature size in the row's order, so that the learnt
+    space is learnt per model (:func:`specmusic.embeddings.search.adapt.fit_space`).
+
+    What :attr:`ModelDescription.adapt_groups` gives; search passes it on unchanged.
+    """
+
+    blocks: tuple[int, ...]
+
+    def __new__(cls, groups: int, blocks: tuple[int, ...] = ()) -> PackedGroups:
+        self = super().__new__(cls, groups)
+        self.blocks = tuple(int(b) for b in blocks)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return PackedGroups, (int(self), self.blocks)
 
 
 @dataclass(eq=True)
@@ -190,15 +217,23 @@ class ModelDescription:
 
     @property
     def adapt_groups(self) -> int:
-        """``G`` when the rows are packed for a learnt space (:class:`Adaptation`), else 0."""
-        return self.adapt.groups if self.adapt is not None else 0
+        """``G`` when the rows are packed for a learnt space (:class:`Adaptation`), else 0; for joined
+        models a :class:`PackedGroups` naming each model's block."""
+        if self.adapt is None:
+            return 0
+        if self.adapt.groups and len(self.adapt.blocks) > 1:
+            return PackedGroups(self.adapt.groups, self.adapt.blocks)
+        return self.adapt.groups
 
     @property
     def label(self) -> str:
-        """The model as a user names it to ``--model``: ``mfcc``, a network's name (or ``A+B``), a model file."""
+        """The model as a user names it to ``--model``: ``mfcc``, a network's name (or ``A+B``), a model
+        file; followed by `` --adapt`` for packed rows, so that the words are the recipe to type again
+        (a model's packing is on by default only while it is ``embed``'s default)."""
         if self.kind == "mfcc":
             return "mfcc"
-        return str(self.name or self.path or self.kind or "another model")
+        name = str(self.name or self.path or self.kind or "another model")
+        return f"{name} --adapt" if self.adapt_groups else name
 
     def same_as(self, other: ModelDescription) -> bool:
         """Whether two descriptions name the same embedding: the same models (by sha256), layer, pooling,

@@ -10,10 +10,12 @@ Embedding sources (:func:`make_embedder`):
 * several of those joined by ``+`` (``jamendo-fcn+mtat-musicnn``): :class:`ConcatEmbedder`, one
   block per model, each block L2-normalised, blocks concatenated; the library records
   ``"standardize": true`` so that search z-scores the columns with the library's own statistics.
-* ``None``: :data:`DEFAULT_EMBEDDING` (Pons' MSD MusiCNN) with ``adapt``: each row keeps the
-  track's mean window feature and a few within-track contrasts, and search learns a space from the
-  library itself without labels (:mod:`specmusic.embeddings.search.adapt`); chosen by
-  ``benchmarks/similarity_default.py`` (docs/similarity.md).
+* ``None``: :data:`DEFAULT_EMBEDDING` (EfficientAT mn04 and Pons' MSD MusiCNN, joined) with
+  ``adapt`` (:data:`DEFAULT_ADAPT`): each network's part of a row keeps the track's mean window
+  feature and a few within-track contrasts, and search learns a space per network from the library
+  itself without labels (:mod:`specmusic.embeddings.search.adapt`); chosen by
+  ``benchmarks/similarity_generalise.py`` on three collections (docs/similarity.md).
+* ``adapt`` with one model or several (``-m a+b --adapt``): packed rows, as above.
 
 A model's per-window vectors become one track vector by :func:`pool_windows` (``pooling``:
 ``mean``, the default, ``meanstd`` or ``max``).
@@ -35,21 +37,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from specmusic.embeddings.description import DEFAULT_POOLING, LAYERS, POOLINGS, Adaptation, ModelDescription
 from specmusic.embeddings.records import Tags, top_tags
-from specmusic.embeddings.search.adapt import GROUPS, pack_windows
+from specmusic.embeddings.search.adapt import GROUPS, join_packed, pack_windows
 from specmusic.errors import ConfigError, ModelError
 from specmusic.features import FeatureConfig
 from specmusic.fileio import display_path, sha256_file
 from specmusic.models.resolve import ModelRef, resolve_model
 from specmusic.windowing import DEFAULT_WINDOWS
 
+if TYPE_CHECKING:
+    from specmusic.inference.analysis import TrackAnalysis
+
 __all__ = [
     "DEFAULT_LAYER",
+    "DEFAULT_ADAPT",
     "DEFAULT_EMBEDDING",
     "Embedder",
     "MfccEmbedder",
@@ -64,10 +70,15 @@ __all__ = [
 
 #: Which output of a model becomes the track vector when ``--layer`` is not given.
 DEFAULT_LAYER = {"pretrained": "embedding", "onnx": "embedding"}
-#: What ``embed`` makes without ``--model``: this pretrained tagger's penultimate features, packed
-#: for a space learnt from the library (``adapt``, :mod:`specmusic.embeddings.search.adapt`); it also gives
-#: the library's tags. Chosen by benchmarks/similarity_default.py (docs/similarity.md).
-DEFAULT_EMBEDDING: tuple[str, ...] = ("pons-msd-musicnn",)
+#: What ``embed`` makes without ``--model``: these networks' penultimate features, joined, each packed
+#: for a space learnt from the library (``adapt``, :mod:`specmusic.embeddings.search.adapt`); the first
+#: gives the library's tags. Chosen by benchmarks/similarity_generalise.py on three collections
+#: (docs/similarity.md); before it, ``("pons-msd-musicnn",)`` with adapt. ``audioset-mn04`` is
+#: EfficientAT mn04 (AudioSet), bundled by the zoo.
+DEFAULT_EMBEDDING: tuple[str, ...] = ("audioset-mn04", "pons-msd-musicnn")
+#: Whether the default recipe packs its rows for the learnt space (``embed`` without ``--model``
+#: and without ``--no-adapt``; also when DEFAULT_EMBEDDING's models are named, in that order).
+DEFAULT_ADAPT = True
 
 
 def mfcc_statistics(features: np.ndarray) -> np.ndarray:
@@ -232,6 +243,26 @@ class OnnxEmbedder(Embedder):
             self.description.adapt = Adaptation(int(adapt))
             self.description.standardize = True
 
+    @property
+    def feature_size(self) -> int:
+        """The size of one window's ``embedding`` output (``adapt`` packs ``G`` times as many values).
+
+        Raises
+        ------
+        ModelError
+            The model declares no fixed size and one window of zeros cannot be run through it.
+        """
+        session = self.model.session
+        for out in session.get_outputs():
+            if out.name == "embedding" and isinstance(out.shape[-1], int) and out.shape[-1] > 0:
+                return int(out.shape[-1])
+        shape = [1 if not isinstance(n, int) else n for n in session.get_inputs()[0].shape]
+        try:
+            return int(np.asarray(session.run(["embedding"], {"spec": np.zeros(shape, np.float32)})[0]).shape[-1])
+        except Exception as exc:  # onnxruntime raises its own types
+            raise ModelError(f"{display_path(self.path)}: cannot tell the size of its embedding ({exc}) — "
+                             "re-export the model with a fixed embedding size")  # fmt: skip
+
     def _keep(self, vec: np.ndarray) -> np.ndarray:
         vec = np.asarray(vec, dtype=np.float32).reshape(-1)
         if self.description.dim is None:
@@ -243,10 +274,25 @@ class OnnxEmbedder(Embedder):
 
     def embed_file_tagged(self, path: str, *, warnings: list[str] | None = None) -> tuple[np.ndarray, Tags | None]:
         """Vector and top tags from one pass of the network; ``warnings`` as :func:`inference.track_features`."""
-        inf = self._inference
-        result = inf.analyse_track(
+        result = self._inference.analyse_track(
             self.model, path, windows=self.windows, outputs=("logits", "embedding"), warnings=warnings
         )
+        return self.vector_from_analysis(result)
+
+    def vector_from_analysis(self, result: TrackAnalysis) -> tuple[np.ndarray, Tags]:
+        """The track's vector and top tags from the network's outputs over its windows.
+
+        Parameters
+        ----------
+        result : :func:`specmusic.inference.analyse_track` of this model with ``outputs=("logits",
+            "embedding")`` and this embedder's ``windows`` (its ``per_window`` outputs included)
+
+        Returns
+        -------
+        vector : np.ndarray [shape=(dim,)], float32, as :meth:`embed_file_tagged` gives it
+        tags : the track's top labels
+        """
+        inf = self._inference
         probs = result.probabilities
         assert probs is not None and result.embedding is not None
         if self.adapt:
@@ -261,40 +307,75 @@ class OnnxEmbedder(Embedder):
 
 
 class ConcatEmbedder(Embedder):
-    """Several ONNX models side by side: each model's track vector is one block (:func:`concat_blocks`).
+    """Several ONNX models side by side: each model's track vector is one block.
 
-    Each block is L2-normalised, so every model weighs the same whatever the scale of its
-    features; the library records ``"standardize": true``, so search z-scores each column with the
-    library's own statistics first (:func:`specmusic.embeddings.search_vectors`: no labels, and
-    nothing fixed in advance, so adding tracks never needs the old ones embedded again). The
-    library's tags are the first model's.
+    Plain vectors (:func:`concat_blocks`): each block is L2-normalised, so every model weighs the
+    same whatever the scale of its features; the library records ``"standardize": true``, so search
+    z-scores each column with the library's own statistics first
+    (:func:`specmusic.embeddings.search_vectors`: no labels, and nothing fixed in advance, so adding
+    tracks never needs the old ones embedded again).
+
+    Packed rows (members made with ``adapt``, ``--adapt``): each model packs its own windows
+    (:func:`~specmusic.embeddings.search.adapt.pack_windows`) and :func:`~specmusic.embeddings.search.adapt.join_packed`
+    lays the blocks out as one packed row (every model's mean, then every model's contrasts), so
+    search learns one space from the joined features, as for one model; the library records
+    ``"adapt"`` on the concatenation and on each member. The library's tags are the first model's.
+
+    Raises
+    ------
+    ConfigError
+        Fewer than two models, or members packed differently.
     """
 
     def __init__(self, members: list[OnnxEmbedder], *, name: str | None = None) -> None:
         if len(members) < 2:
             raise ConfigError("a concatenation needs at least two models — name one model on its own instead")
+        if len({m.adapt for m in members}) > 1:
+            raise ConfigError("the models of a concatenation must all be packed (--adapt) or none — re-embed the library")
         self.members = members
+        self.adapt = members[0].adapt
         first = members[0]
         self.description = ModelDescription(
             kind="concat", name=name or "+".join(str(m.description.name or m.path.name) for m in members),
             members=[m.description for m in members],  # the same objects: each member records its dim
             layer=first.layer, pooling=first.pooling, windows=first.description.windows, dim=None, standardize=True,
         )  # fmt: skip
+        if self.adapt:  # where each model's block lies in the joined rows: search learns a space per model
+            self.description.adapt = Adaptation(int(self.adapt), tuple(m.feature_size for m in members))
 
     def embed_file(self, path: str) -> np.ndarray:
         return self.embed_file_tagged(path)[0]
 
     def embed_file_tagged(self, path: str, *, warnings: list[str] | None = None) -> tuple[np.ndarray, Tags | None]:
-        """The blocks of every model, concatenated, and the first model's top tags (``warnings``: its lines)."""
+        """The blocks of every model, joined, and the first model's top tags (``warnings``: its lines)."""
         blocks, tags = [], None
         for i, member in enumerate(self.members):
             vec, member_tags = member.embed_file_tagged(path, warnings=warnings if i == 0 else None)
             blocks.append(vec)
             tags = member_tags if i == 0 else tags
-        vec = concat_blocks(blocks)
+        return self.join(blocks), tags
+
+    def join(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """One track's vector from its members' vectors, in member order.
+
+        Parameters
+        ----------
+        blocks : each member's vector of the track [shape=(dim_m,)] (packed rows when ``adapt``)
+
+        Returns
+        -------
+        np.ndarray [shape=(sum of dim_m,)], float32: :func:`concat_blocks`, or for packed rows
+        :func:`~specmusic.embeddings.search.adapt.join_packed`
+        """
+        if self.adapt:
+            sizes = tuple(int(np.asarray(b).size) // self.adapt for b in blocks)
+            if self.description.adapt is not None and sizes != self.description.adapt.blocks:
+                raise ModelError(f"the joined models gave blocks of {sizes} features, not the {self.description.adapt.blocks} "
+                                 "the library records — re-embed the library")  # fmt: skip
+        vec = join_packed(blocks, self.adapt) if self.adapt else concat_blocks(blocks)
         if self.description.dim is None:
             self.description.dim = int(vec.shape[0])
-        return vec, tags
+        return vec
 
 
 def _model_metadata(model: Any) -> dict[str, Any]:
@@ -336,9 +417,10 @@ def make_embedder(
         pretrained taggers, ``embedding`` for trained models
     windows : ONNX models: evenly spread windows analysed per track at most (None: all)
     pooling : ONNX models: ``mean`` (default) | ``meanstd`` | ``max`` over the windows (:func:`pool_windows`)
-    adapt : one ONNX model: store packed rows so that search learns a space from the library
-        (:mod:`specmusic.embeddings.search.adapt`); default (None): on for the default model (named or
-        not) with the default layer and pooling, off otherwise
+    adapt : ONNX models, one or joined: store packed rows so that search learns a space from the
+        library (:mod:`specmusic.embeddings.search.adapt`); default (None): :data:`DEFAULT_ADAPT` for
+        the default recipe (:data:`DEFAULT_EMBEDDING`, named or not) with the default layer and
+        pooling, off otherwise
 
     Raises
     ------
@@ -355,17 +437,20 @@ def make_embedder(
             raise ConfigError("--adapt applies to ONNX models; MFCC statistics have no windows")
         return MfccEmbedder(duration=duration)
     opts = {"weights": weights, "progress": progress, "layer": layer, "windows": windows, "pooling": pooling or DEFAULT_POOLING}
-    if adapt is None and (ref is None or ref.name == DEFAULT_EMBEDDING[0]):
-        adapt = layer in (None, "embedding") and pooling in (None, DEFAULT_POOLING)  # the default recipe
+    if adapt is None:  # on for the default recipe (its models named or not), with the default layer and pooling
+        adapt = (DEFAULT_ADAPT and (ref is None or _network_names(ref) == DEFAULT_EMBEDDING)
+                 and layer in (None, "embedding") and pooling in (None, DEFAULT_POOLING))  # fmt: skip
     if ref is None:
         ref = resolve_model("+".join(DEFAULT_EMBEDDING))
-    if adapt:
-        if ref.kind == "joined":
-            raise ConfigError("--adapt takes one model, not a concatenation — name one model, or pass --no-adapt")
-        return _onnx_embedder(ref, **opts, adapt=GROUPS)  # type: ignore[arg-type]
+    packed = GROUPS if adapt else 0
     if ref.kind == "joined":
-        return ConcatEmbedder([_onnx_embedder(m, **opts) for m in ref.members])  # type: ignore[arg-type]
-    return _onnx_embedder(ref, **opts)  # type: ignore[arg-type]
+        return ConcatEmbedder([_onnx_embedder(m, **opts, adapt=packed) for m in ref.members])  # type: ignore[arg-type]
+    return _onnx_embedder(ref, **opts, adapt=packed)  # type: ignore[arg-type]
+
+
+def _network_names(ref: ModelRef) -> tuple[str | None, ...]:
+    """The network names a ``--model`` value joins (``None`` for a model file)."""
+    return tuple(m.name for m in ref.members) if ref.kind == "joined" else (ref.name,)
 
 
 def _onnx_embedder(
@@ -402,7 +487,7 @@ def embedder_from_description(model: ModelDescription, *, threads: int | None = 
     if model.kind in ("onnx", "pretrained"):
         return _onnx_from_description(model, threads)
     if model.kind == "concat" and model.members is not None:
-        members = [_onnx_from_description(m, threads) for m in model.members]
+        members = [_onnx_from_description(m, threads, adapt=model.adapt_groups) for m in model.members]
         return ConcatEmbedder(members, name=model.name)
     raise ModelError(
         "the library does not record which model made it (e.g. JSON Lines without a header) — "
@@ -410,7 +495,8 @@ def embedder_from_description(model: ModelDescription, *, threads: int | None = 
     )
 
 
-def _onnx_from_description(model: ModelDescription, threads: int | None = None) -> OnnxEmbedder:
+def _onnx_from_description(model: ModelDescription, threads: int | None = None, adapt: int | None = None) -> OnnxEmbedder:
+    """One model of a library (``adapt``: a joined library's packing, which its members share)."""
     path = model.path
     if not path or not os.path.isfile(path):
         raise ModelError(
@@ -424,7 +510,8 @@ def _onnx_from_description(model: ModelDescription, threads: int | None = None) 
     windows = model.windows if model.windows is not None else "all"  # libraries from before --windows: every window
     emb = OnnxEmbedder(path, kind=model.kind or "onnx", sha256=sha, layer=model.layer or "embedding",
                        windows=None if windows == "all" else int(windows),
-                       pooling=model.pooling or DEFAULT_POOLING, threads=threads, adapt=model.adapt_groups)  # fmt: skip
+                       pooling=model.pooling or DEFAULT_POOLING, threads=threads,
+                       adapt=model.adapt_groups if adapt is None else adapt)  # fmt: skip
     if model.name:
         emb.description.name = model.name
     return emb

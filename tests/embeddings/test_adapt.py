@@ -17,6 +17,7 @@ from specmusic.embeddings.store.shard_catalog import read_sharded
 from specmusic.embeddings.store.shard_stats import shard_space
 from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter
 from specmusic.index import l2_normalize
+from tests.test_adapt_joined import default_networks  # noqa: F401 (a fixture)
 
 GROUPS = 3
 MODEL = {"kind": "onnx", "sha256": "ab" * 32, "layer": "embedding", "pooling": "mean", "windows": 6,
@@ -182,10 +183,12 @@ def test_a_query_vector_goes_through_the_same_space() -> None:
     assert isinstance(space, Space)
 
 
-def test_embed_default_then_recommend_an_audio_query(tmp_path: Path, genre_tree: Path) -> None:
-    """The default embedding end to end, offline: packed rows in the library, an audio query embedded the same way."""
+def test_embed_one_network_packed_then_recommend_an_audio_query(tmp_path: Path, genre_tree: Path) -> None:
+    """One bundled network packed (the default until benchmarks/similarity_generalise.py) end to end, offline:
+    packed rows in the library, an audio query embedded the same way."""
     lib = tmp_path / "lib.npz"
-    r = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-progress"])
+    packed = ["-m", "pons-msd-musicnn", "--adapt"]
+    r = CliRunner().invoke(app, ["embed", str(genre_tree), *packed, "-o", str(lib), "--no-progress"])
     assert r.exit_code == 0, r.stderr
     library = read_library(lib)
     assert library.model.to_dict()["adapt"] == {"groups": GROUPS} and library.vectors.shape[1] == GROUPS * 200
@@ -200,11 +203,12 @@ def test_embed_default_then_recommend_an_audio_query(tmp_path: Path, genre_tree:
     assert "note: 12 tracks are too few to learn a similarity space from (it needs 32)" in out.stderr
     found = json.loads(out.stdout.splitlines()[0])["neighbors"]
     assert len(found) == 3 and found[0]["id"] == str(source) and found[0]["score"] > 0.999  # the same audio
-    again = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-progress"])
+    again = CliRunner().invoke(app, ["embed", str(genre_tree), *packed, "-o", str(lib), "--no-progress"])
     assert again.exit_code == 0 and "0 embedded" in again.stderr, again.stderr  # incremental: same recipe
-    refused = CliRunner().invoke(app, ["embed", str(genre_tree / "low"), "-o", str(lib), "--no-adapt", "--no-progress"])
-    assert refused.exit_code == 1 and "was made by another model (pons-msd-musicnn)" in refused.stderr
-    plain = CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-adapt", "--no-progress"])
+    plain_args = ["-m", "pons-msd-musicnn", "--no-adapt"]
+    refused = CliRunner().invoke(app, ["embed", str(genre_tree / "low"), *plain_args, "-o", str(lib), "--no-progress"])
+    assert refused.exit_code == 1 and "was made by another model (pons-msd-musicnn --adapt) — pass -m pons-msd-musicnn --adapt" in refused.stderr
+    plain = CliRunner().invoke(app, ["embed", str(genre_tree), *plain_args, "-o", str(lib), "--no-progress"])
     assert plain.exit_code == 0 and "12 embedded" in plain.stderr, plain.stderr  # every track an input: all again
     assert "adapt" not in read_library(lib).model.to_dict() and read_library(lib).vectors.shape[1] == 200
 
@@ -243,8 +247,9 @@ def test_a_folder_caches_its_space_and_bad_rows_are_one_line(tmp_path: Path, mon
 def test_recommend_with_the_model_named_packs_the_query_like_the_library(tmp_path: Path, genre_tree: Path) -> None:
     import shutil
 
-    lib = tmp_path / "lib.npz"
-    assert CliRunner().invoke(app, ["embed", str(genre_tree), "-o", str(lib), "--no-progress"]).exit_code == 0
+    lib = tmp_path / "lib.npz"  # one network packed: a library of the default until similarity_generalise
+    assert CliRunner().invoke(app, ["embed", str(genre_tree), "-m", "pons-msd-musicnn", "--adapt", "-o", str(lib),
+                                    "--no-progress"]).exit_code == 0  # fmt: skip
     source = sorted(genre_tree.rglob("*.wav"))[0]
     query = tmp_path / "elsewhere" / source.name  # not in the library: embedded with --model
     query.parent.mkdir()
@@ -259,7 +264,7 @@ def test_recommend_with_the_model_named_packs_the_query_like_the_library(tmp_pat
         assert len([line for line in bad.stderr.splitlines() if line.startswith("Error:")]) == 1
 
 
-def test_adding_tracks_with_another_model_is_refused_not_dropped(tmp_path: Path, genre_tree: Path) -> None:
+def test_adding_tracks_with_another_model_is_refused_not_dropped(tmp_path: Path, genre_tree: Path, default_networks) -> None:
     """A library of the previous default, then `embed NEW -o LIB` with today's: its tracks must not vanish."""
     lib = tmp_path / "lib.npz"
     low = genre_tree / "low"

@@ -513,16 +513,19 @@ def test_concatenated_library_is_searched_z_scored_and_incremental(tmp_path, gen
     assert len(other.embedded) == 12  # another recipe: nothing reused
 
 
-def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, monkeypatch):
-    """Without --model: DEFAULT_EMBEDDING's tagger, rows packed for adapt (mean + within-track contrasts)."""
-    from specmusic.embeddings import DEFAULT_EMBEDDING
+def test_a_one_network_default_is_packed_for_the_learnt_space(tmp_path, monkeypatch):
+    """Without --model, a default of one network (pons-msd-musicnn until benchmarks/similarity_generalise.py;
+    today's joined default: tests/test_adapt_joined.py): rows packed for adapt (mean + within-track contrasts)."""
+    from specmusic.embeddings import embedders
     from specmusic.embeddings.search.adapt import GROUPS, unpack
     from specmusic.errors import ConfigError
     from specmusic.inference import analyse_track
     from specmusic.models.zoo import ensure, registry
 
     m1, m2 = _two_tiny_models(tmp_path)
-    assert len(DEFAULT_EMBEDDING) == 1 and DEFAULT_EMBEDDING[0] in registry.PONS_MODELS
+    monkeypatch.setattr(embedders, "DEFAULT_EMBEDDING", ("pons-msd-musicnn",))
+    DEFAULT_EMBEDDING = embedders.DEFAULT_EMBEDDING
+    assert DEFAULT_EMBEDDING[0] in registry.PONS_MODELS
     monkeypatch.setattr(ensure, "ensure_model", lambda name, **kw: m1)
     emb = make_embedder(None)
     assert isinstance(emb, OnnxEmbedder) and emb.description.name == DEFAULT_EMBEDDING[0]
@@ -540,8 +543,7 @@ def test_default_embedding_is_one_tagger_packed_for_the_learnt_space(tmp_path, m
     assert "adapt" not in plain.description.to_dict() and plain.embed_file(str(a)).shape == (16,)
     assert "adapt" not in make_embedder(None, pooling="max").description.to_dict()  # another pooling: not packed
     assert make_embedder(str(m2), adapt=True).description.to_dict()["adapt"] == {"groups": GROUPS}
-    with pytest.raises(ConfigError, match="one model, not a concatenation"):
-        make_embedder(f"{m1}+{m2}", adapt=True)
+    assert make_embedder(f"{m1}+{m2}", adapt=True).description.adapt_groups == GROUPS  # joined: tests/test_adapt_joined.py
     with pytest.raises(ConfigError, match="MFCC statistics have no windows"):
         make_embedder("mfcc", adapt=True)
     with pytest.raises(ConfigError, match="--no-adapt"):

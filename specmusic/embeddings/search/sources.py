@@ -183,11 +183,11 @@ def query_embedder(model: str, *, library: ModelDescription) -> Embedder:
     """
     if not library.adapt_groups:
         return make_embedder(model)
-    plain = resolve_model(model).kind in ("mfcc", "joined")
+    plain = resolve_model(model).kind == "mfcc"
     embedder = None if plain else make_embedder(model, adapt=True)
     if embedder is None or not library.same_as(embedder.description):
         raise InputError(
-            f"--model {model} is not the model that made the library ({library.label}, with --adapt) — leave out --model: "
+            f"--model {model} is not the model that made the library ({library.label}) — leave out --model: "
             "queries are embedded with the library's own recipe"
         )
     return embedder
