@@ -52,7 +52,7 @@ How search learns from it was chosen on the FIRST collection only, before the ot
 measured (``--study-only``, printed in every run): (joint) one space learnt from the joined rows
 lost by 2-9 points to (per network) each network's own space from its block, scaled to unit total
 variance, the spaces concatenated — one linear map, what the package does (fit_space with the
-blocks of PackedGroups) — which matched (own libraries) each network's own library and space,
+adapt blocks) — which matched (own libraries) each network's own library and space,
 L2-normalised per network and concatenated. Joint LDA lets the network with the least
 within-track variation (FCN's two overlapping 29 s windows on a 30 s clip) take every direction.
 """
@@ -186,7 +186,7 @@ def joined_study(name: str, tracks: list[Track], cache: WindowCache, args: argpa
              f"{'own libraries':>13} {'NMI':>6}"]  # fmt: skip
     for joined in JOINED:
         lib = cached_library(embedder_of(Candidate("", joined, True), args.mn04, args.weights), tracks, cache)
-        groups = int(lib.model.adapt_groups)  # a plain int: no blocks, one space for the joined rows
+        groups = lib.model.adapt_groups  # no blocks passed: one space for the joined rows
         joint = l2_normalize(library_space(lib.vectors, groups).apply(lib.vectors))
         blocks = [search_vectors(cached_library(embedder_of(Candidate("", m, True), args.mn04, args.weights), tracks, cache))
                   for m in joined.split("+")]  # fmt: skip

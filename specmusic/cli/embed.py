@@ -48,12 +48,12 @@ MODEL = typer.Option(
     "--model",
     "-m",
     help="model.onnx from `train`, a pretrained tagger name (msd-fcn…), several joined by '+' "
-    "(jamendo-fcn+mtat-musicnn), or 'mfcc'; default: pons-msd-musicnn with --adapt (docs/similarity.md).",
+    "(jamendo-fcn+mtat-musicnn), or 'mfcc'; default: audioset-mn04+pons-msd-musicnn with --adapt (docs/similarity.md).",
 )
 ADAPT = typer.Option(
     None, "--adapt/--no-adapt",
     help="Keep each track's within-track variation so that search learns a similarity space from the "
-    "library itself, without labels (one model; on by default for the default model, pons-msd-musicnn).",
+    "library itself, without labels (one model or several joined: a space per model; on by default for the default recipe).",
 )
 LAYER = typer.Option(
     None,

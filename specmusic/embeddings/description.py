@@ -25,7 +25,7 @@ new embedder's description is the dict written today:
 
 ``adapt`` belongs to the description, not to one kind: a concatenation may carry it as well as
 one model does (``embed -m a+b --adapt``: each member records it too, and the concatenation's
-``"blocks"``, each model's feature size, tell search where each model's block lies: :class:`PackedGroups`).
+``"blocks"``, each model's feature size, tell search where each model's block lies: :attr:`ModelDescription.adapt_blocks`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ __all__ = [
     "POOLINGS",
     "Adaptation",
     "ModelDescription",
-    "PackedGroups",
 ]
 
 #: What a description's ``kind`` may be.
@@ -78,7 +77,7 @@ class Adaptation:
     within-track contrasts, from which search learns its space (:mod:`specmusic.embeddings.search.adapt`).
 
     ``blocks`` (joined models only, ``{"groups": G, "blocks": [d_1, d_2]}``): each model's feature
-    size, in the row's order; search learns one space per model (:class:`PackedGroups`).
+    size, in the row's order; search learns one space per model (:attr:`ModelDescription.adapt_blocks`).
     """
 
     groups: int
@@ -93,25 +92,6 @@ class Adaptation:
         """Read ``{"groups": G}`` (a missing ``groups`` reads as 0: no packed rows; ``blocks`` as none)."""
         blocks = data.get("blocks") or ()
         return cls(int(data.get("groups", 0)), tuple(int(b) for b in blocks) if isinstance(blocks, list) else ())
-
-
-class PackedGroups(int):
-    """The window groups ``G`` of a library's packed rows — an ``int`` wherever search reads one — and,
-    for joined models, ``blocks``: each model's feature size in the row's order, so that the learnt
-    space is learnt per model (:func:`specmusic.embeddings.search.adapt.fit_space`).
-
-    What :attr:`ModelDescription.adapt_groups` gives; search passes it on unchanged.
-    """
-
-    blocks: tuple[int, ...]
-
-    def __new__(cls, groups: int, blocks: tuple[int, ...] = ()) -> PackedGroups:
-        self = super().__new__(cls, groups)
-        self.blocks = tuple(int(b) for b in blocks)
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return PackedGroups, (int(self), self.blocks)
 
 
 @dataclass(eq=True)
@@ -217,13 +197,14 @@ class ModelDescription:
 
     @property
     def adapt_groups(self) -> int:
-        """``G`` when the rows are packed for a learnt space (:class:`Adaptation`), else 0; for joined
-        models a :class:`PackedGroups` naming each model's block."""
-        if self.adapt is None:
-            return 0
-        if self.adapt.groups and len(self.adapt.blocks) > 1:
-            return PackedGroups(self.adapt.groups, self.adapt.blocks)
-        return self.adapt.groups
+        """``G`` when the rows are packed for a learnt space (:class:`Adaptation`), else 0."""
+        return 0 if self.adapt is None else self.adapt.groups
+
+    @property
+    def adapt_blocks(self) -> tuple[int, ...]:
+        """Joined models' packed rows: each model's feature size, in the row's order (search learns one
+        space per model); ``()`` otherwise."""
+        return () if self.adapt is None or len(self.adapt.blocks) < 2 else self.adapt.blocks
 
     @property
     def label(self) -> str:

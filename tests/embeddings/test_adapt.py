@@ -17,7 +17,7 @@ from specmusic.embeddings.store.shard_catalog import read_sharded
 from specmusic.embeddings.store.shard_stats import shard_space
 from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter
 from specmusic.index import l2_normalize
-from tests.test_adapt_joined import default_networks  # noqa: F401 (a fixture)
+from tests.embeddings.test_adapt_joined import default_networks  # noqa: F401 (a fixture)
 
 GROUPS = 3
 MODEL = {"kind": "onnx", "sha256": "ab" * 32, "layer": "embedding", "pooling": "mean", "windows": 6,

@@ -27,7 +27,7 @@ the space follows the library as it is. Rows are ``G * d`` values (``G`` = 3: 60
 Joined models (``embed -m a+b --adapt``): each model packs its own windows and :func:`join_packed`
 lays the rows out as one packed row (every model's mean, then every model's contrasts). The
 library's model says where each model's block lies
-(:class:`~specmusic.embeddings.description.PackedGroups`), and :func:`fit_space` learns each
+(``adapt.blocks``, :attr:`~specmusic.embeddings.description.ModelDescription.adapt_blocks`), and :func:`fit_space` learns each
 model's space from its own block, scales each to unit total variance (every model weighs the same)
 and concatenates them: one linear map, so queries, sharded libraries and indexes treat it as they
 treat one model's space. One space learnt from the joined rows instead lost on the soundtrack
@@ -47,7 +47,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specmusic.embeddings.description import PackedGroups
 from specmusic.errors import ConfigError, InputError
 
 __all__ = ["COMPONENTS", "GROUPS", "MIN_TRACKS", "REG", "Space", "SpaceStats", "library_space", "note_fallback", "fit_space",
@@ -145,8 +144,8 @@ class SpaceStats:
     Memory is O(d²) whatever the number of tracks (Chan's update for the means' covariance).
     """
 
-    def __init__(self, groups: int) -> None:
-        self.groups = groups
+    def __init__(self, groups: int, blocks: tuple[int, ...] = ()) -> None:
+        self.groups, self.blocks = groups, tuple(blocks)  # blocks: joined models' feature sizes
         self.n = 0
         self.mean: np.ndarray | None = None
         self.between: np.ndarray | None = None  # sum of outer products of centred means
@@ -220,8 +219,8 @@ class Space:
 def fit_space(stats: SpaceStats, *, components: int = COMPONENTS, reg: float = REG,
               min_tracks: int = MIN_TRACKS) -> Space:  # fmt: skip
     """The search space of a library (a filled :class:`SpaceStats`): learnt (module docstring) from
-    at least ``min_tracks`` tracks, else z-scored means. Joined models (``stats.groups`` a
-    :class:`~specmusic.embeddings.description.PackedGroups` with blocks): each model's space is learnt
+    at least ``min_tracks`` tracks, else z-scored means. Joined models (``stats.blocks``, each
+    model's feature size): each model's space is learnt
     from its own block and scaled to unit total variance, and the spaces are concatenated.
 
     Raises
@@ -236,9 +235,8 @@ def fit_space(stats: SpaceStats, *, components: int = COMPONENTS, reg: float = R
     k = min(components, d, stats.n - 1)
     if stats.n >= min_tracks and stats.n_contrasts >= 2 and k >= 1:  # the ridge makes S_within invertible
         within = stats.within / stats.n_contrasts
-        blocks = stats.groups.blocks if isinstance(stats.groups, PackedGroups) else ()
-        if len(blocks) > 1 and sum(blocks) == d:
-            matrix = _per_block(cov, within, blocks, k, reg)
+        if len(stats.blocks) > 1 and sum(stats.blocks) == d:
+            matrix = _per_block(cov, within, stats.blocks, k, reg)
         else:
             matrix = _discriminants(cov, within, k, reg)[0]
         return Space(stats.groups, stats.mean.copy(), matrix, True, stats.n)
@@ -294,11 +292,13 @@ def _require_tracks(stats: SpaceStats) -> int:
     return len(stats.mean)
 
 
-def library_space(vectors: np.ndarray | SpaceStats, groups: int, *, learn: bool = True) -> Space:
+def library_space(
+    vectors: np.ndarray | SpaceStats, groups: int, *, blocks: tuple[int, ...] = (), learn: bool = True
+) -> Space:
     """The search space of a library of packed rows (in memory, or streamed into ``SpaceStats``):
     :func:`fit_space`, or with ``learn=False`` (``recommend --no-standardize``) the plain
     L2-normalised track means."""
-    stats = vectors if isinstance(vectors, SpaceStats) else SpaceStats(groups).add(vectors)
+    stats = vectors if isinstance(vectors, SpaceStats) else SpaceStats(groups, blocks).add(vectors)
     if learn:
         return fit_space(stats)
     return Space.plain(groups, _require_tracks(stats), stats.n)

@@ -80,7 +80,7 @@ class InMemoryRecommender:
             raise InputError("the library is empty — embed some tracks first (`specmusic embed DIR -o library.npz`)")
         check_finite(base, "the library", ids)
         packed = model.adapt_groups
-        self.space: Space | None = library_space(base, packed, learn=standardize) if packed else None
+        self.space: Space | None = library_space(base, packed, blocks=model.adapt_blocks, learn=standardize) if packed else None
         if self.space is not None:
             note_fallback(self.space, standardize, on_note)
             self.z, self.mean, self.scale = self.space.apply(base), None, None

@@ -79,7 +79,7 @@ class ShardedRecommender:
         self.standardize = bool(self.model.standardize) if standardize is None else standardize
         groups = self.model.adapt_groups
         self.space = (
-            shard_space(self.folder, groups, learn=self.standardize, catalog=(self.index, self.cat), on_note=on_note)
+            shard_space(self.folder, groups, blocks=self.model.adapt_blocks, learn=self.standardize, catalog=(self.index, self.cat), on_note=on_note)
             if groups else None
         )  # fmt: skip
         if self.space is not None:

@@ -43,7 +43,7 @@ def search_vectors(library: EmbeddingLibrary, *, standardize: bool | None = None
     groups = library.model.adapt_groups
     if groups and len(library):
         check_finite(library.vectors, "the library", library.ids)
-        return l2_normalize(library_space(library.vectors, groups, learn=std).apply(library.vectors))
+        return l2_normalize(library_space(library.vectors, groups, blocks=library.model.adapt_blocks, learn=std).apply(library.vectors))
     if not std or len(library) < 2:
         return library.vectors
     return l2_normalize(standardize_columns(library.vectors)[0])

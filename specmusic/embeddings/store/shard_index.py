@@ -143,7 +143,7 @@ def build_shard_index(
         model = index_model(index)
         std = bool(model.standardize) if standardize is None else standardize
         groups = model.adapt_groups
-        space = shard_space(path, groups, learn=std, catalog=(index, cat), on_note=on_note) if groups else None
+        space = shard_space(path, groups, blocks=model.adapt_blocks, learn=std, catalog=(index, cat), on_note=on_note) if groups else None
         if space is not None:
             stats: tuple[Any, Any, Any] = (None, None, space)
             dim = space.dim

@@ -57,7 +57,7 @@ def _save_cache(path: Path, arrays: dict[str, Any], what: str, on_note: _NOTE | 
 
 
 def shard_space(
-    folder: str | os.PathLike[str], groups: int, *, learn: bool = True,
+    folder: str | os.PathLike[str], groups: int, *, blocks: tuple[int, ...] = (), learn: bool = True,
     catalog: tuple[dict[str, Any], ShardCatalog] | None = None, on_note: _NOTE | None = None,
 ) -> Space:  # fmt: skip
     """The search space of a library of packed rows (:func:`specmusic.embeddings.search.adapt.library_space`),
@@ -68,7 +68,8 @@ def shard_space(
 
     Parameters
     ----------
-    groups : the library's window groups (its model's ``adapt``)
+    groups, blocks : the library's window groups and, for joined models, each model's feature size
+        (its model's ``adapt``)
     learn : False (``--no-standardize``): the plain means, nothing read
     catalog : the ``(index, catalog)`` the caller already read (:func:`read_catalog`)
 
@@ -84,12 +85,12 @@ def shard_space(
         raise InputError(f"{display_path(folder)}: the library is empty — embed some tracks first")
     if not learn:
         return Space.plain(groups, int(index.get("dim") or 0) // groups, len(cat))
-    key = f"{index_fingerprint(index)}:v{VERSION}:g{groups}:c{COMPONENTS}:r{REG}:m{MIN_TRACKS}"
+    key = f"{index_fingerprint(index)}:v{VERSION}:g{groups}:b{'-'.join(map(str, blocks))}:c{COMPONENTS}:r{REG}:m{MIN_TRACKS}"
     cache = folder / SPACE_NAME
     z = _cached(cache, "key", key)
     if z is not None:
         return Space(groups, z["center"], z["matrix"], bool(z["adapted"]), int(z["n"]))
-    stats = SpaceStats(groups)
+    stats = SpaceStats(groups, blocks)
     for p, _, lib in iter_live_parts(folder, index, cat):
         check_finite(lib.vectors, display_path(folder / index["parts"][p]["name"]), lib.ids)
         stats.add(lib.vectors)

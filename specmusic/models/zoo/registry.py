@@ -183,15 +183,15 @@ TAGGERS: dict[str, PretrainedTagger] = {
         ),
     )
 }
-#: The tagger ``specmusic classify`` uses without ``--model``: of the bundled networks, the one whose
-#: tag scores find same-label tracks best on three collections, by benchmarks/similarity_generalise.py's
-#: rule (docs/similarity.md); jamendo-fcn before it (benchmarks/tagger_choice.py).
-DEFAULT_TAGGER = "mtat-musicnn"
+#: The tagger ``specmusic classify`` uses without ``--model`` (benchmarks/tagger_choice.py): no bundled
+#: network beats it by benchmarks/similarity_generalise.py's rule without losing to it on a collection
+#: (docs/similarity.md, "classify's default").
+DEFAULT_TAGGER = "jamendo-fcn"
 #: The taggers shipped inside the package as ONNX (``specmusic/models/bundled/<name>.onnx``): the one
 #: list. To ship another, add its name here and run ``python -m specmusic.models.zoo --bundle
 #: --weights DIR`` (:func:`specmusic.models.zoo.rebuild.bundle_network`); the files are package data
 #: (pyproject.toml).
-BUNDLED_TAGGERS: tuple[str, ...] = ("jamendo-fcn", "mtat-musicnn")  # classify's default (mtat-musicnn) and its previous one
+BUNDLED_TAGGERS: tuple[str, ...] = ("jamendo-fcn", "mtat-musicnn")  # classify's default; embed's earlier default beside it
 
 
 def get_tagger(name: str) -> PretrainedTagger:

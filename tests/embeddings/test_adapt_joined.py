@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 from pathlib import Path
 
@@ -15,11 +14,10 @@ from specmusic.cli.app import app
 from specmusic.data import Track
 from specmusic.embeddings import ConcatEmbedder, ModelDescription, embed_tracks, embedder_from_description, make_embedder
 from specmusic.embeddings import embedders, read_library, search_vectors
-from specmusic.embeddings.description import PackedGroups
 from specmusic.embeddings.search.adapt import SpaceStats, fit_space, join_packed, library_space, pack_windows, unpack
 from specmusic.index import l2_normalize
 from tests.conftest import tone, write
-from tests.test_embeddings import make_tiny_onnx
+from tests.embeddings.test_embeddings import make_tiny_onnx
 
 GROUPS = 3
 
@@ -100,15 +98,13 @@ def test_one_space_learnt_from_the_joined_rows_finds_what_one_model_holds() -> N
 
 
 def test_each_network_learns_its_own_space_from_its_block() -> None:
-    """Joined rows with PackedGroups: each block's own space, scaled to unit total variance, side by side."""
+    """Joined rows with their blocks: each block's own space, scaled to unit total variance, side by side."""
     rng = np.random.default_rng(5)
     wins_a = [rng.normal(size=5) * 2 + 4 + rng.normal(size=(6, 5)) for _ in range(80)]
     wins_b = [rng.normal(size=3) * 0.1 + 9 + 0.01 * rng.normal(size=(6, 3)) for _ in range(80)]  # other scales
     rows = np.stack([join_packed([pack_windows(a, GROUPS), pack_windows(b, GROUPS)], GROUPS) for a, b in zip(wins_a, wins_b)])
-    groups = PackedGroups(GROUPS, (5, 3))
-    assert groups == GROUPS and int(groups) == 3 and pickle.loads(pickle.dumps(groups)).blocks == (5, 3)
-    space = library_space(rows, groups)
-    assert space.adapted and space.dim == 5 + 3 and space.groups.blocks == (5, 3)
+    space = library_space(rows, GROUPS, blocks=(5, 3))
+    assert space.adapted and space.dim == 5 + 3 and space.groups == GROUPS
     assert not np.any(space.matrix[:5, 5:]) and not np.any(space.matrix[5:, :5])  # block-diagonal
     y = space.apply(rows)
     for cols in (slice(0, 5), slice(5, 8)):  # every network weighs the same: unit total variance
@@ -117,7 +113,7 @@ def test_each_network_learns_its_own_space_from_its_block() -> None:
         own = library_space(np.stack(rows_b), GROUPS).apply(np.stack(rows_b))  # the network alone: the same directions
         ca, cb = l2_normalize(own), l2_normalize(y[:, cols])
         np.testing.assert_allclose(ca @ ca.T, cb @ cb.T, atol=1e-4)
-    joint = library_space(rows, GROUPS)  # a plain int: one space for the joined rows
+    joint = library_space(rows, GROUPS)  # no blocks: one space for the joined rows
     assert joint.dim == 8 and np.any(joint.matrix[:5, 5:]) and np.any(joint.matrix[5:, :5])  # the blocks mixed
 
 
@@ -125,10 +121,10 @@ def test_the_description_names_each_networks_block() -> None:
     member = {"kind": "pretrained", "sha256": "ab" * 32, "layer": "embedding", "pooling": "mean", "adapt": {"groups": 3}}
     record = {"kind": "concat", "adapt": {"groups": 3, "blocks": [200, 384]}, "standardize": True, "members": [member, member]}
     d = ModelDescription.from_dict(record)
-    assert isinstance(d.adapt_groups, PackedGroups) and d.adapt_groups == 3 and d.adapt_groups.blocks == (200, 384)
+    assert d.adapt_groups == 3 and d.adapt_blocks == (200, 384)
     assert d.to_dict() == record  # written back as read
     one = ModelDescription.from_dict({**member, "dim": 600})
-    assert one.adapt_groups == 3 and not isinstance(one.adapt_groups, PackedGroups) and one.to_dict()["adapt"] == {"groups": 3}
+    assert one.adapt_groups == 3 and one.adapt_blocks == () and one.to_dict()["adapt"] == {"groups": 3}
     assert ModelDescription.from_dict({"kind": "concat", "members": [member, member]}).adapt_groups == 0
 
 
@@ -236,7 +232,7 @@ def test_the_default_is_every_default_network_packed_then_searched(tmp_path: Pat
     assert r.exit_code == 0, r.stderr
     model = read_library(lib).model
     assert model.kind == "concat" and model.name == "+".join(embedders.DEFAULT_EMBEDDING) and embedders.DEFAULT_ADAPT
-    assert model.adapt_groups == GROUPS and len(model.adapt_groups.blocks) == len(embedders.DEFAULT_EMBEDDING)
+    assert model.adapt_groups == GROUPS and len(model.adapt_blocks) == len(embedders.DEFAULT_EMBEDDING)
     assert _run("embed", str(genre_tree), "-m", model.name, "-o", str(lib), "--no-progress").stderr.count("0 embedded") == 1
     source = sorted(genre_tree.rglob("*.wav"))[3]
     query = tmp_path / "elsewhere" / source.name
