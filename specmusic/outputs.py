@@ -192,15 +192,15 @@ def named_write_error(
     ``target``; None when ``exc`` already names its file (other than the temporary one) or is no write error.
 
     * an ``OSError`` of a write (:data:`WRITE_ERRNOS`: no space left, quota, read-only…) that names no
-      file, or names the temporary file ``temp`` written instead of ``target``;
+      file, or any ``OSError`` naming the temporary file ``temp`` written instead of ``target``;
     * libsndfile's ``System error`` (soundfile's ``LibsndfileError``), which hides the ``errno``: a
       full disk when the target's folder has (almost) no space left, else "cannot write".
     Call it before removing the temporary file: its blocks still count as used.
     """
     name = os.fspath(target)
     if isinstance(exc, OSError):
-        unnamed = exc.filename is None or (temp is not None and os.fspath(exc.filename) == os.fspath(temp))
-        if unnamed and exc.errno in WRITE_ERRNOS:
+        of_temp = temp is not None and exc.filename is not None and os.fspath(exc.filename) == os.fspath(temp)
+        if exc.errno is not None and (of_temp or (exc.filename is None and exc.errno in WRITE_ERRNOS)):
             return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), name)
         return None
     if type(exc).__name__ == "LibsndfileError" and "System error" in str(exc):
