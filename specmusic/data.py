@@ -8,8 +8,8 @@ from a manifest). Nothing here imports torch.
 from __future__ import annotations
 
 import csv
-import json
 import os
+import posixpath
 import random
 import sys
 from collections import defaultdict
@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from specmusic.audio import AUDIO_EXTENSIONS
-from specmusic.fileio import display_path
+from specmusic.display import printable_text
 from specmusic.errors import InputError
+from specmusic.fileio import display_path
+from specmusic.outputs import safe_relpath
+from specmusic.textfiles import json_records, open_lines
 
 __all__ = [
     "Track",
@@ -32,6 +35,7 @@ __all__ = [
     "read_split_list",
     "read_split_lists",
     "apply_split_lists",
+    "check_list_found",
     "split_by_group",
     "track_key",
 ]
@@ -227,50 +231,81 @@ def gather_inputs(
     return tracks, failures
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[Track]:
+def read_manifest(path: str | os.PathLike[str], *, on_warning: Callable[[str], None] | None = None) -> list[Track]:
     """Read a CSV (header ``path,label[,group]``) or JSON Lines manifest.
 
-    Relative paths are relative to the manifest's folder; ``relpath`` keeps them as written.
+    Relative paths are relative to the manifest's folder. ``relpath`` (where outputs that mirror the
+    inputs go) is the path as written, kept inside any output folder: a path that climbs out of the
+    manifest's folder (``../../x/a.wav``) loses its ``..`` steps (``x/a.wav``; one ``warning:`` says so)
+    and an absolute path keeps its file name (:func:`specmusic.outputs.safe_relpath`).
+
+    The file is UTF-8, with or without a byte-order mark (Excel writes one). A row repeated exactly is
+    read once, and a ``warning:`` names the lines (``on_warning``, default: stderr); a file listed twice
+    with different labels or groups is refused, naming both lines.
 
     Raises
     ------
     InputError
-        Missing file, no ``path`` column, or a malformed line (named with its line number).
+        Missing file, no ``path`` column, a line that is not UTF-8 or not JSON, a row without a path, a
+        file listed twice with different labels — named with the line number.
     """
     manifest = Path(path)
     name = display_path(manifest)
     if not manifest.is_file():
         raise InputError(f"{name}: manifest not found — check the --manifest path")
+    warn = on_warning or _warn
     base = manifest.resolve().parent
-    rows: list[dict[str, str]] = []
-    with open(manifest, encoding="utf-8", newline="") as f:
-        if manifest.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{name}:{i}: not valid JSON ({exc.msg}) — one object per line") from None
-                if not isinstance(obj, dict):
-                    raise InputError(f"{name}:{i}: expected a JSON object — one object per line")
-                rows.append({k: "" if v is None else str(v) for k, v in obj.items()})
-        else:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise InputError(f"{name}: CSV needs a header with a 'path' column (path,label[,group])")
-            rows.extend(reader)
-    tracks = []
-    for i, row in enumerate(rows, 1):
+    tracks: list[Track] = []
+    seen: dict[str, tuple[int, str | None, str | None]] = {}
+    repeated: list[tuple[int, int]] = []
+    climbing: list[tuple[int, str, str]] = []
+    for lineno, row in _manifest_rows(manifest, name):
         raw = (row.get("path") or "").strip()
         if not raw:
-            raise InputError(f"{name}: row {i} has no path — fill in or delete the row")
+            raise InputError(f"{name}:{lineno}: a row has no path — fill in or delete the row")
+        label, group = row.get("label") or None, row.get("group") or None
         full = Path(raw) if os.path.isabs(raw) else base / raw
-        rel = raw if not os.path.isabs(raw) else Path(raw).name
-        tracks.append(
-            Track(str(full), str(PurePosixPath(rel)), row.get("label") or None, row.get("group") or None)
-        )
+        key = os.path.normpath(full)
+        if key in seen:
+            first, label0, group0 = seen[key]
+            if (label0, group0) != (label, group):
+                what, there, here = ("label", label0, label) if label0 != label else ("group", group0, group)
+                raise InputError(
+                    f"{name}:{lineno}: {display_path(raw)} is also on line {first} with another {what} "
+                    f"({printable_text(repr(there))} there, {printable_text(repr(here))} here) — keep one of the two rows"
+                )
+            repeated.append((first, lineno))
+            continue
+        seen[key] = (lineno, label, group)
+        rel = Path(raw).name if os.path.isabs(raw) else safe_relpath(raw)
+        if not os.path.isabs(raw) and rel != posixpath.normpath(raw.replace(os.sep, "/")):
+            climbing.append((lineno, raw, rel))
+        tracks.append(Track(str(full), rel, label, group))
+    if repeated:
+        pairs = ", ".join(f"{b} (as {a})" for a, b in repeated[:3]) + (", …" if len(repeated) > 3 else "")
+        warn(f"{name}: {len(repeated)} row(s) repeat an earlier one and are read once: line {pairs}")
+    if climbing:
+        lineno, raw, rel = climbing[0]
+        more = f" ({len(climbing)} rows like it)" if len(climbing) > 1 else ""
+        warn(f"{name}:{lineno}: {display_path(raw)} lies outside the manifest's folder{more} — outputs that "
+             f"mirror the inputs go inside the output folder as {display_path(rel)}")
     return tracks
+
+
+def _manifest_rows(manifest: Path, name: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` of a manifest: JSON Lines objects, or CSV rows under a header with ``path``."""
+    lines = open_lines(manifest)
+    if manifest.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        for lineno, obj in json_records(lines, name=name, fix="one object per line"):
+            if not isinstance(obj, dict):
+                raise InputError(f"{name}:{lineno}: expected a JSON object — one object per line")
+            yield lineno, {k: "" if v is None else str(v) for k, v in obj.items()}
+        return
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames or "path" not in reader.fieldnames:
+        raise InputError(f"{name}: CSV needs a header with a 'path' column (path,label[,group])")
+    for row in reader:
+        yield reader.line_num, row
 
 
 def read_split_list(path: str | os.PathLike[str]) -> set[str]:
@@ -278,8 +313,49 @@ def read_split_list(path: str | os.PathLike[str]) -> set[str]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{display_path(p)}: split list not found — check the path")
-    with open(p, encoding="utf-8") as f:
-        return {track_key(line.strip()) for line in f if line.strip() and not line.startswith("#")}
+    return {track_key(line.strip()) for line in open_lines(p) if line.strip() and not line.startswith("#")}
+
+
+#: A split list may miss at most this share of its entries (files not among the inputs) before it is refused.
+MAX_MISSING_SHARE = 0.5
+
+
+def check_list_found(
+    listed: set[str], found: set[str], *, list_path: str | os.PathLike[str], split: str,
+    on_warning: Callable[[str], None] | None = None,
+) -> None:
+    """Say which entries of a split list name no track among the inputs (their keys: :func:`track_key`).
+
+    Entries missing from the inputs (a file deleted, a sample of the dataset, the wrong folder) are
+    named with a ``warning:`` (a count and the first three); a list that loses more than
+    :data:`MAX_MISSING_SHARE` of its entries is refused, as its split would not be the one the list
+    describes (a test accuracy "on 1 track").
+
+    Raises
+    ------
+    InputError
+        More than half the list is missing, or all of it.
+    """
+    missing = sorted(listed - found)
+    if not missing:
+        return
+    name = display_path(list_path)
+    first = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
+    if len(missing) == len(listed):
+        raise InputError(
+            f"{name}: no track matches the {split} list — list entries must be paths relative to the data folder, "
+            f"like blues/blues.00029.wav (this list names {first})"
+        )
+    if len(missing) > MAX_MISSING_SHARE * len(listed):
+        raise InputError(
+            f"{name}: {len(missing)} of its {len(listed)} entries name no track among the inputs ({first}) — "
+            f"the {split} split would hold only {len(listed) - len(missing)}; give the folder the list was made for, "
+            "or a list of the files you have"
+        )
+    (on_warning or _warn)(
+        f"{name}: {len(missing)} of its {len(listed)} entries name no track among the inputs and are left out of "
+        f"the {split} split: {first}"
+    )
 
 
 def read_split_lists(lists: dict[str, str | os.PathLike[str]]) -> dict[str, set[str]]:
@@ -305,12 +381,13 @@ def read_split_lists(lists: dict[str, str | os.PathLike[str]]) -> dict[str, set[
 def apply_split_lists(
     tracks: Sequence[Track], lists: dict[str, str | os.PathLike[str]]
 ) -> dict[str, list[Track]]:
-    """Assign tracks to named splits from list files; tracks in no list are dropped.
+    """Assign tracks to named splits from list files; tracks in no list are dropped, and list entries
+    that name no track are named (:func:`check_list_found`).
 
     Raises
     ------
     InputError
-        A track listed in two splits, or a list that matches no track.
+        A track listed in two splits, or a list more than half of whose entries match no track.
     """
     keys = read_split_lists(lists)
     names = list(keys)
@@ -320,12 +397,9 @@ def apply_split_lists(
         for name in names:
             if k in keys[name]:
                 out[name].append(t)
-    for name, members in out.items():
-        if not members:
-            raise InputError(
-                f"{display_path(lists[name])}: no track matches the {name} list — "
-                "list entries must be paths relative to the data folder, like blues/blues.00029.wav"
-            )
+    found = {track_key(t.relpath) for t in tracks}
+    for name in names:
+        check_list_found(keys[name], found, list_path=lists[name], split=name)
     return out
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from specmusic.outputs import named_write_error
+
 __all__ = [
     "CACHE_ENV",
     "atomic_path",
@@ -114,8 +116,11 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iter
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
+        named = named_write_error(exc, target, temp=tmp)  # a full disk names the file (before freeing tmp's blocks)
         tmp.unlink(missing_ok=True)
+        if named is not None:
+            raise named from exc
         raise
     finally:
         _LIVE_TEMPS.discard(tmp)

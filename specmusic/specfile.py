@@ -30,6 +30,7 @@ import numpy as np
 from specmusic.errors import InputError
 from specmusic.features import FeatureConfig
 from specmusic.fileio import PICKLE_REASON, display_path, numpy_load_reason, save_npz_atomic
+from specmusic.textfiles import json_records
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
@@ -153,16 +154,16 @@ def load_spectrogram(path: str | os.PathLike[str]) -> tuple[np.ndarray, FeatureC
 
 
 def read_spectro_manifest(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of ``OUT/manifest.jsonl`` (empty list when there is none)."""
+    """Records of ``OUT/manifest.jsonl`` (empty list when there is none).
+
+    Raises
+    ------
+    InputError
+        A line that is not UTF-8 or not JSON, named by its number.
+    """
     path = Path(out_dir) / MANIFEST_NAME
     if not path.exists():
         return []
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise InputError(f"{display_path(path)}:{i}: corrupt manifest line — rerun `specmusic spectro`") from None
-    return records
+    with open(path, "rb") as f:
+        return [r for _, r in json_records(f, name=display_path(path), invalid="corrupt manifest line",
+                                           fix="rerun `specmusic spectro`")]

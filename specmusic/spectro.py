@@ -25,6 +25,7 @@ from specmusic.errors import AudioError, SpecmusicError
 from specmusic.features import FeatureConfig, compute_features_stream
 from specmusic.fileio import display_path, ensure_writable_dir, folder_lock, write_jsonl_atomic
 from specmusic.batch import open_executor, require_visible, run_tasks
+from specmusic.outputs import full_disk_stop, is_disk_full, mirror_path
 from specmusic.specfile import (
     ERRORS_NAME,
     MANIFEST_NAME,
@@ -56,8 +57,7 @@ class SpectroReport:
 
 def output_path(out_dir: Path, track: Track, suffix: str = ".npz") -> Path:
     """Where a track's array goes: its relpath under ``out_dir`` with ``suffix``."""
-    rel = Path(track.relpath)
-    return out_dir / rel.with_name(rel.name + suffix if not rel.suffix else rel.stem + suffix)
+    return mirror_path(out_dir, track.relpath, suffix=suffix)  # never outside out_dir
 
 
 # -- one track ------------------------------------------------------------------------------
@@ -233,6 +233,14 @@ def run_spectro(
                 on_failure=lambda job, error: ("failed", {"source": job.track.path, "error": error}, None),
             ):  # fmt: skip
                 collect(result)
+    except OSError as exc:  # a full disk stops the run: one line naming the file, a row for each track not finished
+        if not is_disk_full(exc):
+            raise
+        done = {os.path.abspath(r["source"]) for r in report.written + report.skipped + report.failed}
+        left = [j.track.path for j in jobs_list if os.path.abspath(j.track.path) not in done]
+        rows, error = full_disk_stop(exc, left, listed_in=out / ERRORS_NAME)
+        report.failed += rows
+        raise error from None
     finally:
         bar.close()
         if report.written or report.skipped or report.failed or (out / MANIFEST_NAME).exists():

@@ -40,8 +40,10 @@ def cli_errors() -> Iterator[None]:
         if STATE.verbose:
             raise
         from specmusic.fileio import display_path
+        from specmusic.outputs import stdout_if_full
 
-        where = f"{display_path(exc.filename)}: " if exc.filename else ""
+        where = exc.filename or stdout_if_full(exc)  # a full disk under `> file` names stdout
+        where = f"{display_path(where)}: " if where else ""
         err(f"Error: {where}{(exc.strerror or str(exc)).lower()} — check the path, its permissions and free space")
         raise typer.Exit(1) from None
     except ModuleNotFoundError as exc:  # torch/onnx: the runtime install (pip install specmusic) has neither

@@ -60,10 +60,13 @@ def describe_cli(
     from dataclasses import replace
 
     from specmusic.describe import DescribeConfig, FingerprintConfig, describe_dataset, format_table
+    from specmusic.outputs import check_not_an_input, check_output_extension
 
     with cli_errors():
+        check_output_extension(output, extensions=(".json",), what="describe writes a JSON document")
         tracks, failures = gather_tracks(inputs, manifest, labels=labels, require_audio=True)
         json_file = None if output in (None, "-") else Path(output)
+        check_not_an_input(json_file, [*(t.path for t in tracks), manifest, split_file, valid_file, test_file])
         config = DescribeConfig(
             clip_level=clip_level, silence_db=silence_db, imbalance_ratio=imbalance_ratio,
             fingerprint=replace(FingerprintConfig(), min_similarity=min_similarity, min_overlap=min_overlap),

@@ -78,6 +78,7 @@ def playlist_cli(
     """
     from specmusic.embeddings import open_recommender, parse_filter
     from specmusic.fileio import display_path
+    from specmusic.outputs import check_not_an_input
     from specmusic.playlists import PlaylistConfig, make_playlist, read_playlist, write_playlist
 
     with cli_errors():
@@ -85,6 +86,7 @@ def playlist_cli(
             balance=balance, artist_gap=artist_gap, album_gap=album_gap, variety=variety, audio_duplicates=dedupe_audio
         )
         condition = parse_filter(where, year=year)
+        check_not_an_input(output, [library, extend])  # -o old.m3u8 --extend old.m3u8 would lose it
         old = read_playlist(extend) if extend else []
         rec = open_recommender(library, on_note=err)
         playlist = make_playlist(

@@ -36,9 +36,11 @@ def report_cli(
     Example: specmusic report runs/cnn -o runs/cnn/report.html
     """
     from specmusic.fileio import display_path
+    from specmusic.outputs import check_not_an_input
     from specmusic.report import build_report
 
     with cli_errors():
+        check_not_an_input(output, [path])
         result = build_report(path, output, limit=limit, embed_audio=embed_audio, excerpt_seconds=excerpt, title=title)
         for page in result.pages:
             print(display_path(page))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from specmusic.audio import check_audio_output, save_audio
+from specmusic.outputs import check_not_an_input
 from specmusic.display import printable_path
 from specmusic.inversion import MAX_INVERSION_GB, invert_array, load_invertible_array
 
@@ -73,11 +74,15 @@ def invert_file(
     Raises
     ------
     InputError
-        An output name no audio format can be written to (checked first); a missing or unusable array,
+        An output name no audio format can be written to, or that is the array itself (checked first); a
+        missing or unusable array,
         rows no feature config has, or an inversion that would need more memory than ``max_gb``
         (refused before the work, with the frames that fit).
+    OSError
+        The output cannot be written (a full disk): named, and no partial file is left.
     """
     check_audio_output(output, option="-o")  # before any work: a name no format can be written to
+    check_not_an_input(output, [array])
     data, fc, scale_used = load_invertible_array(array, kind=kind, scale=scale, sample_rate=sample_rate,
                                                  n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
     warnings: list[str] = []

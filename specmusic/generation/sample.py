@@ -445,8 +445,9 @@ def write_samples(
 
     Sample ``i`` becomes ``STEM_SEED_III.wav`` (audio by :func:`specmusic.inversion.mel_to_audio`),
     ``.npy`` (its mel in dB) and ``.png`` (with ``png``), ``STEM`` from :func:`sample_stem` — built as
-    strings, so a label with a dot names every sample apart. Every file is written atomically; memory
-    holds one batch, whatever ``n``.
+    strings, so a label with a dot names every sample apart. A sample's files are written whole or not at
+    all (:func:`~specmusic.outputs.staged_files`, the WAV last: a full disk leaves no half sample, and
+    the error names the file); memory holds one batch, whatever ``n``.
 
     Yields
     ------
@@ -456,6 +457,7 @@ def write_samples(
     from specmusic.fileio import atomic_write
     from specmusic.generation.config import denormalize_db, sample_stem
     from specmusic.inversion import mel_to_audio
+    from specmusic.outputs import staged_files
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -466,12 +468,14 @@ def write_samples(
         mel_db = denormalize_db(x, db_range=generator.config.db_range)
         y, sc = mel_to_audio(mel_db, config=fc, n_iter=gl_iter, seed=seed + i)
         name = f"{stem}_{seed}_{i:03d}"
-        atomic_write(out / f"{name}.npy", lambda f, a=mel_db: np.save(f, a, allow_pickle=False))
-        if png:
-            from specmusic.plotting import save_spectrogram_png
+        with staged_files(out, last=f"{name}.wav") as stage:  # a sample's files whole or not at all, its WAV last
+            atomic_write(stage / f"{name}.npy", lambda f, a=mel_db: np.save(f, a, allow_pickle=False))
+            if png:
+                from specmusic.plotting import save_spectrogram_png
 
-            save_spectrogram_png(out / f"{name}.png", mel_db, fc.with_kind("mel"), title=f"{stem} #{i} (seed {seed})")
-        save_audio(out / f"{name}.wav", y, fc.sample_rate)
+                save_spectrogram_png(stage / f"{name}.png", mel_db, fc.with_kind("mel"),
+                                     title=f"{stem} #{i} (seed {seed})")
+            save_audio(stage / f"{name}.wav", y, fc.sample_rate)
         yield {"path": str(out / f"{name}.wav"), "label": label, "seed": seed, "index": i,
                "seconds": round(len(y) / fc.sample_rate, 3), "spectral_convergence_db": round(sc, 2)}
 

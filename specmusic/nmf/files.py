@@ -10,6 +10,7 @@ import numpy as np
 
 from specmusic.errors import InputError
 from specmusic.fileio import display_path, numpy_load_reason, save_npz_atomic, write_json_atomic
+from specmusic.outputs import staged_files
 from specmusic.nmf.separate import (
     Decomposition,
     Resynthesis,
@@ -17,7 +18,7 @@ from specmusic.nmf.separate import (
     resynthesize,
 )
 
-__all__ = ["FORMAT_VERSION", "FILE_NOTES", "save_decomposition", "load_nmf"]
+__all__ = ["FORMAT_VERSION", "FILE_NOTES", "decomposition_files", "load_nmf", "part_names", "save_decomposition"]
 
 FORMAT_VERSION = 1
 
@@ -40,14 +41,27 @@ def save_decomposition(
     """Write ``nmf.npz`` (W, H, loss curve, axes), ``W.png``/``H.png``/``loss.png``, one
     ``component-NN.wav`` per component, ``model.wav`` and ``summary.json`` into ``out_dir``.
 
-    WAVs are 32-bit float so that the parts sum back to the mix exactly. Every file is written
-    atomically. Returns the summary; with ``audio`` it holds ``parts_sum_rms_error``,
-    ``model_rms_error``, ``model_relative_error`` and ``mix_rms``, and ``file_notes`` says what
-    each file is.
+    WAVs are 32-bit float so that the parts sum back to the mix exactly. The set is written whole or
+    not at all (:func:`~specmusic.outputs.staged_files`): into a hidden folder first, moved into
+    ``out_dir`` once every file is written, ``summary.json`` last — a folder without it holds no
+    finished set, and a full disk leaves none of the new files. Returns the summary; with ``audio``
+    it holds ``parts_sum_rms_error``, ``model_rms_error``, ``model_relative_error`` and ``mix_rms``,
+    and ``file_notes`` says what each file is.
+
+    Raises
+    ------
+    OSError
+        A file cannot be written (a full disk): named by its place in ``out_dir``.
     """
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with staged_files(out, last="summary.json") as stage:
+        return _save_set(stage, dec, source=source, plots=plots, audio=audio)
+
+
+def _save_set(out: Path, dec: Decomposition, *, source: str, plots: bool, audio: bool) -> dict[str, Any]:
+    """Every file of :func:`save_decomposition` into ``out``; the summary."""
     _save_arrays(out / "nmf.npz", dec)
     r, spec, sr = dec.result, dec.spec, dec.sr
     summary = r.summary() | {
@@ -86,15 +100,25 @@ def _save_arrays(path: Path, dec: Decomposition) -> None:
     })
 
 
+def part_names(k: int) -> list[str]:
+    """The part WAVs of a decomposition into ``k`` parts: ``component-01.wav`` … (two digits at least)."""
+    width = max(2, len(str(k)))
+    return [f"component-{c:0{width}d}.wav" for c in range(1, k + 1)]
+
+
+def decomposition_files(k: int, *, audio: bool = True, plots: bool = True) -> list[str]:
+    """The names :func:`save_decomposition` writes for ``k`` parts."""
+    return ["nmf.npz", "summary.json", *(part_names(k) + ["model.wav"] if audio else []),
+            *(["W.png", "H.png", "loss.png"] if plots else [])]  # fmt: skip
+
+
 def _save_audio(out: Path, dec: Decomposition, audio: Resynthesis) -> tuple[list[str], dict[str, Any]]:
     """The part WAVs and ``model.wav``; their names, and the summary's numbers about them."""
     from specmusic.audio import save_audio
 
-    names = []
-    width = max(2, len(str(len(audio.parts))))
-    for c, part in enumerate(audio.parts, start=1):
-        names.append(f"component-{c:0{width}d}.wav")
-        save_audio(out / names[-1], part, dec.sr, subtype="FLOAT")
+    names = part_names(len(audio.parts))
+    for name, part in zip(names, audio.parts):
+        save_audio(out / name, part, dec.sr, subtype="FLOAT")
     save_audio(out / "model.wav", audio.model, dec.sr, subtype="FLOAT")
     numbers = {
         "mix_rms": audio.mix_rms,

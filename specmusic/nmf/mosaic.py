@@ -367,28 +367,40 @@ def mosaic_to_file(
     ConfigError
         ``plots`` with ``-`` (nowhere to put them), or more memory than ``max_memory_gb``.
     InputError
-        An output name no audio format can be written to (before any work); silence.
+        An output name no audio format can be written to, or that is the source or the target (before any
+        work); silence.
+    OSError
+        The output or a picture cannot be written (a full disk): named; none of them is left.
     AudioError
         Unreadable files.
     """
     from specmusic.audio import check_audio_output, save_audio
     from specmusic.fileio import display_path
     from specmusic.nmf.plots import save_mosaic_plots
+    from specmusic.outputs import check_not_an_input, staged_files
 
     to_stdout = os.fspath(output) == "-"
     if plots and to_stdout:
         raise ConfigError("--plots needs an output file to put the pictures beside — give -o FILE.wav or drop --plots")
     check_audio_output(output, option="-o")  # before any work: a name no format can be written to
+    pictures = mosaic_plot_paths(output) if not to_stdout and plots is not False else ()
+    for written in (output, *pictures):
+        check_not_an_input(written, [source, target])  # -t X.wav -o X.wav would overwrite its own target
     config = config or MosaicConfig()
     result = mosaic_files(source, target, sr=sr, config=config, source_duration=source_duration,
                           target_duration=target_duration, on_note=on_note, progress=progress,
                           max_memory_gb=max_memory_gb)
-    save_audio(output, result.y, result.sr)
     info = result.info | {"output": "-" if to_stdout else display_path(output), "repetition": config.repetition,
                           "polyphony": config.polyphony, "continuity": config.continuity, "iterations": config.n_iter}
-    if not to_stdout and plots is not False:
-        pictures = mosaic_plot_paths(output)
-        save_mosaic_plots(*pictures, result.y, result.fit, sr=result.sr, n_fft=config.n_fft,
-                          hop_length=config.hop_length, title=Path(target).name)
+    if to_stdout:
+        save_audio(output, result.y, result.sr)
+        return info
+    out = Path(output)
+    with staged_files(out.parent, last=out.name) as stage:  # the audio and its pictures, whole or not at all
+        save_audio(stage / out.name, result.y, result.sr)
+        if pictures:
+            save_mosaic_plots(*(stage / p.name for p in pictures), result.y, result.fit, sr=result.sr,
+                              n_fft=config.n_fft, hop_length=config.hop_length, title=Path(target).name)
+    if pictures:
         info["plots"] = [display_path(p) for p in pictures]
     return info

@@ -21,10 +21,11 @@ import numpy as np
 from specmusic.errors import ConfigError
 from specmusic.fileio import display_path, ensure_writable_dir
 from specmusic.nmf.divergence import loss_name
-from specmusic.nmf.files import save_decomposition
+from specmusic.nmf.files import decomposition_files, save_decomposition
 from specmusic.nmf.memory import DEFAULT_MAX_MEMORY_GB, check_nmf_memory
 from specmusic.nmf.separate import Decomposition, SpectrogramConfig, load_spectrogram_for_nmf
 from specmusic.nmf.solver import NMFConfig, fit_nmf, initialize_nmf
+from specmusic.outputs import check_not_an_input
 
 __all__ = ["KRun", "NMFSweep", "parse_components", "sweep_nmf"]
 
@@ -183,11 +184,18 @@ def _check_before_decoding(
     output: str | os.PathLike[str] | None, report_png: Path | None, compare: bool, audio: bool,
     offset: float, duration: float | None, max_gb: float,
 ) -> None:
-    """An output that cannot be written, or a run that would not fit in memory, is refused now."""
+    """An output that cannot be written or would overwrite the song, or a run that would not fit in memory, is
+    refused now."""
     if output is not None:
         ensure_writable_dir(output, option="-o")
+        folders = [Path(output) / f"k{k}" for k in ks] if len(ks) > 1 else [Path(output)]
+        for folder, k in zip(folders, ks):
+            for name in decomposition_files(k, audio=audio):
+                check_not_an_input(folder / name, [song])  # nmf parts/model.wav -o parts/
     elif report_png is not None:
         ensure_writable_dir(report_png.parent, option="-o")
+    if report_png is not None:
+        check_not_an_input(report_png, [song])
     check_nmf_memory(song, sample_rate=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length,
                      power=spec.power, n_components=max(ks), beta=config.beta,
                      itemsize=8 if config.dtype == "float64" else 4, threads=config.threads, init=config.init,

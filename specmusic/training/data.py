@@ -25,6 +25,7 @@ from specmusic.data import (
     FailedInput,
     Track,
     apply_split_lists,
+    check_list_found,
     discover_tracks,
     read_manifest,
     read_split_list,
@@ -240,6 +241,8 @@ def list_training_inputs(
         arrays += [TrainingFile(Path(t.path), track_key(t.relpath), t.label, t.group_id, t.path)
                    for t in tracks if t.path.lower().endswith(".npz")]
     if keep is not None:
+        check_list_found(keep, {a.key for a in arrays} | {track_key(t.relpath) for t in tracks}, list_path=split_list,
+                         split="training")  # before the filter below: names the entries no file answers
         arrays = [a for a in arrays if a.key in keep]
     listed = TrainingInputs(arrays, [t for t in tracks if not t.path.lower().endswith(".npz")], listing)
     if not listed.arrays and not listed.audio and not listed.failed:

@@ -33,7 +33,7 @@ from specmusic.embeddings.search.queries import IdLookup, LibraryEmbedder, Query
 from specmusic.embeddings.search.recommender import Neighbour, query_result
 from specmusic.embeddings.search.space import identity_vectors, query_space
 from specmusic.embeddings.store.library import EmbeddingLibrary
-from specmusic.embeddings.store.shard_catalog import index_model, load_part, read_catalog, read_index
+from specmusic.embeddings.store.shard_catalog import index_model, load_part, part_path, read_catalog, read_index
 from specmusic.embeddings.store.shard_index import ShardIndex, build_shard_index
 from specmusic.embeddings.store.shard_stats import shard_space, shard_statistics
 from specmusic.errors import InputError
@@ -127,7 +127,7 @@ class ShardedRecommender:
         """Whether the parts keep tags (libraries embedded with an ONNX model)."""
         for entry in self.index["parts"]:
             try:
-                with zipfile.ZipFile(self.folder / entry["name"]) as z:
+                with zipfile.ZipFile(part_path(self.folder, entry)) as z:
                     if "tags.npy" in z.namelist():
                         return True
             except (OSError, zipfile.BadZipFile):

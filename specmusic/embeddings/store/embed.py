@@ -34,6 +34,7 @@ from specmusic.embeddings.store.shard_catalog import is_sharded, read_sharded
 from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter
 from specmusic.errors import InputError
 from specmusic.fileio import display_path, ensure_writable_dir
+from specmusic.outputs import check_not_an_input
 
 __all__ = ["LIBRARY_FORMATS", "EmbedOutcome", "embed_library", "library_format"]
 
@@ -159,7 +160,7 @@ def embed_library(
     Raises
     ------
     InputError
-        No tracks, an ``.npz`` on stdout, a library made by another model (without ``prune`` or
+        No tracks, an ``.npz`` on stdout, an output file that is one of the tracks, a library made by another model (without ``prune`` or
         ``force``), another run writing the same library, an unwritable destination.
     ModelError, ConfigError
         The embedder cannot be made.
@@ -170,6 +171,8 @@ def embed_library(
         raise InputError("no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff")
     to_stdout = output is None or output == "-"
     sharded = not to_stdout and is_sharded(output)  # type: ignore[arg-type]
+    if not sharded:
+        check_not_an_input(output, [t.path for t in tracks])  # embed song.wav -o song.wav
     fmt = "npz" if sharded else library_format(output, output_format)
     if not isinstance(embedder, Embedder):
         embedder = embedder()

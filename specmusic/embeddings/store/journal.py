@@ -19,6 +19,7 @@ run uses it, so two runs into one library cannot interleave.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from specmusic.embeddings.description import ModelDescription
 from specmusic.embeddings.store.library import EmbeddingLibrary, header_line, read_jsonl_library, record_line
 from specmusic.errors import InputError, SpecmusicError
 from specmusic.fileio import display_path, lock_fd
+from specmusic.outputs import naming_write_errors
 
 __all__ = ["JOURNAL_SUFFIX", "EmbedJournal", "journal_path"]
 
@@ -110,15 +112,16 @@ class EmbedJournal:
 
     def add(self, record: dict[str, Any], vector: np.ndarray) -> None:
         """Append one finished track (its record and L2-normalised vector); flushed at once."""
-        if not self._has_header:
-            self._file.write(header_line(self._model.with_dim(int(np.asarray(vector).size))).encode("utf-8"))
-            self._has_header = True
-        self._file.write(record_line(record, vector, digits=9).encode("utf-8"))
-        self._file.flush()
+        with naming_write_errors(self.path):  # a full disk names the journal
+            if not self._has_header:
+                self._file.write(header_line(self._model.with_dim(int(np.asarray(vector).size))).encode("utf-8"))
+                self._has_header = True
+            self._file.write(record_line(record, vector, digits=9).encode("utf-8"))
+            self._file.flush()
+            if time.monotonic() - self._synced > _SYNC_SECONDS:
+                os.fsync(self._file.fileno())
+                self._synced = time.monotonic()
         self.added += 1
-        if time.monotonic() - self._synced > _SYNC_SECONDS:
-            os.fsync(self._file.fileno())
-            self._synced = time.monotonic()
 
     @property
     def kept(self) -> int:
@@ -131,9 +134,15 @@ class EmbedJournal:
         self.close()
 
     def close(self) -> None:
-        """Flush and release the journal, keeping it for the next run."""
+        """Flush and release the journal, keeping it for the next run (deleted when it holds nothing)."""
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                if os.fstat(self._file.fileno()).st_size == 0:  # nothing kept (the disk was full from the start)
+                    self.path.unlink(missing_ok=True)
+            try:
+                self._file.close()
+            except OSError:  # its buffer could not be flushed (a full disk), as add() said; the file is closed all the same
+                pass
 
 
 def _read(

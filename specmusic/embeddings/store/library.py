@@ -48,6 +48,7 @@ from specmusic.embeddings.records import Tags, TrackRow
 from specmusic.errors import InputError
 from specmusic.fileio import PICKLE_REASON, atomic_write, display_path, json_line, numpy_load_reason, save_npz_atomic
 from specmusic.metadata import TrackMetadata, metadata_columns, metadata_from_columns
+from specmusic.textfiles import json_records
 
 __all__ = [
     "LIBRARY_FORMAT_VERSION",
@@ -431,25 +432,21 @@ class _JsonlColumns:
         )  # fmt: skip
 
 
-def read_jsonl_library(lines: Iterable[str], name: str, *, unique: bool = True) -> EmbeddingLibrary:
-    """Read a JSON Lines library from its lines (``name`` names it in errors).
+def read_jsonl_library(lines: Iterable[str | bytes], name: str, *, unique: bool = True) -> EmbeddingLibrary:
+    """Read a JSON Lines library from its lines (``name`` names it in errors): UTF-8 text or bytes, with or
+    without a byte-order mark (:func:`specmusic.textfiles.json_records`).
 
     ``unique=False`` lets an id appear twice (a journal: the caller keeps the last record).
 
     Raises
     ------
     InputError
-        A line that is not a JSON object, a record without a vector, vectors of different sizes, an id
+        A line that is not UTF-8, not JSON (or nested too deeply to read), not a JSON object, a record without a vector, vectors of different sizes, an id
         listed twice (with ``unique``), a newer format.
     """
     columns = _JsonlColumns()
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"{name}:{lineno}: not JSON — give embeddings as JSON Lines (`specmusic embed --format jsonl`)") from None
+    fix = "give embeddings as JSON Lines (`specmusic embed --format jsonl`)"
+    for lineno, rec in json_records(lines, name=name, fix=fix, invalid="not JSON"):
         if not isinstance(rec, dict):
             raise InputError(f"{name}:{lineno}: expected a JSON object — one record a line")
         if "vector" in rec:

@@ -30,7 +30,8 @@ def read_library(path: str | os.PathLike[str], *, stdin: IO[str] | None = None) 
     """
     p = os.fspath(path)
     if p == "-":
-        return read_jsonl_library(stdin if stdin is not None else sys.stdin, "<stdin>")
+        stream = stdin if stdin is not None else sys.stdin
+        return read_jsonl_library(getattr(stream, "buffer", stream), "<stdin>")  # bytes: an encoding error is named
     if is_sharded(p):
         return read_sharded(p)
     if not os.path.exists(p):
@@ -38,6 +39,6 @@ def read_library(path: str | os.PathLike[str], *, stdin: IO[str] | None = None) 
     if p.lower().endswith(".npz"):
         return read_npz_library(p)
     if p.lower().endswith((".jsonl", ".json", ".ndjson")):
-        with open(p, encoding="utf-8") as f:
+        with open(p, "rb") as f:  # UTF-8, a byte-order mark allowed: specmusic.textfiles
             return read_jsonl_library(f, display_path(p))
     raise InputError(f"{display_path(p)}: unknown library format — use .npz, .jsonl, or .csv with --id/--columns")

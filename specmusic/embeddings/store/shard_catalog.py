@@ -59,6 +59,7 @@ import numpy as np
 
 from specmusic.embeddings.description import ModelDescription
 from specmusic.embeddings.store.library import EmbeddingLibrary, concat_libraries, read_npz_library
+from specmusic.display import printable_text
 from specmusic.errors import InputError
 from specmusic.fileio import HAS_FLOCK, display_path, lock_fd, numpy_load_reason, write_json_atomic
 
@@ -78,6 +79,7 @@ __all__ = [
     "load_part",
     "lock_folder",
     "part_name",
+    "part_path",
     "part_number",
     "read_catalog",
     "read_index",
@@ -143,15 +145,45 @@ def read_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
             f"`specmusic embed DIR -o {display_path(folder).rstrip('/')}/`"
         )
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{name}: unreadable ({exc}) — restore it or re-embed into a new folder") from None
+        index = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is no damage
+    except (OSError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InputError(f"{name}: unreadable ({why}) — restore it or re-embed into a new folder") from None
     if not isinstance(index, dict) or index.get("format") != SHARD_FORMAT or not isinstance(index.get("parts"), list):
         raise InputError(f"{name}: not a sharded library index — re-embed into a new folder")
     if int(index.get("format_version", 1)) > SHARD_FORMAT_VERSION:
         raise InputError(f"{name}: sharded library format {index['format_version']} is newer than this specmusic — upgrade")
+    for entry in index["parts"]:
+        part_path(folder, entry)  # each part a file of this folder, checked before any is read or written
     index.setdefault("removed", {})
     return index
+
+
+def part_path(folder: str | os.PathLike[str], entry: dict[str, Any]) -> Path:
+    """Where the part an index entry names lies: ``folder/part-NNNNN.npz``, never outside ``folder``.
+
+    Raises
+    ------
+    InputError
+        The entry names no part file (``../x.npz``, an absolute path, a sub-folder), or the part is a
+        symbolic link to a file outside the folder.
+    """
+    index_name = display_path(Path(folder) / INDEX_NAME)
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not PART_PATTERN.match(name):
+        raise InputError(
+            f"{index_name}: lists a part named {printable_text(repr(name))}, not a file of the library's folder "
+            "(part-NNNNN.npz) — restore index.json, or re-embed into a new folder"
+        )
+    path = Path(folder) / name
+    if path.is_symlink():
+        real, root = os.path.realpath(path), os.path.realpath(folder)
+        if not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise InputError(
+                f"{display_path(path)}: a link to {display_path(real)}, outside the library's folder — copy the part "
+                "into the folder, or re-embed into a new folder"
+            )
+    return path
 
 
 def write_index(folder: Path, index: dict[str, Any]) -> None:
@@ -251,7 +283,7 @@ def scan_catalog(folder: Path, index: dict[str, Any]) -> ShardCatalog:
     where: dict[str, tuple[int, int]] = {}
     sizes, mtimes, labels, groups, metas = [], [], [], [], []
     for p, entry in enumerate(index["parts"]):
-        ids, size, mtime, label, group, meta = _part_columns(folder / entry["name"])
+        ids, size, mtime, label, group, meta = _part_columns(part_path(folder, entry))
         metas.append(meta)
         sizes.append(size)
         mtimes.append(mtime)
@@ -287,7 +319,7 @@ def load_part(folder: str | os.PathLike[str], entry: dict[str, Any]) -> Embeddin
     InputError
         Missing, damaged (sha256 differs) or unreadable part — named.
     """
-    path = Path(folder) / entry["name"]
+    path = part_path(folder, entry)
     name = display_path(path)
     try:
         data = path.read_bytes()

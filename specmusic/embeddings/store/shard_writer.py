@@ -34,6 +34,7 @@ from specmusic.embeddings.store.shard_catalog import (
     lock_folder,
     part_name,
     part_number,
+    part_path,
     read_catalog,
     read_index,
     scan_catalog,
@@ -41,7 +42,7 @@ from specmusic.embeddings.store.shard_catalog import (
     write_index,
 )
 from specmusic.errors import InputError
-from specmusic.fileio import display_path
+from specmusic.fileio import display_path, sha256_file
 from specmusic.metadata import TrackMetadata
 
 __all__ = ["ShardedLibraryWriter", "compact"]
@@ -95,6 +96,40 @@ def _adopt(folder: Path, index: dict[str, Any], on_note: _NOTE | None) -> None:
             index["dim"] = lib.dim
         if on_note is not None:
             on_note(f"note: kept {display_path(f)} ({len(lib)} tracks), written just before an interruption")
+
+
+def _part_damage(path: Path, entry: dict[str, Any]) -> str | None:
+    """Why a listed part cannot be trusted (its bytes differ from its sha256 in the index), or None. A missing
+    or unreadable file is left to the catalog's scan, which refuses it (a folder not mounted is no damage)."""
+    if not entry.get("sha256") or not path.is_file():
+        return None
+    try:
+        digest = sha256_file(path)
+    except OSError:
+        return None
+    return None if digest == entry["sha256"] else f"its sha256 differs from {INDEX_NAME}"
+
+
+def _set_aside_damaged(folder: Path, index: dict[str, Any], on_note: _NOTE | None) -> None:
+    """Unlist each damaged part (:func:`_part_damage`), renamed ``part-NNNNN.npz.damaged`` (kept, never read):
+    its tracks are no longer held, so this run embeds them again (when they are among its inputs).
+    Tombstones after it move down one part, as the parts do."""
+    q = 0
+    while q < len(index["parts"]):
+        entry = index["parts"][q]
+        path = part_path(folder, entry)
+        why = _part_damage(path, entry)
+        if why is None:
+            q += 1
+            continue
+        aside = path.with_name(path.name + ".damaged")
+        os.replace(path, aside)
+        del index["parts"][q]
+        index["removed"] = {id_: p - 1 if p > q else p for id_, p in index["removed"].items()}
+        index.pop("ann", None)
+        if on_note is not None:
+            on_note(f"warning: {display_path(path)}: damaged ({why}) — set aside as {display_path(aside.name)}; "
+                    f"its {entry.get('tracks', '?')} track(s) are embedded again when they are among the inputs")
 
 
 class ShardedLibraryWriter:
@@ -160,6 +195,7 @@ class ShardedLibraryWriter:
                 _discard(path)
                 index = _empty_index(model)
             _adopt(path, index, on_note)
+            _set_aside_damaged(path, index, on_note)  # as recommend refuses them: embed replaces their tracks
             made_by = index_model(index)
             if made_by.recorded and not made_by.same_as(model):
                 # Refused rather than discarded: a mistyped --model must not wipe a library of millions.
