@@ -28,12 +28,15 @@ INTERRUPTED = "Interrupted — completed outputs are kept; rerun the same comman
 N = 40
 
 
+def _songs(root: Path, seconds: float) -> Path:
+    for i in range(N):
+        write(root / f"t{i:02d}.wav", tone(100.0 + 30 * i, seconds, seed=i))
+    return root
+
+
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("songs")
-    for i in range(N):
-        write(root / f"t{i:02d}.wav", tone(100.0 + 30 * i, 3.0, seed=i))
-    return root
+    return _songs(tmp_path_factory.mktemp("songs"), 3.0)
 
 
 def _partial(folder: Path) -> list[Path]:
@@ -63,10 +66,7 @@ def test_spectro_jobs_stopped_by_sigterm_keeps_its_arrays_and_manifest(songs: Pa
 @pytest.fixture(scope="module")
 def long_songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 songs of 20 s: embedding them takes long enough to be watched track by track."""
-    root = tmp_path_factory.mktemp("long_songs")
-    for i in range(N):
-        write(root / f"t{i:02d}.wav", tone(100.0 + 30 * i, 20.0, seed=i))
-    return root
+    return _songs(tmp_path_factory.mktemp("long_songs"), 20.0)
 
 
 @pytest.mark.parametrize("output", ["lib/", "lib.npz"])
