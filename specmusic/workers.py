@@ -53,13 +53,20 @@ class Terminated(KeyboardInterrupt):
 
 def raise_on_sigterm() -> None:
     """From now on SIGTERM raises :class:`Terminated` in the main thread (once: a second SIGTERM while the
-    first is handled, what finished being saved, is ignored)."""
+    first is handled, what finished being saved, is ignored). Processes forked from here start with SIGTERM's
+    default action again: a worker stopped before it has set its own handler just ends."""
 
     def handler(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated()
 
+    if not _FORK_RESETS_SIGTERM:
+        os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+        _FORK_RESETS_SIGTERM.append(True)
     signal.signal(signal.SIGTERM, handler)
+
+
+_FORK_RESETS_SIGTERM: list[bool] = []
 
 
 class WorkerDied(Exception):
@@ -345,6 +352,10 @@ def _wait_gone(processes: list[Any], *, grace: float) -> None:
 def _stop(pool: Any) -> None:
     """Cancel queued work and end the workers of ``pool`` now, waiting until they are gone."""
     processes = _processes_of(pool)
+    # The executor's manager thread ends once it has seen its workers go. It is waited for too: the interpreter's
+    # exit hook wakes it through a pipe it may be closing meanwhile (EBADF printed at exit otherwise). The
+    # executor forgets both on shutdown: they are taken first.
+    manager = getattr(pool, "_executor_manager_thread", None)
     if hasattr(signal, "SIGPIPE") and threading.current_thread() is threading.main_thread():
         # The executor's feeder may still write to a worker we are ending; with SIGPIPE at its default
         # (the CLI sets it so `| head` ends quietly) that would kill this process instead of letting
@@ -358,6 +369,8 @@ def _stop(pool: Any) -> None:
     for proc in processes:
         with contextlib.suppress(Exception):
             proc.join(timeout=10)
+    if manager is not None and manager is not threading.current_thread():
+        manager.join(timeout=10)
 
 
 @contextlib.contextmanager

@@ -78,7 +78,17 @@ def alive(pid: int) -> bool:
 
 
 def children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid`` (``pgrep -P``, by walking /proc)."""
+    """Live processes whose parent is ``pid`` (``pgrep -P``): what ``/proc/PID/task/*/children`` lists, else
+    a walk over ``/proc``."""
+    try:
+        found = set()
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            found.update(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+        return sorted(c for c in found if alive(c))
+    except FileNotFoundError:  # a kernel without the children files (or the process is gone)
+        pass
+    except OSError:
+        return []
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -124,6 +134,7 @@ def frozen(pids: list[int]) -> Iterator[list[int]]:
 def kill_worker_in_flight(run: Run, inputs: Path, *, holding: str | None = None) -> tuple[int, str]:
     """SIGKILL one worker of ``run`` while it has an input file open (a file in flight): the workers are frozen,
     the one found holding a file under ``inputs`` (the one named ``holding``, if given) is killed, the others go on.
+    Between looks the workers run for a moment only, so the run cannot slip past on a loaded machine.
 
     Returns the killed worker's pid and the file it had open.
     """
@@ -137,7 +148,7 @@ def kill_worker_in_flight(run: Run, inputs: Path, *, holding: str | None = None)
                 if held:
                     os.kill(pid, signal.SIGKILL)
                     return pid, held[0]
-        time.sleep(0.005)
+        time.sleep(0.001)
 
 
 def signal_mid_run(run: Run, sig: int, ready: Callable[[], bool], *, unfinished: Callable[[], bool]) -> list[int]:

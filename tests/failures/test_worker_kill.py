@@ -28,7 +28,7 @@ def songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("songs")
     for i in range(N):
         write(root / f"s{i:02d}.wav", tone(110.0 * (1 + 0.05 * i), 4.0, seed=i))
-    write(root / "long.wav", tone(330.0, 90.0, seed=99))  # in flight long enough to be caught twice
+    write(root / "long.wav", tone(330.0, 240.0, seed=99))  # in flight long enough to be caught twice
     return root
 
 
@@ -45,11 +45,12 @@ ALL = sorted([f"s{i:02d}.wav" for i in range(N)] + ["long.wav"])
 
 
 def _command(name: str, songs: Path, model: Path, out: Path) -> list[object]:
+    """Each command, every window of each file read (so that ``long.wav`` is long in flight)."""
     return {
         "spectro": ["spectro", songs, "-o", out / "specs"],
-        "embed -o f.npz": ["embed", songs, "-m", model, "-o", out / "lib.npz"],
-        "embed -o dir/": ["embed", songs, "-m", model, "-o", f"{out}/lib/"],
-        "classify": ["classify", songs, "-m", model, "--json"],
+        "embed -o f.npz": ["embed", songs, "-m", model, "--windows", "all", "-o", out / "lib.npz"],
+        "embed -o dir/": ["embed", songs, "-m", model, "--windows", "all", "-o", f"{out}/lib/"],
+        "classify": ["classify", songs, "-m", model, "--windows", "all", "--json"],
         "describe": ["describe", songs, "--json", "-o", out / "doc.json"],
     }[name]
 
@@ -82,7 +83,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(name: str, songs: Path, model: 
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no temporary file of the killed worker left
 
 
-@pytest.mark.parametrize("name", ["spectro", "describe"])
+@pytest.mark.parametrize("name", ["spectro", "embed -o f.npz", "describe"])
 def test_a_file_that_kills_its_worker_twice_is_the_one_reported(name: str, songs: Path, model: Path,
                                                                tmp_path: Path) -> None:
     run = spawn(*_command(name, songs, model, tmp_path), "-j", "2", logs=tmp_path / "logs",
@@ -99,7 +100,7 @@ def test_a_file_that_kills_its_worker_twice_is_the_one_reported(name: str, songs
 
 def test_the_tracks_of_the_killed_worker_keep_their_order(songs: Path, model: Path, tmp_path: Path) -> None:
     """classify prints in input order, whatever was run twice."""
-    run = spawn("classify", songs, "-m", model, "--json", "-j", "2", logs=tmp_path / "logs")
+    run = spawn(*_command("classify", songs, model, tmp_path), "-j", "2", logs=tmp_path / "logs")
     kill_worker_in_flight(run, songs)
     rc, stdout, stderr = run.wait()
     assert rc == 0, stderr
