@@ -158,7 +158,7 @@ def test_classify_on_the_cluster_prints_what_a_local_run_prints(tmp_path, cluste
 
 # -- faults ------------------------------------------------------------------------------------
 def _interrupt_when(proc: subprocess.Popen, done: int, workers: list[int]) -> str:
-    """SIGINT ``proc`` once its progress bar shows ``done`` finished tracks (of 20) and no more than 10: each look
+    """SIGINT ``proc`` once its progress bar shows ``done`` finished tracks (of 20) and no more than 12: each look
     is taken with the client and the Dask ``workers`` frozen, so the run cannot end in between. Its whole stderr."""
     chunks: list[str] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
@@ -169,7 +169,7 @@ def _interrupt_when(proc: subprocess.Popen, done: int, workers: list[int]) -> st
         with frozen([proc.pid, *workers]):
             counts = [int(n) for n in re.findall(r"(\d+)/20 ", "".join(chunks))]
             if counts and max(counts) >= done:
-                assert max(counts) <= 10, "too little work was left to interrupt"
+                assert max(counts) <= 12, "too little work was left to interrupt"
                 proc.send_signal(signal.SIGINT)
                 break
         time.sleep(0.01)  # a poll interval; the reader thread gathers the bar meanwhile
@@ -184,7 +184,7 @@ def test_client_interrupted_then_rerun_embeds_only_what_is_missing(tmp_path, clu
     out = os.path.join(tmp_path, output)  # keeps the trailing "/" that asks for a folder
     cmd = [sys.executable, "-m", "specmusic", "embed", str(songs), "-m", "mfcc", "-o", out, "--cluster", address]
     proc = subprocess.Popen([*cmd, "--progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr = _interrupt_when(proc, 3, list(client.run(os.getpid).values()))
+    stderr = _interrupt_when(proc, 5, list(client.run(os.getpid).values()))  # the bar runs a track ahead of the journal
     assert proc.returncode == 130, stderr
     m = re.search(r"interrupted — (\d+) (?:embedded )?track\(s\) (?:are )?kept", stderr)
     assert m, stderr
