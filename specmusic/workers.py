@@ -34,9 +34,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # concurrent.futures is imported with the first pool: `specmusic` starts faster without it
+    from concurrent.futures import Future
 
 __all__ = ["Terminated", "WorkerDied", "WorkerPool", "auto_threads", "raise_on_sigterm", "worker_pool"]
 
@@ -139,6 +141,8 @@ class _Task:
 
 def _settle(future: Future, value: Any = None, error: BaseException | None = None) -> None:
     """Complete ``future`` unless it was cancelled meanwhile (the run is being stopped)."""
+    from concurrent.futures import InvalidStateError
+
     with contextlib.suppress(InvalidStateError):
         if error is not None:
             future.set_exception(error)
@@ -189,6 +193,8 @@ class WorkerPool:
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
         """Run ``fn(*args)`` in a worker (``fn`` must be picklable by reference: a module-level function)."""
+        from concurrent.futures import Future
+
         task = _Task(fn, args, Future())
         with self._lock:
             if self._closed:
