@@ -1,19 +1,28 @@
 """One way to run per-file work: in this process, a local pool (``--jobs N``) or a Dask cluster (``--cluster``).
 
-``spectro``, ``embed`` and ``classify`` each define one *task function* per file (a module-level
-function, so both a forked pool and spawned Dask workers can import it) and run it with
+``spectro``, ``embed``, ``classify`` and ``describe`` each define one *task function* per file (a
+module-level function, so both a forked pool and spawned Dask workers can import it) and run it with
 :func:`open_executor` + :func:`run_tasks`. The same function runs in every mode, so a run gives
 the same outputs whichever way it ran. A task builds what it needs once per worker process
 (:func:`worker_cached`: the ONNX model, the embedder — ONNX sessions cannot be pickled, so only
 their path or description travels) and returns a picklable result.
 
-- A task that raises a :class:`SpecmusicError` comes back as a :class:`TaskFailure` (turned into
-  the caller's per-file failure by ``on_failure``), never as a crash of the run.
-- On a cluster, :func:`require_visible` turns a file the worker cannot see into one line naming
+Nothing one file does stops the batch:
+
+- any exception a task raises is that file's failure, a :class:`TaskFailure` (turned into the
+  caller's per-file failure by ``on_failure``): a :class:`SpecmusicError` gives its own line, any
+  other exception ``PATH: internal error (TYPE: …) — rerun with -v for the traceback`` (its
+  traceback printed to stderr after :func:`show_tracebacks`). Only a fault that is no file's —
+  a full or read-only disk, an output that cannot be written — stops the run (:func:`stops_the_run`);
+- a worker that dies (SIGKILL, a crash in C code) has its tasks run again on a new one
+  (:mod:`specmusic.workers`; on a cluster, Dask's scheduler); a file whose worker died each time it
+  ran it is reported as that file's failure (:func:`killed_failure`);
+- on a cluster, :func:`require_visible` turns a file the worker cannot see into one line naming
   the worker and the fix (workers read audio by path).
-- Tasks are submitted a few at a time (:func:`specmusic.distributed.map_bounded`), so memory stays
-  flat in the number of tracks; Ctrl-C cancels what is queued, stops the local workers, and
-  closes a local cluster; the caller keeps what finished.
+
+Tasks are submitted a few at a time (:func:`specmusic.distributed.map_bounded`), so memory stays
+flat in the number of tracks; Ctrl-C (or SIGTERM) cancels what is queued, stops the local workers,
+and closes a local cluster; the caller keeps what finished.
 
 Defaults (one block)::
 
@@ -24,6 +33,7 @@ Defaults (one block)::
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -32,17 +42,35 @@ from typing import Any
 
 from specmusic.errors import InputError, SpecmusicError
 
-__all__ = ["TaskFailure", "open_executor", "require_visible", "run_tasks", "worker_cached"]
+__all__ = [
+    "TaskFailure",
+    "item_path",
+    "killed_failure",
+    "open_executor",
+    "require_visible",
+    "run_tasks",
+    "show_tracebacks",
+    "stops_the_run",
+    "worker_cached",
+]
 
 
 @dataclass(frozen=True)
 class TaskFailure:
-    """A task raised a :class:`SpecmusicError`: its one-line message."""
+    """A task failed: its one-line message; ``traceback`` (text) when it was an internal error, not a
+    :class:`SpecmusicError`."""
 
     error: str
+    traceback: str | None = None
 
 
 _CACHE: dict[Any, Any] = {}
+_TRACEBACKS: list[bool] = [False]
+
+
+def show_tracebacks(show: bool = True) -> None:
+    """Print the traceback of each internal error a task hits to stderr, as it comes (``specmusic -v``)."""
+    _TRACEBACKS[0] = show
 
 
 def worker_cached(key: Any, build: Callable[[], Any]) -> Any:
@@ -75,12 +103,62 @@ def require_visible(path: str) -> None:
     )
 
 
+def item_path(item: Any) -> str | None:
+    """The file a task item stands for: the item itself (a path), its ``track.path`` or its ``path``."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fsdecode(item)
+    for owner in (getattr(item, "track", None), item):
+        path = getattr(owner, "path", None)
+        if isinstance(path, (str, os.PathLike)):
+            return os.fsdecode(path)
+    return None
+
+
+#: Errors of the disk, not of a file: a batch that hits one stops (every other file would hit it too).
+_RUN_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def stops_the_run(exc: BaseException, item: Any = None) -> bool:
+    """Whether an exception a task raised is no file's fault and must stop the whole run: a full or read-only
+    disk, or permission denied on a path that is not the item's input (an output that cannot be written)."""
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno in _RUN_ERRNOS:
+        return True
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None:
+        source = item_path(item)
+        return source is None or os.path.abspath(os.fsdecode(exc.filename)) != os.path.abspath(source)
+    return False
+
+
+def _display(item: Any) -> str:
+    from specmusic.fileio import display_path
+
+    path = item_path(item)
+    return display_path(path) if path is not None else "a task"
+
+
+def _internal(item: Any, exc: Exception) -> TaskFailure:
+    """An exception that is no :class:`SpecmusicError`: one line naming the file, and its traceback."""
+    import traceback
+
+    text = " ".join(str(exc).split())
+    what = f"{type(exc).__name__}: {text[:200]}{'…' if len(text) > 200 else ''}" if text else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        what = f"{type(exc).__name__}: {exc.strerror}"
+    return TaskFailure(f"{_display(item)}: internal error ({what})", traceback.format_exc())
+
+
 def _guarded(item: Any, task: Callable[..., Any], *args: Any) -> Any:
-    """``task(item, *args)``, a :class:`SpecmusicError` returned as a :class:`TaskFailure`."""
+    """``task(item, *args)``; an exception is returned as a :class:`TaskFailure`, unless it stops the run."""
     try:
         return task(item, *args)
     except SpecmusicError as exc:
         return TaskFailure(str(exc))
+    except Exception as exc:
+        if stops_the_run(exc, item):
+            raise
+        return _internal(item, exc)
 
 
 def _guarded_at(item: Any, cwd: str, task: Callable[..., Any], *args: Any) -> Any:
@@ -93,14 +171,12 @@ def _guarded_at(item: Any, cwd: str, task: Callable[..., Any], *args: Any) -> An
     return _guarded(item, task, *args)
 
 
-def _killed(item: Any, exc: BaseException) -> TaskFailure:
-    """The failure of a file whose task killed every worker that tried it."""
-    from specmusic.fileio import display_path
-
-    path = item if isinstance(item, str) else getattr(getattr(item, "track", None), "path", None)
-    name = display_path(path) if path else "a task"
+def killed_failure(item: Any, exc: BaseException) -> TaskFailure:
+    """The failure of a file whose task killed every worker that ran it: Dask's ``KilledWorker`` (after 3) or
+    :class:`specmusic.workers.WorkerDied` (after 2, with how the worker died)."""
+    how = getattr(exc, "how", None) or type(exc).__name__
     return TaskFailure(
-        f"{name}: its worker died each time it ran ({type(exc).__name__}) — the file may crash the decoder "
+        f"{_display(item)}: its worker died each time it ran ({how}) — the file may crash the decoder "
         "or need more memory than a worker has; check it, or leave it out"
     )
 
@@ -151,8 +227,14 @@ def run_tasks(
     ----------
     task : a module-level function (workers import it)
     ordered : input order (else completion order, except in this process where it is input order anyway)
-    on_failure : turns an item and a :class:`SpecmusicError` message into the caller's per-file
-        failure result (default: the :class:`TaskFailure` itself)
+    on_failure : turns an item and its one-line failure (any exception the task raised, or the death of
+        every worker that ran it) into the caller's per-file failure result (default: the
+        :class:`TaskFailure` itself)
+
+    Raises
+    ------
+    OSError
+        A fault that is no file's (:func:`stops_the_run`): the run stops.
     """
     if executor is None:
         results: Iterator[tuple[Any, Any]] = ((item, _guarded(item, task, *args)) for item in items)
@@ -160,9 +242,22 @@ def run_tasks(
         from specmusic.distributed import map_bounded
 
         results = map_bounded(
-            executor, _guarded_at, items, args=(os.getcwd(), task, *args), ordered=ordered, on_killed=_killed
+            executor, _guarded_at, items, args=(os.getcwd(), task, *args), ordered=ordered, on_killed=killed_failure
         )
     for item, result in results:
-        if isinstance(result, TaskFailure) and on_failure is not None:
-            result = on_failure(item, result.error)
+        if isinstance(result, TaskFailure):
+            result = _said(result)
+            if on_failure is not None:
+                result = on_failure(item, result.error)
         yield item, result
+
+
+def _said(failure: TaskFailure) -> TaskFailure:
+    """An internal error's line with where its traceback is (printed here first with :func:`show_tracebacks`)."""
+    if failure.traceback is None:
+        return failure
+    if _TRACEBACKS[0]:
+        sys.stderr.write(failure.traceback if failure.traceback.endswith("\n") else failure.traceback + "\n")
+        sys.stderr.flush()
+        return TaskFailure(f"{failure.error} — its traceback is above", failure.traceback)
+    return TaskFailure(f"{failure.error} — rerun with -v for the traceback", failure.traceback)

@@ -15,12 +15,16 @@ Dask ``distributed`` (the optional extra ``pip install 'specmusic[cluster]'``):
 :func:`map_bounded` keeps at most ``in_flight`` tasks submitted at a time and yields results as
 they complete, so the client's memory does not grow with the number of tracks (the scheduler
 holds a few futures, never a million). A worker that dies is Dask's business: the scheduler runs
-its tasks on another worker. Ctrl-C cancels the submitted tasks before it propagates.
+its tasks on another worker, and gives up on a task after it killed 3 (``KilledWorker``), which
+:mod:`specmusic.batch` reports as that file's failure, in the words it uses for a local pool's
+(:class:`specmusic.workers.WorkerDied`). Ctrl-C cancels the submitted tasks before it propagates.
 
 Defaults (one block)::
 
     CONNECT_TIMEOUT = 10     # seconds to reach a tcp:// scheduler
     HANDSHAKE_TIMEOUT = 3    # seconds for what answers there to speak Dask's protocol first
+    LOCAL_START_TIMEOUT = 300  # seconds a local cluster's workers may take to start and connect (a loaded
+                               # machine is slow to start them; Dask's own default, 30 s, fails there)
     IN_FLIGHT_PER_WORKER = 4 # tasks submitted per worker thread at most (bounded client memory);
                              # the worker count is looked up again every 5 s (workers that join count)
 """
@@ -51,6 +55,7 @@ __all__ = [
 
 CONNECT_TIMEOUT = 10
 HANDSHAKE_TIMEOUT = 3.0
+LOCAL_START_TIMEOUT = 300
 IN_FLIGHT_PER_WORKER = 4
 CLUSTER_EXTRA = "pip install 'specmusic[cluster]'"
 _GRAMMAR = "local, local:N (N worker processes on this machine) or tcp://HOST:PORT (a running Dask scheduler)"
@@ -157,7 +162,8 @@ def cluster_client(spec: ClusterSpec | str) -> Iterator[Any]:
         # CPU a song). Each nanny hands this config to its worker (restarts too).
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
         environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-        quiet = {"distributed.worker.profile.enabled": False, "distributed.nanny.pre-spawn-environ": environ}
+        quiet = {"distributed.worker.profile.enabled": False, "distributed.nanny.pre-spawn-environ": environ,
+                 "distributed.comm.timeouts.connect": f"{LOCAL_START_TIMEOUT}s"}
         with dask.config.set(quiet):
             cluster = distributed.LocalCluster(
                 n_workers=spec.workers or (os.cpu_count() or 1), threads_per_worker=1, processes=True,
@@ -166,7 +172,7 @@ def cluster_client(spec: ClusterSpec | str) -> Iterator[Any]:
                 scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             )  # fmt: skip
         try:
-            client = distributed.Client(cluster, set_as_default=False)
+            client = distributed.Client(cluster, set_as_default=False, timeout=LOCAL_START_TIMEOUT)
             try:
                 yield client
             finally:
@@ -255,7 +261,7 @@ class _InFlight:
 
         now = time.monotonic()
         if now - self.checked >= self.refresh:
-            workers = _threads(self.executor) if self.dask else int(getattr(self.executor, "_max_workers", 1) or 1)
+            workers = _threads(self.executor) if self.dask else int(getattr(self.executor, "max_workers", 1) or 1)
             self.value, self.checked = IN_FLIGHT_PER_WORKER * workers, now
         return self.value
 
@@ -273,12 +279,14 @@ def map_bounded(
     """``(item, fn(item, *args))`` for every item, at most ``in_flight`` tasks submitted at once.
 
     ``executor`` is a :class:`distributed.Client` (:func:`cluster_client`) or a
-    :class:`concurrent.futures.Executor` (:func:`specmusic.workers.worker_pool`). On a cluster ``fn``
+    :class:`specmusic.workers.WorkerPool` (:func:`specmusic.workers.worker_pool`; any executor with
+    ``submit`` and ``max_workers`` will do). On a cluster ``fn``
     must be importable by the workers (a module-level function of an installed package). Results
     come as tasks complete or, with ``ordered``, in input order (then a slow task holds back the
     ones after it, and completed results count against ``in_flight``: memory stays bounded either
     way). An exception a task raises is re-raised here (the callers' task functions return
-    per-file failures instead); a worker that dies has its tasks run elsewhere by the scheduler.
+    per-file failures instead); a worker that dies has its tasks run elsewhere (by the scheduler, or
+    on a restarted local pool).
     On any exception, Ctrl-C included, the submitted tasks are cancelled.
 
     Parameters
@@ -287,7 +295,8 @@ def map_bounded(
         many as the cluster has at the time: looked up again every few seconds)
     ordered : yield in input order instead of completion order
     on_killed : the result for an item whose task killed every worker that ran it (Dask gives up
-        after 3, ``KilledWorker``; the file may crash the decoder); default: raise
+        after 3, ``KilledWorker``; a local pool after 2, ``WorkerDied``; the file may crash the
+        decoder); default: raise
     """
     dask = hasattr(executor, "scheduler_info")
     limit = _InFlight(executor, dask, in_flight)
@@ -308,11 +317,14 @@ def map_bounded(
             fut.add_done_callback(done.put)
 
     finished: set[Any] = set()
+    recover = None if dask else getattr(executor, "recover", None)  # a local pool that lost a worker: a new one
     try:
         fill()
         while pending:
+            if recover is not None:
+                recover()
             try:
-                finished.add(done.get(timeout=0.5))  # a timeout, so Ctrl-C is seen promptly
+                finished.add(done.get(timeout=0.5 if recover is None else 0.2))  # a timeout: Ctrl-C is seen promptly
             except queue.Empty:
                 continue
             while pending:
@@ -329,7 +341,7 @@ def map_bounded(
                             f"lost the Dask scheduler ({type(exc).__name__}) — what finished is kept; check the "
                             "cluster and rerun the same command to do only the rest"
                         ) from None
-                    if on_killed is None or type(exc).__name__ != "KilledWorker":
+                    if on_killed is None or type(exc).__name__ not in ("KilledWorker", "WorkerDied"):
                         raise
                     result = on_killed(item, exc)
                 if dask:

@@ -35,6 +35,7 @@ __all__ = [
     "save_npz_atomic",
     "save_torch_atomic",
     "sha256_file",
+    "sweep_stale_temps",
     "write_json_atomic",
     "write_jsonl_atomic",
 ]
@@ -103,16 +104,19 @@ def _umask() -> int:
 def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target``.
 
-    The temporary file exists (empty) when the block starts, so a writer may open it by name.
-    On any exception it is removed and ``target`` is left as it was.
+    The temporary file exists (empty) when the block starts, so a writer may open it by name. It is
+    named ``.NAME.XXXXXXXX{suffix}`` and locked (``flock``) until the rename: :func:`sweep_stale_temps`
+    tells a write in progress from one that a killed process left. On any exception it is removed and
+    ``target`` is left as it was.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
     tmp = Path(name)
     _LIVE_TEMPS.add(tmp)
     try:
+        with contextlib.suppress(OSError):  # a filesystem without locks: the write goes on unlocked
+            lock_fd(fd, wait=False)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
@@ -124,6 +128,97 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iter
         raise
     finally:
         _LIVE_TEMPS.discard(tmp)
+        os.close(fd)  # releases the lock
+
+
+#: The names :func:`atomic_path` gives its temporary files: ``.`` + the target's name + ``.`` + mkstemp's 8
+#: characters + a suffix (``.tmp``, or the format's own: ``.png``, ``.pt``, ``.part`` …).
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.[A-Za-z0-9]{1,8}")
+#: And those of the writers that tag theirs with their pid instead (``.NAME.PID.tmp[.png]``: figures, ANN indexes).
+_PID_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.tmp(?:\.[A-Za-z0-9]{1,8})?")
+
+
+def sweep_stale_temps(
+    folder: str | os.PathLike[str],
+    *,
+    before: float | None = None,
+    recursive: bool = False,
+    targets: Iterable[str] | None = None,
+) -> int:
+    """Delete the temporary files that writes cut short by SIGKILL (or a power cut) left in ``folder``.
+
+    Only names of the atomic writers' patterns, only inside ``folder``, only files last modified before
+    ``before`` that no live process holds: :func:`atomic_path` keeps its temporary file locked until the
+    rename (the file goes when its lock can be taken); a file tagged with its writer's pid goes when no
+    process of that pid lives on this machine. Nothing is removed where the OS has no ``flock``.
+
+    Parameters
+    ----------
+    before : POSIX time; younger files are kept (default: now). A run passes its start.
+    recursive : also in sub-folders (an output tree such as ``spectro``'s)
+    targets : only the temporary files of these file names (``lib.npz``: ``.lib.npz.XXXXXXXX.tmp``), for a
+        folder that holds more than this tool's outputs
+
+    Returns
+    -------
+    How many files were removed.
+    """
+    if not HAS_FLOCK:
+        return 0
+    import time
+
+    before = time.time() if before is None else before
+    names = None if targets is None else set(targets)
+    removed = 0
+    pending = [Path(folder)]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if recursive and entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+                continue
+            m = _TEMP_NAME.fullmatch(entry.name) or _PID_TEMP_NAME.fullmatch(entry.name)
+            if m and (names is None or m.group("target") in names):
+                pid = m.groupdict().get("pid")
+                removed += _remove_if_stale(entry, before, None if pid is None else int(pid))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: alive
+        return True
+    return True
+
+
+def _remove_if_stale(entry: os.DirEntry[str], before: float, pid: int | None = None) -> int:
+    """1 when ``entry`` is a plain file older than ``before`` whose writer is gone (it is removed), else 0:
+    nobody holds its lock, or (``pid``) no process of that pid lives."""
+    try:
+        if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime >= before:
+            return 0
+        if pid is not None and _pid_alive(pid):
+            return 0
+        fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return 0
+    try:
+        if not lock_fd(fd, wait=False):
+            return 0  # a live write holds it
+        os.unlink(entry.path)
+        return 1
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 #: Temporary files of the atomic writes in progress in this process (see :func:`remove_live_temps`).

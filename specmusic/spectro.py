@@ -3,7 +3,9 @@
 Each track becomes ``OUT/<relpath>.npz`` in the format of :mod:`specmusic.specfile`;
 ``OUT/manifest.jsonl`` lists one record per array; ``OUT/errors.jsonl`` lists what failed (or
 warned) in the last run. Arrays are written to a temporary name and renamed, so an interrupted
-run leaves only complete arrays; rerunning skips them.
+run leaves only complete arrays; rerunning skips them. Temporary files that a killed process left
+(SIGKILL: no handler runs) are swept from OUT when the next run starts, and when a run ends (a
+worker killed mid-write: :func:`specmusic.fileio.sweep_stale_temps`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +26,7 @@ from specmusic.audio import PeakMeter, signal_warnings, stream_audio
 from specmusic.data import FailedInput, Track
 from specmusic.errors import AudioError, SpecmusicError
 from specmusic.features import FeatureConfig, compute_features_stream
-from specmusic.fileio import display_path, ensure_writable_dir, folder_lock, write_jsonl_atomic
+from specmusic.fileio import display_path, ensure_writable_dir, folder_lock, sweep_stale_temps, write_jsonl_atomic
 from specmusic.batch import open_executor, require_visible, run_tasks
 from specmusic.outputs import full_disk_stop, is_disk_full, mirror_path
 from specmusic.specfile import (
@@ -190,6 +193,7 @@ def run_spectro(
 
     config = config or FeatureConfig()
     out = ensure_writable_dir(out_dir, option="-o")
+    sweep_stale_temps(out, before=time.time(), recursive=True)  # what a killed run left
     report = SpectroReport()
     emit = on_error or (lambda line: None)
     for f in failures:
@@ -245,6 +249,7 @@ def run_spectro(
         bar.close()
         if report.written or report.skipped or report.failed or (out / MANIFEST_NAME).exists():
             _write_run_files(out, report)  # also on Ctrl-C: what finished is recorded
+        sweep_stale_temps(out, before=time.time(), recursive=True)  # a worker killed mid-write (its lock died with it)
     return report
 
 

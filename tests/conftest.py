@@ -139,3 +139,24 @@ def dotted_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(2):
             write(root / label / f"{label}.{i:02d}.wav", tone(f * (1 + 0.03 * i), 1.5, seed=10 * li + i))
     return root
+
+
+@pytest.fixture
+def work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What of the real work started: samples decoded, a spectrogram inverted (checked instead of a stopwatch)."""
+    import specmusic.inversion
+
+    done: list[str] = []
+    read, invert = sf.SoundFile.read, specmusic.inversion.griffin_lim
+
+    def reading(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        done.append(f"decoded {self.name}")
+        return read(self, *args, **kwargs)
+
+    def inverting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        done.append("inverted")
+        return invert(*args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", reading)
+    monkeypatch.setattr(specmusic.inversion, "griffin_lim", inverting)
+    return done

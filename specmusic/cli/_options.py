@@ -28,7 +28,8 @@ def err(line: str) -> None:
 
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn SpecmusicError into ``Error: …`` on stderr and exit code 1 (traceback with --verbose)."""
+    """Turn SpecmusicError into ``Error: …`` on stderr and exit code 1 (traceback with --verbose); Ctrl-C into
+    exit 130 and SIGTERM into 143, both with one line saying what is kept."""
     try:
         yield
     except SpecmusicError as exc:
@@ -37,6 +38,8 @@ def cli_errors() -> Iterator[None]:
         err(f"Error: {exc}")
         raise typer.Exit(1) from None
     except OSError as exc:  # an output that cannot be written, a disk that filled up, …
+        if isinstance(exc, BrokenPipeError):
+            end_if_stdout_gone()  # `| head` has read enough: end quietly
         if STATE.verbose:
             raise
         from specmusic.fileio import display_path
@@ -51,9 +54,29 @@ def cli_errors() -> Iterator[None]:
             raise
         err(f"Error: {_command_name()} needs PyTorch ({exc.name.split('.')[0]} is not installed) — {TRAIN_EXTRA}")
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (specmusic.workers.Terminated): the same path
+        from specmusic.workers import Terminated
+
         err("Interrupted — completed outputs are kept; rerun the same command to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+
+
+def end_if_stdout_gone() -> None:
+    """End the process as SIGPIPE's default action does (quietly, status 141) when stdout is a pipe whose
+    reader is gone (``specmusic … | head`` read enough); return otherwise."""
+    import os
+    import select
+    import signal
+
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll (Windows), no stdout
+        return
+    if gone and hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
 
 
 #: Packages of the ``train`` extra: ``pip install specmusic`` (the runtime) leaves them out.

@@ -51,7 +51,10 @@ def _root(
     ),
 ) -> None:
     """Music machine learning on spectrograms: files in, files out, chainable in shell pipelines."""
+    from specmusic.batch import show_tracebacks
+
     STATE.verbose = verbose
+    show_tracebacks(verbose)  # a batch's internal errors: each file's traceback, and the batch goes on
 
 
 def _load(target: str) -> Any:
@@ -95,9 +98,44 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    SIGTERM (``kill``, systemd, Slurm, Kubernetes) is handled as Ctrl-C is — what finished is kept, the
+    same message — and the exit status is 143 (130 for Ctrl-C).
+    """
+    from specmusic.workers import Terminated, raise_on_sigterm
+
     if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `specmusic … | head` ends quietly
+        signal.signal(signal.SIGPIPE, _on_sigpipe)  # `specmusic … | head` ends quietly
+    raise_on_sigterm()
     first = sys.argv[1] if len(sys.argv) > 1 else None
-    cli = build_app(only=first) if first in COMMANDS else __getattr__("app")
-    cli()
+    try:
+        cli = build_app(only=first) if first in COMMANDS else __getattr__("app")
+        cli()
+    except Terminated:  # before a command's own handling started (while importing)
+        sys.exit(143)
+    except SystemExit as exc:
+        if exc.code not in (0, None, 143) and _aborted_by_sigterm(exc):
+            sys.exit(143)
+        raise
+
+
+def _on_sigpipe(signum: int, frame: Any) -> None:
+    """SIGPIPE: when stdout's reader is gone (``specmusic … | head``), end as quietly as the default action
+    would. Another pipe's (a ``--jobs`` worker that died, a lost connection) is no reason to die: the write that
+    failed raises, and its owner copes."""
+    from specmusic.cli._options import end_if_stdout_gone
+
+    end_if_stdout_gone()
+
+
+def _aborted_by_sigterm(exc: SystemExit) -> bool:
+    """Typer turns a KeyboardInterrupt outside a command's error handling into exit 130: was it SIGTERM's?"""
+    from specmusic.workers import Terminated
+
+    cause = exc.__context__
+    while cause is not None:
+        if isinstance(cause, Terminated):
+            return True
+        cause = cause.__context__
+    return False

@@ -1,10 +1,13 @@
 """Describe a dataset: analyse every file once (``--jobs`` processes), then find duplicates and summarise.
 
 :func:`describe_tracks` is the library entry point of ``specmusic describe``. Files are analysed
-by :func:`specmusic.describe.analyze.safe_analyse_file` (longest first across workers, so one long
-file does not finish alone); the parent keeps each file's numbers and fingerprint and adds its small
-log-mel picture to its label's running sum, so memory grows by ~6 KB a clip. Duplicates come
-last: exact ones by PCM hash, near ones by :func:`~specmusic.describe.fingerprint.find_near_duplicates`.
+by :func:`specmusic.describe.analyze.safe_analyse_file` through :mod:`specmusic.batch` (longest
+first across workers, so one long file does not finish alone; any exception, or a worker that dies
+on a file twice, is that file's failure); the parent keeps each file's numbers and fingerprint and
+adds its small log-mel picture to its label's running sum, so memory grows by ~6 KB a clip. With a
+:class:`~specmusic.describe.journal.DescribeJournal`, each analysis is also kept as it comes, and
+files an interrupted run analysed are not analysed again. Duplicates come last: exact ones by PCM
+hash, near ones by :func:`~specmusic.describe.fingerprint.find_near_duplicates`.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
 
+from specmusic.batch import open_executor, run_tasks
 from specmusic.data import FailedInput, Track, read_split_lists, track_key
 from specmusic.describe.analyze import (
     SPEC_COLUMNS,
@@ -28,8 +31,8 @@ from specmusic.describe.analyze import (
     safe_analyse_file,
 )
 from specmusic.describe.fingerprint import find_near_duplicates
+from specmusic.describe.journal import DescribeJournal
 from specmusic.fileio import display_path
-from specmusic.workers import worker_pool
 
 __all__ = ["SPLIT_NAMES", "UNLABELLED", "Description", "Duplicate", "assign_splits", "describe_tracks", "label_of"]
 
@@ -111,10 +114,37 @@ def assign_splits(tracks: Sequence[Track], lists: Mapping[str, str | os.PathLike
     return out, notes
 
 
+@dataclass(frozen=True)
+class _Clip:
+    """A file to analyse: its place among the tracks, and the size and mtime it is analysed from."""
+
+    index: int
+    path: str
+    size: int = -1
+    mtime: float = 0.0
+
+
+def _analyse_clip(clip: _Clip, config: DescribeConfig) -> tuple[str, FileAnalysis | None, str | None]:
+    """The per-file task (module level: workers import it)."""
+    return safe_analyse_file(clip.path, config)
+
+
+def _clips(tracks: Sequence[Track]) -> list[_Clip]:
+    clips = []
+    for i, t in enumerate(tracks):
+        try:
+            st = os.stat(t.path)
+            clips.append(_Clip(i, t.path, st.st_size, st.st_mtime))
+        except OSError:
+            clips.append(_Clip(i, t.path))  # its analysis says what is wrong
+    return clips
+
+
 def _analyse_all(
     tracks: Sequence[Track], config: DescribeConfig, *, jobs: int, progress: bool | None,
     on_error: Callable[[str], None], on_result: Callable[[int, FileAnalysis], None],
-) -> tuple[dict[int, FileAnalysis], list[dict[str, str]]]:
+    journal: DescribeJournal | None = None,
+) -> tuple[dict[int, FileAnalysis], list[dict[str, str]]]:  # fmt: skip
     from tqdm import tqdm
 
     results: dict[int, FileAnalysis] = {}
@@ -133,21 +163,22 @@ def _analyse_all(
         bar.update(1)
 
     try:
-        if jobs <= 1 or len(tracks) <= 1:
-            for i, t in enumerate(tracks):
-                collect(i, safe_analyse_file(t.path, config))
-        else:
-            def size(i: int) -> int:
-                try:
-                    return os.stat(tracks[i].path).st_size
-                except OSError:
-                    return 0
-
-            with worker_pool(jobs) as pool:
-                futures = {pool.submit(safe_analyse_file, tracks[i].path, config): i
-                           for i in sorted(range(len(tracks)), key=size, reverse=True)}
-                for fut in as_completed(futures):
-                    collect(futures[fut], fut.result())
+        todo = []
+        for clip in _clips(tracks):
+            found = journal.lookup(clip.path, clip.size, clip.mtime) if journal is not None else None
+            if found is not None:  # an interrupted run analysed it
+                collect(clip.index, (clip.path, found, None))
+            else:
+                todo.append(clip)
+        with open_executor(jobs=jobs, n_items=len(todo)) as executor:
+            ordered = todo if executor is None else sorted(todo, key=lambda c: c.size, reverse=True)
+            for clip, outcome in run_tasks(
+                executor, _analyse_clip, ordered, args=(config,),
+                on_failure=lambda clip, error: (clip.path, None, error),
+            ):  # fmt: skip
+                if journal is not None and outcome[1] is not None and clip.size >= 0:
+                    journal.add(outcome[1], clip.size, clip.mtime)  # before on_result drops its picture
+                collect(clip.index, outcome)
     finally:
         bar.close()
     return results, failed
@@ -180,6 +211,7 @@ def describe_tracks(
     jobs: int = 1,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
+    journal: DescribeJournal | None = None,
 ) -> Description:
     """Analyse every track, find duplicates, and keep what the report needs.
 
@@ -192,6 +224,8 @@ def describe_tracks(
     jobs : worker processes
     progress : progress bar on stderr (None: only on a terminal)
     on_error : called with each unreadable file's one-line message as it happens
+    journal : where each analysis is kept as it comes, and what an interrupted run kept is taken from
+        (files of the same size and mtime are not analysed again); the caller finishes it
 
     Raises
     ------
@@ -216,7 +250,7 @@ def describe_tracks(
         a.spectrogram = np.zeros((0, 0), dtype=np.float32)
 
     results, unreadable = _analyse_all(tracks, config, jobs=jobs, progress=progress, on_error=emit,
-                                       on_result=add_picture)
+                                       on_result=add_picture, journal=journal)
     order = sorted(results)
     desc = Description(
         tracks=[tracks[i] for i in order], analyses=[results[i] for i in order],

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from specmusic.errors import ConfigError
-from specmusic.fileio import display_path, save_torch_atomic, write_json_atomic
+from specmusic.fileio import display_path, save_torch_atomic, sweep_stale_temps, write_json_atomic
 from specmusic.generation.config import (
     CHECKPOINT,
     CONFIG,
@@ -147,8 +147,8 @@ def train_generator(
         Neither a budget nor a number of epochs/steps, specs with the wrong number of rows, or a
         checkpoint in ``out_dir`` of other settings, labels or format (without ``force``).
     KeyboardInterrupt
-        Ctrl-C: the step under way is finished and saved to ``checkpoint.pt`` (and ``model.onnx``)
-        first, so the next run resumes from it.
+        Ctrl-C or SIGTERM (:class:`specmusic.workers.Terminated`): the step under way is finished and saved
+        to ``checkpoint.pt`` (and ``model.onnx``) first, so the next run resumes from it.
     ModelError
         The ONNX export failed (the checkpoint is saved before it).
     """
@@ -157,6 +157,7 @@ def train_generator(
     set_torch_threads(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(out, before=time.time())  # a checkpoint or model.onnx a killed run was writing
     run, rng = _start_run(out, config, list(names), seed=seed, force=force)
     steps_per_epoch = max(1, math.ceil(sum(s.shape[1] for s in specs) / config.patch_frames / config.batch_size))
     limit = max_steps
@@ -312,7 +313,8 @@ def _optimise(run: _Run, sampler: _PatchSampler, rng: np.random.Generator, *, ou
     Raises
     ------
     KeyboardInterrupt
-        After Ctrl-C (SIGINT), once the step under way is finished and ``checkpoint.pt`` holds it.
+        After Ctrl-C (SIGINT) or SIGTERM (:class:`specmusic.workers.Terminated`), once the step under way is
+        finished and ``checkpoint.pt`` (and ``model.onnx``) hold it.
     """
     from tqdm import tqdm
 
@@ -321,7 +323,7 @@ def _optimise(run: _Run, sampler: _PatchSampler, rng: np.random.Generator, *, ou
     start = last_ckpt = time.perf_counter()
     save_cost = 0.0  # seconds the last checkpoint took
     first_loss = running = float("nan")
-    with bar, _sigint_after_the_step() as interrupted:
+    with bar, _signals_after_the_step() as pending:
         while (stopped_by := stop.reason(run.step, time.perf_counter() - start)) is None:
             x1, y = sampler.draw(rng)
             value = _train_step(run, x1, y, config=config, n_classes=len(names))
@@ -334,12 +336,12 @@ def _optimise(run: _Run, sampler: _PatchSampler, rng: np.random.Generator, *, ou
             if stop.budget_s is not None:
                 post["left"] = f"{max(0.0, stop.budget_s - (time.perf_counter() - start)) / 60:.1f}min"
             bar.set_postfix(post, refresh=False)
-            if interrupted():
+            if (interruption := pending()) is not None:
                 _save_checkpoint(out, run, config=config, names=names, summary=None)
                 _export(out, run, config=config, names=names)
                 log(f"generate train: interrupted at step {run.step} — saved {display_path(out)}/{CHECKPOINT} "
                     f"and {MODEL_ONNX}; rerun the same command to resume from it")
-                raise KeyboardInterrupt
+                raise interruption
             since = time.perf_counter() - last_ckpt
             # every checkpoint_seconds, and at the end of each epoch unless that costs over 5 % of the time
             if since >= checkpoint_seconds or (run.step % steps_per_epoch == 0 and since >= 20 * save_cost):
@@ -351,27 +353,36 @@ def _optimise(run: _Run, sampler: _PatchSampler, rng: np.random.Generator, *, ou
 
 
 @contextlib.contextmanager
-def _sigint_after_the_step() -> Iterator[Callable[[], bool]]:
-    """Defer Ctrl-C to the end of the step under way: the handler only notes it, the loop asks ``interrupted()``.
+def _signals_after_the_step() -> Iterator[Callable[[], BaseException | None]]:
+    """Defer Ctrl-C and SIGTERM to the end of the step under way: the handler only notes the signal, the
+    loop asks ``pending()`` for the exception to raise once it has saved (KeyboardInterrupt, or
+    :class:`specmusic.workers.Terminated` for SIGTERM).
 
-    A second Ctrl-C interrupts at once. Outside the main thread (where no handler can be set) nothing
+    A second signal interrupts at once. Outside the main thread (where no handler can be set) nothing
     is deferred.
     """
+    from specmusic.workers import Terminated
+
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: None
         return
     seen: list[int] = []
 
+    def interruption(signum: int) -> BaseException:
+        return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
     def note(signum: int, frame: Any) -> None:
         if seen:
-            raise KeyboardInterrupt
+            raise interruption(signum)
         seen.append(signum)
 
-    previous = signal.signal(signal.SIGINT, note)
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield lambda: bool(seen)
+        yield lambda: interruption(seen[0]) if seen else None
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for signum, handler in previous.items():
+            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, handler if handler is not None else default)
 
 
 def _train_step(run: _Run, x1: torch.Tensor, y: torch.Tensor, *, config: GenConfig, n_classes: int) -> float:

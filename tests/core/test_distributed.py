@@ -29,6 +29,7 @@ from specmusic.embeddings.store.incremental import embed_tracks  # noqa: E402
 from specmusic.embeddings.store.shard_catalog import read_sharded  # noqa: E402
 from specmusic.inference import load_model, predict_files  # noqa: E402
 from tests.conftest import tone, write  # noqa: E402
+from tests.failures.procs import DEADLINE, frozen  # noqa: E402
 from tests.embeddings.test_embeddings import make_tiny_onnx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,12 +42,16 @@ def cluster():
 
     import cloudpickle
 
+    import dask
+
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers run _slow_down without importing tests
-    lc = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-        silence_logs=logging.ERROR, scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-    )  # fmt: skip
-    client = distributed.Client(lc, set_as_default=False)
+    with dask.config.set({"distributed.comm.timeouts.connect": f"{DEADLINE:g}s"}):  # a loaded machine starts slowly
+        lc = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+            silence_logs=logging.ERROR, scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        )  # fmt: skip
+    client = distributed.Client(lc, set_as_default=False, timeout=DEADLINE)
+    client.wait_for_workers(2, timeout=DEADLINE)
     try:
         yield lc.scheduler_address, client
     finally:
@@ -152,36 +157,40 @@ def test_classify_on_the_cluster_prints_what_a_local_run_prints(tmp_path, cluste
 
 
 # -- faults ------------------------------------------------------------------------------------
-def _interrupt_when(proc: subprocess.Popen, done: int) -> str:
-    """SIGINT ``proc`` once its progress bar shows ``done`` finished tracks; its whole stderr."""
+def _interrupt_when(proc: subprocess.Popen, done: int, workers: list[int]) -> str:
+    """SIGINT ``proc`` once its progress bar shows ``done`` finished tracks (of 20) and no more than 12: each look
+    is taken with the client and the Dask ``workers`` frozen, so the run cannot end in between. Its whole stderr."""
     chunks: list[str] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
     reader.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        counts = [int(n) for n in re.findall(r"(\d+)/20 ", "".join(chunks))]
-        if counts and max(counts) >= done:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
-    reader.join(timeout=5)
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never got going:\n" + "".join(chunks)
+        with frozen([proc.pid, *workers]):
+            counts = [int(n) for n in re.findall(r"(\d+)/20 ", "".join(chunks))]
+            if counts and max(counts) >= done:
+                assert max(counts) <= 12, "too little work was left to interrupt"
+                proc.send_signal(signal.SIGINT)
+                break
+        time.sleep(0.01)  # a poll interval; the reader thread gathers the bar meanwhile
+    proc.wait(timeout=DEADLINE)
+    reader.join(timeout=DEADLINE)
     return "".join(chunks)
 
 
 @pytest.mark.parametrize("output", ["lib.npz", "lib/"])
 def test_client_interrupted_then_rerun_embeds_only_what_is_missing(tmp_path, cluster, songs, slow, output):
-    address, _ = cluster
+    address, client = cluster
     out = os.path.join(tmp_path, output)  # keeps the trailing "/" that asks for a folder
     cmd = [sys.executable, "-m", "specmusic", "embed", str(songs), "-m", "mfcc", "-o", out, "--cluster", address]
     proc = subprocess.Popen([*cmd, "--progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr = _interrupt_when(proc, 3)
+    stderr = _interrupt_when(proc, 5, list(client.run(os.getpid).values()))  # the bar runs a track ahead of the journal
     assert proc.returncode == 130, stderr
     m = re.search(r"interrupted — (\d+) (?:embedded )?track\(s\) (?:are )?kept", stderr)
     assert m, stderr
     kept = int(m.group(1))
     assert 3 <= kept < 20
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=DEADLINE)
     assert r.returncode == 0, r.stderr
     if output.endswith("/"):  # the parts written before the interruption are the library's tracks
         m = re.search(r"embed: (\d+) embedded, (\d+) unchanged, 0 failed", r.stderr)
@@ -241,7 +250,7 @@ def test_a_worker_killed_mid_run_loses_no_track(tmp_path, cluster, songs, slow):
     assert sorted(lib.ids) == sorted(t.path for t in tracks) and len(report.embedded) == 20
     with pytest.raises(ProcessLookupError):
         os.kill(victim, 0)  # it really died (the nanny started a new worker in its place)
-    client.wait_for_workers(2, timeout=30)
+    client.wait_for_workers(2, timeout=DEADLINE)
 
 
 # -- one-line errors ---------------------------------------------------------------------------
@@ -352,4 +361,4 @@ def test_a_file_that_kills_every_worker_is_a_per_file_failure(cluster):
     results = list(run_tasks(client, _crash, ["poison.wav"], on_failure=lambda item, error: error))
     assert results[0][0] == "poison.wav"
     assert results[0][1].startswith("poison.wav: its worker died each time it ran (KilledWorker)")
-    client.wait_for_workers(2, timeout=30)
+    client.wait_for_workers(2, timeout=DEADLINE)
