@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import typer
 
-from specmusic.errors import SpecmusicError
+from specmusic import errors
 
 
 @dataclass
@@ -32,7 +32,7 @@ def cli_errors() -> Iterator[None]:
     exit 130 and SIGTERM into 143, both with one line saying what is kept."""
     try:
         yield
-    except SpecmusicError as exc:
+    except errors.SpecmusicError as exc:
         if STATE.verbose:
             raise
         err(f"Error: {exc}")
@@ -169,12 +169,11 @@ def _check_windows(value: str | None) -> str | None:
     """``--windows``: a positive whole number or ``all`` (a usage error otherwise: exit 2)."""
     if value is None:
         return None
-    from specmusic.errors import InputError
     from specmusic.windowing import parse_windows  # the one reader of the option's grammar
 
     try:
         parse_windows(value)
-    except InputError:
+    except errors.InputError:
         raise typer.BadParameter(f"{value!r} is neither a positive whole number nor 'all' (e.g. --windows 8)") from None
     return value
 

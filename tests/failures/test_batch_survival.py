@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from specmusic.batch import open_executor, run_tasks
 from specmusic.cli.app import app
 from specmusic.embeddings import read_library
-from specmusic.embeddings.shards import read_sharded
+from specmusic.embeddings.store.shard_catalog import read_sharded
 from specmusic.errors import ConfigError
 from specmusic.workers import worker_pool
 from tests.conftest import melody, tone, write
-from tests.test_embeddings import make_tiny_onnx
+from tests.embeddings.test_embeddings import make_tiny_onnx
 
 GOOD = ["a.wav", "b.wav", "c.wav"]
 
@@ -89,7 +89,10 @@ def test_embed_of_a_folder_with_a_truncated_flac_writes_the_library(folder: Path
     """The issue's input: ``embed FOLDER -o lib.npz`` with the default model, whose windows seek past the cut."""
     res = run("embed", folder, "-o", tmp_path / "lib.npz")
     line = one_error(res, "cut.flac")
-    assert "internal error (LibsndfileError: Internal psf_fseek() failed.) — rerun with -v for the traceback" in line
+    # the default model's windows now meet the cut where the decoder reports it (a decoding error); where
+    # libsndfile raises from the seek instead (spectro --offset below), it is an internal error: one line either way
+    assert ("decoding failed (" in line and "check that it is a complete" in line) or (
+        "internal error (LibsndfileError: Internal psf_fseek() failed.) — rerun with -v for the traceback" in line)
     assert sorted(Path(i).name for i in read_library(tmp_path / "lib.npz").ids) == GOOD
 
 

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from specmusic.cli.app import app
 from specmusic.embeddings import read_library
-from specmusic.embeddings.shards import read_sharded
+from specmusic.embeddings.store.shard_catalog import read_sharded
 from tests.conftest import tone, write
 from tests.failures.procs import alive, signal_mid_run, spawn
-from tests.test_failures import TINY_GEN
+from tests.failures.test_failures import TINY_GEN
 
 INTERRUPTED = "Interrupted — completed outputs are kept; rerun the same command to resume"
 N = 40

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from specmusic.embeddings import read_library
-from specmusic.embeddings.shards import read_sharded
+from specmusic.embeddings.store.shard_catalog import read_sharded
 from tests.conftest import tone, write
 from tests.failures.procs import kill_worker_in_flight, spawn
-from tests.test_embeddings import make_tiny_onnx
+from tests.embeddings.test_embeddings import make_tiny_onnx
 
 N = 24  # songs, plus one long one
 
