@@ -18,36 +18,11 @@ from __future__ import annotations
 
 import importlib.util
 
-from specmusic.serve.library import (
-    MAX_K,
-    MAX_LIMIT,
-    MAX_MINUTES,
-    MAX_SEEDS,
-    MAX_TRACKS,
-    RequestError,
-    ServedLibrary,
-    library_signature,
-    load_served_library,
-    track_record,
-)
+from specmusic.serve.library import RequestError, ServedLibrary, load_served_library
 from specmusic.serve.live import LiveLibrary
 
-__all__ = [
-    "MAX_K",
-    "MAX_LIMIT",
-    "MAX_MINUTES",
-    "MAX_SEEDS",
-    "MAX_TRACKS",
-    "SERVE_EXTRA",
-    "SERVE_MODULES",
-    "LiveLibrary",
-    "RequestError",
-    "ServedLibrary",
-    "library_signature",
-    "load_served_library",
-    "missing_serve_modules",
-    "track_record",
-]
+__all__ = ["SERVE_EXTRA", "SERVE_MODULES", "LiveLibrary", "RequestError", "ServedLibrary", "load_served_library",
+           "missing_serve_modules"]  # fmt: skip
 
 #: What installs the service's web framework and server.
 SERVE_EXTRA = "pip install 'specmusic[serve]'"

@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from specmusic.embeddings import EmbeddingLibrary, ModelDescription
 from specmusic.index import l2_normalize
 from specmusic.metadata import TrackMetadata
 from specmusic.serve import missing_serve_modules
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_serve = pytest.mark.skipif(
@@ -47,12 +47,6 @@ def make_library(n: int, *, start: int = 0, seed: int = 0) -> EmbeddingLibrary:
     n_rows = len(rows)
     return EmbeddingLibrary(l2_normalize(vectors), [track_id(i) for i in rows], [None] * n_rows, [None] * n_rows,
                             ModelDescription(kind="onnx", name="tiny-test", sha256="0" * 64, dim=DIM), metadata=meta)  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Response:
