@@ -158,6 +158,9 @@ def http_phase(library: Path, ids: list[str], args: argparse.Namespace) -> dict[
 
 
 def inprocess_phase(library: Path, ids: list[str], args: argparse.Namespace) -> dict[str, float]:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")  # as `specmusic serve` runs: one BLAS thread a request
     t0 = time.perf_counter()
     rec = InMemoryRecommender.from_library(read_library(library))
     rec.recommend([ids[0]], k=args.k)

@@ -178,7 +178,7 @@ def health(request: Request) -> JsonResponse:
 async def _request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return _error(exc.status, str(exc), exc.parameter, headers)
+    return JsonResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

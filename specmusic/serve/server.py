@@ -120,6 +120,7 @@ def serve_library(
         The library cannot be read; the address cannot be bound.
     """
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
     from specmusic.serve.api import create_app
 
@@ -128,6 +129,9 @@ def serve_library(
             on_note(line)
 
     check_listen(host, token)
+    # One BLAS thread a request: concurrent requests share the cores without oversubscribing them, and the
+    # per-search limit of specmusic.index then changes nothing under another request's feet.
+    threadpool_limits(limits=1, user_api="blas")
     live = LiveLibrary(library, poll_seconds=poll_seconds, on_note=on_note)
     sock = open_socket(host, port)
     server = uvicorn.Server(uvicorn.Config(
