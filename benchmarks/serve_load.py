@@ -14,8 +14,9 @@ with tags (artist, album, title, genre, year, duration) saved as one .npz with t
    --seconds (and at most --max-requests in all), after --warmup seconds not counted;
 2. in-process: the same library read into this process (the server stopped first), the same ids, the same
    number of threads calling `InMemoryRecommender.recommend([id], k=10)` for --seconds.
-Latency is each request's wall time as its client sees it. The load average (1 min) is printed before each
-phase, and the machine's core count: other work on the machine slows both phases alike.
+Latency is each request's wall time as its client sees it. Before each phase the benchmark waits (at most
+--settle-max s) for the 1-minute load to fall under --settle-load, then prints it with the core count: other
+work on the machine slows a phase, and the threads of the phase before leave the average slowly.
 Bounded: every loop stops at its deadline; only 127.0.0.1 is asked.
 """
 
@@ -52,6 +53,14 @@ GENRES = ("Jazz", "Rock", "Folk", "Electronic", "Classical", "Hip-Hop", "Soul", 
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f} (5 min {five:.2f}) on {os.cpu_count()} cores"
+
+
+def settle(below: float, seconds: float) -> None:
+    """Wait (at most ``seconds``) until the 1-minute load is under ``below``: the phase before's threads
+    leave the average slowly."""
+    end = time.monotonic() + seconds
+    while os.getloadavg()[0] >= below and time.monotonic() < end:
+        time.sleep(5)
 
 
 def synthetic_library(n: int, dim: int, seed: int) -> EmbeddingLibrary:
@@ -184,6 +193,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--start-deadline", type=float, default=900.0, help="Seconds a server may take to start.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--settle-load", type=float, default=2.0, help="Before each phase, wait for the load to fall under this…")
+    ap.add_argument("--settle-max", type=float, default=180.0, help="…for at most this many seconds.")
     args = ap.parse_args()
     print(f"# serve_load: /similar?id=…&k={args.k}, {args.clients} clients, {args.seconds:g} s a phase; {args.dim}-d; {load()}")
     print(f"# rule: p99 < {GOAL_P99_MS:g} ms over HTTP at {GOAL_SIZE:,} tracks", flush=True)
@@ -198,6 +209,7 @@ def main() -> None:
             del lib
             print(f"# {n:,} tracks: written in {time.perf_counter() - t0:.1f} s ({library.stat().st_size / 2**20:.0f} MB)", flush=True)
             for path, phase in (("HTTP /similar", http_phase), ("in-process recommend", inprocess_phase)):
+                settle(args.settle_load, args.settle_max)
                 print(f"# {n:,} tracks, {path}: {load()}", flush=True)
                 rows.append((n, path, phase(library, ids, args)))
             library.unlink()
