@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +63,42 @@ def write(path: Path, y: np.ndarray, sr: int = 22050, **kw) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(os.fsencode(path), y.T if y.ndim == 2 else y, sr, **kw)
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def mpd_daemon(music: Path, state: Path) -> Iterator[int]:
+    """An mpd on a free loopback port with ``music`` as its music directory, its files in ``state`` (made here),
+    a null audio output; yields the port (open) and stops it after."""
+    port = free_port()
+    state.mkdir()
+    conf = state / "mpd.conf"
+    conf.write_text(
+        f'music_directory "{music}"\nplaylist_directory "{state}"\ndb_file "{state / "db"}"\n'
+        f'state_file "{state / "state"}"\nlog_file "{state / "log"}"\nbind_to_address "127.0.0.1"\nport "{port}"\n'
+        'filesystem_charset "UTF-8"\nzeroconf_enabled "no"\naudio_output {\n  type "null"\n  name "null"\n}\n'
+    )
+    daemon = subprocess.Popen(["mpd", "--no-daemon", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 30
+        while True:  # until the port opens (bounded)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > end or daemon.poll() is not None:
+                    pytest.fail(f"mpd did not open its port within 30 s (log: {state / 'log'})")
+                time.sleep(0.1)
+        yield port
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
 
 
 @pytest.fixture

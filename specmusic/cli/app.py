@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "embed": "specmusic.cli.embed:embed_cli",
     "recommend": "specmusic.cli.recommend:recommend_cli",
     "playlist": "specmusic.cli.playlist:playlist_cli",
+    "serve": "specmusic.cli.serve:serve_cli",
     "generate": "specmusic.cli.generate:generate_app",
     "report": "specmusic.cli.report:report_cli",
 }

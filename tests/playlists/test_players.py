@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from specmusic.playlists import read_playlist
-from tests.conftest import tone, write
+from tests.conftest import mpd_daemon, tone, write
 from tests.playlists.conftest import run, tag
 
 NAMES = ["Ann Artist/First Album/01 a b.flac", "Bob/Café ♫/02 déjà vu.flac", "Cy/Zweite/03 straße.flac",
@@ -64,12 +62,6 @@ def test_mpv_plays_every_entry_in_our_order(tmp_path):
     assert out.returncode == 0 and b"Failed" not in out.stdout + out.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _mpc(port: int, *args: str) -> str:
     out = subprocess.run(["mpc", "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -81,22 +73,7 @@ def _mpc(port: int, *args: str) -> str:
 def test_mpd_loads_lists_and_plays_every_entry_in_our_order(tmp_path):
     root = _collection(tmp_path / "music", NAMES)
     ids = _playlist(root, root / "lists" / "mix.m3u8", 4)
-    state, port = tmp_path / "mpd", _free_port()
-    state.mkdir()
-    conf = state / "mpd.conf"
-    conf.write_text(
-        f'music_directory "{root}"\nplaylist_directory "{state}"\ndb_file "{state / "db"}"\n'
-        f'state_file "{state / "state"}"\nlog_file "{state / "log"}"\nbind_to_address "127.0.0.1"\nport "{port}"\n'
-        'filesystem_charset "UTF-8"\nzeroconf_enabled "no"\naudio_output {\n  type "null"\n  name "null"\n}\n'
-    )
-    daemon = subprocess.Popen(["mpd", "--no-daemon", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):  # up to 10 s for the port to open
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with mpd_daemon(root, tmp_path / "mpd") as port:
         _mpc(port, "update", "--wait")
         assert "loading: lists/mix.m3u8" in _mpc(port, "load", "lists/mix.m3u8")
         expected = [os.path.relpath(i, root) for i in ids]
@@ -107,6 +84,3 @@ def test_mpd_loads_lists_and_plays_every_entry_in_our_order(tmp_path):
                 _mpc(port, "next")
             assert _mpc(port, "current", "-f", "%file%").strip() == name
             assert "ERROR" not in _mpc(port, "status")
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=30)
