@@ -1,25 +1,26 @@
-"""Speed of `specmusic nmf` against scikit-learn's NMF(solver="mu") and per-element Python loops.
+"""Speed of `specmusic nmf` against scikit-learn's NMF(solver="mu"), per iteration and to the same divergence.
 
-One run prints everything side by side, so machine load affects every column alike:
+The rule, stated before anything runs: for every clip × loss × k, both solvers start from the same NNDSVDa
+init, in float32, on every CPU this process may use (specmusic: its solver threads, each with one BLAS
+thread, or BLAS threads for Euclidean; scikit-learn: BLAS threads, its only parallelism), and every timing
+is the median of --repeats runs that alternate between the contenders, so machine load falls on all alike.
 
-- the same 30 s excerpt (|STFT|, n_fft 2048, hop 512, 22.05 kHz), the same NNDSVDa init, the same
-  number of iterations (tol = 0 everywhere, no early stop) and the same dtype (float32) for every
-  contender, at each of the ``--threads`` counts in turn: specmusic with that many solver threads
-  (each with one BLAS thread), scikit-learn with that many BLAS threads (its only parallelism);
-- for KL and Euclidean: best (as timeit reports: the least disturbed) and median wall time of the
-  whole fit over --repeats alternating runs, time per iteration, the final divergence (recomputed in float64 by one function for all) and the ratios;
-- `specmusic` twice: recording the loss at every iteration (what `specmusic nmf` does) and every 10
-  iterations (what scikit-learn does when its tolerance test is on); scikit-learn twice: tol=0 (no
-  loss at all: the pure update cost) and tol=1e-12 (loss every 10 iterations, never stops early),
-  plus scikit-learn given the float64 copy of the same matrix (what a float64 array gets you), at
-  the first thread count only;
-- a summary per loss: specmusic at the most threads against scikit-learn at *its* fastest thread
-  count (more BLAS threads do not always help it), both with and without the loss being tracked;
-- Lee & Seung's updates as per-element Python loops, on a short excerpt of the same spectrogram for
-  a few iterations, checked against the vectorised result, and extrapolated per iteration to the
-  full excerpt (the cost is linear in the number of frames).
+(a) per iteration: specmusic's textbook update (``inner=1, relax=1``: scikit-learn's arithmetic, so the
+    same divergence after the same iterations; the loss tracked once, like scikit-learn's one at init)
+    against ``NMF(solver="mu", tol=0)``, both 200 iterations; ms per iteration and the ratio.
+    Goal: ≥ 1.5×.
+(b) to the same divergence: scikit-learn's divergence after its 200 iterations is the target; specmusic
+    with its defaults (accelerated steps, the loss recorded at every iteration) runs the iterations its
+    own loss curve needs to reach it; wall time of that run against scikit-learn's 200 iterations.
+    The divergence each reaches is recomputed in float64 by one function (beta_divergence) and printed.
+    Goal: ≥ 2×.
 
-Usage:  python benchmarks/nmf_speed.py [AUDIO] [--k 16] [--iterations 200] [--repeats 3] [--threads 1,2]
+Clips: 30 s from two collections that share no source (cc-music and GTZAN), |STFT| with n_fft 2048,
+hop 512 at 22.05 kHz (1025 × 1292). The machine's load average is printed before and after: rerun when
+other work was running. ``--loops`` adds Lee & Seung's updates as per-element Python loops (KL and
+Euclidean, k 16, first clip), extrapolated per iteration from a short excerpt.
+
+Usage:  python benchmarks/nmf_speed.py [CLIP ...] [--k 4,16,64] [--losses kl,euclidean,is] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import statistics
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,43 +42,43 @@ sys.path.insert(0, str(ROOT))
 
 from specmusic.audio import load_audio  # noqa: E402
 from specmusic.fileio import display_path  # noqa: E402
-from specmusic.nmf import NMFConfig, beta_divergence, fit_nmf, initialize_nmf, magnitude  # noqa: E402
+from specmusic.nmf import LOSSES, NMFConfig, beta_divergence, fit_nmf, initialize_nmf, magnitude  # noqa: E402
 from specmusic.stft import stft  # noqa: E402
 
-DEFAULT = ROOT.parent / "shared" / "data" / "cc-music" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+DATA = ROOT.parent / "shared" / "data"
+CLIPS = [DATA / "cc-music" / "Kevin_MacLeod_-_Vibe_Ace.ogg", DATA / "gtzan-sample" / "blues" / "blues.00000.au"]
+GOAL_PER_ITERATION = 1.5
+GOAL_TO_DIVERGENCE = 2.0
 
 
 # -- the loop baseline: Lee & Seung (2001), one multiply-add at a time -------------------------
+def _product(W: list[list[float]], H: list[list[float]]) -> list[list[float]]:
+    F, N, K = len(W), len(H[0]), len(H)
+    WH = [[0.0] * N for _ in range(F)]
+    for i in range(F):
+        for mu in range(N):
+            s = 0.0
+            for a in range(K):
+                s += W[i][a] * H[a][mu]
+            WH[i][mu] = s
+    return WH
+
+
 def loops_kl(V: list[list[float]], W: list[list[float]], H: list[list[float]], iterations: int) -> None:
     """KL multiplicative updates with explicit per-element loops (W then H, in place)."""
     F, N, K = len(V), len(V[0]), len(H)
     for _ in range(iterations):
-        WH = [[0.0] * N for _ in range(F)]
-        for i in range(F):
-            for mu in range(N):
-                s = 0.0
-                for a in range(K):
-                    s += W[i][a] * H[a][mu]
-                WH[i][mu] = s
+        WH = _product(W, H)
         for a in range(K):
-            hsum = 0.0
-            for mu in range(N):
-                hsum += H[a][mu]
+            hsum = sum(H[a][mu] for mu in range(N))
             for i in range(F):
                 s = 0.0
                 for mu in range(N):
                     s += H[a][mu] * V[i][mu] / WH[i][mu]
                 W[i][a] *= s / hsum
-        for i in range(F):
-            for mu in range(N):
-                s = 0.0
-                for a in range(K):
-                    s += W[i][a] * H[a][mu]
-                WH[i][mu] = s
+        WH = _product(W, H)
         for a in range(K):
-            wsum = 0.0
-            for i in range(F):
-                wsum += W[i][a]
+            wsum = sum(W[i][a] for i in range(F))
             for mu in range(N):
                 s = 0.0
                 for i in range(F):
@@ -88,13 +90,7 @@ def loops_euclidean(V: list[list[float]], W: list[list[float]], H: list[list[flo
     """Euclidean multiplicative updates with explicit per-element loops (W then H, in place)."""
     F, N, K = len(V), len(V[0]), len(H)
     for _ in range(iterations):
-        WH = [[0.0] * N for _ in range(F)]
-        for i in range(F):
-            for mu in range(N):
-                s = 0.0
-                for a in range(K):
-                    s += W[i][a] * H[a][mu]
-                WH[i][mu] = s
+        WH = _product(W, H)
         for i in range(F):
             for a in range(K):
                 num = den = 0.0
@@ -102,12 +98,7 @@ def loops_euclidean(V: list[list[float]], W: list[list[float]], H: list[list[flo
                     num += V[i][mu] * H[a][mu]
                     den += WH[i][mu] * H[a][mu]
                 W[i][a] *= num / den
-        for i in range(F):
-            for mu in range(N):
-                s = 0.0
-                for a in range(K):
-                    s += W[i][a] * H[a][mu]
-                WH[i][mu] = s
+        WH = _product(W, H)
         for a in range(K):
             for mu in range(N):
                 num = den = 0.0
@@ -118,19 +109,24 @@ def loops_euclidean(V: list[list[float]], W: list[list[float]], H: list[list[flo
 
 
 # -- contenders --------------------------------------------------------------------------------
-def run_ours(V, W0, H0, beta, iterations, loss_every, threads, inner=0, relax=0.0):
+def run_ours(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int, *,
+             textbook: bool) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Wall time of one ``fit_nmf`` call, its W and H, and its loss curve (one loss a tracked iteration)."""
+    extra = dict(inner=1, relax=1, loss_every=max(iterations, 1)) if textbook else {}
+    config = NMFConfig(n_components=W0.shape[1], beta=beta, max_iter=iterations, tol=0, **extra)
     t = time.perf_counter()
-    r = fit_nmf(V, config=NMFConfig(n_components=W0.shape[1], beta=beta, max_iter=iterations, tol=0,
-                                    loss_every=loss_every, threads=threads, inner=inner, relax=relax), W=W0, H=H0)
-    return time.perf_counter() - t, r.W, r.H
+    r = fit_nmf(V, config=config, W=W0, H=H0)
+    seconds = time.perf_counter() - t
+    return seconds, r.W, r.H, np.stack([r.loss_iterations, r.losses])
 
 
-def run_sklearn(V, W0, H0, beta, iterations, tol, threads):
+def run_sklearn(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float,
+                iterations: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """Wall time of ``NMF(solver="mu", init="custom", tol=0).fit_transform``, its W and H."""
     from sklearn.decomposition import NMF
-    from threadpoolctl import threadpool_limits
 
-    model = NMF(n_components=W0.shape[1], solver="mu", beta_loss=beta, init="custom", max_iter=iterations, tol=tol)
-    with warnings.catch_warnings(), threadpool_limits(threads, user_api="blas"):
+    model = NMF(n_components=W0.shape[1], solver="mu", beta_loss=beta, init="custom", max_iter=iterations, tol=0)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
         W = model.fit_transform(V, W=W0.copy(), H=H0.copy())
@@ -138,125 +134,184 @@ def run_sklearn(V, W0, H0, beta, iterations, tol, threads):
     return seconds, W, model.components_
 
 
+@dataclass
+class Cell:
+    """One clip × loss × k: medians of both measurements and the divergences behind them."""
+
+    clip: str
+    loss: str
+    k: int
+    sk_seconds: float  # scikit-learn, 200 iterations
+    sk_loss: float
+    textbook_seconds: float  # specmusic textbook, 200 iterations
+    textbook_loss: float
+    reach: int | None  # specmusic default: iterations to scikit-learn's divergence
+    reach_seconds: float
+    reach_loss: float
+
+    @property
+    def per_iteration(self) -> float:
+        return self.sk_seconds / self.textbook_seconds
+
+    @property
+    def to_divergence(self) -> float:
+        return self.sk_seconds / self.reach_seconds if self.reach else 0.0
+
+
+def iterations_to(curve: np.ndarray, target: float) -> int | None:
+    """The first tracked iteration whose loss is at or below ``target`` (at least 1)."""
+    hit = [int(i) for i, v in zip(curve[0], curve[1]) if v <= target]
+    return max(hit[0], 1) if hit else None
+
+
+def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeats: int) -> Cell:
+    """Alternating runs of scikit-learn, specmusic's textbook update and specmusic's default to the target."""
+    beta = LOSSES[loss]
+    W0, H0 = initialize_nmf(V, k, init="nndsvda", seed=0)
+    _, Ws, Hs = run_sklearn(V, W0, H0, beta, iterations)  # warm-up, and the target
+    target = beta_divergence(V, Ws, Hs, beta=beta)
+    # how many default iterations reach the target: the run's own loss curve, checked by beta_divergence
+    reach = None
+    for budget in (iterations, 4 * iterations):
+        _, W, H, curve = run_ours(V, W0, H0, beta, budget, textbook=False)
+        reach = iterations_to(curve, target)
+        if reach is not None:
+            break
+    while reach is not None:  # the tracked float32 loss may round below the target: step on until it is met
+        _, W, H, _ = run_ours(V, W0, H0, beta, reach, textbook=False)
+        if beta_divergence(V, W, H, beta=beta) <= target or reach >= 4 * iterations:
+            break
+        reach += 1
+    times: dict[str, list[float]] = {"sk": [], "textbook": [], "reach": []}
+    out: dict[str, float] = {}
+    for _ in range(repeats):
+        s, W, H = run_sklearn(V, W0, H0, beta, iterations)
+        times["sk"].append(s)
+        out["sk"] = beta_divergence(V, W, H, beta=beta)
+        s, W, H, _ = run_ours(V, W0, H0, beta, iterations, textbook=True)
+        times["textbook"].append(s)
+        out["textbook"] = beta_divergence(V, W, H, beta=beta)
+        if reach is not None:
+            s, W, H, _ = run_ours(V, W0, H0, beta, reach, textbook=False)
+            times["reach"].append(s)
+            out["reach"] = beta_divergence(V, W, H, beta=beta)
+    med = {name: statistics.median(v) if v else float("nan") for name, v in times.items()}
+    return Cell(clip=clip, loss=loss, k=k, sk_seconds=med["sk"], sk_loss=out["sk"],
+                textbook_seconds=med["textbook"], textbook_loss=out["textbook"], reach=reach,
+                reach_seconds=med["reach"], reach_loss=out.get("reach", float("nan")))
+
+
+# -- reporting ---------------------------------------------------------------------------------
+def _met(ratio: float, goal: float) -> str:
+    return "met" if ratio >= goal else "NOT met"
+
+
+def print_tables(cells: list[Cell], iterations: int) -> None:
+    """Table (a) per iteration and table (b) to the same divergence, markdown, one row a cell."""
+    print(f"\n(a) per iteration, {iterations} iterations from the same init: specmusic textbook "
+          f"(--inner 1 --relax 1) vs scikit-learn NMF(solver='mu', tol=0); goal ≥ {GOAL_PER_ITERATION:g}×")
+    print("| clip | loss | k | sklearn ms/it | specmusic ms/it | × | goal | divergence specmusic ÷ sklearn |")
+    print("|---|---|---:|---:|---:|---:|---|---:|")
+    for c in cells:
+        print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds / iterations * 1e3:.2f} | "
+              f"{c.textbook_seconds / iterations * 1e3:.2f} | {c.per_iteration:.2f} | "
+              f"{_met(c.per_iteration, GOAL_PER_ITERATION)} | {c.textbook_loss / c.sk_loss:.5f} |")
+    print(f"\n(b) to scikit-learn's {iterations}-iteration divergence: specmusic defaults (accelerated steps, "
+          f"loss every iteration) vs scikit-learn's {iterations} iterations; goal ≥ {GOAL_TO_DIVERGENCE:g}×")
+    print("| clip | loss | k | sklearn s | sklearn divergence | specmusic iterations | specmusic s | "
+          "divergence specmusic ÷ sklearn | × | goal |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for c in cells:
+        if c.reach is None:
+            print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds:.3f} | {c.sk_loss:.8g} | not reached in "
+                  f"{4 * iterations} | | | | NOT met |")
+            continue
+        print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds:.3f} | {c.sk_loss:.8g} | {c.reach} | "
+              f"{c.reach_seconds:.3f} | {c.reach_loss / c.sk_loss:.5f} | {c.to_divergence:.2f} | "
+              f"{_met(c.to_divergence, GOAL_TO_DIVERGENCE)} |")
+    for label, values, goal in (("per iteration", [c.per_iteration for c in cells], GOAL_PER_ITERATION),
+                                ("to the same divergence", [c.to_divergence for c in cells], GOAL_TO_DIVERGENCE)):
+        met = sum(v >= goal for v in values)
+        print(f"# {label}: ×{min(values):.2f} … ×{max(values):.2f} (median ×{statistics.median(values):.2f}); "
+              f"goal ≥ {goal:g}× met in {met} of {len(values)}")
+
+
+def loops_line(V: np.ndarray, loss: str, seconds: float, iterations: int) -> str:
+    """Lee & Seung's per-element loops on the first frames of ``V``, extrapolated to all of it."""
+    beta = LOSSES[loss]
+    n_short = 44
+    Vs = np.ascontiguousarray(V[:, :n_short]).astype(np.float64)
+    W0, H0 = initialize_nmf(V, 16, init="nndsvda", seed=0)
+    Ws, Hs = W0.astype(np.float64), H0[:, :n_short].astype(np.float64)
+    Wl, Hl = Ws.tolist(), Hs.tolist()
+    t = time.perf_counter()
+    (loops_kl if beta == 1 else loops_euclidean)(Vs.tolist(), Wl, Hl, 1)
+    per_iteration = (time.perf_counter() - t) * V.shape[1] / n_short
+    vec = fit_nmf(Vs, config=NMFConfig(n_components=16, beta=beta, max_iter=1, tol=0, dtype="float64",
+                                       inner=1, relax=1), W=Ws, H=Hs)
+    agree = np.abs(np.asarray(Wl) @ np.asarray(Hl) - vec.W @ vec.H).max() / np.abs(vec.W @ vec.H).max()
+    ours = seconds / iterations
+    return (f"# loops, {loss}, k 16: {per_iteration * 1e3:,.0f} ms per iteration (1 iteration on {n_short} frames × "
+            f"{V.shape[1]}/{n_short}; max |ΔWH| vs the vectorised update {agree:.1e} of max WH); specmusic's "
+            f"textbook update {ours * 1e3:.2f} ms: {per_iteration / ours:,.0f}× faster")
+
+
+def load_clip(path: str, duration: float) -> tuple[str, np.ndarray]:
+    y, sr = load_audio(path, sr=22050, duration=duration)
+    return Path(path).stem, magnitude(stft(y, n_fft=2048, hop_length=512, dtype=np.complex64))
+
+
+def blas_line() -> str:
+    from threadpoolctl import threadpool_info
+
+    info = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    return ", ".join(info) or "no BLAS found by threadpoolctl"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("audio", nargs="?", default=str(DEFAULT), help="audio file (default: a cc-music clip)")
-    ap.add_argument("--offset", type=float, default=0.0)
+    ap.add_argument("clips", nargs="*", default=[str(p) for p in CLIPS], help="audio files (default: two 30 s clips)")
     ap.add_argument("--duration", type=float, default=30.0)
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--n-fft", type=int, default=2048)
-    ap.add_argument("--hop-length", type=int, default=512)
+    ap.add_argument("--k", default="4,16,64", help="comma list of component counts")
+    ap.add_argument("--losses", default="kl,euclidean,is", help="comma list of kl, euclidean, is")
     ap.add_argument("--iterations", type=int, default=200)
-    ap.add_argument("--repeats", type=int, default=5, help="alternating runs per contender (best and median reported)")
-    ap.add_argument("--threads", default=f"1,{os.cpu_count() or 1}",
-                    help="comma list of thread counts, each run for every contender (default 1 and every CPU)")
-    ap.add_argument("--loop-seconds", type=float, default=1.0, help="excerpt length for the Python loops")
-    ap.add_argument("--loop-iterations", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5, help="alternating runs per contender (medians reported)")
+    ap.add_argument("--loops", action="store_true", help="also time the per-element Python loops")
     args = ap.parse_args()
-
     import sklearn
 
+    ks = [int(k) for k in args.k.split(",")]
+    losses = [name.strip() for name in args.losses.split(",")]
     load_before = os.getloadavg()
-    y, sr = load_audio(args.audio, sr=22050, offset=args.offset, duration=args.duration)
-    V = magnitude(stft(y, n_fft=args.n_fft, hop_length=args.hop_length, dtype=np.complex64))
-    W0, H0 = initialize_nmf(V, args.k, init="nndsvda", seed=0)
-    print(f"# {display_path(args.audio)}: {len(y) / sr:.1f} s at {sr} Hz → |STFT| {V.shape[0]}×{V.shape[1]} float32, "
-          f"k={args.k}, init nndsvda (shared), {args.iterations} iterations, tol=0, thread counts {args.threads}")
-    print(f"# numpy {np.__version__}, scikit-learn {sklearn.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, load average before {load_before[0]:.2f}")
-    n_short = max(2, int(round(args.loop_seconds * sr / args.hop_length)) + 1)
-    Vs = np.ascontiguousarray(V[:, :n_short]).astype(np.float64)
-    V64, W64, H64 = V.astype(np.float64), W0.astype(np.float64), H0.astype(np.float64)
-
-    counts = [int(t) for t in str(args.threads).split(",") if t.strip()]
-
-    for loss, beta in (("kl", 1.0), ("euclidean", 2.0)):
-        contenders = {}
-        for n in counts:
-            contenders |= {
-                f"specmusic, {n} thread(s), loss every iteration": lambda n=n: run_ours(V, W0, H0, beta, args.iterations, 1, n),
-                f"specmusic, {n} thread(s), loss every 10": lambda n=n: run_ours(V, W0, H0, beta, args.iterations, 10, n),
-                f"sklearn, {n} BLAS thread(s), tol=0 (no loss)": lambda n=n: run_sklearn(V, W0, H0, beta, args.iterations, 0.0, n),
-                f"sklearn, {n} BLAS thread(s), tol>0 (loss every 10)":
-                    lambda n=n: run_sklearn(V, W0, H0, beta, args.iterations, 1e-12, n),
-            }
-        contenders[f"sklearn, {counts[0]} BLAS thread(s), float64 input"] = (
-            lambda: run_sklearn(V64, W64, H64, beta, args.iterations, 0.0, counts[0]))
-        for n in counts:  # the textbook update (scikit-learn's arithmetic) too
-            contenders[f"specmusic, {n} thread(s), loss every iteration, textbook"] = (
-                lambda n=n: run_ours(V, W0, H0, beta, args.iterations, 1, n, inner=1, relax=1))
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        final: dict[str, float] = {}
-        for _ in range(args.repeats):
-            for name, fn in contenders.items():
-                seconds, W, H = fn()
-                times[name].append(seconds)
-                final[name] = beta_divergence(V, W, H, beta=beta)
-        med = {name: statistics.median(v) for name, v in times.items()}
-        best = {name: min(v) for name, v in times.items()}
-
-        # per-element loops on the short excerpt, checked against the vectorised solver
-        Ws, Hs = W0.astype(np.float64), H0[:, :n_short].astype(np.float64)
-        Wl, Hl = Ws.tolist(), Hs.tolist()
-        t = time.perf_counter()
-        (loops_kl if beta == 1 else loops_euclidean)(Vs.tolist(), Wl, Hl, args.loop_iterations)
-        loop_per_iter = (time.perf_counter() - t) / args.loop_iterations
-        vec = fit_nmf(Vs, config=NMFConfig(n_components=args.k, beta=beta, max_iter=args.loop_iterations, tol=0,
-                                           dtype="float64", threads=1, inner=1, relax=1), W=Ws, H=Hs)
-        agree = np.abs(np.asarray(Wl) @ np.asarray(Hl) - vec.W @ vec.H).max() / np.abs(vec.W @ vec.H).max()
-        loop_full = loop_per_iter * V.shape[1] / n_short
-
-        print(f"\n## {loss} (β={beta:g}), k={args.k}, {args.iterations} iterations, best and median of {args.repeats}")
-        b0 = {n: f"sklearn, {n} BLAS thread(s), tol=0 (no loss)" for n in counts}
-        b1 = {n: f"sklearn, {n} BLAS thread(s), tol>0 (loss every 10)" for n in counts}
-        print(f"{'contender':52s}{'best s':>8s}{'median s':>10s}{'ms/iter':>9s}{'final divergence':>18s}{'÷ sklearn':>11s}"
-              f"{'× vs sklearn tol=0':>20s}{'× vs sklearn tol>0':>20s}")
-        ref = final[b0[counts[0]]]
-        for name in contenders:
-            n = next((c for c in counts if f" {c} " in name), counts[0])  # same thread count's sklearn
-            print(f"{name:52s}{best[name]:8.3f}{med[name]:10.3f}{best[name] / args.iterations * 1e3:9.2f}"
-                  f"{final[name]:18.8g}{final[name] / ref:11.5f}"
-                  f"{best[b0[n]] / best[name]:11.2f} /{med[b0[n]] / med[name]:5.2f}"
-                  f"{best[b1[n]] / best[name]:13.2f} /{med[b1[n]] / med[name]:5.2f}")
-        print(f"{'Python loops (Lee & Seung), extrapolated':52s}{loop_full * args.iterations:8.0f}{'':10s}{loop_full * 1e3:9.0f}")
-        top = max(counts)
-        ours = best[f"specmusic, {top} thread(s), loss every iteration"] / args.iterations
-        print(f"   loops: {loop_per_iter:.2f} s/iteration on a {n_short}-frame excerpt ({args.loop_iterations} iterations), "
-              f"× {V.shape[1]}/{n_short} frames; max |ΔWH| vs the vectorised solver = {agree:.1e} of max WH")
-        print(f"   specmusic ({top} thread(s), loss every iteration) is {loop_full / ours:,.0f}× faster per iteration "
-              f"than the loops ({loop_full * 1e3:,.0f} ms vs {ours * 1e3:.2f} ms)")
-        # time to scikit-learn's quality: the first iteration at which specmusic's default (most threads,
-        # loss every iteration) is at or below scikit-learn's final divergence after all its iterations;
-        # then a run of exactly that many iterations is timed like the others
-        target = min(final[b0[c]] for c in counts)
-        curve = fit_nmf(V, config=NMFConfig(n_components=args.k, beta=beta, max_iter=args.iterations, tol=0,
-                                            threads=top), W=W0, H=H0)
-        reach = next((int(i) for i, v in zip(curve.loss_iterations, curve.losses) if v <= target), None)
-        if reach is None:
-            print(f"   TIME TO TARGET {loss}: specmusic does not reach scikit-learn's final divergence {target:.8g} within "
-                  f"{args.iterations} iterations (it ends at {curve.losses[-1]:.8g})")
-        else:
-            reach = max(reach, 1)
-            ts = [run_ours(V, W0, H0, beta, reach, 1, top)[0] for _ in range(args.repeats)]
-            check = run_ours(V, W0, H0, beta, reach, 1, top)
-            got = beta_divergence(V, check[1], check[2], beta=beta)
-            fastest = min(counts, key=lambda c: med[b0[c]])
-            print(f"   TIME TO TARGET {loss}: specmusic ({top} threads, loss every iteration) reaches scikit-learn's final "
-                  f"divergence after {reach} of its iterations: {min(ts):.3f} s best, {statistics.median(ts):.3f} s median "
-                  f"(divergence {got:.8g} = {got / target:.5f} × sklearn's) vs sklearn's {args.iterations} iterations "
-                  f"({fastest} BLAS threads, tol=0) {best[b0[fastest]]:.3f} / {med[b0[fastest]]:.3f} s → "
-                  f"×{best[b0[fastest]] / min(ts):.2f} best, ×{med[b0[fastest]] / statistics.median(ts):.2f} median")
-        # summary: ours at the most threads vs scikit-learn at its own fastest thread count
-        for label, theirs in (("tol=0, no loss", b0), ("tol>0, loss every 10", b1)):
-            fastest = min(counts, key=lambda c: med[theirs[c]])
-            for every in ("every iteration", "every 10"):
-                mine = f"specmusic, {top} thread(s), loss {every}"
-                print(f"   SUMMARY {loss}: specmusic ({top} threads, loss {every}) vs sklearn ({label}, fastest at "
-                      f"{fastest} BLAS thread(s)): ×{best[theirs[fastest]] / best[mine]:.2f} best, "
-                      f"×{med[theirs[fastest]] / med[mine]:.2f} median; divergence ratio "
-                      f"{final[mine] / final[theirs[fastest]]:.5f}")
+    print(f"# scikit-learn {sklearn.__version__}, numpy {np.__version__}, {blas_line()}, "
+          f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs")
+    print(f"# load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} (1, 5, 15 min)")
+    print(f"# {args.iterations} iterations, k {args.k}, losses {args.losses}, float32, NNDSVDa init shared, "
+          f"medians of {args.repeats} alternating runs")
+    clips = [load_clip(path, args.duration) for path in args.clips]
+    for (name, V), path in zip(clips, args.clips):
+        print(f"# {name}: {display_path(path)}, first {args.duration:g} s, |STFT| {V.shape[0]}×{V.shape[1]}")
+    cells = []
+    t0 = time.perf_counter()
+    for name, V in clips:
+        for loss in losses:
+            for k in ks:
+                cells.append(measure(name, V, loss, k, args.iterations, args.repeats))
+                c = cells[-1]
+                print(f"  {name} {loss} k={k}: ×{c.per_iteration:.2f} per iteration, ×{c.to_divergence:.2f} to the "
+                      f"divergence ({c.reach} iterations)  [{time.perf_counter() - t0:.0f} s]",
+                      file=sys.stderr, flush=True)
+    print_tables(cells, args.iterations)
+    if args.loops:
+        V = clips[0][1]
+        for loss in ("kl", "euclidean"):
+            seconds = run_ours(V, *initialize_nmf(V, 16, init="nndsvda", seed=0), LOSSES[loss],
+                               args.iterations, textbook=True)[0]
+            print(loops_line(V, loss, seconds, args.iterations))
     load_after = os.getloadavg()
-    print(f"\n# load average after {load_after[0]:.2f} (before {load_before[0]:.2f})")
+    print(f"# load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} "
+          f"(before {load_before[0]:.2f})")
 
 
 if __name__ == "__main__":
