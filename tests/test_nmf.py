@@ -397,6 +397,30 @@ def test_partly_silent_input_has_no_division_by_zero(beta: float) -> None:
     assert np.isfinite(r.W).all() and np.isfinite(r.H).all() and np.isfinite(r.losses).all()
 
 
+@pytest.mark.parametrize("beta", [*BETAS, 1.5])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_beta_divergence_is_the_textbook_sum(beta: float, zeros: bool) -> None:
+    """beta_divergence (blocks of rows, float32 products, its KL fast path when V has no zeros) against the
+    definition written out in float64, zeros contributing their limits."""
+    rng = np.random.default_rng(9)
+    V = (rng.gamma(1.0, 1.0, (300, 500)) + 1e-3).astype(np.float32)
+    if zeros:
+        V[::7, ::3] = 0.0
+    W, H = (rng.random((300, 6)) + 0.1).astype(np.float32), (rng.random((6, 500)) + 0.1).astype(np.float32)
+    Vd, WH = V.astype(np.float64), W.astype(np.float64) @ H.astype(np.float64)
+    pos = Vd > 0
+    if beta == 2:
+        ref = 0.5 * np.sum((Vd - WH) ** 2)
+    elif beta == 1:
+        ref = np.sum(Vd[pos] * np.log(Vd[pos] / WH[pos])) - Vd.sum() + WH.sum()
+    elif beta == 0:
+        r = np.maximum(Vd, np.finfo(np.float32).tiny) / WH
+        ref = np.sum(r - np.log(r) - 1)
+    else:
+        ref = np.sum(Vd**beta + (beta - 1) * WH**beta - beta * Vd * WH ** (beta - 1)) / (beta * (beta - 1))
+    assert beta_divergence(V, W, H, beta=beta) == pytest.approx(ref, rel=1e-6)
+
+
 def test_mosaic_resamples_a_different_rate_and_says_so(tmp_path: Path) -> None:
     src = write(tmp_path / "src44.wav", tone(660.0, 1.0, sr=44100, seed=2), sr=44100)
     tgt = write(tmp_path / "tgt22.wav", tone(440.0, 0.8, sr=22050, seed=3), sr=22050)

@@ -353,7 +353,7 @@ def _starting_point(
     Vw = np.asarray(V, dtype=dtype, order="C")  # read only: no copy when V is already right
     if config.beta <= 1 and float(Vw.min()) <= 0:
         # V = 0 entries: V·log(V/WH) → 0 for KL and IS stays finite; 1e-30 changes nothing else.
-        Vw = np.maximum(Vw, 1e-30 if config.beta == 1 else float(Vw.max()) * 1e-10)
+        Vw = np.clip(Vw, 1e-30 if config.beta == 1 else float(Vw.max()) * 1e-10, np.inf)  # a copy; V stays
     if W is None or H is None:
         W0, H0 = initialize_nmf(V, k, init=config.init, seed=config.seed, dtype=config.dtype)
         W = W0 if W is None else W
