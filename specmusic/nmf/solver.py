@@ -49,18 +49,19 @@ class NMFConfig(ConfigBase):
         seed         = 0          # random init and the randomised SVD of NNDSVD
         dtype        = "float32"  # float32 (fast) or float64
         loss_every   = 1          # record the loss every this many iterations (1: the whole curve)
-        threads      = 0          # solver threads, each on its own rows of V with one BLAS thread; 0 = every
-                                  # CPU this process may use, 1 = serial (same numbers up to summation order)
+        threads      = 0          # solver threads, each on its own rows of V with one BLAS thread (at most one
+                                  # per 2¹⁸ entries of V); 0 = every CPU this process may use, 1 = serial (same
+                                  # numbers up to summation order); Euclidean: BLAS threads instead
         inner        = 0          # multiplicative steps per factor and iteration; 0 = auto: 5 for Euclidean
                                   # (accelerated MU, Gillis & Glineur 2012: further W steps reuse V·Hᵀ and
                                   # further H steps reuse Wᵀ·V, k-sized work), 1 for other β, whose every step
-                                  # needs a new V / WH; 1 = the textbook update (= scikit-learn's). 5, not 10:
-                                  # 10 settled above the textbook's 200-iteration divergence on one of 12 clips × k
+                                  # needs a new V / WH; 1 = the textbook update (= scikit-learn's); how chosen:
+                                  # AUTO_INNER
         relax        = 0.0        # power on each multiplicative step (over-relaxation), times the textbook
                                   # exponent (1 for 1 ≤ β ≤ 2; ½ for IS); 0 = auto: 1.85 for KL, 3 for IS (step
-                                  # exponent 1.5), 1 otherwise (benchmarks/nmf_speed.py, docs/nmf.md). An
-                                  # iteration that raises the loss is undone and the excess over 1 halves, so
-                                  # the kept iterates never get worse; 1 = textbook (scikit-learn's steps)
+                                  # exponent 1.5), 1 otherwise (how chosen: AUTO_RELAX). An iteration that
+                                  # raises the loss is undone and the excess over 1 halves, so the kept
+                                  # iterates never get worse; 1 = textbook (scikit-learn's steps)
     """
 
     what = "NMF config"
