@@ -25,6 +25,7 @@ other work was running. ``--loops`` adds Lee & Seung's updates as per-element Py
 Euclidean, k 16, first clip), extrapolated per iteration from a short excerpt.
 
 Usage:  python benchmarks/nmf_speed.py [CLIP ...] [--k 4,16,64] [--losses kl,euclidean,is] [--repeats 5]
+        [--loops] [--wait-quiet SECONDS]
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ class Cell:
     reach_loss: float
     sk1_cpu: float  # CPU seconds, 1 thread each: scikit-learn (1 BLAS thread), specmusic textbook (threads=1)
     textbook1_cpu: float
+    other: float = float("nan")  # other processes' share of the CPUs while this cell ran
 
     @property
     def per_iteration(self) -> float:
@@ -230,29 +232,30 @@ def _met(ratio: float, goal: float) -> str:
 
 
 def print_tables(cells: list[Cell], iterations: int) -> None:
-    """Table (a) per iteration and table (b) to the same divergence, markdown, one row a cell."""
+    """Tables (a) per iteration, (b) to the same divergence, (c) one core each: markdown, a row a cell."""
     print(f"\n(a) per iteration, {iterations} iterations from the same init: specmusic textbook "
           f"(--inner 1 --relax 1) vs scikit-learn NMF(solver='mu', tol=0) at its faster BLAS thread count "
           f"(threads); goal ≥ {GOAL_PER_ITERATION:g}×")
-    print("| clip | loss | k | sklearn ms/it (threads) | specmusic ms/it | × | goal | divergence specmusic ÷ sklearn |")
-    print("|---|---|---:|---:|---:|---:|---|---:|")
+    print("| clip | loss | k | sklearn ms/it (threads) | specmusic ms/it | × | goal | divergence specmusic ÷ sklearn "
+          "| others |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
     for c in cells:
         print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds / iterations * 1e3:.2f} ({c.sk_threads}) | "
               f"{c.textbook_seconds / iterations * 1e3:.2f} | {c.per_iteration:.2f} | "
-              f"{_met(c.per_iteration, GOAL_PER_ITERATION)} | {c.textbook_loss / c.sk_loss:.5f} |")
+              f"{_met(c.per_iteration, GOAL_PER_ITERATION)} | {c.textbook_loss / c.sk_loss:.5f} | {c.other:.0%} |")
     print(f"\n(b) to scikit-learn's {iterations}-iteration divergence: specmusic defaults (accelerated steps, "
           f"loss every iteration) vs scikit-learn's {iterations} iterations; goal ≥ {GOAL_TO_DIVERGENCE:g}×")
     print("| clip | loss | k | sklearn s | sklearn divergence | specmusic iterations | specmusic s | "
-          "divergence specmusic ÷ sklearn | × | goal |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+          "divergence specmusic ÷ sklearn | × | goal | others |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for c in cells:
         if c.reach is None:
             print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds:.3f} | {c.sk_loss:.8g} | not reached in "
-                  f"{4 * iterations} | | | | NOT met |")
+                  f"{4 * iterations} | | | | NOT met | {c.other:.0%} |")
             continue
         print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds:.3f} | {c.sk_loss:.8g} | {c.reach} | "
               f"{c.reach_seconds:.3f} | {c.reach_loss / c.sk_loss:.5f} | {c.to_divergence:.2f} | "
-              f"{_met(c.to_divergence, GOAL_TO_DIVERGENCE)} |")
+              f"{_met(c.to_divergence, GOAL_TO_DIVERGENCE)} | {c.other:.0%} |")
     print(f"\n(c) per iteration on one core each, CPU time (less sensitive to other work on the machine): specmusic "
           f"textbook, threads=1, vs scikit-learn, 1 BLAS thread; goal ≥ {GOAL_PER_ITERATION:g}×")
     print("| clip | loss | k | sklearn CPU ms/it | specmusic CPU ms/it | × | goal |")
@@ -288,6 +291,42 @@ def loops_line(V: np.ndarray, loss: str, seconds: float, iterations: int) -> str
             f"textbook update on one thread {ours * 1e3:.2f} ms: {per_iteration / ours:,.0f}× faster")
 
 
+class OtherWork:
+    """How busy the CPUs were with *other* processes over an interval: every CPU's busy time (Linux
+    ``/proc/stat``) less this process's own CPU time, as a share of wall time × CPUs. The load average
+    lags by minutes; this says whether a measurement was disturbed while it ran."""
+
+    def __init__(self) -> None:
+        self.start = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float, float]:
+        try:
+            with open("/proc/stat") as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]
+            busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            busy = float("nan")
+        return time.perf_counter(), busy, time.process_time()
+
+    def wait_quiet(self, limit: float, seconds: float) -> float:
+        """Wait (up to ``seconds``) for 3 s in which other processes use under ``limit`` of the CPUs;
+        returns the seconds waited. Resets the interval."""
+        t0 = time.perf_counter()
+        while True:
+            self.share()
+            time.sleep(3.0)
+            if self.share() < limit or time.perf_counter() - t0 > seconds:
+                return time.perf_counter() - t0
+
+    def share(self) -> float:
+        """Other processes' share of the CPUs since this object was made (or last asked), 0–1."""
+        wall, busy, own = self._now()
+        w0, b0, o0 = self.start
+        self.start = (wall, busy, own)
+        return max(0.0, ((busy - b0) - (own - o0)) / max((wall - w0) * len(os.sched_getaffinity(0)), 1e-9))
+
+
 def load_clip(path: str, duration: float) -> tuple[str, np.ndarray]:
     y, sr = load_audio(path, sr=22050, duration=duration)
     return Path(path).stem, magnitude(stft(y, n_fft=2048, hop_length=512, dtype=np.complex64))
@@ -310,6 +349,9 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5, help="alternating runs per contender (medians reported)")
     ap.add_argument("--loops", action="store_true", help="also time the per-element Python loops")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                    help="before each clip × loss × k, wait up to this long for 3 s in which other processes use "
+                    "under 10%% of the CPUs (a shared machine); 0: do not wait")
     args = ap.parse_args()
     import sklearn
 
@@ -326,14 +368,19 @@ def main() -> None:
         print(f"# {name}: {display_path(path)}, first {args.duration:g} s, |STFT| {V.shape[0]}×{V.shape[1]}")
     cells = []
     t0 = time.perf_counter()
+    whole, other = OtherWork(), OtherWork()
     for name, V in clips:
         for loss in losses:
             for k in ks:
+                if args.wait_quiet > 0:
+                    waited = other.wait_quiet(0.10, args.wait_quiet)
+                    print(f"  waited {waited:.0f} s for a quiet moment", file=sys.stderr, flush=True)
                 cells.append(measure(name, V, loss, k, args.iterations, args.repeats))
                 c = cells[-1]
+                c.other = other.share()
                 print(f"  {name} {loss} k={k}: ×{c.per_iteration:.2f} per iteration, ×{c.to_divergence:.2f} to the "
-                      f"divergence ({c.reach} iterations)  [{time.perf_counter() - t0:.0f} s]",
-                      file=sys.stderr, flush=True)
+                      f"divergence ({c.reach} iterations), other processes {c.other:.0%} of the CPUs  "
+                      f"[{time.perf_counter() - t0:.0f} s]", file=sys.stderr, flush=True)
     print_tables(cells, args.iterations)
     if args.loops:
         V = clips[0][1]
@@ -343,7 +390,8 @@ def main() -> None:
             print(loops_line(V, loss, seconds, args.iterations))
     load_after = os.getloadavg()
     print(f"# load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} "
-          f"(before {load_before[0]:.2f})")
+          f"(before {load_before[0]:.2f}); other processes used {whole.share():.0%} of the CPUs during the run "
+          f"(per row: the 'others' column)")
 
 
 if __name__ == "__main__":
