@@ -223,7 +223,8 @@ class Solver:
                     p = np.matmul(Vb, self.HT, out=P[s:e])  # V[b] Hᵀ
                     for _ in range(self.inner):  # W[b] steps for fixed H: each reuses V[b] Hᵀ
                         den = np.matmul(Wb, HHt, out=buf.g2[: e - s])
-                        np.divide(p, lift(den, FLOOR), out=buf.g[: e - s])
+                        # W, H >= FLOOR: W HHᵀ >= FLOOR³ · n_frames > 0, no floor pass needed
+                        np.divide(p, den, out=buf.g[: e - s])
                         if self.relax != 1.0:
                             buf.g[: e - s] **= self.relax
                         Wb *= buf.g[: e - s]
@@ -243,7 +244,7 @@ class Solver:
         WtW = W.T @ W
 
         for _ in range(self.inner):  # H steps for fixed W: each reuses Wᵀ V (k-sized work, serial)
-            num = np.divide(hnum, lift(np.matmul(WtW, H, out=self.hden), FLOOR), out=self.hnum_step)
+            num = np.divide(hnum, np.matmul(WtW, H, out=self.hden), out=self.hnum_step)  # WᵀW H > 0, as above
             if self.relax != 1.0:
                 num **= self.relax
             H *= num
