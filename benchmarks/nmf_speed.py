@@ -1,25 +1,31 @@
-"""Speed of `specmusic nmf` against scikit-learn's NMF(solver="mu") and per-element Python loops.
+"""Speed of `specmusic nmf` against scikit-learn's NMF(solver="mu"), per iteration and to the same divergence.
 
-One run prints everything side by side, so machine load affects every column alike:
+The rule, stated before anything runs: for every clip × loss × k, both solvers start from the same NNDSVDa
+init, in float32; specmusic runs its defaults on every CPU this process may use (its solver threads, each
+with one BLAS thread, or BLAS threads for Euclidean); scikit-learn runs with 1 BLAS thread and with one per
+CPU (BLAS threads are its only parallelism, and on a busy machine one thread can be the faster) and is
+judged by the faster of the two. Every timing is the median of --repeats runs that alternate between the
+contenders, so machine load falls on all alike.
 
-- the same 30 s excerpt (|STFT|, n_fft 2048, hop 512, 22.05 kHz), the same NNDSVDa init, the same
-  number of iterations (tol = 0 everywhere, no early stop) and the same dtype (float32) for every
-  contender, at each of the ``--threads`` counts in turn: specmusic with that many solver threads
-  (each with one BLAS thread), scikit-learn with that many BLAS threads (its only parallelism);
-- for KL and Euclidean: best (as timeit reports: the least disturbed) and median wall time of the
-  whole fit over --repeats alternating runs, time per iteration, the final divergence (recomputed in float64 by one function for all) and the ratios;
-- `specmusic` twice: recording the loss at every iteration (what `specmusic nmf` does) and every 10
-  iterations (what scikit-learn does when its tolerance test is on); scikit-learn twice: tol=0 (no
-  loss at all: the pure update cost) and tol=1e-12 (loss every 10 iterations, never stops early),
-  plus scikit-learn given the float64 copy of the same matrix (what a float64 array gets you), at
-  the first thread count only;
-- a summary per loss: specmusic at the most threads against scikit-learn at *its* fastest thread
-  count (more BLAS threads do not always help it), both with and without the loss being tracked;
-- Lee & Seung's updates as per-element Python loops, on a short excerpt of the same spectrogram for
-  a few iterations, checked against the vectorised result, and extrapolated per iteration to the
-  full excerpt (the cost is linear in the number of frames).
+(a) per iteration: specmusic's textbook update (``inner=1, relax=1``: scikit-learn's arithmetic, so the
+    same divergence after the same iterations; the loss tracked once, like scikit-learn's one at init)
+    against ``NMF(solver="mu", tol=0)``, both 200 iterations; ms per iteration and the ratio. Goal: ≥ 1.5×.
+(b) to the same divergence: scikit-learn's divergence after its 200 iterations is the target (the lower
+    of its two thread counts' divergences); specmusic with its defaults (accelerated steps, the loss
+    recorded at every iteration) runs the iterations its own loss curve needs to reach it; wall time of
+    that run against scikit-learn's 200 iterations. The divergence each reaches is recomputed in float64
+    by one function (beta_divergence) and printed. Goal: ≥ 2×.
+(c) as (a) on one core each, in CPU seconds: specmusic ``threads=1`` against scikit-learn on 1 BLAS
+    thread. Other work on the machine stretches wall times (and stalls BLAS threads waiting for one
+    another) far more than it changes the CPU time a single-threaded run needs.
 
-Usage:  python benchmarks/nmf_speed.py [AUDIO] [--k 16] [--iterations 200] [--repeats 3] [--threads 1,2]
+Clips: 30 s from two collections that share no source (cc-music and GTZAN), |STFT| with n_fft 2048,
+hop 512 at 22.05 kHz (1025 × 1292). The machine's load average is printed before and after: rerun when
+other work was running. ``--loops`` adds Lee & Seung's updates as per-element Python loops (KL and
+Euclidean, k 16, first clip), extrapolated per iteration from a short excerpt.
+
+Usage:  python benchmarks/nmf_speed.py [CLIP ...] [--k 4,16,64] [--losses kl,euclidean,is] [--repeats 5]
+        [--loops] [--wait-quiet SECONDS] [--retries N]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import statistics
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,43 +47,43 @@ sys.path.insert(0, str(ROOT))
 
 from specmusic.audio import load_audio  # noqa: E402
 from specmusic.fileio import display_path  # noqa: E402
-from specmusic.nmf import NMFConfig, beta_divergence, fit_nmf, initialize_nmf, magnitude  # noqa: E402
+from specmusic.nmf import LOSSES, NMFConfig, beta_divergence, fit_nmf, initialize_nmf, magnitude  # noqa: E402
 from specmusic.stft import stft  # noqa: E402
 
-DEFAULT = ROOT.parent / "shared" / "data" / "cc-music" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+DATA = ROOT.parent / "shared" / "data"
+CLIPS = [DATA / "cc-music" / "Kevin_MacLeod_-_Vibe_Ace.ogg", DATA / "gtzan-sample" / "blues" / "blues.00000.au"]
+GOAL_PER_ITERATION = 1.5
+GOAL_TO_DIVERGENCE = 2.0
 
 
 # -- the loop baseline: Lee & Seung (2001), one multiply-add at a time -------------------------
+def _product(W: list[list[float]], H: list[list[float]]) -> list[list[float]]:
+    F, N, K = len(W), len(H[0]), len(H)
+    WH = [[0.0] * N for _ in range(F)]
+    for i in range(F):
+        for mu in range(N):
+            s = 0.0
+            for a in range(K):
+                s += W[i][a] * H[a][mu]
+            WH[i][mu] = s
+    return WH
+
+
 def loops_kl(V: list[list[float]], W: list[list[float]], H: list[list[float]], iterations: int) -> None:
     """KL multiplicative updates with explicit per-element loops (W then H, in place)."""
     F, N, K = len(V), len(V[0]), len(H)
     for _ in range(iterations):
-        WH = [[0.0] * N for _ in range(F)]
-        for i in range(F):
-            for mu in range(N):
-                s = 0.0
-                for a in range(K):
-                    s += W[i][a] * H[a][mu]
-                WH[i][mu] = s
+        WH = _product(W, H)
         for a in range(K):
-            hsum = 0.0
-            for mu in range(N):
-                hsum += H[a][mu]
+            hsum = sum(H[a][mu] for mu in range(N))
             for i in range(F):
                 s = 0.0
                 for mu in range(N):
                     s += H[a][mu] * V[i][mu] / WH[i][mu]
                 W[i][a] *= s / hsum
-        for i in range(F):
-            for mu in range(N):
-                s = 0.0
-                for a in range(K):
-                    s += W[i][a] * H[a][mu]
-                WH[i][mu] = s
+        WH = _product(W, H)
         for a in range(K):
-            wsum = 0.0
-            for i in range(F):
-                wsum += W[i][a]
+            wsum = sum(W[i][a] for i in range(F))
             for mu in range(N):
                 s = 0.0
                 for i in range(F):
@@ -88,13 +95,7 @@ def loops_euclidean(V: list[list[float]], W: list[list[float]], H: list[list[flo
     """Euclidean multiplicative updates with explicit per-element loops (W then H, in place)."""
     F, N, K = len(V), len(V[0]), len(H)
     for _ in range(iterations):
-        WH = [[0.0] * N for _ in range(F)]
-        for i in range(F):
-            for mu in range(N):
-                s = 0.0
-                for a in range(K):
-                    s += W[i][a] * H[a][mu]
-                WH[i][mu] = s
+        WH = _product(W, H)
         for i in range(F):
             for a in range(K):
                 num = den = 0.0
@@ -102,12 +103,7 @@ def loops_euclidean(V: list[list[float]], W: list[list[float]], H: list[list[flo
                     num += V[i][mu] * H[a][mu]
                     den += WH[i][mu] * H[a][mu]
                 W[i][a] *= num / den
-        for i in range(F):
-            for mu in range(N):
-                s = 0.0
-                for a in range(K):
-                    s += W[i][a] * H[a][mu]
-                WH[i][mu] = s
+        WH = _product(W, H)
         for a in range(K):
             for mu in range(N):
                 num = den = 0.0
@@ -118,145 +114,302 @@ def loops_euclidean(V: list[list[float]], W: list[list[float]], H: list[list[flo
 
 
 # -- contenders --------------------------------------------------------------------------------
-def run_ours(V, W0, H0, beta, iterations, loss_every, threads, inner=0, relax=0.0):
-    t = time.perf_counter()
-    r = fit_nmf(V, config=NMFConfig(n_components=W0.shape[1], beta=beta, max_iter=iterations, tol=0,
-                                    loss_every=loss_every, threads=threads, inner=inner, relax=relax), W=W0, H=H0)
-    return time.perf_counter() - t, r.W, r.H
+def run_ours(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int, *,
+             textbook: bool, threads: int = 0) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
+    """Wall and CPU time of one ``fit_nmf`` call, its W and H, and its loss curve (a loss a tracked iteration)."""
+    extra = dict(inner=1, relax=1, loss_every=max(iterations, 1)) if textbook else {}
+    config = NMFConfig(n_components=W0.shape[1], beta=beta, max_iter=iterations, tol=0, threads=threads, **extra)
+    t, c = time.perf_counter(), time.process_time()
+    r = fit_nmf(V, config=config, W=W0, H=H0)
+    return time.perf_counter() - t, time.process_time() - c, r.W, r.H, np.stack([r.loss_iterations, r.losses])
 
 
-def run_sklearn(V, W0, H0, beta, iterations, tol, threads):
+def run_sklearn(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int,
+                threads: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Wall and CPU time of ``NMF(solver="mu", init="custom", tol=0).fit_transform`` on ``threads`` BLAS
+    threads, its W and H."""
     from sklearn.decomposition import NMF
     from threadpoolctl import threadpool_limits
 
-    model = NMF(n_components=W0.shape[1], solver="mu", beta_loss=beta, init="custom", max_iter=iterations, tol=tol)
+    model = NMF(n_components=W0.shape[1], solver="mu", beta_loss=beta, init="custom", max_iter=iterations, tol=0)
     with warnings.catch_warnings(), threadpool_limits(threads, user_api="blas"):
         warnings.simplefilter("ignore")
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         W = model.fit_transform(V, W=W0.copy(), H=H0.copy())
-        seconds = time.perf_counter() - t
-    return seconds, W, model.components_
+        return time.perf_counter() - t, time.process_time() - c, W, model.components_
+
+
+@dataclass
+class Cell:
+    """One clip × loss × k: medians of both measurements and the divergences behind them."""
+
+    clip: str
+    loss: str
+    k: int
+    sk_threads: int  # scikit-learn's faster BLAS thread count here (by median)
+    sk_seconds: float  # scikit-learn, 200 iterations, at that thread count
+    sk_loss: float
+    textbook_seconds: float  # specmusic textbook, 200 iterations
+    textbook_loss: float
+    reach: int | None  # specmusic default: iterations to scikit-learn's divergence
+    reach_seconds: float
+    reach_loss: float
+    sk1_cpu: float  # CPU seconds, 1 thread each: scikit-learn (1 BLAS thread), specmusic textbook (threads=1)
+    textbook1_cpu: float
+    other: float = float("nan")  # other processes' share of the CPUs while this cell ran
+
+    @property
+    def per_iteration(self) -> float:
+        return self.sk_seconds / self.textbook_seconds
+
+    @property
+    def one_thread(self) -> float:
+        return self.sk1_cpu / self.textbook1_cpu
+
+    @property
+    def to_divergence(self) -> float:
+        return self.sk_seconds / self.reach_seconds if self.reach else 0.0
+
+
+def iterations_to(curve: np.ndarray, target: float) -> int | None:
+    """The first tracked iteration whose loss is at or below ``target`` (at least 1)."""
+    hit = [int(i) for i, v in zip(curve[0], curve[1]) if v <= target]
+    return max(hit[0], 1) if hit else None
+
+
+def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeats: int) -> Cell:
+    """Alternating runs of scikit-learn (1 BLAS thread and every CPU), specmusic's textbook update and
+    specmusic's default run to scikit-learn's divergence."""
+    beta = LOSSES[loss]
+    counts = sorted({1, len(os.sched_getaffinity(0))})
+    W0, H0 = initialize_nmf(V, k, init="nndsvda", seed=0)
+    # warm-up, and the target: the lower of scikit-learn's divergences (thread counts round differently)
+    target = min(beta_divergence(V, *run_sklearn(V, W0, H0, beta, iterations, n)[2:], beta=beta) for n in counts)
+    reach = default_iterations_to(V, W0, H0, beta, target, iterations)
+    contenders = {f"sk{n}": (lambda n=n: run_sklearn(V, W0, H0, beta, iterations, n)) for n in counts}
+    contenders["textbook"] = lambda: run_ours(V, W0, H0, beta, iterations, textbook=True)[:4]
+    contenders["textbook1"] = lambda: run_ours(V, W0, H0, beta, iterations, textbook=True, threads=1)[:4]
+    if reach is not None:
+        contenders["reach"] = lambda: run_ours(V, W0, H0, beta, reach, textbook=False)[:4]
+    wall: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu: dict[str, list[float]] = {name: [] for name in contenders}
+    out: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            seconds, cpu_seconds, W, H = fn()
+            wall[name].append(seconds)
+            cpu[name].append(cpu_seconds)
+            out[name] = beta_divergence(V, W, H, beta=beta)
+    med = {name: statistics.median(v) for name, v in wall.items()}
+    sk = min(counts, key=lambda n: med[f"sk{n}"])
+    return Cell(clip=clip, loss=loss, k=k, sk_threads=sk, sk_seconds=med[f"sk{sk}"], sk_loss=out[f"sk{sk}"],
+                textbook_seconds=med["textbook"], textbook_loss=out["textbook"], reach=reach,
+                reach_seconds=med.get("reach", float("nan")), reach_loss=out.get("reach", float("nan")),
+                sk1_cpu=statistics.median(cpu["sk1"]), textbook1_cpu=statistics.median(cpu["textbook1"]))
+
+
+def default_iterations_to(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, target: float,
+                          iterations: int) -> int | None:
+    """Iterations of specmusic's defaults to reach ``target``: its own loss curve says when, and
+    :func:`beta_divergence` of a run that long confirms it (one more iteration at a time if not)."""
+    reach = None
+    for budget in (iterations, 4 * iterations):
+        curve = run_ours(V, W0, H0, beta, budget, textbook=False)[4]
+        reach = iterations_to(curve, target)
+        if reach is not None:
+            break
+    while reach is not None and reach < 4 * iterations:  # the tracked float32 loss may round below the target
+        W, H = run_ours(V, W0, H0, beta, reach, textbook=False)[2:4]
+        if beta_divergence(V, W, H, beta=beta) <= target:
+            break
+        reach += 1
+    return reach
+
+
+# -- reporting ---------------------------------------------------------------------------------
+def _met(ratio: float, goal: float) -> str:
+    return "met" if ratio >= goal else "NOT met"
+
+
+def print_tables(cells: list[Cell], iterations: int) -> None:
+    """Tables (a) per iteration, (b) to the same divergence, (c) one core each: markdown, a row a cell."""
+    print(f"\n(a) per iteration, {iterations} iterations from the same init: specmusic textbook "
+          f"(--inner 1 --relax 1) vs scikit-learn NMF(solver='mu', tol=0) at its faster BLAS thread count "
+          f"(threads); goal ≥ {GOAL_PER_ITERATION:g}×")
+    print("| clip | loss | k | sklearn ms/it (threads) | specmusic ms/it | × | goal | divergence specmusic ÷ sklearn "
+          "| others |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
+    for c in cells:
+        print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds / iterations * 1e3:.2f} ({c.sk_threads}) | "
+              f"{c.textbook_seconds / iterations * 1e3:.2f} | {c.per_iteration:.2f} | "
+              f"{_met(c.per_iteration, GOAL_PER_ITERATION)} | {c.textbook_loss / c.sk_loss:.5f} | {c.other:.0%} |")
+    print(f"\n(b) to scikit-learn's {iterations}-iteration divergence: specmusic defaults (accelerated steps, "
+          f"loss every iteration) vs scikit-learn's {iterations} iterations; goal ≥ {GOAL_TO_DIVERGENCE:g}×")
+    print("| clip | loss | k | sklearn s | sklearn divergence | specmusic iterations | specmusic s | "
+          "divergence specmusic ÷ sklearn | × | goal | others |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for c in cells:
+        if c.reach is None:
+            print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds:.3f} | {c.sk_loss:.8g} | not reached in "
+                  f"{4 * iterations} | | | | NOT met | {c.other:.0%} |")
+            continue
+        print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds:.3f} | {c.sk_loss:.8g} | {c.reach} | "
+              f"{c.reach_seconds:.3f} | {c.reach_loss / c.sk_loss:.5f} | {c.to_divergence:.2f} | "
+              f"{_met(c.to_divergence, GOAL_TO_DIVERGENCE)} | {c.other:.0%} |")
+    print(f"\n(c) per iteration on one core each, CPU time (less sensitive to other work on the machine): specmusic "
+          f"textbook, threads=1, vs scikit-learn, 1 BLAS thread; goal ≥ {GOAL_PER_ITERATION:g}×")
+    print("| clip | loss | k | sklearn CPU ms/it | specmusic CPU ms/it | × | goal |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for c in cells:
+        print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk1_cpu / iterations * 1e3:.2f} | "
+              f"{c.textbook1_cpu / iterations * 1e3:.2f} | {c.one_thread:.2f} | {_met(c.one_thread, GOAL_PER_ITERATION)} |")
+    for label, values, goal in (("per iteration", [c.per_iteration for c in cells], GOAL_PER_ITERATION),
+                                ("per iteration, one core each", [c.one_thread for c in cells], GOAL_PER_ITERATION),
+                                ("to the same divergence", [c.to_divergence for c in cells], GOAL_TO_DIVERGENCE)):
+        met = sum(v >= goal for v in values)
+        print(f"# {label}: ×{min(values):.2f} … ×{max(values):.2f} (median ×{statistics.median(values):.2f}); "
+              f"goal ≥ {goal:g}× met in {met} of {len(values)}")
+
+
+def loops_line(V: np.ndarray, loss: str, seconds: float, iterations: int) -> str:
+    """Lee & Seung's per-element loops on the first frames of ``V``, extrapolated to all of it."""
+    beta = LOSSES[loss]
+    n_short = 44
+    Vs = np.ascontiguousarray(V[:, :n_short]).astype(np.float64)
+    W0, H0 = initialize_nmf(V, 16, init="nndsvda", seed=0)
+    Ws, Hs = W0.astype(np.float64), H0[:, :n_short].astype(np.float64)
+    Wl, Hl = Ws.tolist(), Hs.tolist()
+    t = time.perf_counter()
+    (loops_kl if beta == 1 else loops_euclidean)(Vs.tolist(), Wl, Hl, 1)
+    per_iteration = (time.perf_counter() - t) * V.shape[1] / n_short
+    vec = fit_nmf(Vs, config=NMFConfig(n_components=16, beta=beta, max_iter=1, tol=0, dtype="float64",
+                                       inner=1, relax=1), W=Ws, H=Hs)
+    agree = np.abs(np.asarray(Wl) @ np.asarray(Hl) - vec.W @ vec.H).max() / np.abs(vec.W @ vec.H).max()
+    ours = seconds / iterations
+    return (f"# loops, {loss}, k 16: {per_iteration * 1e3:,.0f} ms per iteration (1 iteration on {n_short} frames × "
+            f"{V.shape[1]}/{n_short}; max |ΔWH| vs the vectorised update {agree:.1e} of max WH); specmusic's "
+            f"textbook update on one thread {ours * 1e3:.2f} ms: {per_iteration / ours:,.0f}× faster")
+
+
+class OtherWork:
+    """How busy the CPUs were with *other* processes over an interval: every CPU's busy time (Linux
+    ``/proc/stat``) less this process's own CPU time, as a share of wall time × CPUs. The load average
+    lags by minutes; this says whether a measurement was disturbed while it ran."""
+
+    def __init__(self) -> None:
+        self.start = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float, float]:
+        try:
+            with open("/proc/stat") as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]
+            busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            busy = float("nan")
+        return time.perf_counter(), busy, time.process_time()
+
+    def wait_quiet(self, limit: float, seconds: float) -> float:
+        """Wait (up to ``seconds``) for 3 s in which other processes use under ``limit`` of the CPUs;
+        returns the seconds waited. Resets the interval."""
+        t0 = time.perf_counter()
+        while True:
+            self.share()
+            time.sleep(3.0)
+            if self.share() < limit or time.perf_counter() - t0 > seconds:
+                return time.perf_counter() - t0
+
+    def share(self) -> float:
+        """Other processes' share of the CPUs since this object was made (or last asked), 0–1."""
+        wall, busy, own = self._now()
+        w0, b0, o0 = self.start
+        self.start = (wall, busy, own)
+        return max(0.0, ((busy - b0) - (own - o0)) / max((wall - w0) * len(os.sched_getaffinity(0)), 1e-9))
+
+
+def measure_quietly(name: str, V: np.ndarray, loss: str, k: int, args: argparse.Namespace) -> Cell:
+    """:func:`measure` one row, after waiting for a quiet moment (``--wait-quiet``); notes how busy other
+    processes kept the CPUs meanwhile."""
+    other = OtherWork()
+    if args.wait_quiet > 0:
+        waited = other.wait_quiet(0.10, args.wait_quiet)
+        print(f"  waited {waited:.0f} s for a quiet moment", file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    c = measure(name, V, loss, k, args.iterations, args.repeats)
+    c.other = other.share()
+    print(f"  {name} {loss} k={k}: ×{c.per_iteration:.2f} per iteration, ×{c.to_divergence:.2f} to the divergence "
+          f"({c.reach} iterations), other processes {c.other:.0%} of the CPUs  [{time.perf_counter() - t:.0f} s]",
+          file=sys.stderr, flush=True)
+    return c
+
+
+def load_clip(path: str, duration: float) -> tuple[str, np.ndarray]:
+    y, sr = load_audio(path, sr=22050, duration=duration)
+    return Path(path).stem, magnitude(stft(y, n_fft=2048, hop_length=512, dtype=np.complex64))
+
+
+def blas_line() -> str:
+    from threadpoolctl import threadpool_info
+
+    info = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    return ", ".join(info) or "no BLAS found by threadpoolctl"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("audio", nargs="?", default=str(DEFAULT), help="audio file (default: a cc-music clip)")
-    ap.add_argument("--offset", type=float, default=0.0)
+    ap.add_argument("clips", nargs="*", default=[str(p) for p in CLIPS], help="audio files (default: two 30 s clips)")
     ap.add_argument("--duration", type=float, default=30.0)
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--n-fft", type=int, default=2048)
-    ap.add_argument("--hop-length", type=int, default=512)
+    ap.add_argument("--k", default="4,16,64", help="comma list of component counts")
+    ap.add_argument("--losses", default="kl,euclidean,is", help="comma list of kl, euclidean, is")
     ap.add_argument("--iterations", type=int, default=200)
-    ap.add_argument("--repeats", type=int, default=5, help="alternating runs per contender (best and median reported)")
-    ap.add_argument("--threads", default=f"1,{os.cpu_count() or 1}",
-                    help="comma list of thread counts, each run for every contender (default 1 and every CPU)")
-    ap.add_argument("--loop-seconds", type=float, default=1.0, help="excerpt length for the Python loops")
-    ap.add_argument("--loop-iterations", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5, help="alternating runs per contender (medians reported)")
+    ap.add_argument("--loops", action="store_true", help="also time the per-element Python loops")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                    help="before each clip × loss × k, wait up to this long for 3 s in which other processes use "
+                    "under 10%% of the CPUs (a shared machine); 0: do not wait")
+    ap.add_argument("--retries", type=int, default=0,
+                    help="re-measure rows that other processes disturbed (> 15%% of the CPUs) up to this many times, "
+                    "keeping the least disturbed measurement")
     args = ap.parse_args()
-
     import sklearn
 
+    ks = [int(k) for k in args.k.split(",")]
+    losses = [name.strip() for name in args.losses.split(",")]
     load_before = os.getloadavg()
-    y, sr = load_audio(args.audio, sr=22050, offset=args.offset, duration=args.duration)
-    V = magnitude(stft(y, n_fft=args.n_fft, hop_length=args.hop_length, dtype=np.complex64))
-    W0, H0 = initialize_nmf(V, args.k, init="nndsvda", seed=0)
-    print(f"# {display_path(args.audio)}: {len(y) / sr:.1f} s at {sr} Hz → |STFT| {V.shape[0]}×{V.shape[1]} float32, "
-          f"k={args.k}, init nndsvda (shared), {args.iterations} iterations, tol=0, thread counts {args.threads}")
-    print(f"# numpy {np.__version__}, scikit-learn {sklearn.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, load average before {load_before[0]:.2f}")
-    n_short = max(2, int(round(args.loop_seconds * sr / args.hop_length)) + 1)
-    Vs = np.ascontiguousarray(V[:, :n_short]).astype(np.float64)
-    V64, W64, H64 = V.astype(np.float64), W0.astype(np.float64), H0.astype(np.float64)
-
-    counts = [int(t) for t in str(args.threads).split(",") if t.strip()]
-
-    for loss, beta in (("kl", 1.0), ("euclidean", 2.0)):
-        contenders = {}
-        for n in counts:
-            contenders |= {
-                f"specmusic, {n} thread(s), loss every iteration": lambda n=n: run_ours(V, W0, H0, beta, args.iterations, 1, n),
-                f"specmusic, {n} thread(s), loss every 10": lambda n=n: run_ours(V, W0, H0, beta, args.iterations, 10, n),
-                f"sklearn, {n} BLAS thread(s), tol=0 (no loss)": lambda n=n: run_sklearn(V, W0, H0, beta, args.iterations, 0.0, n),
-                f"sklearn, {n} BLAS thread(s), tol>0 (loss every 10)":
-                    lambda n=n: run_sklearn(V, W0, H0, beta, args.iterations, 1e-12, n),
-            }
-        contenders[f"sklearn, {counts[0]} BLAS thread(s), float64 input"] = (
-            lambda: run_sklearn(V64, W64, H64, beta, args.iterations, 0.0, counts[0]))
-        for n in counts:  # the textbook update (scikit-learn's arithmetic) too
-            contenders[f"specmusic, {n} thread(s), loss every iteration, textbook"] = (
-                lambda n=n: run_ours(V, W0, H0, beta, args.iterations, 1, n, inner=1, relax=1))
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        final: dict[str, float] = {}
-        for _ in range(args.repeats):
-            for name, fn in contenders.items():
-                seconds, W, H = fn()
-                times[name].append(seconds)
-                final[name] = beta_divergence(V, W, H, beta=beta)
-        med = {name: statistics.median(v) for name, v in times.items()}
-        best = {name: min(v) for name, v in times.items()}
-
-        # per-element loops on the short excerpt, checked against the vectorised solver
-        Ws, Hs = W0.astype(np.float64), H0[:, :n_short].astype(np.float64)
-        Wl, Hl = Ws.tolist(), Hs.tolist()
-        t = time.perf_counter()
-        (loops_kl if beta == 1 else loops_euclidean)(Vs.tolist(), Wl, Hl, args.loop_iterations)
-        loop_per_iter = (time.perf_counter() - t) / args.loop_iterations
-        vec = fit_nmf(Vs, config=NMFConfig(n_components=args.k, beta=beta, max_iter=args.loop_iterations, tol=0,
-                                           dtype="float64", threads=1, inner=1, relax=1), W=Ws, H=Hs)
-        agree = np.abs(np.asarray(Wl) @ np.asarray(Hl) - vec.W @ vec.H).max() / np.abs(vec.W @ vec.H).max()
-        loop_full = loop_per_iter * V.shape[1] / n_short
-
-        print(f"\n## {loss} (β={beta:g}), k={args.k}, {args.iterations} iterations, best and median of {args.repeats}")
-        b0 = {n: f"sklearn, {n} BLAS thread(s), tol=0 (no loss)" for n in counts}
-        b1 = {n: f"sklearn, {n} BLAS thread(s), tol>0 (loss every 10)" for n in counts}
-        print(f"{'contender':52s}{'best s':>8s}{'median s':>10s}{'ms/iter':>9s}{'final divergence':>18s}{'÷ sklearn':>11s}"
-              f"{'× vs sklearn tol=0':>20s}{'× vs sklearn tol>0':>20s}")
-        ref = final[b0[counts[0]]]
-        for name in contenders:
-            n = next((c for c in counts if f" {c} " in name), counts[0])  # same thread count's sklearn
-            print(f"{name:52s}{best[name]:8.3f}{med[name]:10.3f}{best[name] / args.iterations * 1e3:9.2f}"
-                  f"{final[name]:18.8g}{final[name] / ref:11.5f}"
-                  f"{best[b0[n]] / best[name]:11.2f} /{med[b0[n]] / med[name]:5.2f}"
-                  f"{best[b1[n]] / best[name]:13.2f} /{med[b1[n]] / med[name]:5.2f}")
-        print(f"{'Python loops (Lee & Seung), extrapolated':52s}{loop_full * args.iterations:8.0f}{'':10s}{loop_full * 1e3:9.0f}")
-        top = max(counts)
-        ours = best[f"specmusic, {top} thread(s), loss every iteration"] / args.iterations
-        print(f"   loops: {loop_per_iter:.2f} s/iteration on a {n_short}-frame excerpt ({args.loop_iterations} iterations), "
-              f"× {V.shape[1]}/{n_short} frames; max |ΔWH| vs the vectorised solver = {agree:.1e} of max WH")
-        print(f"   specmusic ({top} thread(s), loss every iteration) is {loop_full / ours:,.0f}× faster per iteration "
-              f"than the loops ({loop_full * 1e3:,.0f} ms vs {ours * 1e3:.2f} ms)")
-        # time to scikit-learn's quality: the first iteration at which specmusic's default (most threads,
-        # loss every iteration) is at or below scikit-learn's final divergence after all its iterations;
-        # then a run of exactly that many iterations is timed like the others
-        target = min(final[b0[c]] for c in counts)
-        curve = fit_nmf(V, config=NMFConfig(n_components=args.k, beta=beta, max_iter=args.iterations, tol=0,
-                                            threads=top), W=W0, H=H0)
-        reach = next((int(i) for i, v in zip(curve.loss_iterations, curve.losses) if v <= target), None)
-        if reach is None:
-            print(f"   TIME TO TARGET {loss}: specmusic does not reach scikit-learn's final divergence {target:.8g} within "
-                  f"{args.iterations} iterations (it ends at {curve.losses[-1]:.8g})")
-        else:
-            reach = max(reach, 1)
-            ts = [run_ours(V, W0, H0, beta, reach, 1, top)[0] for _ in range(args.repeats)]
-            check = run_ours(V, W0, H0, beta, reach, 1, top)
-            got = beta_divergence(V, check[1], check[2], beta=beta)
-            fastest = min(counts, key=lambda c: med[b0[c]])
-            print(f"   TIME TO TARGET {loss}: specmusic ({top} threads, loss every iteration) reaches scikit-learn's final "
-                  f"divergence after {reach} of its iterations: {min(ts):.3f} s best, {statistics.median(ts):.3f} s median "
-                  f"(divergence {got:.8g} = {got / target:.5f} × sklearn's) vs sklearn's {args.iterations} iterations "
-                  f"({fastest} BLAS threads, tol=0) {best[b0[fastest]]:.3f} / {med[b0[fastest]]:.3f} s → "
-                  f"×{best[b0[fastest]] / min(ts):.2f} best, ×{med[b0[fastest]] / statistics.median(ts):.2f} median")
-        # summary: ours at the most threads vs scikit-learn at its own fastest thread count
-        for label, theirs in (("tol=0, no loss", b0), ("tol>0, loss every 10", b1)):
-            fastest = min(counts, key=lambda c: med[theirs[c]])
-            for every in ("every iteration", "every 10"):
-                mine = f"specmusic, {top} thread(s), loss {every}"
-                print(f"   SUMMARY {loss}: specmusic ({top} threads, loss {every}) vs sklearn ({label}, fastest at "
-                      f"{fastest} BLAS thread(s)): ×{best[theirs[fastest]] / best[mine]:.2f} best, "
-                      f"×{med[theirs[fastest]] / med[mine]:.2f} median; divergence ratio "
-                      f"{final[mine] / final[theirs[fastest]]:.5f}")
+    print(f"# scikit-learn {sklearn.__version__}, numpy {np.__version__}, {blas_line()}, "
+          f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs")
+    print(f"# load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} (1, 5, 15 min)")
+    print(f"# {args.iterations} iterations, k {args.k}, losses {args.losses}, float32, NNDSVDa init shared, "
+          f"medians of {args.repeats} alternating runs")
+    clips = [load_clip(path, args.duration) for path in args.clips]
+    for (name, V), path in zip(clips, args.clips):
+        print(f"# {name}: {display_path(path)}, first {args.duration:g} s, |STFT| {V.shape[0]}×{V.shape[1]}")
+    whole = OtherWork()
+    jobs = [(name, V, loss, k) for name, V in clips for loss in losses for k in ks]
+    cells: list[Cell | None] = [None] * len(jobs)
+    for round_ in range(1 + args.retries):
+        # round 0 measures every row; each retry re-measures the rows other work disturbed (> 15 % of the
+        # CPUs) and keeps whichever measurement was less disturbed
+        todo = [i for i, c in enumerate(cells) if c is None or c.other > 0.15]
+        for i in todo:
+            cell = measure_quietly(*jobs[i], args)
+            if cells[i] is None or cell.other < cells[i].other:
+                cells[i] = cell
+        if not todo:
+            break
+    print_tables([c for c in cells if c is not None], args.iterations)
+    print_tables(cells, args.iterations)
+    if args.loops:
+        V = clips[0][1]
+        for loss in ("kl", "euclidean"):
+            seconds = run_ours(V, *initialize_nmf(V, 16, init="nndsvda", seed=0), LOSSES[loss],
+                               args.iterations, textbook=True, threads=1)[0]
+            print(loops_line(V, loss, seconds, args.iterations))
     load_after = os.getloadavg()
-    print(f"\n# load average after {load_after[0]:.2f} (before {load_before[0]:.2f})")
+    print(f"# load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} "
+          f"(before {load_before[0]:.2f}); other processes used {whole.share():.0%} of the CPUs over the run, waits included "
+          f"(per row: the 'others' column)")
 
 
 if __name__ == "__main__":

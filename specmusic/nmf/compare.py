@@ -59,7 +59,7 @@ def comparison_table(config: NMFConfig, ours: NMFResult, theirs: SklearnRun) -> 
     return [
         f"k={config.n_components}  {loss_name(ours.beta)}  {n} iterations from the same init, {config.dtype}; "
         f"specmusic {solver_threads(config.threads)} solver thread(s), {config.inner_steps} step(s) per factor and "
-        f"pass, step exponent {config.relax_exponent:g}; scikit-learn {theirs.blas_threads} BLAS thread(s), "
+        f"pass, step exponent {config.step_exponent:g}; scikit-learn {theirs.blas_threads} BLAS thread(s), "
         "textbook steps",
         f"{'':22s}{'seconds':>10s}{'ms/iter':>10s}{'final divergence':>20s}",
         f"{'specmusic nmf':22s}{ours.seconds:10.3f}{ours.seconds / max(ours.n_iter, 1) * 1e3:10.2f}{ours.loss:20.6g}",

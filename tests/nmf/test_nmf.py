@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -28,7 +29,9 @@ from specmusic.nmf import (
     SpectrogramConfig,
     sweep_nmf,
 )
+from specmusic.nmf import updates
 from specmusic.nmf.plots import log_frequency_ticks, templates_figure
+from specmusic.nmf.solver import relax_after_undo
 from specmusic.stft import istft, stft
 from tests.conftest import tone, write
 
@@ -74,9 +77,12 @@ def test_tracked_losses_are_the_true_divergence(beta: float) -> None:
 
 @pytest.mark.parametrize("beta", [*BETAS, 1.5])
 @pytest.mark.parametrize("fix_w", [False, True])
-def test_threads_give_the_serial_result(beta: float, fix_w: bool) -> None:
-    """Many row blocks (2,000 rows of 200 frames: 4 blocks) shared by 3 workers: the same updates, the
-    same tracked losses, still non-increasing; only the summation order of the H step differs."""
+def test_threads_give_the_serial_result(beta: float, fix_w: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many row blocks (2,000 rows of 200 frames, blocks of ≤ 100,000 entries: 6 blocks) shared by 3
+    workers: the same updates, the same tracked losses, still non-increasing; only the summation order
+    of the H step differs."""
+    monkeypatch.setattr(updates, "BLOCK_ENTRIES", 100_000)
+    monkeypatch.setattr(updates, "WORKER_ENTRIES", 1)
     V = low_rank(f=2000, n=200, k=4, noise=0.05, seed=2)
     W0, H0 = initialize_nmf(V, 4, init="nndsvda", seed=0, dtype="float64")
     runs = [fit_nmf(V, config=NMFConfig(beta=beta, max_iter=25, tol=0, dtype="float64", threads=t), W=W0, H=H0,
@@ -89,6 +95,57 @@ def test_threads_give_the_serial_result(beta: float, fix_w: bool) -> None:
         NMFConfig(threads=-1)
 
 
+def test_blocks_are_few_equal_and_bounded() -> None:
+    """Every worker gets the same number of near-equal blocks of rows, none above BLOCK_ENTRIES, and a
+    small V gets one worker (the hand-offs would cost more than the work)."""
+    for f, n, workers in [(1025, 1292, 2), (1025, 1292, 1), (1025, 51_680, 2), (7, 3, 4), (1025, 1292, 5)]:
+        rows = updates.block_rows(f, n, workers)
+        n_blocks = -(-f // rows)
+        assert rows * n <= max(updates.BLOCK_ENTRIES, n)
+        assert n_blocks % workers == 0 or n_blocks < workers or rows == 1
+    assert updates.block_rows(1025, 1292, 2) == 513  # a 30 s clip: one block per worker
+    assert updates.solver_workers(1025, 1292, 2) == 2 and updates.solver_workers(40, 60, 8) == 1
+    assert updates.euclidean_blas_threads(40, 60, 4, threads=2) == 1
+    assert updates.euclidean_blas_threads(1025, 1292, 64, threads=2) == 2
+
+
+def test_lift_is_a_maximum_in_place() -> None:
+    x = np.array([[-1.0, 0.0, 1e-20], [3.0, np.inf, 2e-12]], dtype=np.float32)
+    expected = np.maximum(x, np.float32(1e-12))
+    out = updates.lift(x, 1e-12)
+    assert out is x and out.dtype == np.float32
+    np.testing.assert_array_equal(x, expected)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_over_relaxed_is_keeps_a_non_increasing_curve_and_the_true_loss(dtype: str) -> None:
+    """IS default: relax 3, a step exponent of 1.5 (the textbook ½ × 3); the tracked losses (float32 sums
+    of rows added in float64) are the true divergence, and the kept curve never rises."""
+    V = low_rank(f=70, n=90, k=5, noise=0.3, seed=7)
+    cfg = NMFConfig(n_components=5, beta=0.0, tol=0, dtype=dtype, max_iter=60)
+    assert cfg.relax_exponent == 3.0 and cfg.step_exponent == 1.5
+    assert NMFConfig(beta=1.0).step_exponent == 1.85 and NMFConfig(beta=2.0).step_exponent == 1.0
+    runs = _fits(V, 5, 0.0, plain=dict(max_iter=60, relax=1), fast=dict(max_iter=60))
+    fast = runs["fast"]
+    assert fast.loss <= runs["plain"].loss
+    assert np.diff(fast.losses).max() <= 1e-9 * fast.losses[0]
+    short = fit_nmf(V, config=dataclasses.replace(cfg, max_iter=7))
+    long = fit_nmf(V, config=cfg)
+    rel = 1e-8 if dtype == "float64" else 1e-5
+    assert long.losses[7] == pytest.approx(beta_divergence(V, short.W, short.H, beta=0.0), rel=rel)
+
+
+def test_relax_is_bounded_by_the_step_exponent_and_halves_after_an_undo() -> None:
+    """relax multiplies the textbook exponent, which may reach 2: up to 4 for IS (½), 2 for KL."""
+    assert NMFConfig(beta=0.0, relax=4.0).step_exponent == 2.0
+    with pytest.raises(ConfigError, match="up to 4"):
+        NMFConfig(beta=0.0, relax=4.5)
+    with pytest.raises(ConfigError, match="up to 2"):
+        NMFConfig(beta=1.0, relax=2.5)
+    assert relax_after_undo(1.85) == pytest.approx(1.425)
+    assert relax_after_undo(1.08) == 1.0 and relax_after_undo(1.0) == 1.0
+
+
 def _fits(V: np.ndarray, k: int, beta: float, **runs: dict) -> dict:
     """``fit_nmf`` of ``V`` from one NNDSVDa init (float64, tol 0) per named run of extra NMFConfig fields."""
     W0, H0 = initialize_nmf(V, k, init="nndsvda", seed=0, dtype="float64")
@@ -97,12 +154,12 @@ def _fits(V: np.ndarray, k: int, beta: float, **runs: dict) -> dict:
 
 
 def test_accelerated_euclidean_needs_far_fewer_passes() -> None:
-    """Euclidean default: 10 W and 10 H steps per pass over V (Gillis & Glineur); 40 passes get below
+    """Euclidean default: 5 W and 5 H steps per pass over V (Gillis & Glineur); 40 passes get below
     200 textbook iterations, every step still non-increasing."""
     V = low_rank(f=80, n=120, k=6, noise=0.3, seed=5)
     runs = _fits(V, 6, 2.0, plain=dict(max_iter=200, inner=1), fast=dict(max_iter=40))
     plain, fast = runs["plain"], runs["fast"]
-    assert NMFConfig(beta=2.0).inner_steps == 10 and NMFConfig(beta=1.0).inner_steps == 1
+    assert NMFConfig(beta=2.0).inner_steps == 5 and NMFConfig(beta=1.0).inner_steps == 1
     assert fast.loss <= plain.loss
     assert np.diff(fast.losses).max() <= 1e-9 * fast.losses[0]
     with pytest.raises(ConfigError, match="inner must be >= 0"):
@@ -110,13 +167,13 @@ def test_accelerated_euclidean_needs_far_fewer_passes() -> None:
 
 
 def test_over_relaxed_kl_is_undone_when_it_raises_the_loss() -> None:
-    """KL default: steps raised to the power 1.5 (fewer passes to the same divergence); an exponent of 2
+    """KL default: steps raised to the power 1.85 (fewer passes to the same divergence); an exponent of 2
     overshoots on this matrix, and every pass that raised the loss is undone, so the kept curve never rises."""
     V = low_rank(f=60, n=90, k=5, noise=0.2, seed=6)
     runs = _fits(V, 5, 1.0, plain=dict(max_iter=200, relax=1), relaxed=dict(max_iter=200),
                  wild=dict(max_iter=100, relax=2.0))
     plain, relaxed, wild = runs["plain"], runs["relaxed"], runs["wild"]
-    assert NMFConfig(beta=1.0).relax_exponent == 1.5 and NMFConfig(beta=2.0).relax_exponent == 1.0
+    assert NMFConfig(beta=1.0).relax_exponent == 1.85 and NMFConfig(beta=2.0).relax_exponent == 1.0
     assert relaxed.loss <= plain.loss
     for r in (relaxed, wild):
         assert np.diff(r.losses).max() <= 1e-9 * r.losses[0]
@@ -342,6 +399,30 @@ def test_partly_silent_input_has_no_division_by_zero(beta: float) -> None:
     with np.errstate(divide="raise", invalid="raise", over="raise"):
         r = fit_nmf(V, config=NMFConfig(n_components=3, beta=beta, max_iter=50))
     assert np.isfinite(r.W).all() and np.isfinite(r.H).all() and np.isfinite(r.losses).all()
+
+
+@pytest.mark.parametrize("beta", [*BETAS, 1.5])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_beta_divergence_is_the_textbook_sum(beta: float, zeros: bool) -> None:
+    """beta_divergence (blocks of rows, float32 products, its KL fast path when V has no zeros) against the
+    definition written out in float64, zeros contributing their limits."""
+    rng = np.random.default_rng(9)
+    V = (rng.gamma(1.0, 1.0, (300, 500)) + 1e-3).astype(np.float32)
+    if zeros:
+        V[::7, ::3] = 0.0
+    W, H = (rng.random((300, 6)) + 0.1).astype(np.float32), (rng.random((6, 500)) + 0.1).astype(np.float32)
+    Vd, WH = V.astype(np.float64), W.astype(np.float64) @ H.astype(np.float64)
+    pos = Vd > 0
+    if beta == 2:
+        ref = 0.5 * np.sum((Vd - WH) ** 2)
+    elif beta == 1:
+        ref = np.sum(Vd[pos] * np.log(Vd[pos] / WH[pos])) - Vd.sum() + WH.sum()
+    elif beta == 0:
+        r = np.maximum(Vd, np.finfo(np.float32).tiny) / WH
+        ref = np.sum(r - np.log(r) - 1)
+    else:
+        ref = np.sum(Vd**beta + (beta - 1) * WH**beta - beta * Vd * WH ** (beta - 1)) / (beta * (beta - 1))
+    assert beta_divergence(V, W, H, beta=beta) == pytest.approx(ref, rel=1e-6)
 
 
 def test_mosaic_resamples_a_different_rate_and_says_so(tmp_path: Path) -> None:
