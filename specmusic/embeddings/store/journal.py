@@ -31,8 +31,7 @@ import numpy as np
 from specmusic.embeddings.description import ModelDescription
 from specmusic.embeddings.store.library import EmbeddingLibrary, header_line, read_jsonl_library, record_line
 from specmusic.errors import InputError, SpecmusicError
-from specmusic.fileio import display_path, lock_fd
-from specmusic.outputs import naming_write_errors
+from specmusic.fileio import display_path, lock_fd, naming_write_errors
 
 __all__ = ["JOURNAL_SUFFIX", "EmbedJournal", "journal_path"]
 
