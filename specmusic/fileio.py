@@ -235,7 +235,7 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iter
 #: The names :func:`atomic_path` gives its temporary files: ``.`` + the target's name + ``.`` + mkstemp's 8
 #: characters + a suffix (``.tmp``, or the format's own: ``.png``, ``.pt``, ``.part`` …).
 _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.[A-Za-z0-9]{1,8}")
-#: And those of the writers that tag theirs with their pid instead (``.NAME.PID.tmp[.png]``: figures, ANN indexes).
+#: And those that earlier versions tagged with their pid (``.NAME.PID.tmp[.png]``: figures, ANN indexes), still swept.
 _PID_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.tmp(?:\.[A-Za-z0-9]{1,8})?")
 
 

@@ -4,6 +4,7 @@ the atomic writer's pattern, only inside the output folder, only files no live p
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,3 +97,17 @@ def test_spectro_killed_mid_write_leaves_nothing_after_the_rerun(songs: Path, tm
     assert res.exit_code == 0, res.stderr
     assert _partial(out) == []
     assert len(list(out.glob("t*.npz"))) == len(list(out.glob("t*.png"))) == 40
+
+
+def test_figures_are_written_through_atomic_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picture's temporary file is atomic_path's (locked, ``.NAME.XXXXXXXX.png``), which the sweep knows."""
+    from specmusic.plotting import pyplot, save_figure_atomic
+
+    fig, ax = pyplot().subplots()
+    ax.plot([0, 1], [0, 1])
+    written = []
+    savefig = fig.savefig
+    monkeypatch.setattr(fig, "savefig", lambda path, **kw: (written.append(Path(path).name), savefig(path, **kw)))
+    save_figure_atomic(fig, tmp_path / "pic.png")
+    assert len(written) == 1 and re.fullmatch(r"\.pic\.png\.[a-z0-9_]{8}\.png", written[0]), written
+    assert [p.name for p in tmp_path.iterdir()] == ["pic.png"]
