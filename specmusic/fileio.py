@@ -25,6 +25,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "cache_dir",
+    "deferred_interrupts",
     "display_path",
     "download",
     "ensure_writable_dir",
@@ -334,6 +335,36 @@ def remove_live_temps() -> None:
             tmp.unlink()
         except OSError:
             pass
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, then deliver them to the handlers they had.
+
+    For the few statements that must happen together or not at all: a record written and counted, so
+    that what an interrupted run says it kept is what it kept. Outside the main thread (where no handler
+    can be set) nothing is held.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]  # None: set outside Python
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append((signum, frame))) for s in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in caught[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # KeyboardInterrupt, or specmusic.workers.Terminated
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def atomic_write(target: str | os.PathLike[str], write: Callable[[Any], None], mode: str = "wb") -> None:
