@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from specmusic.display import printable_path, printable_text
 from specmusic.errors import AudioError
-from specmusic.fileio import atomic_path, display_path
+from specmusic.fileio import atomic_path, display_path, printable_path, printable_text
 
 __all__ = [
     "AUDIO_EXTENSIONS",

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from specmusic.audio import AUDIO_EXTENSIONS
-from specmusic.display import printable_text
 from specmusic.errors import InputError
-from specmusic.fileio import display_path
+from specmusic.fileio import display_path, printable_text
 from specmusic.outputs import safe_relpath
 from specmusic.textfiles import json_records, open_lines
 

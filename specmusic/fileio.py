@@ -9,33 +9,40 @@ the permissions a plain ``open`` would have given it under the current umask.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-from specmusic.outputs import named_write_error
 
 __all__ = [
     "CACHE_ENV",
     "atomic_path",
     "atomic_write",
     "cache_dir",
+    "deferred_interrupts",
     "display_path",
     "download",
     "ensure_writable_dir",
     "folder_lock",
     "json_line",
+    "named_write_error",
+    "naming_write_errors",
     "numpy_load_reason",
     "PICKLE_REASON",
+    "printable_path",
+    "printable_text",
     "save_npz_atomic",
     "save_torch_atomic",
     "sha256_file",
+    "stdout_if_full",
     "sweep_stale_temps",
+    "WRITE_ERRNOS",
     "write_json_atomic",
     "write_jsonl_atomic",
 ]
@@ -43,13 +50,41 @@ __all__ = [
 CACHE_ENV = "SPECMUSIC_CACHE"
 
 
-def display_path(path: str | os.PathLike[str]) -> str:
-    """Return ``path`` as printable text, escaping bytes that are not valid UTF-8.
+# -- names as text: one line, printable -----------------------------------------------------
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-    File names on Linux are bytes; Python decodes undecodable bytes to lone surrogates, which
-    cannot be written to a UTF-8 terminal. This shows them as ``\\xNN`` instead.
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    code = ord(ch)
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable_text(text: str) -> str:
+    """``text`` as one line that any terminal, UTF-8 file or picture can show.
+
+    File names on Linux are bytes and labels are anything a folder is called. A byte of a file name
+    that is not UTF-8 (a lone surrogate ``\\udcNN``, as ``os.fsdecode`` keeps it) becomes ``\\xNN``;
+    control characters are escaped as JSON escapes them (``\\n``, ``\\r``, ``\\t``; others ``\\xNN``),
+    and so are the Unicode line separators, so a name never splits a ``warning:`` line or a table
+    row. Idempotent: printable text stays as it is. JSON output keeps the exact name (:func:`json_line`).
     """
-    return os.fsencode(os.fspath(path)).decode("utf-8", errors="backslashreplace")
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def printable_path(path: str | os.PathLike[str] | bytes) -> str:
+    """``path`` as printable text: :func:`printable_text` of its name (bytes that are not UTF-8 as ``\\xNN``,
+    control characters escaped). Every message, table row and picture shows a file name through it."""
+    return printable_text(os.fsdecode(os.fspath(path)))
+
+
+#: The same function as :func:`printable_path`, under the name most of specmusic calls it by.
+display_path = printable_path
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -100,6 +135,73 @@ def _umask() -> int:
     return mask
 
 
+# -- the path that could not be written is named ---------------------------------------------
+#: The errors of a write (not of a missing or forbidden path, which name their file themselves).
+WRITE_ERRNOS = frozenset(
+    e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG, errno.EIO, errno.EROFS) if e is not None
+)
+_LOW_SPACE = 1 << 16  # bytes left below which a libsndfile "System error" is taken for a full disk
+
+
+def _free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def named_write_error(
+    exc: BaseException, target: str | os.PathLike[str], *, temp: str | os.PathLike[str] | None = None
+) -> OSError | None:
+    """The error to raise instead of ``exc``, which writing ``target`` raised: an ``OSError`` naming
+    ``target``; None when ``exc`` already names its file (other than the temporary one) or is no write error.
+
+    * an ``OSError`` of a write (:data:`WRITE_ERRNOS`: no space left, quota, read-only…) that names no
+      file, or any ``OSError`` naming the temporary file ``temp`` written instead of ``target``;
+    * libsndfile's ``System error`` (soundfile's ``LibsndfileError``), which hides the ``errno``: a
+      full disk when the target's folder has (almost) no space left, else "cannot write".
+    Call it before removing the temporary file: its blocks still count as used.
+    """
+    name = os.fspath(target)
+    if isinstance(exc, OSError):
+        of_temp = temp is not None and exc.filename is not None and os.fspath(exc.filename) == os.fspath(temp)
+        if exc.errno is not None and (of_temp or (exc.filename is None and exc.errno in WRITE_ERRNOS)):
+            return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), name)
+        return None
+    if type(exc).__name__ == "LibsndfileError" and "System error" in str(exc):
+        free = _free_bytes(os.path.dirname(os.path.abspath(name)))
+        if free is not None and free < _LOW_SPACE:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+        return OSError(errno.EIO, f"cannot write it (libsndfile: {exc})", name)
+    return None
+
+
+@contextlib.contextmanager
+def naming_write_errors(target: str | os.PathLike[str]) -> Iterator[None]:
+    """Raise :func:`named_write_error` instead of a write error of the block that does not name ``target``
+    (a stream appended to, a folder of files written in turn)."""
+    try:
+        yield
+    except BaseException as exc:
+        named = named_write_error(exc, target)
+        if named is None:
+            raise
+        raise named from exc
+
+
+def stdout_if_full(exc: BaseException) -> str | None:
+    """``"stdout"`` when ``exc`` is a write error naming no file and stdout is a file on a full disk
+    (``specmusic classify … > /full/disk/x.jsonl``): the output it failed to write; else None."""
+    if not isinstance(exc, OSError) or exc.filename is not None or exc.errno not in WRITE_ERRNOS:
+        return None
+    try:
+        free = os.fstatvfs(sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):  # no descriptor (a test's stream), or no statvfs
+        return None
+    return "stdout" if free.f_bavail * free.f_frsize < _LOW_SPACE else None
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target``.
@@ -134,7 +236,7 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iter
 #: The names :func:`atomic_path` gives its temporary files: ``.`` + the target's name + ``.`` + mkstemp's 8
 #: characters + a suffix (``.tmp``, or the format's own: ``.png``, ``.pt``, ``.part`` …).
 _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.[A-Za-z0-9]{1,8}")
-#: And those of the writers that tag theirs with their pid instead (``.NAME.PID.tmp[.png]``: figures, ANN indexes).
+#: And those that earlier versions tagged with their pid (``.NAME.PID.tmp[.png]``: figures, ANN indexes), still swept.
 _PID_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.tmp(?:\.[A-Za-z0-9]{1,8})?")
 
 
@@ -233,6 +335,36 @@ def remove_live_temps() -> None:
             tmp.unlink()
         except OSError:
             pass
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, then deliver them to the handlers they had.
+
+    For the few statements that must happen together or not at all: a record written and counted, so
+    that what an interrupted run says it kept is what it kept. Outside the main thread (where no handler
+    can be set) nothing is held.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]  # None: set outside Python
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append((signum, frame))) for s in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in caught[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # KeyboardInterrupt, or specmusic.workers.Terminated
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def atomic_write(target: str | os.PathLike[str], write: Callable[[Any], None], mode: str = "wb") -> None:

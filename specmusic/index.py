@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from specmusic.errors import ConfigError, InputError
+from specmusic.fileio import atomic_path, atomic_write
 
 __all__ = [
     "IndexConfig",
@@ -376,15 +377,14 @@ def _cached_ann(
         pass  # unreadable or stale: rebuild
     index = build(v, config)
     try:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        if backend == "hnsw":
-            index.save_index(str(tmp))
-        else:
-            import faiss
+        with atomic_path(path) as tmp:  # locked until the rename; a killed run's leftover is swept as stale
+            if backend == "hnsw":
+                index.save_index(str(tmp))
+            else:
+                import faiss
 
-            faiss.write_index(index, str(tmp))
-        os.replace(tmp, path)
-        key_path.write_text(json.dumps(key))
+                faiss.write_index(index, str(tmp))
+        atomic_write(key_path, lambda f: f.write(json.dumps(key)), "w")
         if on_note is not None:
             on_note(f"note: saved the {backend} index to {path} (reused while the library is unchanged)")
     except (OSError, RuntimeError) as exc:

@@ -18,10 +18,9 @@ import os
 import numpy as np
 
 from specmusic.audio import loudness_normalize
-from specmusic.display import printable_path
 from specmusic.errors import ConfigError, InputError
 from specmusic.features import FeatureConfig, mel_filterbank
-from specmusic.fileio import numpy_load_reason
+from specmusic.fileio import numpy_load_reason, printable_path
 from specmusic.stft import istft, stft
 
 __all__ = [

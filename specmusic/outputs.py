@@ -1,6 +1,6 @@
 """Where outputs go and what a failed write says: inside ``-o``, never over an input, the path named.
 
-Three rules every writer keeps:
+Four rules every writer keeps:
 
 * **Inside ``-o``.** An output that mirrors an input tree (``spectro``: ``OUT/<relpath>.npz``) is placed
   by :func:`mirror_path`: the input's relative path with its ``..`` steps and any root dropped
@@ -11,12 +11,11 @@ Three rules every writer keeps:
 * **A set of files is whole or absent.** :func:`staged_files` writes a set (``nmf``'s folder, a generated
   sample, a mosaic and its pictures) into a hidden folder beside its place and moves it in only once
   every file is written, its marker file last: a full disk or a crash never leaves half a set.
-* **The path that could not be written is named.** :func:`named_write_error` turns what a write raised
-  without naming its file (a full disk: ``OSError(ENOSPC)`` from ``write``, libsndfile's "System
-  error") into an ``OSError`` carrying the target's name, which the CLI prints as one line.
-
-This module imports nothing of specmusic but :mod:`specmusic.display` and :mod:`specmusic.errors`, so
-:mod:`specmusic.fileio` (every atomic write) can use it.
+* **The path that could not be written is named.** :func:`specmusic.fileio.named_write_error` (every
+  atomic write goes through it) turns what a write raised without naming its file (a full disk:
+  ``OSError(ENOSPC)`` from ``write``, libsndfile's "System error") into an ``OSError`` carrying the
+  target's name, which the CLI prints as one line; a batch that a full disk stops says what it did not
+  finish (:func:`full_disk_stop`).
 """
 
 from __future__ import annotations
@@ -26,26 +25,21 @@ import errno
 import os
 import posixpath
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from specmusic.display import printable_path
 from specmusic.errors import InputError
+from specmusic.fileio import printable_path
 
 __all__ = [
-    "WRITE_ERRNOS",
     "check_not_an_input",
     "check_output_extension",
     "full_disk_stop",
     "is_disk_full",
     "mirror_path",
-    "named_write_error",
-    "naming_write_errors",
     "safe_relpath",
     "staged_files",
-    "stdout_if_full",
 ]
 
 
@@ -164,76 +158,10 @@ def check_output_extension(
         )
 
 
-# -- the path that could not be written is named ---------------------------------------------
-#: The errors of a write (not of a missing or forbidden path, which name their file themselves).
-WRITE_ERRNOS = frozenset(
-    e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG, errno.EIO, errno.EROFS) if e is not None
-)
-_LOW_SPACE = 1 << 16  # bytes left below which a libsndfile "System error" is taken for a full disk
-
-
+# -- a full disk stops a batch --------------------------------------------------------------
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the disk (or the user's quota) is full."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-
-
-def _free_bytes(folder: str | os.PathLike[str]) -> int | None:
-    try:
-        st = os.statvfs(folder)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return None
-    return st.f_bavail * st.f_frsize
-
-
-def named_write_error(
-    exc: BaseException, target: str | os.PathLike[str], *, temp: str | os.PathLike[str] | None = None
-) -> OSError | None:
-    """The error to raise instead of ``exc``, which writing ``target`` raised: an ``OSError`` naming
-    ``target``; None when ``exc`` already names its file (other than the temporary one) or is no write error.
-
-    * an ``OSError`` of a write (:data:`WRITE_ERRNOS`: no space left, quota, read-only…) that names no
-      file, or any ``OSError`` naming the temporary file ``temp`` written instead of ``target``;
-    * libsndfile's ``System error`` (soundfile's ``LibsndfileError``), which hides the ``errno``: a
-      full disk when the target's folder has (almost) no space left, else "cannot write".
-    Call it before removing the temporary file: its blocks still count as used.
-    """
-    name = os.fspath(target)
-    if isinstance(exc, OSError):
-        of_temp = temp is not None and exc.filename is not None and os.fspath(exc.filename) == os.fspath(temp)
-        if exc.errno is not None and (of_temp or (exc.filename is None and exc.errno in WRITE_ERRNOS)):
-            return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), name)
-        return None
-    if type(exc).__name__ == "LibsndfileError" and "System error" in str(exc):
-        free = _free_bytes(os.path.dirname(os.path.abspath(name)))
-        if free is not None and free < _LOW_SPACE:
-            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
-        return OSError(errno.EIO, f"cannot write it (libsndfile: {exc})", name)
-    return None
-
-
-@contextlib.contextmanager
-def naming_write_errors(target: str | os.PathLike[str]) -> Iterator[None]:
-    """Raise :func:`named_write_error` instead of a write error of the block that does not name ``target``
-    (a stream appended to, a folder of files written in turn)."""
-    try:
-        yield
-    except BaseException as exc:
-        named = named_write_error(exc, target)
-        if named is None:
-            raise
-        raise named from exc
-
-
-def stdout_if_full(exc: BaseException) -> str | None:
-    """``"stdout"`` when ``exc`` is a write error naming no file and stdout is a file on a full disk
-    (``specmusic classify … > /full/disk/x.jsonl``): the output it failed to write; else None."""
-    if not isinstance(exc, OSError) or exc.filename is not None or exc.errno not in WRITE_ERRNOS:
-        return None
-    try:
-        free = os.fstatvfs(sys.stdout.fileno())
-    except (OSError, AttributeError, ValueError):  # no descriptor (a test's stream), or no statvfs
-        return None
-    return "stdout" if free.f_bavail * free.f_frsize < _LOW_SPACE else None
 
 
 def full_disk_stop(

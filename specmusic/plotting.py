@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.display import printable_text
 from specmusic.features import FeatureConfig, mel_frequencies
-from specmusic.fileio import atomic_path
+from specmusic.fileio import atomic_path, printable_text
 
 __all__ = ["drawable_text", "pyplot", "save_spectrogram_png", "save_figure_atomic"]
 
@@ -35,7 +34,7 @@ def pyplot() -> Any:
 
 
 def drawable_text(text: object) -> str:
-    """``text`` as matplotlib can draw it: :func:`~specmusic.display.printable_text` (a byte that is not
+    """``text`` as matplotlib can draw it: :func:`~specmusic.fileio.printable_text` (a byte that is not
     UTF-8 as ``\\xNN``, control characters escaped), and ``$`` escaped so it is not read as math.
 
     matplotlib fails at draw time (``TypeError`` from ``FT2Font.set_text``) on the lone surrogates that

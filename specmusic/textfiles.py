@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from specmusic.display import printable_path
 from specmusic.errors import InputError
+from specmusic.fileio import printable_path
 
 __all__ = ["decoded_lines", "json_records", "open_lines"]
 

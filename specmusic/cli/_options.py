@@ -42,8 +42,7 @@ def cli_errors() -> Iterator[None]:
             end_if_stdout_gone()  # `| head` has read enough: end quietly
         if STATE.verbose:
             raise
-        from specmusic.fileio import display_path
-        from specmusic.outputs import stdout_if_full
+        from specmusic.fileio import display_path, stdout_if_full
 
         where = exc.filename or stdout_if_full(exc)  # a full disk under `> file` names stdout
         where = f"{display_path(where)}: " if where else ""

@@ -75,7 +75,7 @@ def describe_cli(
             tracks, listing_failures=failures, inputs=[*(inputs or []), *([str(manifest)] if manifest else [])],
             config=config, split_lists={"train": split_file, "valid": valid_file, "test": test_file},
             json_file=json_file, plots_dir=plots, jobs=jobs, progress=progress,
-            on_error=lambda line: err(f"Error: {line}"),
+            on_error=lambda line: err(f"Error: {line}"), on_note=err,
         )
         if as_json or output == "-":
             sys.stdout.write(json.dumps(record, indent=2) + "\n")

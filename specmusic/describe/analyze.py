@@ -32,8 +32,8 @@ from specmusic.describe.fingerprint import (
     fingerprint_from_power,
 )
 from specmusic.describe.loudness import LoudnessMeter
-from specmusic.display import printable_path
 from specmusic.errors import AudioError
+from specmusic.fileio import printable_path
 
 __all__ = [
     "SPEC_COLUMNS",

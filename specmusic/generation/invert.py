@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from specmusic.audio import check_audio_output, save_audio
-from specmusic.outputs import check_not_an_input
-from specmusic.display import printable_path
+from specmusic.fileio import printable_path
 from specmusic.inversion import MAX_INVERSION_GB, invert_array, load_invertible_array
+from specmusic.outputs import check_not_an_input
 
 __all__ = ["Inversion", "invert_file", "print_warning"]
 

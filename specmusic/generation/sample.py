@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from specmusic.display import printable_path, printable_text
 from specmusic.errors import InputError, ModelError
-from specmusic.fileio import display_path
+from specmusic.fileio import display_path, printable_path, printable_text
 from specmusic.generation.config import (
     CHECKPOINT,
     CONFIG,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from specmusic.errors import ConfigError
-from specmusic.fileio import display_path, save_torch_atomic, sweep_stale_temps, write_json_atomic
+from specmusic.fileio import display_path, printable_text, save_torch_atomic, sweep_stale_temps, write_json_atomic
 from specmusic.generation.config import (
     CHECKPOINT,
     CONFIG,
@@ -233,7 +233,7 @@ def train_generator_from_files(
     default_list = Path(inputs[0]) / "splits" / "train_filtered.txt" if len(inputs) == 1 else None
     if train_list is None and default_list is not None and default_list.is_file():
         train_list = default_list
-        say(f"generate train: training on the clips listed in {train_list}")
+        say(f"generate train: training on the clips listed in {display_path(train_list)}")
     out = ensure_writable_dir(out_dir, option="-o")
     specs, labels, names = load_training_data(inputs, config=config, train_list=train_list,
                                               cache=out / FEATURES_CACHE, progress=progress, log=say)
@@ -241,11 +241,11 @@ def train_generator_from_files(
         names, labels = [], [0] * len(specs)
     frames = sum(s.shape[1] for s in specs)
     say(f"generate train: {len(specs)} clips, {frames * config.hop_length / config.sample_rate / 60:.1f} min of "
-        "audio, " + (f"{len(names)} labels ({', '.join(names)})" if names else "unconditional"))
+        "audio, " + (f"{len(names)} labels ({printable_text(', '.join(names))})" if names else "unconditional"))
     result = train_generator(specs, labels, names, out_dir=out_dir, config=config, minutes=minutes, epochs=epochs,
                              seed=seed, threads=threads, force=force, progress=progress, log=say)
     if result.resumed_from:
-        say(f"generate train: resumed {out_dir}/{CHECKPOINT} at step {result.resumed_from}")
+        say(f"generate train: resumed {display_path(out_dir)}/{CHECKPOINT} at step {result.resumed_from}")
     return result
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from specmusic.display import printable_path
 from specmusic.errors import AudioError, ConfigError, InputError, ModelError
 from specmusic.features import chunk_features, chunk_starts
+from specmusic.fileio import printable_path
 from specmusic.inference.contract import FIX_MODEL
 from specmusic.inference.model import Model
 from specmusic.windowing import (

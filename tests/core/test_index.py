@@ -5,6 +5,8 @@ The explanations and tabular scaling built on it are tested in ``tests/embedding
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,23 @@ def test_ann_index_is_saved_and_reused(tmp_path, backend):
     np.testing.assert_array_equal(first.search(x[:3], 5)[0], second.search(x[:3], 5)[0])
     build_index(x, config=config, on_note=notes.append, cache=cache, cache_key="v2")  # library changed
     assert "saved" in notes[2]
+
+
+@pytest.mark.parametrize("backend", ["hnsw", "faiss"])
+def test_ann_index_is_written_through_atomic_path(tmp_path, backend, monkeypatch):
+    """The saved index goes through fileio.atomic_path (a locked ``.NAME.XXXXXXXX.tmp``, swept when stale), not a pid name."""
+    if backend not in index_mod.ann_backends():
+        pytest.skip(f"{backend} is not installed")
+    temps = []
+    real = index_mod.atomic_path
+
+    @contextlib.contextmanager
+    def spying(target, **kwargs):
+        with real(target, **kwargs) as tmp:
+            temps.append(tmp.name)
+            yield tmp
+
+    monkeypatch.setattr(index_mod, "atomic_path", spying)
+    build_index(_unit(500, 8), config=IndexConfig(backend=backend, threads=1), cache=tmp_path / "lib.npz", cache_key="v1")
+    assert len(temps) == 1 and temps[0].startswith(f".lib.npz.{backend}.") and temps[0].endswith(".tmp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"lib.npz.{backend}", f"lib.npz.{backend}.json"]

@@ -79,6 +79,17 @@ def test_the_rerun_analyses_only_the_rest_and_says_the_same(songs: Path, tmp_pat
     assert resumed == fresh  # the same document, numbers, duplicates and pictures included
 
 
+def test_the_command_says_what_it_resumes(songs: Path, tmp_path: Path, analysed: Analyses) -> None:
+    """``specmusic describe`` prints the resume note (describe_dataset's ``on_note``) on stderr."""
+    doc = tmp_path / "doc.json"
+    _interrupt_after(5, songs, doc, analysed)
+    res = CliRunner().invoke(app, ["describe", str(songs), "-o", str(doc)])
+    assert res.exit_code == 0, res.stderr
+    assert len(analysed) == N - 5
+    assert "note: resuming an interrupted run — 5 file(s) it analysed are kept" in res.stderr
+    assert "resuming" not in res.stdout
+
+
 def test_a_changed_file_is_analysed_again(songs: Path, tmp_path: Path, analysed: Analyses) -> None:
     doc = tmp_path / "doc.json"
     _interrupt_after(5, songs, doc, analysed)

@@ -23,7 +23,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from specmusic.cli.app import app
-from specmusic.outputs import named_write_error
+from specmusic.fileio import named_write_error
 from tests.conftest import tone, write
 from tests.failures.test_failures import assert_clean_failure, no_partial_files, run
 
@@ -181,10 +181,10 @@ def test_named_write_error() -> None:
 
 
 def test_a_libsndfile_system_error_on_a_full_disk_is_no_space(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("specmusic.outputs._free_bytes", lambda folder: 0)
+    monkeypatch.setattr("specmusic.fileio._free_bytes", lambda folder: 0)
     named = named_write_error(sf.LibsndfileError(2), tmp_path / "m.wav")
     assert named is not None and named.errno == errno.ENOSPC and named.filename == str(tmp_path / "m.wav")
-    monkeypatch.setattr("specmusic.outputs._free_bytes", lambda folder: 10**9)
+    monkeypatch.setattr("specmusic.fileio._free_bytes", lambda folder: 10**9)
     assert "libsndfile" in named_write_error(sf.LibsndfileError(2), tmp_path / "m.wav").strerror
 
 
@@ -199,7 +199,7 @@ def _soundfile_full_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
         real(*args, **kwargs)
 
     monkeypatch.setattr(sf, "write", write_until_full)
-    monkeypatch.setattr("specmusic.outputs._free_bytes", lambda folder: 0)
+    monkeypatch.setattr("specmusic.fileio._free_bytes", lambda folder: 0)
 
 
 def test_nmf_with_enospc_leaves_no_partial_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

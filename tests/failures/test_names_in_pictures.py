@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specmusic.display import printable_path, printable_text
+from specmusic.fileio import printable_path, printable_text
 from specmusic.plotting import drawable_text, pyplot, save_figure_atomic
 from tests.conftest import tone, write
 from tests.training.test_train_cli import FAST
@@ -84,6 +84,7 @@ def test_generate_train_and_sample_draw_their_pictures(tree: Path, tmp_path: Pat
     res = run("generate", "train", tree, "-o", gen, "--epochs", "1", *TINY_GEN)
     assert res.exit_code == 0, res.stderr
     assert (gen / "samples.png").is_file() and (gen / "loss.png").is_file()
+    assert "labels (a$b, low, m\\xe9d)" in res.stderr and "\\udc" not in res.stderr  # the labels as text shows them
     out = tmp_path / "samples"
     res = run("generate", "sample", gen, "-n", "1", "-l", LATIN1, "--seconds", "1", "-o", out, "--steps", "2")
     assert res.exit_code == 0, res.stderr

@@ -82,12 +82,23 @@ def long_songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("output", ["lib/", "lib.npz"])
 def test_embed_stopped_by_sigterm_keeps_its_tracks(output: str, long_songs: Path, tmp_path: Path) -> None:
-    songs, lib = long_songs, f"{tmp_path}/{output}"
+    _embed_stopped(signal.SIGTERM, output, long_songs, tmp_path)
+
+
+@pytest.mark.parametrize("output", ["lib/", "lib.npz"])
+def test_embed_interrupted_says_exactly_what_it_kept(output: str, long_songs: Path, tmp_path: Path) -> None:
+    """Ctrl-C (a real SIGINT): "N track(s) are kept" counts what the folder or the journal holds, not one less
+    (a track written, then interrupted before it was counted) nor one more."""
+    _embed_stopped(signal.SIGINT, output, long_songs, tmp_path)
+
+
+def _embed_stopped(sig: int, output: str, songs: Path, tmp_path: Path) -> None:
+    lib = f"{tmp_path}/{output}"
     run = spawn("embed", songs, "-m", "mfcc", "-j", "2", "-o", lib, "--progress", logs=tmp_path, env=EVERY_TRACK)
     done = lambda: _progress(run, N)  # noqa: E731
-    signal_mid_run(run, signal.SIGTERM, lambda: done() >= 3, unfinished=lambda: done() <= N // 2)
+    signal_mid_run(run, sig, lambda: done() >= 3, unfinished=lambda: done() <= N // 2)
     rc, _, stderr = run.wait()
-    assert rc == 143 and INTERRUPTED in stderr, (rc, stderr)
+    assert rc == 128 + sig and INTERRUPTED in stderr, (rc, stderr)
     m = re.search(r"embed: interrupted — (\d+) (?:embedded )?track\(s\) (?:are )?kept in", stderr)
     assert m and int(m.group(1)) >= 3, stderr
     if output == "lib/":
@@ -95,6 +106,7 @@ def test_embed_stopped_by_sigterm_keeps_its_tracks(output: str, long_songs: Path
     else:  # the journal's whole lines after its header
         kept = Path(f"{lib}.partial.jsonl").read_bytes().count(b"\n") - 1
     assert 3 <= kept < N
+    assert int(m.group(1)) == kept, stderr  # what the line says is what was kept
     res = CliRunner().invoke(app, ["embed", str(songs), "-m", "mfcc", "-o", lib])
     assert res.exit_code == 0, res.stderr
     done_again = f"{N - kept} embedded, {kept} unchanged, 0 failed" if output == "lib/" else \

@@ -4,6 +4,7 @@ the atomic writer's pattern, only inside the output folder, only files no live p
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,3 +97,34 @@ def test_spectro_killed_mid_write_leaves_nothing_after_the_rerun(songs: Path, tm
     assert res.exit_code == 0, res.stderr
     assert _partial(out) == []
     assert len(list(out.glob("t*.npz"))) == len(list(out.glob("t*.png"))) == 40
+
+
+def test_embed_sweeps_what_a_killed_run_left_beside_its_library(songs: Path, tmp_path: Path) -> None:
+    """A library file's folder (only that library's temporary files: the folder may hold anything) and a sharded
+    library's folder (all of them, recursively: the folder is the library's) are swept when an embed starts."""
+    stale = _old(tmp_path / ".lib.npz.k3j4h5g6.tmp")
+    other = _old(tmp_path / ".notes.txt.abcdefgh.tmp")  # not the library's: kept
+    res = CliRunner().invoke(app, ["embed", str(songs), "-m", "mfcc", "--duration", "0.5", "-o", str(tmp_path / "lib.npz")])
+    assert res.exit_code == 0, res.stderr
+    assert not stale.exists() and other.exists()
+    shards = tmp_path / "shards"
+    res = CliRunner().invoke(app, ["embed", str(songs), "-m", "mfcc", "--duration", "0.5", "-o", f"{shards}/"])
+    assert res.exit_code == 0, res.stderr
+    left = [_old(shards / ".index.faiss.abcdefgh.tmp"), _old(shards / ".stats.npz.k3j4h5g6.tmp")]
+    res = CliRunner().invoke(app, ["embed", str(songs), "-m", "mfcc", "--duration", "0.5", "-o", f"{shards}/"])
+    assert res.exit_code == 0, res.stderr
+    assert not any(p.exists() for p in left) and _partial(shards) == []
+
+
+def test_figures_are_written_through_atomic_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picture's temporary file is atomic_path's (locked, ``.NAME.XXXXXXXX.png``), which the sweep knows."""
+    from specmusic.plotting import pyplot, save_figure_atomic
+
+    fig, ax = pyplot().subplots()
+    ax.plot([0, 1], [0, 1])
+    written = []
+    savefig = fig.savefig
+    monkeypatch.setattr(fig, "savefig", lambda path, **kw: (written.append(Path(path).name), savefig(path, **kw)))
+    save_figure_atomic(fig, tmp_path / "pic.png")
+    assert len(written) == 1 and re.fullmatch(r"\.pic\.png\.[a-z0-9_]{8}\.png", written[0]), written
+    assert [p.name for p in tmp_path.iterdir()] == ["pic.png"]

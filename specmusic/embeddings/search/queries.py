@@ -29,13 +29,26 @@ __all__ = ["IdLookup", "LibraryEmbedder", "Query", "as_os_text", "audio_query"]
 
 #: What :func:`specmusic.audio.signal_warnings` says of digital silence: such a query is refused.
 _SILENCE = "digital silence"
-_ESCAPED_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])|\\u(dc[89a-fA-F][0-9a-fA-F])")
+_ESCAPED = re.compile(
+    r"\\x(?P<byte>[89a-fA-F][0-9a-fA-F])|\\x(?P<control>[01][0-9a-fA-F]|7[fF])|\\(?P<short>[nrt])"
+    r"|\\u(?P<char>[dD][cC][89a-fA-F][0-9a-fA-F]|202[89])"
+)
+_SHORT = {"n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescape(m: re.Match[str]) -> str:
+    if m["byte"]:
+        return chr(0xDC00 + int(m["byte"], 16))  # a byte that is not UTF-8, as os.fsdecode keeps it
+    if m["short"]:
+        return _SHORT[m["short"]]
+    return chr(int(m["control"] or m["char"], 16))
 
 
 def as_os_text(query: str) -> str:
-    """``query`` with ``\\xNN``/``\\udcNN`` escapes of non-UTF-8 bytes turned back into the
-    lone surrogates ``os.fsdecode`` gives them (the inverse of :func:`specmusic.fileio.display_path`)."""
-    return _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)) if m.group(1) else chr(int(m.group(2), 16)), query)
+    """``query`` with the escapes that :func:`specmusic.fileio.display_path` writes turned back into what
+    they stand for: ``\\xNN``/``\\udcNN`` of non-UTF-8 bytes into the lone surrogates ``os.fsdecode``
+    gives them, ``\\n``, ``\\t``, ``\\x01``… into control characters (a name copied from text output)."""
+    return _ESCAPED.sub(_unescape, query)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -33,7 +34,7 @@ from specmusic.embeddings.store.read import read_library
 from specmusic.embeddings.store.shard_catalog import is_sharded, read_sharded
 from specmusic.embeddings.store.shard_writer import ShardedLibraryWriter
 from specmusic.errors import InputError
-from specmusic.fileio import display_path, ensure_writable_dir
+from specmusic.fileio import display_path, ensure_writable_dir, sweep_stale_temps
 from specmusic.outputs import check_not_an_input
 
 __all__ = ["LIBRARY_FORMATS", "EmbedOutcome", "embed_library", "library_format"]
@@ -54,6 +55,8 @@ class _Run:
     cluster: str | None
     on_note: _NOTE | None
     on_error: _NOTE | None
+    #: When the run started: temporary files older than this that no process holds are a killed run's.
+    started: float
 
 
 @dataclass
@@ -167,6 +170,7 @@ def embed_library(
     KeyboardInterrupt
         Ctrl-C, after the work done is kept (journal or parts) and ``on_note`` told where.
     """
+    started = time.time()
     if not tracks:
         raise InputError("no audio files found in the inputs — extensions read: .wav .flac .mp3 .ogg .opus .au .aiff")
     to_stdout = output is None or output == "-"
@@ -176,7 +180,7 @@ def embed_library(
     fmt = "npz" if sharded else library_format(output, output_format)
     if not isinstance(embedder, Embedder):
         embedder = embedder()
-    run = _Run(prune, force, progress, jobs, cluster, on_note, on_error)
+    run = _Run(prune, force, progress, jobs, cluster, on_note, on_error, started)
     if to_stdout or output is None:
         outcome = _embed_stdout(tracks, embedder, stdout if stdout is not None else sys.stdout, run)
     elif sharded:
@@ -207,7 +211,8 @@ def _embed_file(tracks: Sequence[Track], embedder: Embedder, output: str, fmt: s
     if os.path.exists(output) and not run.force:
         existing = read_library(output)
         _refuse_another_model(existing, embedder, output, run.prune, tracks)
-    ensure_writable_dir(os.path.dirname(os.path.abspath(output)), option="-o")
+    folder = ensure_writable_dir(os.path.dirname(os.path.abspath(output)), option="-o")
+    sweep_stale_temps(folder, before=run.started, targets=[os.path.basename(output)])  # what a killed run left
     journal = EmbedJournal.open(output, embedder.description, fresh=run.force, on_note=run.on_note)
     try:
         library, report = embed_tracks(
@@ -245,6 +250,7 @@ def _embed_stdout(tracks: Sequence[Track], embedder: Embedder, stdout: IO[str], 
 def _embed_sharded(tracks: Sequence[Track], embedder: Embedder, output: str, run: _Run) -> EmbedOutcome:
     """A sharded folder: what it lacks embedded part by part (the library is never held in memory)."""
     writer = ShardedLibraryWriter.open(output, embedder.description, fresh=run.force, on_note=run.on_note)
+    sweep_stale_temps(output, before=run.started, recursive=True)  # a sharded library's folder, now locked: ours
     try:
         report = embed_into_shards(
             tracks, embedder, writer, prune=run.prune, progress=run.progress, on_error=run.on_error, jobs=run.jobs,

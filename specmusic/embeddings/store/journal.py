@@ -31,8 +31,7 @@ import numpy as np
 from specmusic.embeddings.description import ModelDescription
 from specmusic.embeddings.store.library import EmbeddingLibrary, header_line, read_jsonl_library, record_line
 from specmusic.errors import InputError, SpecmusicError
-from specmusic.fileio import display_path, lock_fd
-from specmusic.outputs import naming_write_errors
+from specmusic.fileio import deferred_interrupts, display_path, lock_fd, naming_write_errors
 
 __all__ = ["JOURNAL_SUFFIX", "EmbedJournal", "journal_path"]
 
@@ -64,6 +63,7 @@ class EmbedJournal:
         self.path = path
         self.resumed = resumed
         self.added = 0
+        self._ids = set(resumed.ids) if resumed is not None else set()  # the tracks it holds, each once
         self._file = file
         self._model = model
         self._has_header = file.tell() > 0
@@ -111,22 +111,29 @@ class EmbedJournal:
         return cls(path, f, model, resumed)
 
     def add(self, record: dict[str, Any], vector: np.ndarray) -> None:
-        """Append one finished track (its record and L2-normalised vector); flushed at once."""
-        with naming_write_errors(self.path):  # a full disk names the journal
+        """Append one finished track (its record and L2-normalised vector); flushed at once.
+
+        Ctrl-C and SIGTERM wait until the line is written and counted (:func:`~specmusic.fileio.deferred_interrupts`):
+        :attr:`kept` is what the next run resumes, never one short or one over.
+        """
+        line = record_line(record, vector, digits=9).encode("utf-8")
+        with deferred_interrupts(), naming_write_errors(self.path):  # a full disk names the journal
             if not self._has_header:
                 self._file.write(header_line(self._model.with_dim(int(np.asarray(vector).size))).encode("utf-8"))
                 self._has_header = True
-            self._file.write(record_line(record, vector, digits=9).encode("utf-8"))
+            self._file.write(line)
             self._file.flush()
+            self.added += 1
+            self._ids.add(str(record["id"]))
             if time.monotonic() - self._synced > _SYNC_SECONDS:
                 os.fsync(self._file.fileno())
                 self._synced = time.monotonic()
-        self.added += 1
 
     @property
     def kept(self) -> int:
-        """Tracks the journal holds: resumed ones and those added by this run."""
-        return (len(self.resumed) if self.resumed is not None else 0) + self.added
+        """Tracks the journal holds (what the next run resumes): resumed ones and those added by this run, each
+        once (a resumed track embedded again, its file changed, counts once)."""
+        return len(self._ids)
 
     def finish(self) -> None:
         """The library is written: delete the journal (then release it)."""

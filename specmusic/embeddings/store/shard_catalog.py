@@ -59,9 +59,8 @@ import numpy as np
 
 from specmusic.embeddings.description import ModelDescription
 from specmusic.embeddings.store.library import EmbeddingLibrary, concat_libraries, read_npz_library
-from specmusic.display import printable_text
 from specmusic.errors import InputError
-from specmusic.fileio import HAS_FLOCK, display_path, lock_fd, numpy_load_reason, write_json_atomic
+from specmusic.fileio import HAS_FLOCK, display_path, lock_fd, numpy_load_reason, printable_text, write_json_atomic
 
 __all__ = [
     "INDEX_NAME",

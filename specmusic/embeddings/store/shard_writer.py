@@ -42,7 +42,7 @@ from specmusic.embeddings.store.shard_catalog import (
     write_index,
 )
 from specmusic.errors import InputError
-from specmusic.fileio import display_path, sha256_file
+from specmusic.fileio import deferred_interrupts, display_path, sha256_file
 from specmusic.metadata import TrackMetadata
 
 __all__ = ["ShardedLibraryWriter", "compact"]
@@ -223,12 +223,14 @@ class ShardedLibraryWriter:
         """Buffer one finished track (a :func:`~specmusic.embeddings.store.library.track_record` and its
         L2-normalised vector); a part is written every ``shard_size`` tracks or ``flush_seconds``."""
         id_ = str(record["id"])
+        row = (dict(record), np.asarray(vector, np.float32).reshape(-1))
         if not self._buffer:
             self._flushed = self._clock()  # flush_seconds counts from the oldest buffered track
-        self._buffer.pop(id_, None)
-        self._buffer[id_] = (dict(record), np.asarray(vector, np.float32).reshape(-1))
-        self._live.add(id_)
-        self.added += 1
+        with deferred_interrupts():  # buffered and counted together (close() writes the buffer): kept is exact
+            self._buffer.pop(id_, None)
+            self._buffer[id_] = row
+            self._live.add(id_)
+            self.added += 1
         if len(self._buffer) >= self._shard_size or self._clock() - self._flushed >= self._flush_seconds:
             self.flush()
 
@@ -254,12 +256,14 @@ class ShardedLibraryWriter:
         lib = _buffer_library(list(self._buffer.values()), index_model(self._index))
         path = self.folder / part_name(self._next)
         save_library(lib, path)
-        if not self._index.get("dim"):
-            self._index["dim"] = lib.dim
-            self._index["model"] = index_model(self._index).with_dim(lib.dim).to_dict()
-        self._index["parts"].append(_part_entry(path, len(lib)))
-        self._next += 1
-        self._buffer.clear()
+        entry = _part_entry(path, len(lib))
+        with deferred_interrupts():  # listed once and the buffer emptied, or neither (close() would list it twice)
+            if not self._index.get("dim"):
+                self._index["dim"] = lib.dim
+                self._index["model"] = index_model(self._index).with_dim(lib.dim).to_dict()
+            self._index["parts"].append(entry)
+            self._next += 1
+            self._buffer.clear()
         write_index(self.folder, self._index)
         self._dirty = False
 
