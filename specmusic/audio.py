@@ -46,6 +46,7 @@ __all__ = [
     "check_audio_output",
     "save_audio",
     "loudness_normalize",
+    "mix_down",
 ]
 
 #: File name extensions treated as audio when walking folders (lower case).
@@ -347,7 +348,7 @@ def _stream(
                 f"{name}: truncated — the header promises {f.frames / native:.1f} s but decoding stops at "
                 f"{reached / native:.1f} s; re-download or re-encode the file"
             )
-        x = x.mean(axis=1, keepdims=True, dtype=np.float32) if mono else x
+        x = mix_down(x)[:, None] if mono else x
         if not np.isfinite(x).all():
             raise AudioError(f"{name}: contains NaN or infinite samples — {_FIX}")
         if x.size:
@@ -359,6 +360,22 @@ def _stream(
             yield out
         if last:
             break
+
+
+def mix_down(x: np.ndarray) -> np.ndarray:
+    """The mean of the channels of ``x`` [shape=(n, channels)], float32 [shape=(n,)]: the same values as
+    ``x.mean(axis=1, dtype=np.float32)``, channel by channel (numpy's reduction along a short axis of
+    interleaved samples costs ~16 ms for 30 s of stereo; adding the columns, under 1 ms)."""
+    channels = x.shape[1]
+    if channels == 1:
+        return x[:, 0]
+    if channels >= 8:  # numpy sums 8 values or more pairwise: keep its order
+        return x.mean(axis=1, dtype=np.float32)
+    out = x[:, 0] + x[:, 1]
+    for c in range(2, channels):
+        out += x[:, c]
+    out /= np.float32(channels)
+    return out
 
 
 def ogg_has_end(path: str | os.PathLike[str], *, tail: int = 1 << 16) -> bool:

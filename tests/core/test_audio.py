@@ -203,3 +203,15 @@ def test_mpeg_quiet_restores_stderr_when_threads_overlap() -> None:
         t.join()
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 8])
+def test_mix_down_is_numpys_float32_mean_bit_for_bit(channels: int) -> None:
+    """The column sum gives exactly ``x.mean(axis=1, dtype=float32)`` (the values decoding always gave)."""
+    from specmusic.audio import mix_down
+
+    x = np.random.default_rng(channels).standard_normal((44_101, channels)).astype(np.float32)
+    want = x.mean(axis=1, dtype=np.float32)
+    got = mix_down(x)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
