@@ -25,28 +25,10 @@ from specmusic.errors import AudioError
 from specmusic.fileio import atomic_path, display_path, printable_path, printable_text
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
-    "AudioInfo",
-    "AudioStream",
-    "MAX_SAMPLE_RATE",
-    "MIN_SAMPLE_RATE",
-    "display_path",
-    "sample_rate_problem",
-    "BAND_SHARE_FLOOR",
-    "PeakMeter",
-    "SILENCE_PEAK",
-    "signal_warnings",
-    "read_info",
-    "stream_audio",
-    "stream_audio_frames",
-    "check_complete",
-    "load_audio",
-    "AUDIO_OUTPUT_FORMATS",
-    "audio_output_format",
-    "check_audio_output",
-    "save_audio",
-    "loudness_normalize",
-    "mix_down",
+    "AUDIO_EXTENSIONS", "AudioInfo", "AudioStream", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "display_path",
+    "sample_rate_problem", "BAND_SHARE_FLOOR", "PeakMeter", "SILENCE_PEAK", "signal_warnings", "read_info",
+    "stream_audio", "stream_audio_frames", "check_complete", "load_audio", "AUDIO_OUTPUT_FORMATS",
+    "audio_output_format", "check_audio_output", "save_audio", "loudness_normalize", "mix_down",
 ]
 
 #: File name extensions treated as audio when walking folders (lower case).
