@@ -10,6 +10,8 @@ Fresh processes, one 30 s MP3 (44.1 kHz stereo, generated), no ``--model``:
   adapters. The first-ever run of ``before`` also downloaded and converted the checkpoint with torch
   (seconds); that one-time cost is not counted here.
 * ``--version`` — the interpreter and the CLI alone, a floor.
+* the import floor — a fresh ``python -c 'import numpy, soundfile, soxr, onnxruntime'``: what any
+  onnxruntime classifier of audio files must import. ``after / import floor`` is the ratio of medians.
 
 Runs alternate between the variants so that load from other processes hits all of them alike; each
 line gives the median and the fastest of ``--runs`` wall times and the median CPU time (user + sys,
@@ -130,6 +132,9 @@ def import_breakdown(argv: list[str], env: dict[str, str], runs: int) -> list[tu
     return sorted(rows, key=lambda r: -r[1])
 
 
+IMPORT_FLOOR = "import floor: numpy, soundfile, soxr, onnxruntime"
+
+
 def main() -> None:
     global PYTHON
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,6 +168,7 @@ def main() -> None:
         before_name = "before: cached tagger, pydantic options"
         variants = {
             "specmusic --version (floor)": [PYTHON, "-m", "specmusic", "--version"],
+            IMPORT_FLOOR: [PYTHON, "-c", "import numpy, soundfile, soxr, onnxruntime"],
             before_name: [PYTHON, "-c", BEFORE, "classify", str(clip)],
             after_name: [PYTHON, "-m", "specmusic", "classify", *chosen, str(clip)],
         }
@@ -184,6 +190,8 @@ def main() -> None:
             walls, cpus = [w for w, _ in rows], [c for _, c in rows]
             print(f"| {name} | {statistics.median(walls):.3f} | {min(walls):.3f} | {statistics.median(cpus):.3f} |")
         after = statistics.median(w for w, _ in results[after_name])
+        floor = statistics.median(w for w, _ in results[IMPORT_FLOOR])
+        print(f"\nafter / import floor: {after / floor:.2f} (median of {args.runs} interleaved pairs; goal <= 1.5)")
         if before_name in results:
             before = statistics.median(w for w, _ in results[before_name])
             print(f"\nafter / before: {after / before:.2f} ({before - after:+.3f} s)")
