@@ -202,9 +202,9 @@ def _embed_todo(
     with open_executor(jobs=jobs, cluster=cluster, n_items=len(todo)) as executor:
         target: Embedder | str = embedder if executor is None else json.dumps(embedder.description.to_dict(), sort_keys=True)
         for item, result in run_tasks(executor, _embed_task, todo, args=(target,)):
-            bar.update(1)
             path = item.track.path
             if isinstance(result, TaskFailure):
+                bar.update(1)
                 report.failed.append({"path": path, "error": result.error})
                 if on_error:
                     on_error(f"Error: {result.error}")
@@ -220,6 +220,7 @@ def _embed_todo(
                 if on_error:
                     on_error(f"warning: {line}")
             yield item, _Embedded(l2_normalize(vec[None, :])[0], result.tags, result.warnings, result.metadata, [])
+            bar.update(1)  # after the sink kept it: the bar never counts a track an interrupt would lose
     if dim is not None and embedder.description.dim is None:
         embedder.description.dim = int(dim[0])  # workers built their own embedder: record the size here
 
