@@ -70,7 +70,7 @@ class TaskFailure:
 
 
 _CACHE: dict[Any, Any] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()  # a build may ask for another cached thing
 _TRACEBACKS: list[bool] = [False]
 
 

@@ -19,8 +19,8 @@ its tasks on another worker, and gives up on a task after it killed 3 (``KilledW
 :mod:`specmusic.batch` reports as that file's failure, in the words it uses for a local pool's
 (:class:`specmusic.workers.WorkerDied`). Ctrl-C cancels the submitted tasks before it propagates.
 
-A Dask task costs the client, the scheduler and a worker some 30 ms of CPU between them, as much as
-a tenth of what embedding a 30 s clip does: :func:`task_groups` puts consecutive short files into one
+A Dask task costs ~30 ms more than a ``--jobs`` task (measured per 30 s clip on 2 workers, where
+``embed --cluster local:2`` took 1.27× the wall of ``--jobs 2``): :func:`task_groups` puts consecutive short files into one
 task (:mod:`specmusic.batch` runs each file of it on its own and sends their results back one by one),
 so a task holds about ``TASK_AUDIO_SECONDS`` of audio (~1 s of work for ``embed``'s default models); a
 file that long or longer is a task of its own.
