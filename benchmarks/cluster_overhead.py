@@ -17,7 +17,17 @@ grow with the number of tracks (≥ 20,000 tiny synthetic files).
    The cluster's wall time includes starting the LocalCluster (2 worker processes importing
    specmusic and loading the models), as a user's run would.
 
-2. **Client memory**, on ``--tiny`` (20,000) synthetic files of 0.2 s (16 kHz mono WAV, written once
+2. **Short clips** (issue 25), ``--clips wav`` or ``--clips ogg``: the soundtrack benchmark's 30 s
+   clips (``benchmarks/data/soundtracks/*/*.ogg``, 44.1/48 kHz stereo Ogg Vorbis; or the same as
+   44.1 kHz 16-bit WAV, ``benchmarks/wav_clips.py``, converted once), given on stdin:
+   ``embed - -o LIB.npz --force --jobs 2`` against ``… --cluster local:2`` (default models),
+   interleaved, ``--repeat`` runs each, best wall kept; it prints the ratio of the walls (the goal:
+   ≤ 1.10) and the load average before, between and after. Where each clip was one Dask task (~32 ms
+   of CPU apiece between client, scheduler and worker), the cluster took 1.27× ``--jobs 2``'s wall;
+   short files now travel several to a task (``specmusic.distributed.TASK_AUDIO_SECONDS``).
+   ``--limit N`` runs on the first N clips only (a quick check that the benchmark runs).
+
+3. **Client memory**, on ``--tiny`` (20,000) synthetic files of 0.2 s (16 kHz mono WAV, written once
    under ``benchmarks/data/tiny/``, gitignored), ``embed - -m mfcc -o LIB/ --cluster local:2
    --progress`` (a sharded library: nothing grows with the library in the client). The client
    process's own RSS (not its worker processes) is sampled every 20 ms next to the progress bar's
@@ -35,6 +45,7 @@ Example::
 
     nice -n 10 .venv/bin/python benchmarks/cluster_overhead.py
     nice -n 10 .venv/bin/python benchmarks/cluster_overhead.py --skip-overhead --tiny 20000
+    .venv/bin/python benchmarks/cluster_overhead.py --skip-overhead --skip-memory --clips wav --repeat 3
 """
 
 from __future__ import annotations
@@ -54,7 +65,8 @@ DATA = ROOT / "benchmarks" / "data"
 SONGS = DATA / "collection" / "songs"
 TINY = DATA / "tiny"
 BIN = ROOT / ".venv" / "bin"
-SPECMUSIC = str(BIN / "specmusic") if (BIN / "specmusic").exists() else "specmusic"
+# The repository's own venv; else this interpreter's specmusic (with PYTHONPATH: a worktree's code).
+SPECMUSIC = [str(BIN / "specmusic")] if (BIN / "specmusic").exists() else [sys.executable, "-m", "specmusic"]
 
 
 # The process-tree helpers are collection_speed.py's (the same /proc walk and RSS sum).
@@ -132,10 +144,10 @@ def overhead(repeat: int, songs_dir: Path = SONGS) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lib = os.path.join(tmp, "lib.npz")
         runs = {
-            "embed --jobs 2": [SPECMUSIC, "embed", str(songs_dir), "-o", lib, "--force", "--jobs", "2"],
-            "embed --cluster local:2": [SPECMUSIC, "embed", str(songs_dir), "-o", lib, "--force", "--cluster", "local:2"],
-            "classify --jobs 2": [SPECMUSIC, "classify", str(songs_dir), "--json", "--jobs", "2"],
-            "classify --cluster local:2": [SPECMUSIC, "classify", str(songs_dir), "--json", "--cluster", "local:2"],
+            "embed --jobs 2": [*SPECMUSIC, "embed", str(songs_dir), "-o", lib, "--force", "--jobs", "2"],
+            "embed --cluster local:2": [*SPECMUSIC, "embed", str(songs_dir), "-o", lib, "--force", "--cluster", "local:2"],
+            "classify --jobs 2": [*SPECMUSIC, "classify", str(songs_dir), "--json", "--jobs", "2"],
+            "classify --cluster local:2": [*SPECMUSIC, "classify", str(songs_dir), "--json", "--cluster", "local:2"],
         }
         best: dict[str, dict] = {}
         for _ in range(repeat):
@@ -154,6 +166,50 @@ def overhead(repeat: int, songs_dir: Path = SONGS) -> None:
         cpu_song = best["embed --jobs 2"]["cpu"] / len(songs)
         print(f"embed (default model, 6 windows): {cpu_song:.2f} CPU s per song → {1 / cpu_song:.2f} songs/s per core")
     print(f"load average after: {load()}")
+
+
+def short_clips(kind: str, limit: int | None) -> list[str]:
+    """The soundtrack clips: the .ogg files, or the same as WAV (converted once by benchmarks/wav_clips.py)."""
+    if kind == "wav":
+        from wav_clips import wav_clips
+
+        paths = wav_clips()
+    else:
+        paths = sorted((DATA / "soundtracks").glob("*/*.ogg"))
+        if not paths:
+            sys.exit(f"no clips under {DATA / 'soundtracks'} — build them with benchmarks/soundtracks.py")
+    return [str(p) for p in paths[:limit]]
+
+
+def clips_overhead(paths: list[str], repeat: int) -> None:
+    """``embed --jobs 2`` against ``embed --cluster local:2`` on short clips given on stdin; the ratio of the walls."""
+    stdin = "\n".join(paths).encode() + b"\n"
+    kind = os.path.splitext(paths[0])[1]
+    print(f"\n## short clips: embed --jobs 2 against --cluster local:2 on {len(paths)} {kind} clips of 30 s")
+    loads = [load()]
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = os.path.join(tmp, "lib.npz")
+        runs = {
+            "embed --jobs 2": [*SPECMUSIC, "embed", "-", "-o", lib, "--force", "--jobs", "2"],
+            "embed --cluster local:2": [*SPECMUSIC, "embed", "-", "-o", lib, "--force", "--cluster", "local:2"],
+        }
+        best: dict[str, dict] = {}
+        for _ in range(repeat):
+            for name, cmd in runs.items():  # interleaved, so load changes hit both alike
+                r = measure(cmd, stdin=stdin)
+                loads.append(load())
+                if name not in best or r["wall"] < best[name]["wall"]:
+                    best[name] = r
+    print("| run | wall s | clips/s | CPU s | CPU ms/clip | peak MB (tree) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r in best.items():
+        print(f"| `{name}` | {r['wall']:.2f} | {len(paths) / r['wall']:.1f} | {r['cpu']:.1f} | "
+              f"{1000 * r['cpu'] / len(paths):.0f} | {r['rss']:.0f} |")  # fmt: skip
+        print(f"  ({r['summary']})")
+    jobs, dask = best["embed --jobs 2"]["wall"], best["embed --cluster local:2"]["wall"]
+    print(f"cluster / jobs: {dask / jobs:.3f}× wall (goal ≤ 1.10×); {dask - jobs:+.2f} s, "
+          f"{1000 * (best['embed --cluster local:2']['cpu'] - best['embed --jobs 2']['cpu']) / len(paths):+.1f} CPU ms/clip")
+    print(f"load average (1, 5, 15 min) before, after each run: {' → '.join(loads)}  ({os.cpu_count()} cores)")
 
 
 def make_tiny(n: int) -> list[str]:
@@ -200,7 +256,7 @@ def client_memory(n: int, where: str) -> None:
     print("|---:|" + "---:|" * (len(marks) + 4))
     for size in (max(1, n // 4), n):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [SPECMUSIC, "embed", "-", "-m", "mfcc", "-o", os.path.join(tmp, "lib") + "/",
+            cmd = [*SPECMUSIC, "embed", "-", "-m", "mfcc", "-o", os.path.join(tmp, "lib") + "/",
                    "--cluster", where, "--progress"]  # fmt: skip
             r = measure(cmd, stdin="\n".join(paths[:size]).encode() + b"\n", progress_marks=marks)
         cells = " | ".join(f"{r['client'][m]:.0f} MB" if m in r["client"] else "" for m in marks)
@@ -220,12 +276,16 @@ def main() -> None:
     ap.add_argument("--all-songs", action="store_true",
                     help="overhead on every full-length song of the unpacked soundtracks (~156) instead of the 24")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--clips", choices=["wav", "ogg"], help="also: embed on the soundtrack benchmark's 30 s clips")
+    ap.add_argument("--limit", type=int, help="the first N clips only (--clips; a quick check that it runs)")
     ap.add_argument("--memory-on", choices=["local:2", "tcp", "both"], default="both",
                     help="client-memory run on a LocalCluster inside the client, on one in another process, or both")
     args = ap.parse_args()
     print(f"# cluster overhead — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores")
     if not args.skip_overhead:
         overhead(args.repeat, soundtrack_songs() if args.all_songs else SONGS)
+    if args.clips:
+        clips_overhead(short_clips(args.clips, args.limit), args.repeat)
     if not args.skip_memory:
         for where in (["local:2", "tcp"] if args.memory_on == "both" else [args.memory_on]):
             client_memory(args.tiny, where)

@@ -16,7 +16,10 @@ Nothing one file does stops the batch:
   a full or read-only disk, an output that cannot be written — stops the run (:func:`stops_the_run`);
 - a worker that dies (SIGKILL, a crash in C code) has its tasks run again on a new one
   (:mod:`specmusic.workers`; on a cluster, Dask's scheduler); a file whose worker died each time it
-  ran it is reported as that file's failure (:func:`killed_failure`);
+  ran it is reported as that file's failure (:func:`killed_failure`). On a cluster short files travel
+  several to a task (:func:`specmusic.distributed.task_groups`, by :func:`expected_seconds`): each
+  still succeeds or fails on its own, and a task of several files that killed its workers is run
+  again one file a task, so that only the file that kills them is blamed;
 - on a cluster, :func:`require_visible` turns a file the worker cannot see into one line naming
   the worker and the fix (workers read audio by path).
 
@@ -36,6 +39,7 @@ import contextlib
 import errno
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +48,7 @@ from specmusic.errors import InputError, SpecmusicError
 
 __all__ = [
     "TaskFailure",
+    "expected_seconds",
     "item_path",
     "killed_failure",
     "open_executor",
@@ -65,6 +70,7 @@ class TaskFailure:
 
 
 _CACHE: dict[Any, Any] = {}
+_CACHE_LOCK = threading.RLock()  # a build may ask for another cached thing
 _TRACEBACKS: list[bool] = [False]
 
 
@@ -74,10 +80,12 @@ def show_tracebacks(show: bool = True) -> None:
 
 
 def worker_cached(key: Any, build: Callable[[], Any]) -> Any:
-    """What ``build()`` returns, built once per process for ``key`` (a model, an embedder)."""
-    if key not in _CACHE:
-        _CACHE[key] = build()
-    return _CACHE[key]
+    """What ``build()`` returns, built once per process for ``key`` (a model, an embedder), kept for the
+    process's next tasks; built once even when the tasks of a worker with several threads ask at once."""
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return _CACHE[key]
 
 
 def require_visible(path: str) -> None:
@@ -112,6 +120,27 @@ def item_path(item: Any) -> str | None:
         if isinstance(path, (str, os.PathLike)):
             return os.fsdecode(path)
     return None
+
+
+#: Bytes a second of audio takes in a file, by its extension: uncompressed CD audio, FLAC-like lossless
+#: at about 55 %, anything else as lossy at 160 kbit/s. A guess at a file's length from its size alone
+#: (one ``stat``, no header read), good enough to put short files together (:func:`expected_seconds`).
+_BYTES_PER_SECOND = {".wav": 176_400, ".wave": 176_400, ".aif": 176_400, ".aiff": 176_400, ".au": 176_400,
+                     ".caf": 176_400, ".w64": 176_400, ".flac": 100_000, ".wv": 100_000, ".ape": 100_000}  # fmt: skip
+_LOSSY_BYTES_PER_SECOND = 20_000
+
+
+def expected_seconds(item: Any) -> float:
+    """About how many seconds of audio ``item``'s file holds, from its size and extension; ``inf`` for a file
+    that cannot be looked at here (so it is never put in one task with others)."""
+    path = item_path(item)
+    if path is None:
+        return float("inf")
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return float("inf")
+    return size / _BYTES_PER_SECOND.get(os.path.splitext(path)[1].lower(), _LOSSY_BYTES_PER_SECOND)
 
 
 #: Errors of the disk, not of a file: a batch that hits one stops (every other file would hit it too).
@@ -169,6 +198,40 @@ def _guarded_at(item: Any, cwd: str, task: Callable[..., Any], *args: Any) -> An
     if cwd != os.getcwd() and os.path.isdir(cwd):
         os.chdir(cwd)
     return _guarded(item, task, *args)
+
+
+def _guarded_group(items: list[Any], cwd: str, task: Callable[..., Any], *args: Any) -> list[Any]:
+    """:func:`_guarded_at` for each of ``items`` in turn (one Dask task): one result each, in order."""
+    return [_guarded_at(item, cwd, task, *args) for item in items]
+
+
+@dataclass(frozen=True)
+class _GroupKilled:
+    """A task of several files killed every worker that ran it: Dask's exception, to run them one a task."""
+
+    error: BaseException
+
+
+def _run_on_cluster(
+    client: Any, task: Callable[..., Any], items: Iterable[Any], args: tuple[Any, ...], ordered: bool
+) -> Iterator[tuple[Any, Any]]:
+    """``(item, result)`` for each item, short files several to a Dask task (:func:`expected_seconds`)."""
+    from specmusic.distributed import map_bounded, task_groups
+
+    def killed(group: list[Any], exc: BaseException) -> TaskFailure | _GroupKilled:
+        return killed_failure(group[0], exc) if len(group) == 1 else _GroupKilled(exc)
+
+    args = (os.getcwd(), task, *args)
+    groups = task_groups(client, items, expected_seconds)
+    for group, results in map_bounded(client, _guarded_group, groups, args=args, ordered=ordered, on_killed=killed):
+        if isinstance(results, TaskFailure):
+            yield group[0], results
+        elif isinstance(results, _GroupKilled):
+            # One file at a time: Dask blames every task a dying worker holds, so a file that kills its worker
+            # must not be sent beside another file of the group.
+            yield from map_bounded(client, _guarded_at, group, args=args, in_flight=1, on_killed=killed_failure)
+        else:
+            yield from zip(group, results)
 
 
 def killed_failure(item: Any, exc: BaseException) -> TaskFailure:
@@ -239,11 +302,15 @@ def run_tasks(
     if executor is None:
         results: Iterator[tuple[Any, Any]] = ((item, _guarded(item, task, *args)) for item in items)
     else:
-        from specmusic.distributed import map_bounded
+        from specmusic.distributed import is_dask_client, map_bounded
 
-        results = map_bounded(
-            executor, _guarded_at, items, args=(os.getcwd(), task, *args), ordered=ordered, on_killed=killed_failure
-        )
+        if is_dask_client(executor):
+            results = _run_on_cluster(executor, task, items, args, ordered)
+        else:
+            results = map_bounded(
+                executor, _guarded_at, items, args=(os.getcwd(), task, *args), ordered=ordered,
+                on_killed=killed_failure,
+            )  # fmt: skip
     for item, result in results:
         if isinstance(result, TaskFailure):
             result = _said(result)

@@ -362,3 +362,78 @@ def test_a_file_that_kills_every_worker_is_a_per_file_failure(cluster):
     assert results[0][0] == "poison.wav"
     assert results[0][1].startswith("poison.wav: its worker died each time it ran (KilledWorker)")
     client.wait_for_workers(2, timeout=DEADLINE)
+
+
+# -- short files, several to a task ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """12 tones of 1 s: short enough to travel several to a Dask task."""
+    root = tmp_path_factory.mktemp("clips")
+    for i in range(12):
+        write(root / f"clip{i:02d}.wav", tone(200.0 * (1 + 0.1 * i), 1.0, seed=100 + i))
+    return root
+
+
+def _tasks(stream) -> list[str]:
+    """The function names of the tasks a task stream recorded."""
+    return [str(t["key"]).split("-", 1)[0] for t in stream.data]
+
+
+def test_short_files_on_a_local_cluster_give_what_one_process_gives(tmp_path, cluster, clips):
+    address, client = cluster
+    model = make_tiny_onnx(tmp_path / "model.onnx")
+    one = _run("classify", str(clips), "-m", str(model), "--json", "--jobs", "1")
+    with distributed.get_task_stream(client=client) as stream:
+        grouped = _run("classify", str(clips), "-m", str(model), "--json", "--cluster", address)
+    assert one.exit_code == 0 and grouped.exit_code == 0, grouped.stderr
+    assert len(one.stdout.splitlines()) == 12 and grouped.stdout == one.stdout  # same records, same order
+    names = _tasks(stream)
+    assert 1 < len(names) < 12 and set(names) == {"_guarded_group"}, names  # several files a task
+    r = _run("embed", str(clips), "-m", "mfcc", "-o", str(tmp_path / "one.npz"), "--jobs", "1")
+    assert r.exit_code == 0, r.stderr
+    r = _run("embed", str(clips), "-m", "mfcc", "-o", str(tmp_path / "dask.npz"), "--cluster", "local:2")
+    assert r.exit_code == 0 and "12 embedded, 0 unchanged, 0 failed" in r.stderr, r.stderr
+    one, dask = read_library(tmp_path / "one.npz"), read_library(tmp_path / "dask.npz")
+    assert dask.ids == one.ids
+    _same_library(one, dask)
+
+
+def test_a_bad_file_among_short_ones_fails_alone(tmp_path, cluster, clips):
+    address, client = cluster
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for clip in sorted(clips.iterdir()):
+        (folder / clip.name).symlink_to(clip)
+    (folder / "clip05b.wav").write_bytes(b"RIFF not audio" * 3000)  # as small as the others: in a task with them
+    with distributed.get_task_stream(client=client) as stream:
+        r = _run("embed", str(folder), "-m", "mfcc", "-o", str(tmp_path / "lib") + "/", "--cluster", address)
+    assert r.exit_code == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "clip05b.wav" in errors[0], r.stderr
+    assert "12 embedded, 0 unchanged, 1 failed" in r.stderr
+    assert sorted(Path(p).name for p in read_sharded(tmp_path / "lib").ids) == sorted(c.name for c in clips.iterdir())
+    assert 1 < len(_tasks(stream)) < 13
+
+
+def _crash_on_poison(path: str) -> str:
+    """On a worker: die on ``poison`` files the way a decoder crash would; the others' name."""
+    if "poison" in os.path.basename(path):
+        os._exit(1)
+    return os.path.basename(path)
+
+
+def test_a_file_that_kills_its_workers_is_the_only_one_of_its_task_blamed(tmp_path, cluster, clips):
+    from specmusic.batch import expected_seconds, run_tasks
+    from specmusic.distributed import task_groups
+
+    _, client = cluster
+    paths = [str(p) for p in sorted(clips.iterdir())[:3]]
+    poison = tmp_path / "poison.wav"
+    poison.write_bytes(Path(paths[0]).read_bytes())
+    paths.insert(1, str(poison))
+    assert list(task_groups(client, iter(paths), expected_seconds)) == [paths]  # one task of 4 files
+    results = dict(run_tasks(client, _crash_on_poison, iter(paths), on_failure=lambda item, error: error))
+    assert sorted(results) == sorted(paths)
+    assert results[str(poison)].startswith(f"{poison}: its worker died each time it ran (KilledWorker)")
+    assert [results[p] for p in paths if p != str(poison)] == [os.path.basename(p) for p in paths if p != str(poison)]
+    client.wait_for_workers(2, timeout=DEADLINE)
