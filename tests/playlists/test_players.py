@@ -78,6 +78,8 @@ def test_mpd_loads_lists_and_plays_every_entry_in_our_order(tmp_path):
         assert "loading: lists/mix.m3u8" in _mpc(port, "load", "lists/mix.m3u8")
         expected = [os.path.relpath(i, root) for i in ids]
         assert _mpc(port, "playlist", "-f", "%file%").splitlines() == expected
+        _mpc(port, "repeat", "on")  # with single on: the current song repeats until `next`, so a 1.5 s song
+        _mpc(port, "single", "on")  # cannot end and advance by itself while a loaded machine runs `mpc current`
         _mpc(port, "play")
         for n, name in enumerate(expected):
             if n:
