@@ -41,7 +41,7 @@ class Candidate:
 
 
 CANDIDATES: dict[str, Candidate] = {c.key: c for c in (
-    Candidate("scratch", "scratch CNN (today's default)", ""),
+    Candidate("scratch", "scratch CNN (today's default)", "--arch cnn"),  # what `train DATA` ran until this rule
     Candidate("probe-mn04", "linear head on audioset-mn04", "--head linear"),
     Candidate("probe-pons", "linear head on pons-msd-musicnn", "--head linear --backbone pons-msd-musicnn"),
     Candidate("musicnn-lp", "MusiCNN (MTAT) linear probe",
@@ -140,7 +140,8 @@ def run_jobs(jobs: list[Job], *, parallel: int, data_root: Path, out: Path, weig
     of its candidate and collection (which fills the cache); one whose seed 0 failed is dropped. No job
     starts after ``stop_at`` (``time.time()``)."""
     lanes = ["main", "finetune"] + ["main"] * max(0, parallel - 2)
-    pending, running, done, failed = list(jobs), set(), set(), set()
+    pending, running, failed = list(jobs), set(), set()
+    done = {j.first() for j in jobs if load_record(j.first(), out) is not None}  # seed 0 runs of earlier invocations
     cond = threading.Condition()
 
     def ready(job: Job) -> bool:

@@ -1,5 +1,6 @@
-"""``specmusic train``: labelled audio or spectrograms → CNN (or a head on a pretrained network's features)
-→ ``model.onnx`` + honest metrics."""
+"""``specmusic train``: labelled audio → a head on a pretrained network's features (the default), or audio or
+spectrograms → a network (``--arch``: the scratch CNN, taggers, ImageNet backbones) → ``model.onnx`` + honest
+metrics."""
 
 from __future__ import annotations
 
@@ -105,8 +106,8 @@ IMG_SIZE = typer.Option(
 HEAD = typer.Option(
     None, "--head", metavar="linear",
     help="Fit only a head on a pretrained network's frozen features instead of training a network: linear "
-    "(standardised logistic regression on the --backbone's embedding of each window). Network options "
-    "(--arch, --epochs, --lr…) do not apply.",
+    "(standardised logistic regression on the --backbone's embedding of each window). The default for audio "
+    "input when no network option (--arch, --epochs, --lr…) is given; those do not apply to it.",
 )
 BACKBONE = typer.Option(
     None, "--backbone", metavar="NAME|MODEL.onnx",
@@ -122,8 +123,13 @@ _NETWORK_OPTIONS = (
 )
 
 
+def _network_options(ctx: typer.Context) -> list[str]:
+    """The network-only options given on the command line."""
+    return [n for n in _NETWORK_OPTIONS if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+
+
 def _refuse_network_options(ctx: typer.Context) -> None:
-    given = [n for n in _NETWORK_OPTIONS if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    given = _network_options(ctx)
     if given:
         from specmusic.errors import ConfigError
 
@@ -190,7 +196,9 @@ def train_cli(
 ) -> None:
     """Train a classifier (CNN, pretrained backbone, or a head on its features); writes model.onnx, metrics, plots.
 
-    Example: specmusic train ~/gtzan -o runs/cnn
+    Example: specmusic train ~/gtzan -o runs/genre   (audio: a linear head on audioset-mn04's features, the default)
+
+    Small CNN from scratch: specmusic train ~/gtzan --arch cnn -o runs/cnn
 
     Transfer: specmusic train ~/gtzan --arch musicnn --pretrained mtat --freeze-epochs 3 -o runs/tl
 
@@ -198,9 +206,13 @@ def train_cli(
     """
     require_torch("specmusic train", onnx=True)
     with cli_errors():
-        from specmusic.training import ProbeConfig, TrainConfig, train_probe  # numpy, onnx, scikit-learn
+        from specmusic.training import ProbeConfig, TrainConfig, probe_is_default, train_probe  # numpy, onnx, scikit-learn
 
         split_files = {"train": split_file, "valid": valid_file, "test": test_file}
+        if head is None and backbone is None and not _network_options(ctx) and probe_is_default(data, output):
+            head = "linear"  # the default, by benchmarks/train_default.py's rule (docs/train.md)
+            err(f"train: a linear head on {ProbeConfig().backbone}'s features (the default for audio; --arch cnn "
+                "trains the small CNN)")
         if head is not None or backbone is not None:
             _refuse_network_options(ctx)
             probe = ProbeConfig(head=head or "linear", **({"backbone": backbone} if backbone else {}))

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from specmusic.training.evaluate import evaluate_tracks
     from specmusic.training.metrics import classification_metrics
     from specmusic.training.outputs import TrainResult
-    from specmusic.training.probe import DEFAULT_BACKBONE, ProbeConfig, train_probe
+    from specmusic.training.probe import DEFAULT_BACKBONE, ProbeConfig, probe_is_default, train_probe
     from specmusic.training.run import train
 
 _HOMES = {
@@ -60,13 +60,14 @@ _HOMES = {
     "DEFAULT_BACKBONE": "probe",
     "ProbeConfig": "probe",
     "train_probe": "probe",
+    "probe_is_default": "probe",
     "train": "run",
 }
 
 __all__ = [  # spelled out (not list(_HOMES)) so that linters see the re-exports
     "AUGMENTS", "DEFAULT_FEATURES", "POOLINGS", "TrainConfig", "model_features", "requested_features", "TrackData", "load_training_data",
     "make_splits", "resolve_device", "classification_metrics", "evaluate_tracks", "TrainResult", "train",
-    "DEFAULT_BACKBONE", "ProbeConfig", "train_probe",
+    "DEFAULT_BACKBONE", "ProbeConfig", "train_probe", "probe_is_default",
 ]
 
 

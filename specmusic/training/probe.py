@@ -58,9 +58,11 @@ from specmusic.training.outputs import (
     write_metrics,
     write_splits,
 )
+from specmusic.specfile import MANIFEST_NAME
 from specmusic.windowing import DEFAULT_WINDOWS
 
 __all__ = ["C_GRID", "DEFAULT_BACKBONE", "HEADS", "LinearHead", "ProbeConfig", "choose_linear_head", "fit_linear_head",
+           "probe_is_default",
            "train_probe"]
 
 Log = Callable[[str], None]
@@ -261,6 +263,20 @@ def train_probe(
     })
     write_metrics(out, metrics, [], log=log)
     return TrainResult(out, model_path, metrics, [], time.perf_counter() - t0)
+
+
+def probe_is_default(data: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``train DATA -o RUN`` with no network option fits the default head (:class:`ProbeConfig`).
+
+    It does for audio input: ``benchmarks/train_default.py``'s rule chose the linear head on
+    ``DEFAULT_BACKBONE``'s features over the scratch CNN (docs/train.md). It does not for a ``spectro``
+    output folder or ``.npz`` arrays (spectrograms, not audio: the backbone hears audio through its own front
+    end), nor for a run folder that holds a network run (``train`` continues that run, as it always did).
+    """
+    data, out = Path(data), Path(out_dir)
+    if (out / CHECKPOINT).exists() or data.suffix.lower() == ".npz":
+        return False
+    return not (data.is_dir() and (data / MANIFEST_NAME).is_file())
 
 
 def _norm(norm: dict[str, float] | None) -> tuple[float, float] | None:

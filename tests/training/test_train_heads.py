@@ -264,3 +264,32 @@ def test_linear_head_on_mn04_features(genre_tree: Path, tmp_path: Path) -> None:
     assert meta["backbone"]["embedding_dim"] == 384 and meta["input_norm"] == {"mean": -4.5, "std": 5.0}
     assert result.model_path.stat().st_size < backbone.stat().st_size  # the 527-class MLP is left out
     assert result.metrics["test"]["n_tracks"] >= 3
+
+
+# -- the default: a head on audioset-mn04 for audio (benchmarks/train_default.py's rule) --------
+def test_train_without_network_options_fits_the_default_head(grouped_tree: Path, tmp_path: Path) -> None:
+    run = tmp_path / "default"
+    code, stderr = _train(str(grouped_tree), "-o", str(run), "--threads", "1", "--no-progress")
+    assert code == 0, stderr
+    assert "a linear head on audioset-mn04's features (the default" in stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["head"]["kind"] == "linear" and metrics["backbone"]["name"] == "audioset-mn04"
+    assert not (run / "checkpoint.pt").exists()
+
+
+def test_a_network_option_or_spectrograms_train_a_network(grouped_tree: Path, tmp_path: Path) -> None:
+    """``--arch cnn`` (or any network option) trains the CNN; a run folder holding a network run is continued
+    as before; spectrogram input (a ``spectro`` folder, ``.npz``) has no audio for the backbone to hear."""
+    from specmusic.training import probe_is_default
+
+    run = tmp_path / "cnn"
+    code, stderr = _train(str(grouped_tree), "--arch", "cnn", "--epochs", "1", "-o", str(run), "--threads", "1",
+                          "--no-progress")
+    assert code == 0, stderr
+    assert (run / "checkpoint.pt").exists() and "the default" not in stderr
+    assert not probe_is_default(grouped_tree, run)  # a network run: `train DATA -o RUN` continues it
+    assert probe_is_default(grouped_tree, tmp_path / "new")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "manifest.jsonl").write_text("")
+    assert not probe_is_default(specs, tmp_path / "new") and not probe_is_default(tmp_path / "x.npz", tmp_path / "new")
