@@ -41,7 +41,7 @@ class Candidate:
 
 
 CANDIDATES: dict[str, Candidate] = {c.key: c for c in (
-    Candidate("scratch", "scratch CNN (today's default)", "--arch cnn"),  # what `train DATA` ran until this rule
+    Candidate("scratch", "scratch CNN (`--arch cnn`)", "--arch cnn"),  # what `train DATA` ran until this rule
     Candidate("probe-mn04", "linear head on audioset-mn04", "--head linear"),
     Candidate("probe-pons", "linear head on pons-msd-musicnn", "--head linear --backbone pons-msd-musicnn"),
     Candidate("musicnn-lp", "MusiCNN (MTAT) linear probe",

@@ -128,6 +128,17 @@ def _network_options(ctx: typer.Context) -> list[str]:
     return [n for n in _NETWORK_OPTIONS if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
 
 
+def _head_or_default(ctx: typer.Context, head: str | None, backbone: str | None, data: Path, output: Path) -> str | None:
+    """``--head`` as given, or the default head for audio when no network option is (docs/train.md: chosen by
+    ``benchmarks/train_default.py``'s rule)."""
+    from specmusic.training import ProbeConfig, probe_is_default
+
+    if head is None and backbone is None and not _network_options(ctx) and probe_is_default(data, output):
+        err(f"train: a linear head on {ProbeConfig().backbone}'s features (the default; --arch cnn: the small CNN)")
+        return "linear"
+    return head
+
+
 def _refuse_network_options(ctx: typer.Context) -> None:
     given = _network_options(ctx)
     if given:
@@ -196,23 +207,18 @@ def train_cli(
 ) -> None:
     """Train a classifier (CNN, pretrained backbone, or a head on its features); writes model.onnx, metrics, plots.
 
-    Example: specmusic train ~/gtzan -o runs/genre   (audio: a linear head on audioset-mn04's features, the default)
-
-    Small CNN from scratch: specmusic train ~/gtzan --arch cnn -o runs/cnn
+    Example: specmusic train ~/gtzan -o runs/genre   (a linear head on audioset-mn04; --arch cnn: a small CNN)
 
     Transfer: specmusic train ~/gtzan --arch musicnn --pretrained mtat --freeze-epochs 3 -o runs/tl
 
-    Head on frozen features: specmusic train ~/gtzan --head linear --backbone audioset-mn04 -o runs/probe
+    Head on another network's features: specmusic train ~/gtzan --backbone pons-msd-musicnn -o runs/probe
     """
     require_torch("specmusic train", onnx=True)
     with cli_errors():
-        from specmusic.training import ProbeConfig, TrainConfig, probe_is_default, train_probe  # numpy, onnx, scikit-learn
+        from specmusic.training import ProbeConfig, TrainConfig, train_probe  # numpy, onnx, scikit-learn
 
         split_files = {"train": split_file, "valid": valid_file, "test": test_file}
-        if head is None and backbone is None and not _network_options(ctx) and probe_is_default(data, output):
-            head = "linear"  # the default, by benchmarks/train_default.py's rule (docs/train.md)
-            err(f"train: a linear head on {ProbeConfig().backbone}'s features (the default for audio; --arch cnn "
-                "trains the small CNN)")
+        head = _head_or_default(ctx, head, backbone, data, output)
         if head is not None or backbone is not None:
             _refuse_network_options(ctx)
             probe = ProbeConfig(head=head or "linear", **({"backbone": backbone} if backbone else {}))
