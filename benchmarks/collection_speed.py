@@ -160,6 +160,7 @@ def link_songs(songs: list[Path], folder: Path) -> list[Path]:
     out = []
     for i, src in enumerate(songs):
         dest = folder / f"{i:02d}-{src.name}"
+        src = src.resolve()  # a package's relative symlink, linked as such, would dangle here
         try:
             os.link(src, dest)
         except OSError:
