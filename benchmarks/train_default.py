@@ -34,6 +34,9 @@ at their defaults, 3e-3 and 3e-4): 3 epochs is what fits ~2 h of CPU for 9 runs 
 which ``--backbone`` refuses (one backbone per head). Every run is ``--threads 1``, so two run side by
 side (``--parallel 2``) on the 2 cores.
 
+Added after the verdict, deciding nothing: an MFCC reference (statistics of 20 MFCCs and their deltas +
+logistic regression, ``benchmarks/train_default_mfcc.py``) on the same split lists, printed last.
+
 Examples::
 
     nice -n 10 .venv/bin/python benchmarks/train_default.py --data-root ../main/benchmarks/data
@@ -181,6 +184,22 @@ def report(candidates: list[str], collections: list[str], seeds: int, out: Path)
     return winner
 
 
+def print_mfcc_reference(candidates: list[str], collections: list[str], out: Path) -> None:
+    """MFCC statistics + logistic regression on each collection's split (not a candidate: the floor)."""
+    from train_default_mfcc import mfcc_reference
+
+    cells = []
+    for col in collections:
+        finished = [Job(c, col, 0).folder(out) for c in candidates if load_record(Job(c, col, 0), out) is not None]
+        cells.append(mfcc_reference(out, col, finished[0]) if finished else None)
+    print("\n| reference (not a candidate) | " + " | ".join(collections) + " | overall |")
+    print("|---|" + "---:|" * (len(collections) + 1))
+    accs = [c["accuracy"] for c in cells if c is not None]
+    print("| MFCC statistics + logistic regression: test acc (macro-F1) | " + " | ".join(
+        "–" if c is None else f"{c['accuracy']:.3f} ({c['macro_f1']:.3f})" for c in cells)
+        + f" | {statistics.mean(accs):.3f} |" if accs else " | – |")
+
+
 def run_span(candidates: list[str], collections: list[str], seeds: int, out: Path) -> str:
     """First start to last finish of the recorded runs, and their summed wall and CPU time."""
     records = [r for c in candidates for col in collections for s in range(seeds)
@@ -228,6 +247,7 @@ def main() -> None:
                  weights=args.weights.resolve(), stop_at=stop_at)
         print(f"this invocation trained for {(time.perf_counter() - t0) / 60:.0f} min", flush=True)
     report(candidates, collections, args.seeds, args.out.resolve())
+    print_mfcc_reference(candidates, collections, args.out.resolve())
     print(f"\nruns: {run_span(candidates, collections, args.seeds, args.out.resolve())}")
     print(f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
