@@ -54,7 +54,7 @@ EFFNET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77d
 #: ``{tcache}`` the shared feature caches of the default / tagger features).
 ROWS: dict[str, tuple[str, str]] = {
     "mfcc": ("MFCC stats + logistic regression", ""),
-    "scratch": ("scratch CNN (default train)", "--cache-dir {cache}"),
+    "scratch": ("scratch CNN (`--arch cnn`)", "--arch cnn --cache-dir {cache}"),
     "musicnn_probe": ("MusiCNN (MTAT) linear probe",
                       "--arch musicnn --pretrained mtat --linear-probe --epochs 10 --cache-dir {tcache}"),
     "musicnn_probe_30": ("MusiCNN (MTAT) linear probe, 30 epochs",
