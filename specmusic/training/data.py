@@ -38,7 +38,7 @@ from specmusic.fileio import display_path, write_jsonl_atomic
 from specmusic.specfile import ERRORS_NAME, MANIFEST_NAME, load_spectrogram, read_spectro_manifest
 
 __all__ = ["Labelled", "TrackData", "TrainingFile", "TrainingInputs", "list_training_inputs", "load_training_data",
-           "make_splits"]
+           "make_splits", "is_spectro_output"]
 
 Log = Callable[[str], None]
 PathLike = str | os.PathLike[str]
@@ -222,7 +222,7 @@ def list_training_inputs(
             "give an audio folder (one sub-folder per label) or a spectro output folder"
         )
     keep = read_split_list(split_list) if split_list is not None else None
-    spectro = [p for p in paths if _is_spectro_output(p)]
+    spectro = [p for p in paths if is_spectro_output(p)]
     sources = [p for p in paths if p not in spectro]
     arrays: list[TrainingFile] = []
     for folder in spectro:
@@ -262,7 +262,8 @@ def keep_labelled(files: list[TrainingFile], *, log: Log = _quiet) -> list[Train
     return labelled
 
 
-def _is_spectro_output(folder: Path) -> bool:
+def is_spectro_output(folder: Path) -> bool:
+    """Whether ``folder`` is a ``specmusic spectro`` output folder (its manifest's records carry a ``config_hash``)."""
     if not (folder / MANIFEST_NAME).is_file():
         return False
     records = read_spectro_manifest(folder)

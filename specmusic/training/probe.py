@@ -45,7 +45,7 @@ from specmusic.training.backbone_features import (
     open_backbone,
 )
 from specmusic.training.config import TrainConfig
-from specmusic.training.data import keep_labelled, list_training_inputs, make_splits
+from specmusic.training.data import is_spectro_output, keep_labelled, list_training_inputs, make_splits
 from specmusic.training.metrics import (
     accuracy_and_loss,
     pool_chunk_probabilities,
@@ -58,7 +58,6 @@ from specmusic.training.outputs import (
     write_metrics,
     write_splits,
 )
-from specmusic.specfile import MANIFEST_NAME
 from specmusic.windowing import DEFAULT_WINDOWS
 
 __all__ = ["C_GRID", "DEFAULT_BACKBONE", "HEADS", "LinearHead", "ProbeConfig", "choose_linear_head", "fit_linear_head",
@@ -273,10 +272,8 @@ def probe_is_default(data: str | os.PathLike[str], out_dir: str | os.PathLike[st
     output folder or ``.npz`` arrays (spectrograms, not audio: the backbone hears audio through its own front
     end), nor for a run folder that holds a network run (``train`` continues that run, as it always did).
     """
-    data, out = Path(data), Path(out_dir)
-    if (out / CHECKPOINT).exists() or data.suffix.lower() == ".npz":
-        return False
-    return not (data.is_dir() and (data / MANIFEST_NAME).is_file())
+    data = Path(data)
+    return not ((Path(out_dir) / CHECKPOINT).exists() or data.suffix.lower() == ".npz" or is_spectro_output(data))
 
 
 def _norm(norm: dict[str, float] | None) -> tuple[float, float] | None:

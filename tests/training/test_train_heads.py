@@ -290,6 +290,5 @@ def test_a_network_option_or_spectrograms_train_a_network(grouped_tree: Path, tm
     assert not probe_is_default(grouped_tree, run)  # a network run: `train DATA -o RUN` continues it
     assert probe_is_default(grouped_tree, tmp_path / "new")
     specs = tmp_path / "specs"
-    specs.mkdir()
-    (specs / "manifest.jsonl").write_text("")
+    assert CliRunner().invoke(app, ["spectro", str(grouped_tree / "low"), "-o", str(specs)]).exit_code == 0
     assert not probe_is_default(specs, tmp_path / "new") and not probe_is_default(tmp_path / "x.npz", tmp_path / "new")
