@@ -195,9 +195,9 @@ def print_mfcc_reference(candidates: list[str], collections: list[str], out: Pat
     print("\n| reference (not a candidate) | " + " | ".join(collections) + " | overall |")
     print("|---|" + "---:|" * (len(collections) + 1))
     accs = [c["accuracy"] for c in cells if c is not None]
+    overall = f"{statistics.mean(accs):.3f}" if accs else "–"
     print("| MFCC statistics + logistic regression: test acc (macro-F1) | " + " | ".join(
-        "–" if c is None else f"{c['accuracy']:.3f} ({c['macro_f1']:.3f})" for c in cells)
-        + f" | {statistics.mean(accs):.3f} |" if accs else " | – |")
+        "–" if c is None else f"{c['accuracy']:.3f} ({c['macro_f1']:.3f})" for c in cells) + f" | {overall} |")
 
 
 def run_span(candidates: list[str], collections: list[str], seeds: int, out: Path) -> str:
