@@ -9,6 +9,9 @@ Fresh processes, one 30 s MP3 (44.1 kHz stereo, generated), no ``--model``:
   (the cache-converted file is byte-identical to the bundled one), options converted by typer's pydantic
   adapters. The first-ever run of ``before`` also downloaded and converted the checkpoint with torch
   (seconds); that one-time cost is not counted here.
+* ``after, with teardown`` — as ``after`` with ``SPECMUSIC_FULL_EXIT=1``: the interpreter frees every
+  module's objects before the process ends, as it did before the console script learned to skip that
+  (``before`` runs with it too).
 * ``--version`` — the interpreter and the CLI alone, a floor.
 * the import floor — a fresh ``python -c 'import numpy, soundfile, soxr, onnxruntime'``: what any
   onnxruntime classifier of audio files must import. ``after / import floor`` is the ratio of medians.
@@ -166,21 +169,24 @@ def main() -> None:
         env["SPECMUSIC_CACHE"] = str(cache)
         after_name = f"after: bundled {model_name}, light options"
         before_name = "before: cached tagger, pydantic options"
+        teardown_name = "after, with the interpreter's teardown (SPECMUSIC_FULL_EXIT=1)"
+        full_exit = {**env, "SPECMUSIC_FULL_EXIT": "1"}
         variants = {
-            "specmusic --version (floor)": [PYTHON, "-m", "specmusic", "--version"],
-            IMPORT_FLOOR: [PYTHON, "-c", "import numpy, soundfile, soxr, onnxruntime"],
-            before_name: [PYTHON, "-c", BEFORE, "classify", str(clip)],
-            after_name: [PYTHON, "-m", "specmusic", "classify", *chosen, str(clip)],
+            "specmusic --version (floor)": ([PYTHON, "-m", "specmusic", "--version"], env),
+            IMPORT_FLOOR: ([PYTHON, "-c", "import numpy, soundfile, soxr, onnxruntime"], env),
+            before_name: ([PYTHON, "-c", BEFORE, "classify", str(clip)], full_exit),
+            teardown_name: ([PYTHON, "-m", "specmusic", "classify", *chosen, str(clip)], full_exit),
+            after_name: ([PYTHON, "-m", "specmusic", "classify", *chosen, str(clip)], env),
         }
         if args.model:
             del variants[before_name]
-        for argv in variants.values():  # warm the page cache
-            timed(argv, env)
+        for argv, run_env in variants.values():  # warm the page cache
+            timed(argv, run_env)
         load_before = os.getloadavg()[0]
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
         for _ in range(args.runs):
-            for name, argv in variants.items():
-                results[name].append(timed(argv, env))
+            for name, (argv, run_env) in variants.items():
+                results[name].append(timed(argv, run_env))
         load_after = os.getloadavg()[0]
 
         print(f"# cold start, one 30 s {args.format.upper()}, {args.runs} fresh processes each, interleaved; "
@@ -192,6 +198,8 @@ def main() -> None:
         after = statistics.median(w for w, _ in results[after_name])
         floor = statistics.median(w for w, _ in results[IMPORT_FLOOR])
         print(f"\nafter / import floor: {after / floor:.2f} (median of {args.runs} interleaved pairs; goal <= 1.5)")
+        torn = statistics.median(w for w, _ in results[teardown_name])
+        print(f"\nthe interpreter's teardown, skipped: {1000 * (torn - after):.0f} ms (median with it minus without)")
         if before_name in results:
             before = statistics.median(w for w, _ in results[before_name])
             print(f"\nafter / before: {after / before:.2f} ({before - after:+.3f} s)")
