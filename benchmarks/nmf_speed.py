@@ -15,8 +15,9 @@ contenders, so machine load falls on all alike.
     recorded at every iteration) runs the iterations its own loss curve needs to reach it; wall time of
     that run against scikit-learn's 200 iterations. The divergence each reaches is recomputed in float64
     by one function (beta_divergence) and printed. Goal: ≥ 2×.
-(c) as (a) on one core each, in CPU seconds: specmusic ``threads=1`` against scikit-learn on 1 BLAS
-    thread. Other work on the machine stretches wall times (and stalls BLAS threads waiting for one
+(c) as (a) on one core each, in CPU seconds of the calling thread (where all of the work runs at one
+    thread; the process's CPU time also counted the BLAS threads a 2-thread run had left spinning, ~0.1 s
+    a call to either contender): specmusic ``threads=1`` against scikit-learn on 1 BLAS thread. Other work on the machine stretches wall times (and stalls BLAS threads waiting for one
     another) far more than it changes the CPU time a single-threaded run needs.
 
 Clips: 30 s from two collections that share no source (cc-music and GTZAN), |STFT| with n_fft 2048,
@@ -116,27 +117,28 @@ def loops_euclidean(V: list[list[float]], W: list[list[float]], H: list[list[flo
 # -- contenders --------------------------------------------------------------------------------
 def run_ours(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int, *,
              textbook: bool, threads: int = 0) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
-    """Wall and CPU time of one ``fit_nmf`` call, its W and H, and its loss curve (a loss a tracked iteration)."""
+    """Wall time and the calling thread's CPU time of one ``fit_nmf`` call, its W and H, and its loss curve
+    (a loss a tracked iteration)."""
     extra = dict(inner=1, relax=1, loss_every=max(iterations, 1)) if textbook else {}
     config = NMFConfig(n_components=W0.shape[1], beta=beta, max_iter=iterations, tol=0, threads=threads, **extra)
-    t, c = time.perf_counter(), time.process_time()
+    t, c = time.perf_counter(), time.thread_time()
     r = fit_nmf(V, config=config, W=W0, H=H0)
-    return time.perf_counter() - t, time.process_time() - c, r.W, r.H, np.stack([r.loss_iterations, r.losses])
+    return time.perf_counter() - t, time.thread_time() - c, r.W, r.H, np.stack([r.loss_iterations, r.losses])
 
 
 def run_sklearn(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int,
                 threads: int) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """Wall and CPU time of ``NMF(solver="mu", init="custom", tol=0).fit_transform`` on ``threads`` BLAS
-    threads, its W and H."""
+    """Wall time and the calling thread's CPU time of ``NMF(solver="mu", init="custom", tol=0).fit_transform``
+    on ``threads`` BLAS threads, its W and H."""
     from sklearn.decomposition import NMF
     from threadpoolctl import threadpool_limits
 
     model = NMF(n_components=W0.shape[1], solver="mu", beta_loss=beta, init="custom", max_iter=iterations, tol=0)
     with warnings.catch_warnings(), threadpool_limits(threads, user_api="blas"):
         warnings.simplefilter("ignore")
-        t, c = time.perf_counter(), time.process_time()
+        t, c = time.perf_counter(), time.thread_time()
         W = model.fit_transform(V, W=W0.copy(), H=H0.copy())
-        return time.perf_counter() - t, time.process_time() - c, W, model.components_
+        return time.perf_counter() - t, time.thread_time() - c, W, model.components_
 
 
 @dataclass
@@ -156,11 +158,23 @@ class Cell:
     reach_loss: float
     sk1_cpu: float  # CPU seconds, 1 thread each: scikit-learn (1 BLAS thread), specmusic textbook (threads=1)
     textbook1_cpu: float
+    products: float = float("nan")  # seconds of one iteration's matrix products alone, every CPU's BLAS threads
+    products1: float = float("nan")  # the same on 1 BLAS thread
     other: float = float("nan")  # other processes' share of the CPUs while this cell ran
 
     @property
     def per_iteration(self) -> float:
         return self.sk_seconds / self.textbook_seconds
+
+    @property
+    def ceiling(self) -> float:
+        """The most any solver computing these products could gain per iteration: scikit-learn's time ÷ the
+        products' alone (everything else free)."""
+        return self.sk_seconds / self.products
+
+    @property
+    def ceiling1(self) -> float:
+        return self.sk1_cpu / self.products1
 
     @property
     def one_thread(self) -> float:
@@ -175,6 +189,36 @@ def iterations_to(curve: np.ndarray, target: float) -> int | None:
     """The first tracked iteration whose loss is at or below ``target`` (at least 1)."""
     hit = [int(i) for i, v in zip(curve[0], curve[1]) if v <= target]
     return max(hit[0], 1) if hit else None
+
+
+def products_seconds(V: np.ndarray, k: int, loss: str, threads: int, iterations: int, repeats: int = 9) -> float:
+    """Seconds of ``iterations`` × the matrix products one textbook iteration must compute, alone: the same
+    shapes in float32 (KL: W·H, (V/WH)·Hᵀ, W·H again, Wᵀ·(V/WH); IS: the same with the numerator and denominator
+    stacked, two of each V-sized product; Euclidean: V·Hᵀ, Wᵀ·V) on ``threads`` BLAS threads, whole matrices, into
+    preallocated outputs; median of ``repeats``. Both solvers compute these; their time is a floor for either."""
+    from threadpoolctl import threadpool_limits
+
+    f, n = V.shape
+    rng = np.random.default_rng(0)
+    W, H = rng.random((f, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+    HT = np.ascontiguousarray(H.T)
+    if loss == "euclidean":
+        Vc, P, Q = np.ascontiguousarray(V, dtype=np.float32), np.empty((f, k), np.float32), np.empty((k, n), np.float32)
+        ops = [lambda: np.matmul(Vc, HT, out=P), lambda: np.matmul(W.T, Vc, out=Q)]
+    else:
+        halves = 2 if loss == "is" else 1
+        X, WH = rng.random((halves * f, n), dtype=np.float32), np.empty((f, n), np.float32)
+        G, A = np.empty((halves * f, k), np.float32), np.empty((halves, k, n), np.float32)
+        ops = [lambda: np.matmul(W, H, out=WH), lambda: np.matmul(X, HT, out=G), lambda: np.matmul(W, H, out=WH),
+               lambda: np.matmul(W.T, X.reshape(halves, f, n), out=A)]
+    times = []
+    with threadpool_limits(threads, user_api="blas"):
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            for op in ops:
+                op()
+            times.append(time.perf_counter() - t)
+    return statistics.median(times[1:]) * iterations
 
 
 def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeats: int) -> Cell:
@@ -205,7 +249,9 @@ def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeat
     return Cell(clip=clip, loss=loss, k=k, sk_threads=sk, sk_seconds=med[f"sk{sk}"], sk_loss=out[f"sk{sk}"],
                 textbook_seconds=med["textbook"], textbook_loss=out["textbook"], reach=reach,
                 reach_seconds=med.get("reach", float("nan")), reach_loss=out.get("reach", float("nan")),
-                sk1_cpu=statistics.median(cpu["sk1"]), textbook1_cpu=statistics.median(cpu["textbook1"]))
+                sk1_cpu=statistics.median(cpu["sk1"]), textbook1_cpu=statistics.median(cpu["textbook1"]),
+                products=min(products_seconds(V, k, loss, n, iterations) for n in counts),
+                products1=products_seconds(V, k, loss, 1, iterations))
 
 
 def default_iterations_to(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, target: float,
@@ -236,13 +282,16 @@ def print_tables(cells: list[Cell], iterations: int) -> None:
     print(f"\n(a) per iteration, {iterations} iterations from the same init: specmusic textbook "
           f"(--inner 1 --relax 1) vs scikit-learn NMF(solver='mu', tol=0) at its faster BLAS thread count "
           f"(threads); goal ≥ {GOAL_PER_ITERATION:g}×")
-    print("| clip | loss | k | sklearn ms/it (threads) | specmusic ms/it | × | goal | divergence specmusic ÷ sklearn "
-          "| others |")
-    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
+    print("`products ms/it`: the matrix products an iteration must compute, alone, at the faster BLAS thread count; "
+          "`ceiling ×`: scikit-learn's ms/it ÷ that — the most any solver computing them could gain")
+    print("| clip | loss | k | sklearn ms/it (threads) | specmusic ms/it | × | goal | products ms/it | ceiling × "
+          "| divergence specmusic ÷ sklearn | others |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for c in cells:
         print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk_seconds / iterations * 1e3:.2f} ({c.sk_threads}) | "
               f"{c.textbook_seconds / iterations * 1e3:.2f} | {c.per_iteration:.2f} | "
-              f"{_met(c.per_iteration, GOAL_PER_ITERATION)} | {c.textbook_loss / c.sk_loss:.5f} | {c.other:.0%} |")
+              f"{_met(c.per_iteration, GOAL_PER_ITERATION)} | {c.products / iterations * 1e3:.2f} | {c.ceiling:.2f} | "
+              f"{c.textbook_loss / c.sk_loss:.5f} | {c.other:.0%} |")
     print(f"\n(b) to scikit-learn's {iterations}-iteration divergence: specmusic defaults (accelerated steps, "
           f"loss every iteration) vs scikit-learn's {iterations} iterations; goal ≥ {GOAL_TO_DIVERGENCE:g}×")
     print("| clip | loss | k | sklearn s | sklearn divergence | specmusic iterations | specmusic s | "
@@ -258,17 +307,23 @@ def print_tables(cells: list[Cell], iterations: int) -> None:
               f"{_met(c.to_divergence, GOAL_TO_DIVERGENCE)} | {c.other:.0%} |")
     print(f"\n(c) per iteration on one core each, CPU time (less sensitive to other work on the machine): specmusic "
           f"textbook, threads=1, vs scikit-learn, 1 BLAS thread; goal ≥ {GOAL_PER_ITERATION:g}×")
-    print("| clip | loss | k | sklearn CPU ms/it | specmusic CPU ms/it | × | goal |")
-    print("|---|---|---:|---:|---:|---:|---|")
+    print("| clip | loss | k | sklearn CPU ms/it | specmusic CPU ms/it | × | goal | products ms/it, 1 thread | ceiling × |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
     for c in cells:
         print(f"| {c.clip} | {c.loss} | {c.k} | {c.sk1_cpu / iterations * 1e3:.2f} | "
-              f"{c.textbook1_cpu / iterations * 1e3:.2f} | {c.one_thread:.2f} | {_met(c.one_thread, GOAL_PER_ITERATION)} |")
+              f"{c.textbook1_cpu / iterations * 1e3:.2f} | {c.one_thread:.2f} | {_met(c.one_thread, GOAL_PER_ITERATION)} | "
+              f"{c.products1 / iterations * 1e3:.2f} | {c.ceiling1:.2f} |")
     for label, values, goal in (("per iteration", [c.per_iteration for c in cells], GOAL_PER_ITERATION),
                                 ("per iteration, one core each", [c.one_thread for c in cells], GOAL_PER_ITERATION),
                                 ("to the same divergence", [c.to_divergence for c in cells], GOAL_TO_DIVERGENCE)):
         met = sum(v >= goal for v in values)
         print(f"# {label}: ×{min(values):.2f} … ×{max(values):.2f} (median ×{statistics.median(values):.2f}); "
               f"goal ≥ {goal:g}× met in {met} of {len(values)}")
+    for label, ceilings in (("per iteration", [c.ceiling for c in cells]),
+                            ("per iteration, one core each", [c.ceiling1 for c in cells])):
+        print(f"# {label}: the products alone leave scikit-learn's time under {GOAL_PER_ITERATION:g}× theirs in "
+              f"{sum(x < GOAL_PER_ITERATION for x in ceilings)} of {len(ceilings)} rows (no solver computing them "
+              f"can meet the goal there)")
 
 
 def loops_line(V: np.ndarray, loss: str, seconds: float, iterations: int) -> str:
@@ -399,7 +454,6 @@ def main() -> None:
         if not todo:
             break
     print_tables([c for c in cells if c is not None], args.iterations)
-    print_tables(cells, args.iterations)
     if args.loops:
         V = clips[0][1]
         for loss in ("kl", "euclidean"):

@@ -57,8 +57,8 @@ def _run(tmp_path: Path, mode: str, *args: str, env: dict[str, str] | None = Non
     marks.mkdir()
     full_env = {k: v for k, v in os.environ.items() if k != "SPECMUSIC_FULL_EXIT"}
     full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(marks), mode, *args], capture_output=True, text=True,
-                          env=full_env, timeout=300)  # fmt: skip
+    argv = [sys.executable, "-c", SCRIPT, str(marks), mode, *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=full_env, timeout=300)
     return proc, {p.name for p in marks.iterdir()}
 
 
