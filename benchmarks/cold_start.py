@@ -64,10 +64,12 @@ main()
 """
 
 PHASES = """
-import sys, time
-marks = [("", time.perf_counter(), time.process_time())]
+import resource, sys, time
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+marks = [("", time.perf_counter(), time.process_time(), faults())]
 def mark(name):
-    marks.append((name, time.perf_counter(), time.process_time()))
+    marks.append((name, time.perf_counter(), time.process_time(), faults()))
 import specmusic.cli.app
 mark("import the CLI (typer, specmusic)")
 import numpy, onnxruntime, soundfile, soxr
@@ -82,8 +84,10 @@ spec, _ = track_features(model, sys.argv[1])
 mark("decode, resample, log-mel")
 predict_track(model, spec)
 mark(f"network (chunks of {model.chunk_frames} frames)")
-for (_, t0, c0), (name, t1, c1) in zip(marks, marks[1:]):
-    print(f"{name}\\t{1000 * (t1 - t0):.0f}\\t{1000 * (c1 - c0):.0f}")
+predict_track(model, spec)
+mark("the network again, warm (not part of the command)")
+for (_, t0, c0, f0), (name, t1, c1, f1) in zip(marks, marks[1:]):
+    print(f"{name}\t{1000 * (t1 - t0):.0f}\t{1000 * (c1 - c0):.0f}\t{f1 - f0}")
 """
 
 
@@ -208,12 +212,14 @@ def main() -> None:
         for _ in range(max(3, args.runs // 2)):
             done = subprocess.run([PYTHON, "-c", PHASES, str(clip), model_name], env=env, capture_output=True, text=True, check=True)
             for line in done.stdout.splitlines():
-                name, wall, cpu = line.split("\t")
-                phases[name].append((float(wall), float(cpu)))
-        print("\n# phases of the 'after' path in one process (after the interpreter starts), median ms")
-        print("| phase | wall ms | CPU ms |\n|---|---:|---:|")
+                name, wall, cpu, faults = line.split("\t")
+                phases[name].append((float(wall), float(cpu), float(faults)))
+        print("\n# phases of the 'after' path in one process (after the interpreter starts), median ms; page faults "
+              "(minor: fresh memory the kernel maps in)")
+        print("| phase | wall ms | CPU ms | page faults |\n|---|---:|---:|---:|")
         for name, rows in phases.items():
-            print(f"| {name} | {statistics.median(w for w, _ in rows):.0f} | {statistics.median(c for _, c in rows):.0f} |")
+            print(f"| {name} | {statistics.median(r[0] for r in rows):.0f} | {statistics.median(r[1] for r in rows):.0f} | "
+                  f"{statistics.median(r[2] for r in rows):,.0f} |")
 
         print("\n# imports by package, python -X importtime (self times summed), median ms")
         print("| package | before | after |\n|---|---:|---:|")
