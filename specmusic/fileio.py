@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -34,7 +35,9 @@ __all__ = [
     "named_write_error",
     "naming_write_errors",
     "numpy_load_reason",
+    "open_binary_writer",
     "PICKLE_REASON",
+    "PiecewiseWriter",
     "printable_path",
     "printable_text",
     "save_npz_atomic",
@@ -367,9 +370,39 @@ def deferred_interrupts() -> Iterator[None]:
                 os.kill(os.getpid(), signum)
 
 
+#: Largest piece a :class:`PiecewiseWriter` hands the OS in one ``write``. On the project's Linux virtual
+#: machines a write of more than 64 KiB costs ~8 µs per KiB: one 640 KB write took 5.4 ms, the same bytes as
+#: ten 64 KiB writes 0.23 ms (``benchmarks/write_pieces.py``); elsewhere the pieces cost nothing measurable.
+WRITE_PIECE = 1 << 16
+
+
+class PiecewiseWriter(io.BufferedWriter):
+    """A buffered binary file whose writes reach the OS in pieces of at most :data:`WRITE_PIECE` bytes."""
+
+    def write(self, data: Any) -> int:
+        try:
+            view = memoryview(data).cast("B")
+        except (TypeError, ValueError):  # not a contiguous buffer: as a plain buffered file would
+            return super().write(data)
+        written = 0
+        for start in range(0, view.nbytes, WRITE_PIECE):
+            written += super().write(view[start : start + WRITE_PIECE])
+        return written
+
+
+def open_binary_writer(path: str | os.PathLike[str]) -> PiecewiseWriter:
+    """``open(path, "wb")``, as a :class:`PiecewiseWriter`."""
+    return PiecewiseWriter(io.FileIO(path, "w"))
+
+
 def atomic_write(target: str | os.PathLike[str], write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(f)`` on a temporary file opened with ``mode``, then rename it to ``target``."""
+    """Call ``write(f)`` on a temporary file opened with ``mode`` (``"wb"``: a :class:`PiecewiseWriter`),
+    then rename it to ``target``."""
     with atomic_path(target) as tmp:
+        if mode == "wb":
+            with open_binary_writer(tmp) as f:
+                write(f)
+            return
         kwargs = {} if "b" in mode else {"encoding": "utf-8"}
         with open(tmp, mode, **kwargs) as f:
             write(f)
