@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nmf_speed import CLIPS, OtherWork, blas_line, iterations_to, load_clip, run_sklearn
+from nmf_speed import CLIPS, SETTLE_SECONDS, OtherWork, blas_line, iterations_to, load_clip, run_sklearn
 
 from specmusic.nmf import LOSSES, NMFConfig, beta_divergence, fit_nmf, initialize_nmf
 
@@ -65,6 +65,7 @@ def cell(V: np.ndarray, beta: float, k: int, repeats: int) -> dict[int, tuple[in
         for every, n in its.items():
             if n is None:
                 continue
+            time.sleep(SETTLE_SECONDS)  # BLAS threads of the run before stop spinning
             config = NMFConfig(n_components=k, beta=beta, max_iter=n, tol=0, loss_every=every)
             t = time.perf_counter()
             fit_nmf(V, config=config, W=W0, H=H0)

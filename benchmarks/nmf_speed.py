@@ -5,7 +5,8 @@ init, in float32; specmusic runs its defaults on every CPU this process may use 
 with one BLAS thread, or BLAS threads for Euclidean); scikit-learn runs with 1 BLAS thread and with one per
 CPU (BLAS threads are its only parallelism, and on a busy machine one thread can be the faster) and is
 judged by the faster of the two. Every timing is the median of --repeats runs that alternate between the
-contenders, so machine load falls on all alike.
+contenders, so machine load falls on all alike, each after a 0.3 s pause (SETTLE_SECONDS: BLAS threads
+left spinning by the run before would take the cores from it).
 
 (a) per iteration: specmusic's textbook update (``inner=1, relax=1``: scikit-learn's arithmetic, so the
     same divergence after the same iterations; the loss tracked once, like scikit-learn's one at init)
@@ -55,6 +56,11 @@ DATA = ROOT.parent / "shared" / "data"
 CLIPS = [DATA / "cc-music" / "Kevin_MacLeod_-_Vibe_Ace.ogg", DATA / "gtzan-sample" / "blues" / "blues.00000.au"]
 GOAL_PER_ITERATION = 1.5
 GOAL_TO_DIVERGENCE = 2.0
+#: Pause before each timed run. OpenBLAS's threads keep spinning ~0.1 s after a call and take the cores from
+#: whatever runs next: specmusic's default KL run (k 16, blues) took 0.203 s right after a 2-thread
+#: scikit-learn run and 0.159 s after a pause, scikit-learn 0.59 s right after specmusic and 0.57 s after a
+#: pause. Each contender starts on idle cores, as in a process of its own.
+SETTLE_SECONDS = 0.3
 
 
 # -- the loop baseline: Lee & Seung (2001), one multiply-add at a time -------------------------
@@ -240,6 +246,7 @@ def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeat
     out: dict[str, float] = {}
     for _ in range(repeats):
         for name, fn in contenders.items():
+            time.sleep(SETTLE_SECONDS)
             seconds, cpu_seconds, W, H = fn()
             wall[name].append(seconds)
             cpu[name].append(cpu_seconds)
