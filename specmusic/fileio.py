@@ -371,8 +371,8 @@ def deferred_interrupts() -> Iterator[None]:
 
 
 #: Largest piece a :class:`PiecewiseWriter` hands the OS in one ``write``. On the project's Linux virtual
-#: machines a write of more than 64 KiB costs ~8 µs per KiB: one 640 KB write took 5.4 ms, the same bytes as
-#: ten 64 KiB writes 0.23 ms (``benchmarks/write_pieces.py``); elsewhere the pieces cost nothing measurable.
+#: machines a write of more than 64 KiB can cost ~8 µs per KiB: one 662 KB write took 4.3 ms, the same bytes as
+#: 64 KiB writes 0.22 ms (``benchmarks/write_pieces.py``); where large writes are cheap the pieces cost ~0.1 ms.
 WRITE_PIECE = 1 << 16
 
 

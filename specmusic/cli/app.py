@@ -127,7 +127,7 @@ def _exit_without_teardown(code: int) -> None:
     """End the process as a normal exit would, minus the interpreter's teardown; return when that is unsafe.
 
     After the command, finalising the interpreter (freeing every module's objects, onnxruntime's session
-    and thread pools) takes ~35 ms, a seventh of a cold ``classify song.wav`` (docs/pretrained.md). Only
+    and thread pools) took 25–29 ms, an eighth of a cold ``classify song.wav`` (docs/pretrained.md). Only
     when no other thread is alive: the exit handlers run (temporary folders, multiprocessing, coverage), both
     streams are flushed, then ``os._exit``. A stream that cannot be flushed (a reader gone, a full disk)
     returns, and the normal exit reports it as it always has. ``SPECMUSIC_FULL_EXIT=1`` keeps the teardown.
