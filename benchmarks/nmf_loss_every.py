@@ -31,45 +31,29 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nmf_speed import CLIPS, SETTLE_SECONDS, OtherWork, blas_line, iterations_to, load_clip, run_sklearn
+from nmf_speed import (
+    CLIPS, SETTLE_SECONDS, OtherWork, blas_line, default_iterations_to, load_clip, run_ours, sklearn_target,
+)
 
-from specmusic.nmf import LOSSES, NMFConfig, beta_divergence, fit_nmf, initialize_nmf
+from specmusic.nmf import LOSSES, initialize_nmf
 
 CANDIDATES = (1, 2, 4, 8)
 MOST_SCORE = 0.97
 WORST_CELL = 1.10
 
 
-def reach(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, target: float, every: int) -> int | None:
-    """Iterations specmusic's defaults with ``loss_every=every`` need to reach ``target`` (None: not in 800)."""
-    config = NMFConfig(n_components=W0.shape[1], beta=beta, max_iter=800, tol=0, loss_every=every)
-    r = fit_nmf(V, config=config, W=W0, H=H0)
-    n = iterations_to(np.stack([r.loss_iterations, r.losses]), target)
-    while n is not None and n < 800:  # the tracked float32 loss may round below the target
-        r = fit_nmf(V, config=NMFConfig(n_components=W0.shape[1], beta=beta, max_iter=n, tol=0, loss_every=every),
-                    W=W0, H=H0)
-        if beta_divergence(V, r.W, r.H, beta=beta) <= target:
-            return n
-        n += 1
-    return None
-
-
 def cell(V: np.ndarray, beta: float, k: int, repeats: int) -> dict[int, tuple[int | None, float]]:
     """{candidate: (iterations to the target, median seconds)} for one clip × loss × k."""
     W0, H0 = initialize_nmf(V, k, init="nndsvda", seed=0)
-    target = min(beta_divergence(V, *run_sklearn(V, W0, H0, beta, 200, n)[2:], beta=beta)
-                 for n in sorted({1, len(os.sched_getaffinity(0))}))
-    its = {every: reach(V, W0, H0, beta, target, every) for every in CANDIDATES}
+    target = sklearn_target(V, W0, H0, beta, 200)
+    its = {every: default_iterations_to(V, W0, H0, beta, target, 200, loss_every=every) for every in CANDIDATES}
     times: dict[int, list[float]] = {every: [] for every in CANDIDATES}
     for _ in range(repeats):
         for every, n in its.items():
             if n is None:
                 continue
             time.sleep(SETTLE_SECONDS)  # BLAS threads of the run before stop spinning
-            config = NMFConfig(n_components=k, beta=beta, max_iter=n, tol=0, loss_every=every)
-            t = time.perf_counter()
-            fit_nmf(V, config=config, W=W0, H=H0)
-            times[every].append(time.perf_counter() - t)
+            times[every].append(run_ours(V, W0, H0, beta, n, textbook=False, loss_every=every)[0])
     return {every: (its[every], statistics.median(times[every]) if times[every] else float("inf")) for every in CANDIDATES}
 
 

@@ -121,11 +121,13 @@ def loops_euclidean(V: list[list[float]], W: list[list[float]], H: list[list[flo
 
 
 # -- contenders --------------------------------------------------------------------------------
-def run_ours(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int, *,
-             textbook: bool, threads: int = 0) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
+def run_ours(
+    V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int, *, textbook: bool, threads: int = 0,
+    loss_every: int = 1,
+) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
     """Wall time and the calling thread's CPU time of one ``fit_nmf`` call, its W and H, and its loss curve
-    (a loss a tracked iteration)."""
-    extra = dict(inner=1, relax=1, loss_every=max(iterations, 1)) if textbook else {}
+    (a loss a tracked iteration: every ``loss_every``-th with the defaults, once with ``textbook``)."""
+    extra = dict(inner=1, relax=1, loss_every=max(iterations, 1)) if textbook else dict(loss_every=loss_every)
     config = NMFConfig(n_components=W0.shape[1], beta=beta, max_iter=iterations, tol=0, threads=threads, **extra)
     t, c = time.perf_counter(), time.thread_time()
     r = fit_nmf(V, config=config, W=W0, H=H0)
@@ -235,8 +237,7 @@ def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeat
     beta = LOSSES[loss]
     counts = sorted({1, len(os.sched_getaffinity(0))})
     W0, H0 = initialize_nmf(V, k, init="nndsvda", seed=0)
-    # warm-up, and the target: the lower of scikit-learn's divergences (thread counts round differently)
-    target = min(beta_divergence(V, *run_sklearn(V, W0, H0, beta, iterations, n)[2:], beta=beta) for n in counts)
+    target = sklearn_target(V, W0, H0, beta, iterations)  # also the warm-up
     reach = default_iterations_to(V, W0, H0, beta, target, iterations)
     contenders = {f"sk{n}": (lambda n=n: run_sklearn(V, W0, H0, beta, iterations, n)) for n in counts}
     contenders["textbook"] = lambda: run_ours(V, W0, H0, beta, iterations, textbook=True)[:4]
@@ -263,18 +264,25 @@ def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeat
                 products1=products_seconds(V, k, loss, 1, iterations))
 
 
+def sklearn_target(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int) -> float:
+    """The divergence to reach: the lower of scikit-learn's after ``iterations`` at 1 and at every CPU's BLAS
+    threads (thread counts round differently)."""
+    counts = sorted({1, len(os.sched_getaffinity(0))})
+    return min(beta_divergence(V, *run_sklearn(V, W0, H0, beta, iterations, n)[2:], beta=beta) for n in counts)
+
+
 def default_iterations_to(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, target: float,
-                          iterations: int) -> int | None:
-    """Iterations of specmusic's defaults to reach ``target``: its own loss curve says when, and
-    :func:`beta_divergence` of a run that long confirms it (one more iteration at a time if not)."""
+                          iterations: int, *, loss_every: int = 1) -> int | None:
+    """Iterations of specmusic's defaults (with ``loss_every``) to reach ``target``: its own loss curve says
+    when, and :func:`beta_divergence` of a run that long confirms it (one more iteration at a time if not)."""
     reach = None
     for budget in (iterations, 4 * iterations):
-        curve = run_ours(V, W0, H0, beta, budget, textbook=False)[4]
+        curve = run_ours(V, W0, H0, beta, budget, textbook=False, loss_every=loss_every)[4]
         reach = iterations_to(curve, target)
         if reach is not None:
             break
     while reach is not None and reach < 4 * iterations:  # the tracked float32 loss may round below the target
-        W, H = run_ours(V, W0, H0, beta, reach, textbook=False)[2:4]
+        W, H = run_ours(V, W0, H0, beta, reach, textbook=False, loss_every=loss_every)[2:4]
         if beta_divergence(V, W, H, beta=beta) <= target:
             break
         reach += 1
