@@ -58,6 +58,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +135,21 @@ def soundtrack_songs() -> Path:
     return out
 
 
+def best_runs(runs: dict[str, list[str]], repeat: int, *, stdin: bytes | None = None,
+              after_each: Callable[[], None] | None = None) -> dict[str, dict]:
+    """:func:`measure` each of ``runs`` ``repeat`` times, interleaved (load changes hit them alike); the fastest
+    run of each (by wall). ``after_each`` is called after every run."""
+    best: dict[str, dict] = {}
+    for _ in range(repeat):
+        for name, cmd in runs.items():
+            r = measure(cmd, stdin=stdin)
+            if after_each is not None:
+                after_each()
+            if name not in best or r["wall"] < best[name]["wall"]:
+                best[name] = r
+    return best
+
+
 def overhead(repeat: int, songs_dir: Path = SONGS) -> None:
     songs = sorted(str(p) for p in songs_dir.iterdir() if p.is_file())
     if not songs:
@@ -149,12 +165,7 @@ def overhead(repeat: int, songs_dir: Path = SONGS) -> None:
             "classify --jobs 2": [*SPECMUSIC, "classify", str(songs_dir), "--json", "--jobs", "2"],
             "classify --cluster local:2": [*SPECMUSIC, "classify", str(songs_dir), "--json", "--cluster", "local:2"],
         }
-        best: dict[str, dict] = {}
-        for _ in range(repeat):
-            for name, cmd in runs.items():  # interleaved, so load changes hit both alike
-                r = measure(cmd)
-                if name not in best or r["wall"] < best[name]["wall"]:
-                    best[name] = r
+        best = best_runs(runs, repeat)
         print("| run | wall s | songs/s | CPU s | peak MB (tree) |")
         print("|---|---:|---:|---:|---:|")
         for name, r in best.items():
@@ -193,13 +204,7 @@ def clips_overhead(paths: list[str], repeat: int) -> None:
             "embed --jobs 2": [*SPECMUSIC, "embed", "-", "-o", lib, "--force", "--jobs", "2"],
             "embed --cluster local:2": [*SPECMUSIC, "embed", "-", "-o", lib, "--force", "--cluster", "local:2"],
         }
-        best: dict[str, dict] = {}
-        for _ in range(repeat):
-            for name, cmd in runs.items():  # interleaved, so load changes hit both alike
-                r = measure(cmd, stdin=stdin)
-                loads.append(load())
-                if name not in best or r["wall"] < best[name]["wall"]:
-                    best[name] = r
+        best = best_runs(runs, repeat, stdin=stdin, after_each=lambda: loads.append(load()))
     print("| run | wall s | clips/s | CPU s | CPU ms/clip | peak MB (tree) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in best.items():
