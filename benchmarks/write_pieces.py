@@ -92,7 +92,7 @@ def whole_command(clips: Path, jobs: int, repeats: int, tmp: Path) -> None:
     load = os.getloadavg()[0]
     for r in range(repeats + 1):  # the first round warms the page cache and is not counted
         for name, argv in variants.items():
-            out = tmp / f"out-{r}-{len(times[name])}-{abs(hash(name))}"
+            out = tmp / "out"  # removed after each run: every run writes into a new folder
             t = time.perf_counter()
             subprocess.run([*argv, "spectro", str(clips), "-o", str(out), "--jobs", str(jobs)], check=True,
                            capture_output=True)  # fmt: skip
