@@ -235,7 +235,7 @@ def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeat
     """Alternating runs of scikit-learn (1 BLAS thread and every CPU), specmusic's textbook update and
     specmusic's default run to scikit-learn's divergence."""
     beta = LOSSES[loss]
-    counts = sorted({1, len(os.sched_getaffinity(0))})
+    counts = blas_thread_counts()
     W0, H0 = initialize_nmf(V, k, init="nndsvda", seed=0)
     target = sklearn_target(V, W0, H0, beta, iterations)  # also the warm-up
     reach = default_iterations_to(V, W0, H0, beta, target, iterations)
@@ -264,11 +264,16 @@ def measure(clip: str, V: np.ndarray, loss: str, k: int, iterations: int, repeat
                 products1=products_seconds(V, k, loss, 1, iterations))
 
 
+def blas_thread_counts() -> list[int]:
+    """The BLAS thread counts scikit-learn runs at: 1 and one per CPU this process may use."""
+    return sorted({1, len(os.sched_getaffinity(0))})
+
+
 def sklearn_target(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, iterations: int) -> float:
     """The divergence to reach: the lower of scikit-learn's after ``iterations`` at 1 and at every CPU's BLAS
     threads (thread counts round differently)."""
-    counts = sorted({1, len(os.sched_getaffinity(0))})
-    return min(beta_divergence(V, *run_sklearn(V, W0, H0, beta, iterations, n)[2:], beta=beta) for n in counts)
+    return min(beta_divergence(V, *run_sklearn(V, W0, H0, beta, iterations, n)[2:], beta=beta)
+               for n in blas_thread_counts())
 
 
 def default_iterations_to(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, beta: float, target: float,
