@@ -16,16 +16,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 DEADLINE = 300.0  # seconds any wait may take before the test fails (generous: a busy 2-core machine)
 
 
-def wait_for(predicate: Callable[[], object], *, timeout: float = DEADLINE, what: str = "a condition") -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], T], *, timeout: float = DEADLINE, what: str = "a condition") -> T:
+    """Poll ``predicate`` until it returns something true, and return that; fail after ``timeout`` seconds."""
     end = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         assert time.monotonic() < end, f"timed out after {timeout:g} s waiting for {what}"
         time.sleep(0.01)
+    return value
 
 
 @dataclass

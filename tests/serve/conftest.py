@@ -116,14 +116,3 @@ class Server:
         self.stdout = self.proc.stdout.read()
         self.proc.stdout.close()
         return code
-
-
-def wait_until(condition, what: str, deadline: float = DEADLINE):  # noqa: ANN001, ANN201
-    """Poll ``condition()`` until it returns something true (bounded); that value."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"{what}: not within {deadline:.0f} s")

@@ -12,7 +12,8 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from specmusic.embeddings import ShardedLibraryWriter, save_library
-from tests.serve.conftest import DEADLINE, Server, make_library, needs_serve, track_id, wait_until
+from tests.failures.procs import wait_for
+from tests.serve.conftest import DEADLINE, Server, make_library, needs_serve, track_id
 
 CLIENTS = 20
 #: Requests each client makes at most (the loop is bounded in count and in time).
@@ -86,16 +87,16 @@ def test_the_library_reloads_while_20_clients_query_and_no_request_fails(kind: s
     srv = Server(library, tmp=tmp_path, poll=0.1).wait_ready()
     clients = Clients(srv.port, old=30)
     try:
-        wait_until(lambda: clients.answered_since(0) >= 100, "100 answers before the change")
+        wait_for(lambda: clients.answered_since(0) >= 100, timeout=DEADLINE, what="100 answers before the change")
         changed = time.monotonic()
         if kind == "npz-replaced":
             save_library(make_library(50), library)  # a temporary file renamed over the old one
         else:
             _write_parts(tmp_path / "lib", 30, 20, shard_size=20)  # a new part, then index.json (by rename)
-        health = wait_until(lambda: (h := srv.get("/health").json())["generation"] == 2 and h, "the reload")
+        health = wait_for(lambda: (h := srv.get("/health").json())["generation"] == 2 and h, timeout=DEADLINE, what="the reload")
         assert health["tracks"] == 50
         reloaded = time.monotonic()
-        wait_until(lambda: clients.answered_since(reloaded) >= 100, "100 answers after the reload")
+        wait_for(lambda: clients.answered_since(reloaded) >= 100, timeout=DEADLINE, what="100 answers after the reload")
         new = srv.get("/similar?" + urlencode({"id": track_id(45), "k": 49}, quote_via=quote))
         assert new.status == 200 and {n["id"] for n in new.json()["neighbors"]} == {track_id(i) for i in range(50)} - {track_id(45)}
         assert [t["id"] for t in srv.get("/tracks?q=song%2045").json()["tracks"]] == [track_id(45)]
@@ -116,11 +117,11 @@ def test_a_change_that_cannot_be_read_keeps_the_old_library_serving(tmp_path: Pa
         half = tmp_path / "half.npz"
         half.write_bytes(library.read_bytes()[:200])  # a copy that stopped half way
         half.replace(library)
-        wait_until(lambda: "changed but cannot be read" in srv.stderr, "the note on the unreadable change")
+        wait_for(lambda: "changed but cannot be read" in srv.stderr, timeout=DEADLINE, what="the note on the unreadable change")
         assert srv.get("/health").json()["generation"] == 1
         assert srv.get("/similar?" + urlencode({"id": track_id(3)}, quote_via=quote)).status == 200
         save_library(make_library(12), library)
-        wait_until(lambda: srv.get("/health").json()["tracks"] == 12, "the reload of the good library")
+        wait_for(lambda: srv.get("/health").json()["tracks"] == 12, timeout=DEADLINE, what="the reload of the good library")
     finally:
         assert srv.stop() == 0
     assert srv.stderr.count("changed but cannot be read") == 1
