@@ -73,6 +73,9 @@ def test_compare_sklearn_prints_both_side_by_side(duet: Path) -> None:
     theirs = next(line for line in res.stdout.splitlines() if line.startswith("sklearn NMF(mu)"))
     assert float(ours.split()[-1]) <= float(theirs.split()[-1]) * (1 + 1e-4)  # over-relaxed KL: as low or lower
     assert "speed-up" in res.stdout
+    sooner = next(line for line in res.stdout.splitlines() if line.startswith(("specmusic reached", "specmusic did not")))
+    if float(ours.split()[-1]) <= float(theirs.split()[-1]):  # its last loss is at or below: the curve got there
+        assert 1 <= int(sooner.split("at iteration ")[1].split()[0]) <= 30 and "sooner" in sooner
     # textbook steps: the same arithmetic as scikit-learn, the same divergence
     res = run("nmf", duet, "-c", "3", "--loss", "kl", "--compare", "sklearn", "--iterations", "30", "--relax", "1")
     ours = next(line for line in res.stdout.splitlines() if line.startswith("specmusic nmf"))
