@@ -24,7 +24,8 @@ top-level package.
 
 With ``--model NAME`` (a bundled network, e.g. ``audioset-mn04``) the command is ``specmusic
 classify -m NAME song.EXT`` and the ``before`` variant is left out (it rebuilds the default tagger's
-old path); ``--format wav`` writes the clip as 16-bit WAV instead of MP3.
+old path); ``--format wav`` writes the clip as 16-bit WAV instead of MP3; ``--clip FILE`` classifies a real
+file instead.
 
 Example (``--python``: another environment's interpreter, e.g. a runtime install without torch)::
 
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--python", default=PYTHON, help="interpreter of the environment to time (default: .venv's)")
     parser.add_argument("--model", help="a bundled network to classify with (-m NAME; default: the default tagger)")
     parser.add_argument("--format", choices=("mp3", "wav"), default="mp3", help="the clip's format (default mp3)")
+    parser.add_argument("--clip", type=Path, help="a real audio file to classify instead of the generated clip")
     args = parser.parse_args()
     PYTHON = args.python
 
@@ -159,7 +161,7 @@ def main() -> None:
                              check=True, capture_output=True, text=True).stdout.strip()
     subprocess.run([PYTHON, "-m", "compileall", "-q", package], check=True, capture_output=True)  # as pip does
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_clip(Path(tmp) / f"song.{args.format}")
+        clip = args.clip.resolve() if args.clip else make_clip(Path(tmp) / f"song.{args.format}")
         model_name = args.model or zoo.DEFAULT_TAGGER
         chosen = ["-m", model_name] if args.model else []
         cache = Path(tmp) / "cache"
@@ -193,7 +195,8 @@ def main() -> None:
                 results[name].append(timed(argv, run_env))
         load_after = os.getloadavg()[0]
 
-        print(f"# cold start, one 30 s {args.format.upper()}, {args.runs} fresh processes each, interleaved; "
+        what = str(clip) if args.clip else f"one 30 s {args.format.upper()}"
+        print(f"# cold start, {what}, {args.runs} fresh processes each, interleaved; "
               f"{os.cpu_count()} CPUs, load average {load_before:.2f} before, {load_after:.2f} after")  # fmt: skip
         print("| variant | median wall s | fastest s | median CPU s |\n|---|---:|---:|---:|")
         for name, rows in results.items():
